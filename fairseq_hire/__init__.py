@@ -1,0 +1,16 @@
+"""fairseq-hire: HIRE (Yang and Zhao, arXiv 1911.01940) for fairseq RoBERTa.
+
+Importing the package (``--user-dir fairseq_hire``) registers the ``roberta_hire`` model
+and architectures, the ``sentence_prediction_hire`` criterion and the ``hire_tokenizer``
+BPE, makes fairseq's checkpoint loading safe under torch >= 2.6, and installs the small
+fixes to fairseq in ``compat``.
+"""
+from . import checkpoint_io, compat
+
+checkpoint_io.install()
+compat.install()
+
+from . import criterions, tokenizer  # noqa: E402,F401  (registration)
+from .models.roberta_hire import RobertaHireModel  # noqa: E402
+
+__all__ = ["RobertaHireModel"]

@@ -1,0 +1,183 @@
+"""sentence_prediction_hire: fairseq's sentence_prediction loss with the official GLUE
+metrics over the whole validation set, and HIRE's mean layer weights.
+
+The loss is exactly sentence_prediction's (summed NLL, or summed MSE with
+--regression-target). On validation every prediction and target is kept, gathered across
+batches (fairseq's ConcatTensorMeter in the validation aggregator) and across workers
+(logging outputs are all-gathered, not summed), and the metrics are computed once over the
+full set with scikit-learn / scipy:
+
+    classification: accuracy, mcc (Matthews, CoLA), and for a binary task whose label set
+                    holds --f1-positive-label ("1": MRPC, QQP) f1 and acc_and_f1
+    regression:     pearson, spearman, pearson_and_spearman (STS-B)
+
+All are in percent and usable as --best-checkpoint-metric (with
+--maximize-best-checkpoint-metric). With a HIRE model the mean layer weight alpha of each
+scored layer is logged as alpha_<layer> (layer 0 = embeddings).
+"""
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
+TARG_KEY = "_hire_targ"
+METRIC_DIGITS = 4
+
+
+@dataclass
+class SentencePredictionHireConfig(FairseqDataclass):
+    classification_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "name of the classification head to use"},
+    )
+    regression_target: bool = field(default=False, metadata={"help": "regression (STS-B)"})
+    f1_positive_label: str = field(
+        default="1",
+        metadata={"help": "label whose F1 is reported for binary tasks (GLUE: '1' for MRPC, QQP)"},
+    )
+
+
+def percent(value: float) -> float:
+    return round(100.0 * float(value), METRIC_DIGITS)
+
+
+def classification_metrics(pred: np.ndarray, targ: np.ndarray, positive: int) -> dict:
+    """Official GLUE classification metrics, in percent. `positive` < 0: no F1."""
+    scores = {"accuracy": percent((pred == targ).mean()), "mcc": percent(matthews_corrcoef(targ, pred))}
+    if positive >= 0:
+        scores["f1"] = percent(f1_score(targ == positive, pred == positive, zero_division=0.0))
+        scores["acc_and_f1"] = round((scores["accuracy"] + scores["f1"]) / 2, METRIC_DIGITS)
+    return scores
+
+
+def regression_metrics(pred: np.ndarray, targ: np.ndarray) -> dict:
+    """Pearson and Spearman correlations (STS-B), in percent; NaN below two examples or
+    for a constant prediction."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if len(pred) < 2:
+            pearson = spearman = float("nan")
+        else:
+            pearson, spearman = pearsonr(pred, targ)[0], spearmanr(pred, targ)[0]
+    scores = {"pearson": percent(pearson), "spearman": percent(spearman)}
+    scores["pearson_and_spearman"] = round((scores["pearson"] + scores["spearman"]) / 2, METRIC_DIGITS)
+    return scores
+
+
+def glue_metrics(pred: np.ndarray, targ: np.ndarray, regression: bool, positive: int = -1) -> dict:
+    if regression:
+        return regression_metrics(pred.astype(np.float64), targ.astype(np.float64))
+    return classification_metrics(pred, targ, positive)
+
+
+@register_criterion("sentence_prediction_hire", dataclass=SentencePredictionHireConfig)
+class SentencePredictionHireCriterion(FairseqCriterion):
+    def __init__(self, cfg: SentencePredictionHireConfig, task):
+        super().__init__(task)
+        self.classification_head_name = cfg.classification_head_name
+        self.regression_target = cfg.regression_target
+        self.positive_class = -1
+        label_dict = getattr(task, "label_dictionary", None)
+        if not self.regression_target and label_dict is not None:
+            labels = label_dict.symbols[label_dict.nspecial:]
+            num_classes = getattr(task.cfg, "num_classes", len(labels))
+            if num_classes == 2 and cfg.f1_positive_label in labels:
+                self.positive_class = labels.index(cfg.f1_positive_label)
+
+    def forward(self, model, sample, reduce=True):
+        if self.classification_head_name not in getattr(model, "classification_heads", {}):
+            raise ValueError(
+                f"model has no classification head {self.classification_head_name!r} "
+                "(--classification-head-name must match the task's)"
+            )
+        logits, extra = model(
+            **sample["net_input"],
+            features_only=True,
+            classification_head_name=self.classification_head_name,
+        )
+        targets = model.get_targets(sample, [logits]).view(-1)
+        sample_size = targets.numel()
+        if self.regression_target:
+            logits = logits.view(-1).float()
+            loss = F.mse_loss(logits, targets.float(), reduction="sum")
+        else:
+            lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32)
+            loss = F.nll_loss(lprobs, targets, reduction="sum")
+
+        logging_output = {
+            "loss": loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample_size,
+            "sample_size": sample_size,
+        }
+        if not self.regression_target:
+            preds = logits.argmax(dim=1)
+            logging_output["ncorrect"] = (preds == targets).sum()
+        if not model.training:
+            outputs = logits.detach() if self.regression_target else preds
+            logging_output["pred"] = outputs.cpu().tolist()
+            logging_output["targ"] = targets.detach().cpu().tolist()
+            logging_output["regression"] = self.regression_target
+            logging_output["positive_class"] = self.positive_class
+            layer_weights = extra.get("layer_weights") if isinstance(extra, dict) else None
+            if layer_weights is not None:
+                logging_output["layer_weights_sum"] = layer_weights.detach().float().sum(0).cpu().tolist()
+                logging_output["first_scored_layer"] = extra["first_scored_layer"]
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
+        ntokens = sum(log.get("ntokens", 0) for log in logging_outputs)
+        nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+
+        metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        if sample_size != ntokens:
+            metrics.log_scalar("nll_loss", loss_sum / ntokens / math.log(2), ntokens, round=3)
+        if any("ncorrect" in log for log in logging_outputs):
+            ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
+            metrics.log_scalar("accuracy", 100.0 * ncorrect / nsentences, nsentences, round=METRIC_DIGITS)
+
+        evaluated = [log for log in logging_outputs if "pred" in log]
+        if not evaluated:
+            return
+        regression = evaluated[0]["regression"]
+        positive = evaluated[0]["positive_class"]
+        dtype = torch.float64 if regression else torch.long
+        for key, field_name in ((PRED_KEY, "pred"), (TARG_KEY, "targ")):
+            values = [v for log in evaluated for v in log[field_name]]
+            metrics.log_concat_tensor(key, torch.tensor(values, dtype=dtype))
+        names = ["pearson", "spearman", "pearson_and_spearman"] if regression else ["mcc"]
+        if positive >= 0:
+            names += ["f1", "acc_and_f1"]
+        for name in names:
+            metrics.log_derived(
+                name,
+                lambda meters, name=name: glue_metrics(
+                    meters[PRED_KEY].tensor.numpy(), meters[TARG_KEY].tensor.numpy(),
+                    regression, positive,
+                )[name],
+            )
+
+        weighted = [log for log in evaluated if "layer_weights_sum" in log]
+        if weighted:
+            count = sum(len(log["pred"]) for log in weighted)
+            sums = np.sum([log["layer_weights_sum"] for log in weighted], axis=0)
+            first = weighted[0]["first_scored_layer"]
+            for j, total in enumerate(sums):
+                metrics.log_scalar(f"alpha_{first + j}", total / count, count, round=3)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        # validation outputs carry per-example predictions: gather them, never sum
+        return False

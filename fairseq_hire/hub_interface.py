@@ -1,0 +1,150 @@
+"""Hub interface: offline from_pretrained, HIRE-aware predict, batched predict, layer weights.
+
+fairseq's RobertaHubInterface.predict feeds the last layer's features straight to a head,
+which would bypass HIRE; here every prediction goes through the model's forward, so the
+same code path runs at training, validation and inference time. It works for stock
+``roberta`` checkpoints too (the baseline), except ``layer_weights``.
+"""
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from fairseq import hub_utils
+from fairseq.data import data_utils
+from fairseq.models.roberta.hub_interface import RobertaHubInterface
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_TOKENIZER_SPEC = PACKAGE_DIR / "assets" / "gpt2_bpe" / "tokenizer_spec.json"
+SPEC_NAME = "tokenizer_spec.json"
+
+Example = Union[str, Tuple[str, ...], List[str]]
+
+
+def find_tokenizer_spec(model_dir: Path, data_dir: Path) -> Path:
+    """The tokenizer the data was prepared with (glue_prep copies it into <TASK>-bin/tokenizer/),
+    else one beside the checkpoint (the converter writes it), else RoBERTa's GPT-2 BPE."""
+    for candidate in (data_dir / "tokenizer" / SPEC_NAME, data_dir / SPEC_NAME, model_dir / SPEC_NAME):
+        if candidate.exists():
+            return candidate
+    return DEFAULT_TOKENIZER_SPEC
+
+
+def from_pretrained(
+    model_name_or_path: str,
+    checkpoint_file: str = "model.pt",
+    data_name_or_path: str = ".",
+    bpe: Optional[str] = None,
+    **kwargs,
+) -> "RobertaHireHubInterface":
+    """Load a fine-tuned (or pre-trained) checkpoint without network access.
+
+    Args:
+        model_name_or_path: folder holding the checkpoint.
+        checkpoint_file: file name inside that folder.
+        data_name_or_path: the task's binarised data (its dictionaries), absolute or
+            relative to the checkpoint folder ("." = the checkpoint folder).
+        bpe: a fairseq BPE name to override the tokenizer; by default the tokenizer is the
+            one glue_prep recorded in the data folder, else GPT-2 BPE from the package's
+            own files.
+        kwargs: further overrides of the checkpoint's configuration.
+    The model is returned in eval mode.
+    """
+    model_dir = Path(model_name_or_path)
+    data_dir = Path(data_name_or_path)
+    if not data_dir.is_absolute() and data_name_or_path.startswith("."):
+        data_dir = model_dir / data_dir
+    if bpe is None:
+        bpe = "hire_tokenizer"
+        kwargs.setdefault("hire_tokenizer_spec", str(find_tokenizer_spec(model_dir, data_dir)))
+    loaded = hub_utils.from_pretrained(
+        str(model_dir),
+        checkpoint_file,
+        data_name_or_path,
+        bpe=bpe,
+        load_checkpoint_heads=True,
+        user_dir=str(PACKAGE_DIR),
+        **kwargs,
+    )
+    hub = RobertaHireHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
+    return hub.eval()
+
+
+class RobertaHireHubInterface(RobertaHubInterface):
+    def _classify(self, head: str, tokens: torch.LongTensor):
+        if tokens.dim() == 1:
+            tokens = tokens.unsqueeze(0)
+        if tokens.size(-1) > self.model.max_positions():
+            raise ValueError(
+                f"input of {tokens.size(-1)} tokens is longer than the model's "
+                f"max_positions={self.model.max_positions()}"
+            )
+        return self.model(tokens.to(device=self.device), classification_head_name=head)
+
+    def predict(self, head: str, tokens: torch.LongTensor, return_logits: bool = False):
+        """Log-probabilities (or logits) of `head` for tokens (T or B x T, padded with
+        the dictionary's pad), through HIRE when the head is a HIRE head."""
+        logits, _ = self._classify(head, tokens)
+        return logits if return_logits else F.log_softmax(logits, dim=-1)
+
+    def layer_weights(self, tokens: torch.LongTensor, head: Optional[str] = None) -> torch.Tensor:
+        """HIRE's layer weights alpha: (J,) for one sequence, B x J for a padded batch."""
+        head = head or self.default_head()
+        with torch.no_grad():
+            _, extra = self._classify(head, tokens)
+        if extra.get("layer_weights") is None:
+            raise ValueError(f"head {head!r} is not a HIRE head: it has no layer weights")
+        alpha = extra["layer_weights"]
+        return alpha[0] if tokens.dim() == 1 else alpha
+
+    def default_head(self) -> str:
+        names = list(self.model.classification_heads.keys())
+        if len(names) != 1:
+            raise ValueError(f"the model has heads {names}: name the one to use")
+        return names[0]
+
+    def encode_example(self, example: Example) -> torch.LongTensor:
+        sentences = (example,) if isinstance(example, str) else tuple(example)
+        return self.encode(*sentences)
+
+    def predict_batch(
+        self,
+        head: str,
+        examples: Sequence[Example],
+        max_sentences: int = 32,
+        max_tokens: int = 8192,
+        return_logits: bool = False,
+    ) -> torch.Tensor:
+        """Predict many sentences or sentence pairs; returns N x K in input order.
+
+        Examples are sorted by length and grouped into batches of at most `max_sentences`
+        examples and `max_tokens` tokens including padding, so that almost no work is done
+        on padding (HIRE's GRUs do none at all). The results equal one-at-a-time predict.
+        """
+        tokens = [self.encode_example(example) for example in examples]
+        order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+        pad = self.task.source_dictionary.pad()
+        outputs: List[Optional[torch.Tensor]] = [None] * len(tokens)
+        start = 0
+        with torch.no_grad():
+            while start < len(order):
+                end = start + 1
+                while (
+                    end < len(order)
+                    and end - start < max_sentences
+                    and (end - start + 1) * len(tokens[order[end]]) <= max_tokens
+                ):
+                    end += 1
+                batch = data_utils.collate_tokens([tokens[i] for i in order[start:end]], pad)
+                logits, _ = self._classify(head, batch)
+                result = logits if return_logits else F.log_softmax(logits, dim=-1)
+                for i, row in zip(order[start:end], result.cpu()):
+                    outputs[i] = row
+                start = end
+        if not outputs:
+            return torch.empty(0)
+        return torch.stack(outputs)

@@ -1,0 +1,1 @@
+from .roberta_hire import RobertaHireModel  # noqa: F401  (registers the model)

@@ -1,0 +1,189 @@
+"""The pure-PyTorch HIRE module on its own: shapes, padding invariance, equality with a
+plain reference implementation, gradients, determinism."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding
+
+C, L, K = 16, 3, 3
+
+
+def make_head(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return HireHead(embed_dim=C, num_encoder_layers=L, num_classes=K, gru_dim=8, **kwargs).eval()
+
+
+def random_sequences(lengths, seed=1):
+    """One list of L + 1 states (T_i x C) per example, with R = the last state."""
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(n, C, generator=g) for _ in range(L + 1)] for n in lengths]
+
+
+def batch(sequences, left_pad=False, extra_pad=0):
+    """Pad examples into L + 1 tensors T x B x C and a B x T padding mask; padding holds
+    garbage so that any leak shows."""
+    T = max(seq[0].shape[0] for seq in sequences) + extra_pad
+    B = len(sequences)
+    states = [torch.full((T, B, C), 1e3) for _ in range(L + 1)]
+    mask = torch.ones(B, T, dtype=torch.bool)
+    for b, seq in enumerate(sequences):
+        n = seq[0].shape[0]
+        span = slice(T - n, T) if left_pad else slice(0, n)
+        mask[b, span] = False
+        for j in range(L + 1):
+            states[j][span, b] = seq[j]
+    return states, mask
+
+
+def run(head, sequences, **kwargs):
+    states, mask = batch(sequences, **kwargs)
+    return head(states, states[-1], mask)
+
+
+def reference(head, sequence):
+    """HIRE for one unpadded example, written as plainly as possible: one GRU call per
+    layer, no packing, no batching."""
+    layers = sequence[head.first_scored_layer:]
+    R = sequence[-1]
+    if head.extractor.__class__.__name__ == "GruExtractor":
+        scores = []
+        for H in layers:
+            _, h_n = head.extractor.gru(H.unsqueeze(1))
+            u = torch.cat([h_n[-2, 0], h_n[-1, 0]])
+            scores.append(head.extractor.score(u))
+        alpha = torch.cat(scores).softmax(0)
+        A = sum(a * H for a, H in zip(alpha, layers))
+    else:
+        alpha = head.extractor.scalar_weights.softmax(0)
+        A = head.extractor.gamma * sum(a * H for a, H in zip(alpha, layers))
+    M = torch.cat([R, A, R + A, R * A], dim=-1)
+    fused, _ = head.fusion.gru(M.unsqueeze(1))
+    fused = fused[:, 0]
+    pooled = {
+        "first": fused[0],
+        "mean": fused.mean(0),
+        "max": fused.max(0).values,
+        "mean-max": torch.cat([fused.mean(0), fused.max(0).values]),
+    }[head.pooling]
+    logits = head.out_proj(torch.tanh(head.dense(pooled)))
+    return logits, alpha
+
+
+CONFIGS = [
+    dict(extractor=e, pooling=p, include_embeddings=i)
+    for e, p, i in itertools.product(EXTRACTORS, POOLINGS, (False, True))
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_shapes(config):
+    head = make_head(**config)
+    logits, alpha = run(head, random_sequences([5, 9, 2]))
+    assert logits.shape == (3, K)
+    assert alpha.shape == (3, L + int(config["include_embeddings"]))
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(3))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_batched_padded_equals_plain_reference(config):
+    head = make_head(**config)
+    sequences = random_sequences([7, 3, 11, 1, 6])
+    for kwargs in (dict(), dict(left_pad=True), dict(extra_pad=4)):
+        logits, alpha = run(head, sequences, **kwargs)
+        for b, seq in enumerate(sequences):
+            ref_logits, ref_alpha = reference(head, seq)
+            assert (logits[b] - ref_logits).abs().max() <= 1e-5
+            assert (alpha[b] - ref_alpha).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_padding_invariance_alone_vs_in_batch(extractor):
+    head = make_head(extractor=extractor, pooling="mean-max")
+    sequences = random_sequences([4, 12, 8])
+    together, together_alpha = run(head, sequences)
+    for b, seq in enumerate(sequences):
+        alone, alone_alpha = run(head, [seq])
+        torch.testing.assert_close(together[b], alone[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(together_alpha[b], alone_alpha[0], atol=1e-5, rtol=0)
+
+
+def test_padding_gets_no_gradient_and_parameters_do():
+    head = make_head(pooling="mean").train()
+    states, mask = batch(random_sequences([6, 3]))
+    states = [s.clone().requires_grad_(True) for s in states]
+    logits, _ = head(states, states[-1], mask)
+    F.cross_entropy(logits, torch.tensor([0, 2])).backward()
+    assert states[0].grad is None  # the embedding output is not scored by default
+    for s in states[1:]:
+        grad_at_padding = s.grad.transpose(0, 1)[mask]
+        assert grad_at_padding.abs().max() == 0
+    for name, p in head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_gradcheck_double(extractor):
+    torch.manual_seed(0)
+    head = HireHead(embed_dim=4, num_encoder_layers=2, num_classes=2, gru_dim=3,
+                    extractor=extractor, pooling="mean").double().eval()
+    T, B = 4, 2
+    mask = torch.tensor([[False] * 4, [False, False, False, True]])
+    inputs = [torch.randn(T, B, 4, dtype=torch.double, requires_grad=True) for _ in range(3)]
+
+    def fn(*xs):
+        return head(list(xs), xs[-1], mask)[0]
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
+
+
+def test_determinism():
+    sequences = random_sequences([5, 8])
+    a = run(make_head(seed=3), sequences)
+    b = run(make_head(seed=3), sequences)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    head = make_head(seed=3)
+    assert torch.equal(run(head, sequences)[0], run(head, sequences)[0])
+
+
+def test_scalar_mix_weights_are_global():
+    head = make_head(extractor="scalar-mix")
+    with torch.no_grad():
+        head.extractor.scalar_weights.copy_(torch.tensor([0.0, 1.0, 2.0]))
+    _, alpha = run(head, random_sequences([3, 7]))
+    expected = torch.tensor([0.0, 1.0, 2.0]).softmax(0)
+    torch.testing.assert_close(alpha, expected.expand(2, -1))
+
+
+def test_gru_extractor_weights_depend_on_the_example():
+    head = make_head()
+    with torch.no_grad():
+        head.extractor.score.weight.normal_(std=1.0)
+    _, alpha = run(head, random_sequences([5, 5], seed=4))
+    assert (alpha[0] - alpha[1]).abs().max() > 1e-3
+
+
+def test_compact_padding_moves_real_tokens_first():
+    x = torch.arange(8.0).view(4, 2, 1)  # T=4, B=2
+    mask = torch.tensor([[True, False, False, True], [False, False, True, True]])
+    (compact,), lengths = compact_padding([x], mask)
+    assert lengths.tolist() == [2, 2]
+    assert compact[:2, 0, 0].tolist() == [2.0, 4.0]
+    assert compact[:2, 1, 0].tolist() == [1.0, 3.0]
+
+
+def test_rejects_bad_configuration_and_empty_example():
+    with pytest.raises(ValueError, match="pooling"):
+        HireHead(C, L, K, pooling="cls")
+    with pytest.raises(ValueError, match="extractor"):
+        HireHead(C, L, K, extractor="attention")
+    head = make_head()
+    states, mask = batch(random_sequences([3, 2]))
+    mask[1] = True
+    with pytest.raises(ValueError, match="only of padding"):
+        head(states, states[-1], mask)
+    with pytest.raises(ValueError, match="layer outputs"):
+        head(states[:-1], states[-1], None)
