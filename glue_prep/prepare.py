@@ -1,0 +1,343 @@
+"""One GLUE task folder -> <out>/<TASK>-bin, built aside and renamed into place at the end."""
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from . import __version__
+from .errors import GlueFormatError, OutputExistsError
+from .tasks import TASK_DIRS, TASK_ORDER, TASKS, MNLI_RECIPE_LABEL_ORDER, SplitSpec, TaskSpec, get_task
+from .tokenizers import SPEC_NAME, Tokenizer
+from .tsv import SplitData, check_label, format_lines, read_split
+
+UNK_WARN_FRACTION = 0.01
+
+
+@dataclass
+class Options:
+    tokenizer: Tokenizer
+    dict_path: Path
+    workers: int = 1
+    max_rows: Optional[int] = None
+    force: bool = False
+    progress: bool = True
+
+
+def _log(msg: str) -> None:
+    print(f"glue_prep: {msg}", file=sys.stderr, flush=True)
+
+
+def task_dir(glue_dir: Path, task: TaskSpec) -> Optional[Path]:
+    for name in TASK_DIRS[task.name]:
+        d = glue_dir / name
+        if any((d / f).is_file() for s in task.splits for f in s.files):
+            return d
+    return None
+
+
+def find_split_file(glue_dir: Path, task: TaskSpec, split: SplitSpec) -> Path:
+    candidates = [glue_dir / d / f for d in TASK_DIRS[task.name] for f in split.files]
+    for c in candidates:
+        if c.is_file():
+            return c
+    if len(candidates) == 1:
+        raise GlueFormatError(
+            f"missing: the {task.name} {split.name} split needs this file", candidates[0]
+        )
+    raise GlueFormatError(
+        f"missing: the {task.name} {split.name} split needs one of "
+        + ", ".join(str(c) for c in candidates),
+        glue_dir,
+    )
+
+
+def resolve_tasks(glue_dir: Path, which: str) -> List[str]:
+    """'ALL' -> every task with a folder in glue_dir; 'RTE' or 'RTE,MRPC' -> those tasks."""
+    names = [t for t in which.replace(",", " ").split() if t]
+    if not names:
+        raise GlueFormatError("no task given; expected a GLUE task name or ALL")
+    if len(names) == 1 and names[0].upper() == "ALL":
+        found = [t for t in TASK_ORDER if task_dir(glue_dir, TASKS[t]) is not None]
+        missing = [t for t in TASK_ORDER if t not in found]
+        if not found:
+            raise GlueFormatError(
+                f"no GLUE task folder found; expected some of {', '.join(TASK_ORDER)}", glue_dir
+            )
+        if missing:
+            _log(f"ALL: {glue_dir} has no files for {', '.join(missing)}; skipping them")
+        return found
+    out = []
+    for n in names:
+        try:
+            out.append(get_task(n).name)
+        except KeyError:
+            raise GlueFormatError(
+                f"unknown task {n!r}; expected one of {', '.join(TASK_ORDER)} or ALL"
+            ) from None
+    # MNLI before AX (AX reuses MNLI's label dictionary)
+    return sorted(dict.fromkeys(out), key=TASK_ORDER.index)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(out_dir: Path, name: str) -> None:
+    """Temp folders left by a run that was killed (SIGKILL leaves no chance to clean up)."""
+    for p in out_dir.glob(f".{name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def prepare_task(glue_dir, task_name: str, out_dir, opts: Options,
+                 log: Callable[[str], None] = _log) -> Path:
+    """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded."""
+    from fairseq.data import Dictionary  # heavy import, only when work is done
+
+    glue_dir, out_dir = Path(glue_dir), Path(out_dir)
+    task = get_task(task_name)
+    final = out_dir / f"{task.name}-bin"
+    if final.exists() and not opts.force:
+        raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
+    if not glue_dir.is_dir():
+        raise GlueFormatError("missing: expected a glue_data folder", glue_dir)
+
+    # 1. read and check every split before writing anything
+    t0 = time.time()
+    data: Dict[str, SplitData] = {}
+    for split in task.splits:
+        path = find_split_file(glue_dir, task, split)
+        data[split.name] = read_split(task, split, path, max_rows=opts.max_rows)
+        d = data[split.name]
+        if d.dropped_lines:
+            log(f"{task.name} {split.name}: dropped {len(d.dropped_lines)} rows without exactly "
+                f"{split.ncols} fields, as fairseq's recipe does for QQP "
+                f"({path}, lines {format_lines(d.dropped_lines)})")
+        if d.empty_inputs:
+            log(f"{task.name} {split.name}: {len(d.empty_inputs)} empty sentences kept as empty "
+                f"inputs, as GLUE's loaders and the recipe (--keep-empty) do ({path}, lines "
+                f"{format_lines([ln for ln, _ in d.empty_inputs])})")
+
+    src_dict = Dictionary.load(str(opts.dict_path))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_dir, final.name)
+    tmp = out_dir / f".{final.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        meta = _build(task, data, tmp, src_dict, opts, glue_dir, out_dir, log)
+        meta["seconds"] = round(time.time() - t0, 2)
+        (tmp / "glue_prep.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _install(tmp, final, opts.force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"{task.name}: wrote {final} ({', '.join(f'{k} {v}' for k, v in meta['splits'].items())} "
+        f"rows) in {meta['seconds']:.1f}s")
+    return final
+
+
+def _install(tmp: Path, final: Path, force: bool) -> None:
+    if final.exists():
+        if not force:
+            raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _progress(opts: Options, total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=" rows", disable=not opts.progress,
+                file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+
+
+def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts: Options,
+           glue_dir: Path, out_dir: Path, log) -> dict:
+    from .binarize import (Encoder, build_label_dictionary, format_score, label_names,
+                           write_encoded_split, write_labels)
+
+    n_inputs = task.num_inputs
+    for k in range(n_inputs):
+        (tmp / f"input{k}").mkdir()
+        src_dict.save(str(tmp / f"input{k}" / "dict.txt"))  # as fairseq-preprocess --srcdict does
+
+    # 2. token ids: input0/, input1/
+    with Encoder(opts.tokenizer, src_dict, opts.workers) as encoder:
+        for split in task.splits:
+            d = data[split.name]
+            prefixes = [str(tmp / f"input{k}" / split.name) for k in range(n_inputs)]
+            with _progress(opts, len(d), f"{task.name} {split.name}") as bar:
+                write_encoded_split(encoder, d.inputs, prefixes, len(src_dict), progress=bar)
+    unk_rate = _unk_rate(tmp, task, src_dict)
+    if unk_rate > UNK_WARN_FRACTION:
+        log(f"{task.name}: {unk_rate:.1%} of the tokens are not in {opts.dict_path} and became "
+            "<unk>: is this dictionary the checkpoint's own, made for this tokenizer?")
+
+    # 3. labels
+    meta_labels: List[str] = []
+    label_source = None
+    (tmp / "label").mkdir()
+    if task.regression:
+        for split in task.splits:
+            if not split.is_test:
+                with open(tmp / "label" / f"{split.name}.label", "w", encoding="utf-8") as f:
+                    for score in data[split.name].labels:
+                        f.write(format_score(score) + "\n")
+    elif "train" in data:
+        label_dict = build_label_dictionary(data["train"].labels, str(tmp / "label" / ".train.label"))
+        _check_label_coverage(task, data, label_dict)
+        label_dict.save(str(tmp / "label" / "dict.txt"))
+        for split in task.splits:
+            if not split.is_test:
+                write_labels(label_dict, data[split.name].labels, str(tmp / "label" / split.name))
+        meta_labels = label_names(label_dict)
+        label_source = "train labels"
+    else:  # AX: test only; the class order of the MNLI model that scores it
+        meta_labels, label_source = _borrowed_label_dict(task, tmp / "label" / "dict.txt",
+                                                         glue_dir, out_dir, opts, log)
+
+    # 4. test index files, tokenizer, metadata
+    for split in task.splits:
+        if split.is_test:
+            with open(tmp / f"{split.name}.index", "w", encoding="utf-8") as f:
+                for value in data[split.name].index:
+                    f.write(value + "\n")
+    opts.tokenizer.save(tmp / "tokenizer")
+    meta = {
+        "task": task.name,
+        "num_classes": task.num_classes,
+        "regression": task.regression,
+        "label_names": meta_labels,
+        "splits": {s.name: len(data[s.name]) for s in task.splits},
+        "test_splits": dict(task.test_names),
+        "tokenizer": f"tokenizer/{SPEC_NAME}",
+        "num_inputs": n_inputs,
+        "source": {s.name: str(data[s.name].path.resolve()) for s in task.splits},
+        "dictionary": {"source": str(Path(opts.dict_path).resolve()), "size": len(src_dict)},
+        "label_dictionary_source": label_source,
+        "dropped_rows": {s.name: len(data[s.name].dropped_lines) for s in task.splits
+                         if data[s.name].dropped_lines},
+        "empty_inputs": {s.name: len(data[s.name].empty_inputs) for s in task.splits
+                         if data[s.name].empty_inputs},
+        "unk_fraction": round(unk_rate, 6),
+        "max_rows": opts.max_rows,
+        "in_fairseq_recipe": task.in_fairseq_recipe,
+        "glue_prep_version": __version__,
+    }
+    return meta
+
+
+def _unk_rate(tmp: Path, task: TaskSpec, src_dict) -> float:
+    import numpy as np
+
+    unk, total = 0, 0
+    for k in range(task.num_inputs):
+        for split in task.splits:
+            arr = np.fromfile(tmp / f"input{k}" / f"{split.name}.bin",
+                              dtype=np.uint16 if len(src_dict) < 65500 else np.uint32)
+            unk += int((arr == src_dict.unk()).sum())
+            total += int(arr.size)
+    return unk / total if total else 0.0
+
+
+def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData], label_dict) -> None:
+    from .binarize import label_names
+
+    present = set(label_names(label_dict))
+
+    train = data["train"]
+    for label in task.labels:
+        if label not in present:
+            # the recipe would map it to <unk> in valid, or leave the class out of the head
+            where = None
+            for split_name, d in data.items():
+                if d.labels is not None and label in d.labels:
+                    where = (d.path, d.line_numbers[d.labels.index(label)])
+                    break
+            if where:
+                raise GlueFormatError(
+                    f"{task.name} label {label!r} occurs here but in no row of the train split "
+                    f"({train.path}); the label dictionary is built from the train labels, as "
+                    "fairseq's recipe does, so this row could not be labelled",
+                    *where,
+                )
+            raise GlueFormatError(
+                f"no row has the {task.name} label {label!r}; expected every class of "
+                f"{', '.join(task.labels)} in the train split (use more rows)",
+                train.path,
+            )
+
+
+def _borrowed_label_dict(task: TaskSpec, dest: Path, glue_dir: Path, out_dir: Path,
+                         opts: Options, log):
+    """AX's label/dict.txt: MNLI-bin's if built, else from MNLI/train.tsv's labels (what the
+    recipe would build), else the class order of fairseq's released MNLI heads."""
+    from fairseq.data import Dictionary
+
+    from .binarize import build_label_dictionary, label_names
+
+    src = task.label_dict_from
+    built = out_dir / f"{src}-bin" / "label" / "dict.txt"
+    if built.is_file():
+        shutil.copyfile(built, dest)
+        return label_names(Dictionary.load(str(dest))), str(built.resolve())
+    source_task = TASKS[src]
+    train_split = source_task.split("train")
+    train_file = glue_dir / src / train_split.files[0]
+    if train_file.is_file():
+        log(f"{task.name}: label dictionary from the labels of {train_file} (no {built})")
+        labels = _read_column(source_task, train_split, train_file)
+        d = build_label_dictionary(labels, str(dest.parent / ".train.label"))
+        d.save(str(dest))
+        return label_names(d), str(train_file.resolve())
+    log(f"{task.name}: neither {built} nor {train_file} exists; label/dict.txt uses the class "
+        f"order of fairseq's released MNLI models ({', '.join(MNLI_RECIPE_LABEL_ORDER)})")
+    d = Dictionary()
+    for s in MNLI_RECIPE_LABEL_ORDER:
+        d.add_symbol(s, n=0)
+    d.pad_to_multiple_(8)
+    d.save(str(dest))
+    return list(MNLI_RECIPE_LABEL_ORDER), "fairseq roberta.large.mnli class order"
+
+
+def _read_column(task: TaskSpec, split: SplitSpec, path: Path) -> List[str]:
+    """Only the labels of a (possibly large) train file, checked like read_split does."""
+    return read_split(task, split, path).labels
+
+
+def prepare(glue_dir, which: str, out_dir, opts: Options, log=_log) -> List[Path]:
+    glue_dir = Path(glue_dir)
+    if not glue_dir.is_dir():
+        raise GlueFormatError("missing: expected a glue_data folder (one sub-folder per task)",
+                              glue_dir)
+    names = resolve_tasks(glue_dir, which)
+    done = []
+    for name in names:
+        log(f"{name}: preparing from {glue_dir}")
+        done.append(prepare_task(glue_dir, name, out_dir, opts, log=log))
+    return done

@@ -1,0 +1,203 @@
+"""Text -> the space-separated tokens a fairseq dictionary (dict.txt) holds.
+
+Three kinds, each described by a small JSON spec whose paths are relative to the spec's folder:
+
+* ``{"type": "gpt2", "encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"}`` — RoBERTa.
+  Uses fairseq's own ``fairseq.data.encoders.gpt2_bpe_utils`` (as ``GPT2BPE`` and
+  ``examples/roberta/multiprocessing_bpe_encoder.py`` do): tokens are the BPE ids as decimal
+  strings.
+* ``{"type": "sentencepiece", "model": "sentencepiece.bpe.model"}`` — XLM-R style; pieces as
+  fairseq's ``SentencepieceBPE`` gives them (sentencepiece library).
+* ``{"type": "wordpiece", "vocab": "vocab.txt", "lowercase": true}`` — BERT-family checkpoints
+  converted to fairseq; the ``tokenizers`` library's ``BertWordPieceTokenizer`` with
+  ``add_special_tokens=False`` (e.g. ``"play ##ing"``).
+
+fairseq, sentencepiece and tokenizers are imported only when a tokenizer of that kind is built.
+This module does not import fairseq_hire.
+"""
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+SPEC_NAME = "tokenizer_spec.json"
+TYPES = ("gpt2", "sentencepiece", "wordpiece")
+# spec key -> default file name when the tokenizer is copied beside a dataset
+FILE_KEYS = {
+    "gpt2": {"encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"},
+    "sentencepiece": {"model": "sentencepiece.bpe.model"},
+    "wordpiece": {"vocab": "vocab.txt"},
+}
+
+
+class Tokenizer:
+    """encode(text) -> space-joined tokens as in dict.txt; decode(tokens) -> text."""
+
+    type: str = ""
+
+    def __init__(self, files: Dict[str, str], **options):
+        self.files = {k: str(Path(v).resolve()) for k, v in files.items()}
+        self.options = options
+        missing = [k for k in FILE_KEYS[self.type] if k not in self.files]
+        if missing:
+            raise ValueError(f"{self.type} tokenizer needs {', '.join(missing)}")
+        for key, path in self.files.items():
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{self.type} tokenizer: {key} file not found: {path}")
+        self._load()
+
+    def _load(self):
+        raise NotImplementedError
+
+    def encode(self, text: str) -> str:
+        raise NotImplementedError
+
+    def decode(self, tokens: str) -> str:
+        raise NotImplementedError
+
+    def spec(self) -> dict:
+        """The spec naming this tokenizer's files by absolute path."""
+        return {"type": self.type, **self.files, **self.options}
+
+    def save(self, folder) -> Path:
+        """Copy the files into `folder` and write tokenizer_spec.json there (relative paths)."""
+        import shutil
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = {"type": self.type}
+        for key, src in self.files.items():
+            name = FILE_KEYS[self.type].get(key, Path(src).name)
+            shutil.copyfile(src, folder / name)
+            spec[key] = name
+        spec.update(self.options)
+        path = folder / SPEC_NAME
+        path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    # Pickled as its files and options, so a spawn-started worker can rebuild it.
+    def __getstate__(self):
+        return {"files": self.files, "options": self.options}
+
+    def __setstate__(self, state):
+        self.files = state["files"]
+        self.options = state["options"]
+        self._load()
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.spec()})"
+
+
+class GPT2Tokenizer(Tokenizer):
+    type = "gpt2"
+
+    def _load(self):
+        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+        self.bpe = get_encoder(self.files["encoder_json"], self.files["vocab_bpe"])
+
+    def encode(self, text: str) -> str:
+        # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.encode
+        return " ".join(map(str, self.bpe.encode(text)))
+
+    def decode(self, tokens: str) -> str:
+        # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.decode
+        return self.bpe.decode(
+            [int(tok) if tok not in {"<unk>", "<mask>"} else tok for tok in tokens.split()]
+        )
+
+
+class SentencepieceTokenizer(Tokenizer):
+    type = "sentencepiece"
+
+    def _load(self):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor()
+        self.sp.Load(self.files["model"])
+
+    def encode(self, text: str) -> str:
+        # == fairseq.data.encoders.sentencepiece_bpe.SentencepieceBPE.encode (no sampling)
+        return " ".join(self.sp.Encode(text, out_type=str))
+
+    def decode(self, tokens: str) -> str:
+        # == SentencepieceBPE.decode
+        return tokens.replace(" ", "").replace("\u2581", " ").strip()
+
+
+class WordPieceTokenizer(Tokenizer):
+    type = "wordpiece"
+
+    def __init__(self, files, lowercase: bool = True, **options):
+        super().__init__(files, lowercase=bool(lowercase), **options)
+
+    def _load(self):
+        from tokenizers import BertWordPieceTokenizer
+
+        self.wp = BertWordPieceTokenizer(
+            self.files["vocab"], lowercase=self.options.get("lowercase", True)
+        )
+
+    def encode(self, text: str) -> str:
+        return " ".join(self.wp.encode(text, add_special_tokens=False).tokens)
+
+    def decode(self, tokens: str) -> str:
+        ids = [self.wp.token_to_id(t) for t in tokens.split()]
+        unk = self.wp.token_to_id("[UNK]")
+        return self.wp.decode([unk if i is None else i for i in ids], skip_special_tokens=False)
+
+
+_CLASSES = {c.type: c for c in (GPT2Tokenizer, SentencepieceTokenizer, WordPieceTokenizer)}
+
+
+def build_tokenizer(type: str, **files) -> Tokenizer:
+    """build_tokenizer("gpt2", encoder_json=..., vocab_bpe=...) |
+    build_tokenizer("sentencepiece", model=...) | build_tokenizer("wordpiece", vocab=..., lowercase=True)."""
+    if type not in _CLASSES:
+        raise ValueError(f"unknown tokenizer type {type!r}; expected one of {', '.join(TYPES)}")
+    options = {k: files.pop(k) for k in list(files) if k not in FILE_KEYS[type]}
+    files = {k: v for k, v in files.items() if v is not None}
+    return _CLASSES[type](files, **options)
+
+
+def read_spec(spec_path) -> dict:
+    """The spec at `spec_path` with its file paths made absolute."""
+    spec_path = Path(spec_path)
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{spec_path}: cannot read tokenizer spec: {e}") from None
+    if not isinstance(spec, dict) or spec.get("type") not in _CLASSES:
+        raise ValueError(
+            f"{spec_path}: expected a JSON object with \"type\" one of {', '.join(TYPES)}"
+        )
+    out = dict(spec)
+    for key in FILE_KEYS[spec["type"]]:
+        if key not in spec:
+            raise ValueError(f"{spec_path}: a {spec['type']} spec needs {key!r}")
+        out[key] = str((spec_path.parent / spec[key]).resolve())
+    return out
+
+
+def load_tokenizer(spec_path) -> Tokenizer:
+    """The tokenizer a tokenizer_spec.json describes (paths relative to its folder)."""
+    spec = read_spec(spec_path)
+    return build_tokenizer(spec.pop("type"), **spec)
+
+
+def default_gpt2_dir() -> Optional[Path]:
+    """fairseq_hire/assets/gpt2_bpe (shipped with the package), found without importing it."""
+    import importlib.util
+
+    candidates = []
+    try:
+        found = importlib.util.find_spec("fairseq_hire")
+    except (ImportError, ValueError):
+        found = None
+    if found is not None and found.submodule_search_locations:
+        candidates += [Path(p) / "assets" / "gpt2_bpe" for p in found.submodule_search_locations]
+    candidates.append(Path(__file__).resolve().parent.parent / "fairseq_hire" / "assets" / "gpt2_bpe")
+    for c in candidates:
+        if (c / "encoder.json").is_file():
+            return c
+    return None
