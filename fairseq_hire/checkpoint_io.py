@@ -16,6 +16,7 @@ import argparse
 import collections
 import functools
 import pickle
+import re
 import typing
 
 import numpy as np
@@ -69,11 +70,17 @@ def allow_fairseq_checkpoint_contents() -> None:
 
 
 def refusal(path, error: Exception) -> UnsafeCheckpointError:
+    # torch's message ends with advice to pass weights_only=False; keep only the reason
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(
+        r"WeightsUnpickler error: ([^.]*)", text
+    )
+    reason = found.group(0) if found else text.strip().splitlines()[0]
     return UnsafeCheckpointError(
         f"refusing to load checkpoint {path}: it contains pickled objects outside fairseq's "
         "checkpoint contents (argparse.Namespace, omegaconf configs, numpy scalars, tensors), "
-        "and unpickling those could run arbitrary code. Nothing from it was executed. "
-        f"torch's unpickler said: {str(error).splitlines()[-1] if str(error) else error!r}"
+        f"and unpickling those could run arbitrary code. Nothing from it was executed. "
+        f"Refused: {reason}"
     )
 
 

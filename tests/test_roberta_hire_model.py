@@ -1,0 +1,223 @@
+"""roberta_hire inside fairseq: checkpoint restoring (original format, fine-tuned, MNLI
+initialisation), safe loading, refusing layerdrop, padding invariance of the whole model."""
+import logging
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from fairseq.data import data_utils
+
+from fairseq_hire.checkpoint_io import UnsafeCheckpointError, safe_torch_load
+from fairseq_hire.modules.hire import HireHead
+from fairseq_setup import build_trainer, finetune_args, restore, save, write_task_dicts
+from roberta_checkpoints import write_original_roberta_checkpoint
+
+HEAD = "sentence_classification_head"
+MNLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+@pytest.fixture(autouse=True)
+def no_unsafe_loading(monkeypatch):
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+
+
+@pytest.fixture
+def rte_dir(tmp_path):
+    return write_task_dicts(tmp_path / "RTE-bin")
+
+
+@pytest.fixture
+def mnli_dir(tmp_path):
+    return write_task_dicts(tmp_path / "MNLI-bin", labels=MNLI_LABELS)
+
+
+@pytest.fixture
+def original_checkpoint(tmp_path, rte_dir):
+    path = tmp_path / "roberta" / "model.pt"
+    path.parent.mkdir()
+    state = write_original_roberta_checkpoint(path, rte_dir / "input0" / "dict.txt")
+    return path, state
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def perturb(model, seed=7):
+    """Stand-in for fine-tuning: move every parameter."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def test_original_checkpoint_loads_bit_for_bit(original_checkpoint, rte_dir):
+    path, original = original_checkpoint
+    trainer = build_trainer(finetune_args(rte_dir))
+    model = trainer.model
+    fresh_head = snapshot(model.classification_heads[HEAD])
+    restore(trainer, path)
+    state = model.state_dict()
+    for key, value in original.items():
+        if key.endswith(".version"):
+            continue
+        new_key = "encoder" + key[len("decoder"):]
+        new_key = new_key.replace(".emb_layer_norm.", ".layernorm_embedding.")
+        assert torch.equal(state[new_key], value), key
+    # every encoder and LM-head parameter came from the checkpoint, none was left out
+    loaded = {"encoder" + k[len("decoder"):].replace(".emb_layer_norm.", ".layernorm_embedding.")
+              for k in original}
+    for key in state:
+        assert key.startswith("classification_heads.") or key in loaded, key
+    # every HIRE parameter is the fresh initialisation
+    head = model.classification_heads[HEAD]
+    assert isinstance(head, HireHead)
+    for key, value in head.state_dict().items():
+        assert torch.equal(value, fresh_head[key]), key
+
+
+def test_original_checkpoint_with_unknown_key_is_not_silently_dropped(tmp_path, original_checkpoint, rte_dir):
+    path, _ = original_checkpoint
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["model"]["decoder.sentence_encoder.mystery.weight"] = torch.zeros(3)
+    torch.save(checkpoint, tmp_path / "odd.pt")
+    trainer = build_trainer(finetune_args(rte_dir))
+    with pytest.raises(Exception, match="Cannot load model parameters"):
+        restore(trainer, tmp_path / "odd.pt")
+
+
+def test_finetuned_checkpoint_restores_exactly(tmp_path, rte_dir):
+    trainer = build_trainer(finetune_args(rte_dir, extra=["--save-dir", str(tmp_path / "ckpt")]))
+    perturb(trainer.model)
+    saved = snapshot(trainer.model)
+    save(trainer, tmp_path / "finetuned.pt", {"epoch": 1, "best": np.float64(71.5)})
+    other = build_trainer(finetune_args(rte_dir))
+    extra = restore(other, tmp_path / "finetuned.pt")
+    assert extra["best"] == 71.5
+    restored = other.model.state_dict()
+    assert restored.keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(restored[key], value), key
+
+
+def test_mnli_hire_checkpoint_into_rte_keeps_all_but_out_proj(tmp_path, rte_dir, mnli_dir, caplog):
+    mnli = build_trainer(finetune_args(mnli_dir, num_classes=3))
+    perturb(mnli.model)
+    mnli_state = snapshot(mnli.model)
+    save(mnli, tmp_path / "mnli.pt", {"epoch": 1})
+
+    rte = build_trainer(finetune_args(rte_dir, num_classes=2))
+    fresh_head = snapshot(rte.model.classification_heads[HEAD])
+    with caplog.at_level(logging.WARNING):
+        restore(rte, tmp_path / "mnli.pt")
+    state = rte.model.state_dict()
+    for key, value in state.items():
+        if key.startswith(f"classification_heads.{HEAD}.out_proj."):
+            assert torch.equal(value, fresh_head[key.split(f"{HEAD}.")[1]]), key
+        else:
+            assert torch.equal(value, mnli_state[key]), key
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "out_proj.weight" in warned and "out_proj.bias" in warned
+    assert "extractor" not in warned
+
+
+def test_mnli_stock_roberta_checkpoint_into_hire_rte(tmp_path, rte_dir, mnli_dir, caplog):
+    mnli = build_trainer(finetune_args(mnli_dir, arch="roberta_base", num_classes=3))
+    perturb(mnli.model)
+    mnli_state = snapshot(mnli.model)
+    save(mnli, tmp_path / "mnli-stock.pt", {"epoch": 1})
+
+    rte = build_trainer(finetune_args(rte_dir))
+    fresh_head = snapshot(rte.model.classification_heads[HEAD])
+    with caplog.at_level(logging.WARNING):
+        restore(rte, tmp_path / "mnli-stock.pt")
+    for key, value in rte.model.state_dict().items():
+        if key.startswith("classification_heads."):
+            assert torch.equal(value, fresh_head[key.split(f"{HEAD}.")[1]]), key
+        else:
+            assert torch.equal(value, mnli_state[key]), key
+    assert "stock RoBERTa head" in caplog.text
+
+
+class FileCreatingPayload:
+    """Unpickling this would call open(path, "w"): it creates a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_hostile_checkpoint_is_refused_and_payload_never_runs(tmp_path, original_checkpoint, rte_dir):
+    path, _ = original_checkpoint
+    marker = tmp_path / "payload-ran"
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["extra_state"]["innocent_looking"] = FileCreatingPayload(marker)
+    hostile = tmp_path / "hostile.pt"
+    torch.save(checkpoint, hostile)
+    assert not marker.exists()
+
+    with pytest.raises(UnsafeCheckpointError, match="refusing to load checkpoint .*hostile.pt"):
+        safe_torch_load(hostile)
+    trainer = build_trainer(finetune_args(rte_dir))
+    with pytest.raises(UnsafeCheckpointError, match="GLOBAL io.open"):
+        restore(trainer, hostile)
+    assert not marker.exists()
+    assert isinstance(UnsafeCheckpointError("x"), pickle.UnpicklingError)
+
+
+def test_fairseq_checkpoint_contents_load_safely(tmp_path, rte_dir):
+    """A Hydra-era checkpoint (omegaconf cfg, numpy scalars) passes weights_only loading."""
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    args = finetune_args(rte_dir)
+    payload = {"cfg": convert_namespace_to_omegaconf(args), "args": args,
+               "extra_state": {"best": np.float64(1.5), "epoch": np.int64(2), "seen": np.arange(3)}}
+    torch.save(payload, tmp_path / "contents.pt")
+    loaded = safe_torch_load(tmp_path / "contents.pt")
+    assert loaded["cfg"].model.encoder_layers == args.encoder_layers
+    assert loaded["extra_state"]["best"] == 1.5
+
+
+def test_encoder_layerdrop_is_refused(rte_dir):
+    with pytest.raises(ValueError, match="encoder-layerdrop"):
+        build_trainer(finetune_args(rte_dir, extra=["--encoder-layerdrop", "0.1"]))
+
+
+def test_layernorm_eps_option(rte_dir):
+    trainer = build_trainer(finetune_args(rte_dir, extra=["--encoder-layernorm-eps", "1e-12"]))
+    norms = [m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == 1e-12 for m in norms)
+    default = build_trainer(finetune_args(rte_dir))
+    assert all(m.eps == 1e-5 for m in default.model.encoder.modules() if isinstance(m, torch.nn.LayerNorm))
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean-max"])
+def test_whole_model_padding_invariance(rte_dir, pooling):
+    trainer = build_trainer(finetune_args(rte_dir, extra=["--hire-pooling", pooling]))
+    model = trainer.model.eval()
+    perturb(model)
+    g = torch.Generator().manual_seed(0)
+    sentences = [torch.cat([torch.tensor([0]), torch.randint(4, 50000, (n,), generator=g), torch.tensor([2])])
+                 for n in (5, 17, 9)]
+    with torch.no_grad():
+        alone = [model(s.unsqueeze(0), classification_head_name=HEAD) for s in sentences]
+        for left_pad in (False, True):
+            tokens = data_utils.collate_tokens(sentences, pad_idx=1, left_pad=left_pad)
+            logits, extra = model(tokens, classification_head_name=HEAD)
+            for b, (single_logits, single_extra) in enumerate(alone):
+                torch.testing.assert_close(logits[b], single_logits[0], atol=1e-5, rtol=0)
+                torch.testing.assert_close(
+                    extra["layer_weights"][b], single_extra["layer_weights"][0], atol=1e-5, rtol=0
+                )
+
+
+def test_forward_without_head_is_roberta(rte_dir):
+    trainer = build_trainer(finetune_args(rte_dir))
+    model = trainer.model.eval()
+    tokens = torch.tensor([[0, 100, 200, 2]])
+    lm_logits, extra = model(tokens)
+    assert lm_logits.shape == (1, 4, len(trainer.task.source_dictionary))
+    assert extra["inner_states"] is None
