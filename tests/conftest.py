@@ -21,3 +21,30 @@ def real_glue_task_dir(task: str) -> Path:
 @pytest.fixture
 def gpt2_bpe_dir() -> Path:
     return GPT2_BPE
+
+
+def run_glue_prep(glue_task_dir: Path, task: str, out_dir: Path, *flags) -> Path:
+    """Binarise a real GLUE task with glue_prep, as `bash glue_prep/prepare_glue.sh` does."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "glue_prep", str(glue_task_dir.parent), task, str(out_dir), *flags]
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True, text=True)
+    return out_dir / f"{task}-bin"
+
+
+@pytest.fixture(scope="session")
+def rte_bin(tmp_path_factory) -> Path:
+    """The first 160 rows of each split of the real RTE files, binarised by glue_prep."""
+    return run_glue_prep(real_glue_task_dir("RTE"), "RTE", tmp_path_factory.mktemp("glue"),
+                         "--max-rows", "160", "--workers", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> Path:
+    """A tiny RoBERTa model.pt in the original release format (random weights)."""
+    from roberta_checkpoints import write_original_roberta_checkpoint
+
+    path = tmp_path_factory.mktemp("roberta") / "model.pt"
+    write_original_roberta_checkpoint(path, GPT2_BPE / "dict.txt")
+    return path
