@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 SHARED_FLAGS = [
     "--task", "sentence_prediction", "--init-token", "0", "--separator-token", "2",
-    "--max-positions", "512", "--max-tokens", "4400", "--required-batch-size-multiple", "1",
+    "--max-tokens", "4400", "--required-batch-size-multiple", "1",
     "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06",
     "--weight-decay", "0.1", "--clip-norm", "0.0", "--lr-scheduler", "polynomial_decay",
     "--dropout", "0.1", "--attention-dropout", "0.1", "--find-unused-parameters",
@@ -52,7 +52,8 @@ class GlueRecipe:
         return {"max_epoch": epochs, "total_updates": total, "warmup_updates": max(1, round(WARMUP_RATIO * total))}
 
     def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None) -> List[str]:
-        """fairseq-train flags of this task's recipe (everything but data, model, paths)."""
+        """fairseq-train flags of this task's recipe (everything but data, paths and the model,
+        whose dimensions and --max-positions come from the pretrained checkpoint)."""
         schedule = {"max_epoch": self.max_epoch, "total_updates": self.total_updates,
                     "warmup_updates": self.warmup_updates}
         if epochs is not None:
