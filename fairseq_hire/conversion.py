@@ -81,8 +81,9 @@ class Family:
     base_prefix: str  # prefix of the encoder's weights in *ForMaskedLM / *ForPreTraining
     tokenizer: str  # "wordpiece" or "gpt2", as in tokenizer_spec.json
     lm_head_prefix: str
-    lm_head_names: Dict[str, str]  # fairseq lm_head name -> source name under lm_head_prefix,
-    # besides the output projection decoder.weight / decoder.bias (or bias)
+    # fairseq lm_head name -> source name under lm_head_prefix (the output projection,
+    # decoder.weight / decoder.bias, is handled apart: HF ties it)
+    lm_head_names: Dict[str, str]
     droppable_prefixes: tuple  # weights fairseq RoBERTa has no place for
     default_special_tokens: Dict[str, str]  # HF's tokenizer defaults, when the folder names none
     default_pad_token_id: int  # HF config defaults
@@ -491,7 +492,7 @@ def fairseq_row_order(vocabulary: Vocabulary, family: Family, num_rows: int, wei
         row: token if family.tokenizer == "wordpiece" else str(row)
         for token, row in vocabulary.token_to_row.items()
     }
-    ordinary_rows = [row for row in range(num_rows) if row not in set(special_rows)]
+    ordinary_rows = sorted(set(range(num_rows)) - set(special_rows))
     tokens, unreached = [], 0
     for row in ordinary_rows:
         token = token_of_row.get(row)
@@ -729,11 +730,13 @@ def write_tokenizer_files(folder: Path, vocabulary: Vocabulary, family: Family) 
     (folder / TOKENIZER_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
 
-def publish(staging: Path, out_dir: Path) -> None:
+def publish(staging: Path, out_dir: Path, force: bool) -> None:
     """Put the finished staging folder at out_dir, replacing an old one (--force) only now."""
     if not out_dir.exists():
         os.rename(staging, out_dir)
         return
+    if not force:
+        raise ConversionError(f"{out_dir} appeared while converting; pass --force to replace it")
     trash = out_dir.parent / f".{out_dir.name}.replaced-{uuid.uuid4().hex[:8]}"
     os.rename(out_dir, trash)
     try:
@@ -783,7 +786,7 @@ def convert(source_dir, out_dir, force: bool = False) -> ConversionReport:
             "extra_state": {"epoch": 1},
             "last_optimizer_state": None,
         }, staging / "model.pt")
-        publish(staging, out_dir)
+        publish(staging, out_dir, force)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

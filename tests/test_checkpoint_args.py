@@ -10,6 +10,7 @@ from fairseq import options, tasks
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
 from conftest import GPT2_BPE
+from fairseq_hire import checkpoint_args
 from fairseq_hire.checkpoint_args import architecture_flags
 from fairseq_hire.checkpoint_io import safe_torch_load
 from fairseq_hire.conversion import convert, package_model_dir
@@ -107,25 +108,23 @@ def test_flags_of_fine_tuned_checkpoint(original_checkpoint, tmp_path):
     assert architecture_flags(fine_tuned) == architecture_flags(original_checkpoint)
 
 
-def run_module(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "fairseq_hire.checkpoint_args", *map(str, args)], capture_output=True, text=True,
-    )
-
-
 def test_command_line_prints_the_flags_on_one_line(converted_minilm):
     model_pt = converted_minilm / "model.pt"
-    run = run_module(model_pt)
+    run = subprocess.run(
+        [sys.executable, "-m", "fairseq_hire.checkpoint_args", str(model_pt)], capture_output=True, text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout == " ".join(architecture_flags(model_pt)) + "\n"
 
-    stock = run_module(model_pt, "--stock-roberta")
-    assert stock.returncode == 0, stock.stderr
-    assert stock.stdout == " ".join(MINILM_FLAGS) + "\n"
-    assert "LayerNorm epsilon is 1e-12" in stock.stderr
+
+def test_command_line_for_stock_roberta_notes_the_ignored_eps(converted_minilm, capsys):
+    assert checkpoint_args.main([str(converted_minilm / "model.pt"), "--stock-roberta"]) == 0
+    out, err = capsys.readouterr()
+    assert out == " ".join(MINILM_FLAGS) + "\n"
+    assert "LayerNorm epsilon is 1e-12" in err
 
 
-def test_command_line_refuses_pickled_code(tmp_path):
+def test_command_line_refuses_pickled_code(tmp_path, capsys):
     marker = tmp_path / "code-ran"
 
     class Hostile:
@@ -133,7 +132,7 @@ def test_command_line_refuses_pickled_code(tmp_path):
             return (type(marker).touch, (marker,))
 
     torch.save({"args": Hostile()}, tmp_path / "model.pt")
-    run = run_module(tmp_path / "model.pt")
-    assert run.returncode == 2 and run.stdout == ""
-    assert "refusing to load checkpoint" in run.stderr
+    assert checkpoint_args.main([str(tmp_path / "model.pt")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "refusing to load checkpoint" in err
     assert not marker.exists()

@@ -21,6 +21,8 @@ from tokenizers import BertWordPieceTokenizer
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
 from conftest import GPT2_BPE, REPO, real_glue_task_dir
+from fairseq_hire.hub_interface import from_pretrained
+from glue_prep.tokenizers import load_tokenizer
 from fairseq_hire.checkpoint_args import architecture_flags
 from fairseq_hire.checkpoint_io import safe_torch_load
 from fairseq_hire.conversion import ConversionError, convert, package_model_dir
@@ -143,6 +145,11 @@ def compare(source_dir: Path, out_dir: Path, work_dir: Path, hf_model, kind: str
         def tokenize(text):
             return " ".join(map(str, bpe.encode(text)))
 
+    # glue_prep (and the hub's hire_tokenizer) read the spec the same way
+    glue_prep_tokenizer = load_tokenizer(out_dir / "tokenizer_spec.json")
+    for text in glue_examples()[0]:
+        assert glue_prep_tokenizer.encode(text) == tokenize(text)
+
     rows = hf_row_of_fairseq_index(dictionary, hf_tokenizer, kind)
     assert sorted(rows.tolist()) == list(range(len(dictionary))), "dict.txt is not a permutation of the HF rows"
     assert dictionary.index("<mask>") == len(dictionary) - 1 == len(rows) - 1
@@ -208,6 +215,22 @@ def test_minilm_matches_transformers(converted_minilm, tmp_path, capsys, record_
     record_property("minilm_max_abs_diff", diffs["hidden"])
     record_property("minilm_stock_roberta_max_abs_diff", stock_diffs["hidden"])
     assert diffs["hidden"] <= TOLERANCE < stock_diffs["hidden"]
+
+
+def test_minilm_through_the_hub(converted_minilm):
+    """The converted folder loads offline through the hub (its tokenizer_spec.json gives the
+    hire_tokenizer); the checkpoint's args name the stock arch, so roberta_hire, which
+    honours the recorded epsilon, is asked for."""
+    source, out_dir = converted_minilm
+    hub = from_pretrained(str(out_dir), arch="roberta_hire")
+    assert type(hub.model).__name__ == "RobertaHireModel"
+    hf_model = transformers.AutoModel.from_pretrained(source).eval()
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    for (sentence,) in glue_examples()[:3]:
+        with torch.no_grad():
+            features = hub.extract_features(hub.encode(sentence))[0]
+            expected = hf_model(**hf_tokenizer(sentence, return_tensors="pt")).last_hidden_state[0]
+        assert (features - expected).abs().max() <= TOLERANCE
 
 
 def test_minilm_checkpoint_format(converted_minilm):
