@@ -86,7 +86,6 @@ class Family:
     lm_head_names: Dict[str, str]
     droppable_prefixes: tuple  # weights fairseq RoBERTa has no place for
     default_special_tokens: Dict[str, str]  # HF's tokenizer defaults, when the folder names none
-    default_pad_token_id: int  # HF config defaults
     positions_offset_by_padding: bool  # HF RoBERTa's positions start at pad_token_id + 1
 
 
@@ -103,7 +102,6 @@ BERT = Family(
     },
     droppable_prefixes=("pooler.", "cls.seq_relationship."),
     default_special_tokens={"cls": "[CLS]", "pad": "[PAD]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"},
-    default_pad_token_id=0,
     positions_offset_by_padding=False,
 )
 ROBERTA = Family(
@@ -119,7 +117,6 @@ ROBERTA = Family(
     },
     droppable_prefixes=("pooler.",),
     default_special_tokens={"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"},
-    default_pad_token_id=1,
     positions_offset_by_padding=True,
 )
 FAMILIES = {family.model_type: family for family in (BERT, ROBERTA)}
@@ -134,18 +131,17 @@ class EncoderShape:
     ffn_embed_dim: int
     attention_heads: int
     source_positions: int  # HF max_position_embeddings
+    first_position_row: int  # HF's position of the first token: 0, or pad_token_id + 1 (RoBERTa)
     type_vocab_size: int
-    pad_token_id: int
     activation_fn: str
     layernorm_eps: float
     dropout: float
     attention_dropout: float
 
-    def max_positions(self, family: Family) -> int:
-        """Tokens fairseq may feed: HF RoBERTa's table already skips pad_token_id + 1 rows."""
-        if family.positions_offset_by_padding:
-            return self.source_positions - (self.pad_token_id + 1)
-        return self.source_positions
+    @property
+    def max_positions(self) -> int:
+        """How many tokens the position table serves."""
+        return self.source_positions - self.first_position_row
 
 
 @dataclass
@@ -167,7 +163,6 @@ class ConversionReport:
     model_type: str
     weights_file: Path
     shape: EncoderShape
-    max_positions: int
     vocab_size: int
     lm_head_initialised: bool
     untied_lm_head: bool
@@ -180,7 +175,7 @@ class ConversionReport:
             f"converted {self.model_type} checkpoint {self.weights_file}",
             f"  into {self.out_dir} (model.pt, dict.txt, {TOKENIZER_SPEC_FILE} and its files)",
             f"  encoder: {s.layers} layers, embed dim {s.embed_dim}, ffn dim {s.ffn_embed_dim}, "
-            f"{s.attention_heads} heads, max positions {self.max_positions}, "
+            f"{s.attention_heads} heads, max positions {s.max_positions}, "
             f"activation {s.activation_fn}, vocabulary {self.vocab_size}",
             f"  LayerNorm epsilon {s.layernorm_eps:g} recorded as args.encoder_layernorm_eps "
             "(roberta_hire honours it; the stock roberta arch uses 1e-5)",
@@ -260,12 +255,17 @@ def read_config(source_dir: Path):
         )
     family = FAMILIES[model_type]
 
-    def required(key, kind=int):
+    def value(key, kind=int, hf_default=None):
+        """config[key], or HF's own default for it (so an omitted key means what it means to
+        HF), checked to be a number of the right kind."""
+        if key not in config and hf_default is not None:
+            return hf_default
         if key not in config:
             raise ConversionError(f"{path}: missing {key!r}")
-        if not isinstance(config[key], kind) or isinstance(config[key], bool):
-            raise ConversionError(f"{path}: {key!r} should be a {kind.__name__}, got {config[key]!r}")
-        return config[key]
+        number = config[key]
+        if isinstance(number, bool) or not isinstance(number, (int, float) if kind is float else int):
+            raise ConversionError(f"{path}: {key!r} should be a{'' if kind is float else 'n'} {kind.__name__}, got {number!r}")
+        return kind(number)
 
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
@@ -281,19 +281,18 @@ def read_config(source_dir: Path):
             f"{path}: hidden_act {hidden_act!r} has no fairseq equivalent; expected one of "
             f"{', '.join(HF_TO_FAIRSEQ_ACTIVATION)}"
         )
-    # the fallbacks are HF's own config defaults, so a key HF omits means what HF would use
     shape = EncoderShape(
-        layers=required("num_hidden_layers"),
-        embed_dim=required("hidden_size"),
-        ffn_embed_dim=required("intermediate_size"),
-        attention_heads=required("num_attention_heads"),
-        source_positions=required("max_position_embeddings"),
-        type_vocab_size=config.get("type_vocab_size", 2),
-        pad_token_id=config.get("pad_token_id", family.default_pad_token_id),
+        layers=value("num_hidden_layers"),
+        embed_dim=value("hidden_size"),
+        ffn_embed_dim=value("intermediate_size"),
+        attention_heads=value("num_attention_heads"),
+        source_positions=value("max_position_embeddings"),
+        first_position_row=value("pad_token_id", hf_default=1) + 1 if family.positions_offset_by_padding else 0,
+        type_vocab_size=value("type_vocab_size", hf_default=2),
         activation_fn=HF_TO_FAIRSEQ_ACTIVATION[hidden_act],
-        layernorm_eps=float(config.get("layer_norm_eps", 1e-12)),
-        dropout=float(config.get("hidden_dropout_prob", 0.1)),
-        attention_dropout=float(config.get("attention_probs_dropout_prob", 0.1)),
+        layernorm_eps=value("layer_norm_eps", float, hf_default=1e-12),
+        dropout=value("hidden_dropout_prob", float, hf_default=0.1),
+        attention_dropout=value("attention_probs_dropout_prob", float, hf_default=0.1),
     )
     if shape.embed_dim % shape.attention_heads:
         raise ConversionError(
@@ -301,10 +300,10 @@ def read_config(source_dir: Path):
         )
     if shape.type_vocab_size < 1:
         raise ConversionError(f"{path}: type_vocab_size {shape.type_vocab_size}; expected at least 1")
-    if shape.max_positions(family) < 1:
+    if shape.max_positions < 1:
         raise ConversionError(
             f"{path}: max_position_embeddings {shape.source_positions} leaves no positions after "
-            f"RoBERTa's offset of pad_token_id + 1 = {shape.pad_token_id + 1}"
+            f"RoBERTa's offset of pad_token_id + 1 = {shape.first_position_row}"
         )
     return family, shape
 
@@ -632,12 +631,11 @@ def fairseq_state(weights, family: Family, shape: EncoderShape, order, weights_f
     state[ENCODER + "embed_tokens.weight"] = embeddings[order]
 
     # fairseq's position of the first token is padding_idx + 1; the rows below it are unused
-    max_positions = shape.max_positions(family)
-    first_source_row = shape.pad_token_id + 1 if family.positions_offset_by_padding else 0
-    source_positions = weights.pop(POSITION_EMBEDDINGS)[first_source_row:first_source_row + max_positions]
+    first = shape.first_position_row
+    source_positions = weights.pop(POSITION_EMBEDDINGS)[first:first + shape.max_positions]
     # fairseq RoBERTa has no token types: fold in type 0, which a single segment uses
     type_zero = weights.pop(TOKEN_TYPE_EMBEDDINGS)[0]
-    positions = torch.zeros(max_positions + FAIRSEQ_PADDING_IDX + 1, shape.embed_dim)
+    positions = torch.zeros(shape.max_positions + FAIRSEQ_PADDING_IDX + 1, shape.embed_dim)
     positions[FAIRSEQ_PADDING_IDX + 1:] = source_positions + type_zero
     state[ENCODER + "embed_positions.weight"] = positions
 
@@ -670,12 +668,12 @@ def fairseq_state(weights, family: Family, shape: EncoderShape, order, weights_f
         )
     return state, dict(
         lm_head_initialised=not has_lm_head, untied_lm_head=untied, dropped=dropped,
-        ignored=ignored, max_positions=max_positions,
+        ignored=ignored,
     )
 
 
-def pretraining_args(data_dir: Path, shape: EncoderShape, max_positions: int, untied: bool,
-                     lm_head_initialised: bool, source_dir: Path) -> argparse.Namespace:
+def pretraining_args(data_dir: Path, shape: EncoderShape, untied: bool, lm_head_initialised: bool,
+                     source_dir: Path) -> argparse.Namespace:
     """args as the original RoBERTa release has them: a masked_lm pre-training command line
     through fairseq's own parser, with the source's dimensions."""
     from fairseq import options
@@ -687,7 +685,7 @@ def pretraining_args(data_dir: Path, shape: EncoderShape, max_positions: int, un
         "--encoder-attention-heads", str(shape.attention_heads),
         "--activation-fn", shape.activation_fn, "--dropout", repr(shape.dropout),
         "--attention-dropout", repr(shape.attention_dropout), "--activation-dropout", "0.0",
-        "--tokens-per-sample", str(max_positions), "--max-positions", str(max_positions),
+        "--tokens-per-sample", str(shape.max_positions), "--max-positions", str(shape.max_positions),
     ]
     if untied:
         argv.append("--untie-weights-roberta")
@@ -764,8 +762,7 @@ def convert(source_dir, out_dir, force: bool = False) -> ConversionReport:
     order, tokens = fairseq_row_order(vocabulary, family, num_rows, weights_file)
     state, fields = fairseq_state(weights, family, shape, order, weights_file)
     args = pretraining_args(
-        out_dir.resolve(), shape, fields["max_positions"], fields["untied_lm_head"],
-        fields["lm_head_initialised"], source_dir.resolve(),
+        out_dir.resolve(), shape, fields["untied_lm_head"], fields["lm_head_initialised"], source_dir.resolve(),
     )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)

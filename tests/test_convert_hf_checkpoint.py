@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from fairseq.data import data_utils
+from fairseq.data import Dictionary, data_utils
 from safetensors.torch import load_file, save_file
 from tokenizers import BertWordPieceTokenizer
 
@@ -421,6 +421,29 @@ def test_other_weight_layouts_convert_the_same(tiny_bert, tmp_path, layout):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_duplicate_wordpiece_token_maps_where_hf_maps_it(tiny_bert, tmp_path):
+    """A token listed twice in vocab.txt: HF (and the tokenizers library) use the later row;
+    so does dict.txt, and the earlier row becomes an unreachable madeupword."""
+    source, _ = tiny_bert
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
+        shutil.copy(source / name, folder)
+    vocab = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    tokens[vocab["[unused7]"]] = "the"
+    (folder / "vocab.txt").write_text("".join(f"{t}\n" for t in tokens), encoding="utf-8")
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert hf_tokenizer.convert_tokens_to_ids("the") == vocab["the"] > vocab["[unused7]"]
+
+    convert(folder, tmp_path / "converted")
+    dictionary = Dictionary.load(str(tmp_path / "converted" / "dict.txt"))
+    embed = safe_torch_load(tmp_path / "converted" / "model.pt")["model"]["decoder.sentence_encoder.embed_tokens.weight"]
+    hf_embed = load_file(str(source / "model.safetensors"))["bert.embeddings.word_embeddings.weight"]
+    assert torch.equal(embed[dictionary.index("the")], hf_embed[vocab["the"]])
+    assert torch.equal(embed[dictionary.index("madeupword0000")], hf_embed[vocab["[unused7]"]])
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -474,7 +497,15 @@ def test_refuses_unsupported_model_type(small_bert, tmp_path):
     config.update(model_type="bert", position_embedding_type="relative_key")
     (small_bert / "config.json").write_text(json.dumps(config))
     assert_refused(small_bert, tmp_path / "out", "relative_key")
+    config.update(position_embedding_type="absolute", layer_norm_eps="1e-12")
+    (small_bert / "config.json").write_text(json.dumps(config))
+    assert_refused(small_bert, tmp_path / "out", "'layer_norm_eps' should be a float, got '1e-12'")
     assert not (tmp_path / "out").exists()
+
+
+def test_refuses_unreadable_weights(small_bert, tmp_path):
+    (small_bert / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert_refused(small_bert, tmp_path / "out", str(small_bert / "model.safetensors"), "not a readable safetensors file")
 
 
 def test_refuses_missing_weights(small_bert, tmp_path):
