@@ -145,18 +145,16 @@ def compare(source_dir: Path, out_dir: Path, work_dir: Path, hf_model, kind: str
         def tokenize(text):
             return " ".join(map(str, bpe.encode(text)))
 
-    # glue_prep (and the hub's hire_tokenizer) read the spec the same way
-    glue_prep_tokenizer = load_tokenizer(out_dir / "tokenizer_spec.json")
-    for text in glue_examples()[0]:
-        assert glue_prep_tokenizer.encode(text) == tokenize(text)
-
     rows = hf_row_of_fairseq_index(dictionary, hf_tokenizer, kind)
     assert sorted(rows.tolist()) == list(range(len(dictionary))), "dict.txt is not a permutation of the HF rows"
     assert dictionary.index("<mask>") == len(dictionary) - 1 == len(rows) - 1
     assert rows[-1] == hf_tokenizer.mask_token_id
 
+    glue_prep_tokenizer = load_tokenizer(out_dir / "tokenizer_spec.json")
     fairseq_ids, hf_sequences = [], []
     for example in glue_examples():
+        # glue_prep (and the hub's hire_tokenizer) read the spec the same way
+        assert [glue_prep_tokenizer.encode(text) for text in example] == [tokenize(text) for text in example]
         ids = dictionary.encode_line(fairseq_line(tokenize, example), append_eos=False, add_if_not_exist=False).long()
         expected = hf_ids(hf_tokenizer, example)
         # the converted tokenizer and dict.txt give the HF tokenizer's tokens
