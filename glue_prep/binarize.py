@@ -58,6 +58,7 @@ class Encoder:
     """A pool of `workers` processes encoding rows with `tokenizer` and `dictionary`."""
 
     def __init__(self, tokenizer, dictionary, workers: int):
+        tokenizer.load()  # once, before the workers fork
         self.state = (tokenizer, dict(dictionary.indices), dictionary.unk(), dictionary.eos())
         self.workers = max(1, int(workers))
         self.pool = None

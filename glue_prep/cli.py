@@ -149,13 +149,17 @@ def main(argv=None) -> int:
     if threading_main():
         signal.signal(signal.SIGTERM, _on_sigterm)
 
-    from .prepare import Options, prepare
+    from .prepare import Options, check_outputs_free, prepare, resolve_tasks
 
     try:
+        # cheap checks first: a wrong task name or an existing output fails before any heavy import
+        tasks = resolve_tasks(Path(args.glue_dir), args.task)
+        if not args.force:
+            check_outputs_free(Path(args.out_dir), tasks)
         tokenizer, dict_path = resolve_tokenizer(args)
         opts = Options(tokenizer=tokenizer, dict_path=dict_path, workers=args.workers,
                        max_rows=args.max_rows, force=args.force, progress=args.progress)
-        prepare(args.glue_dir, args.task, args.out_dir, opts)
+        prepare(args.glue_dir, ",".join(tasks), args.out_dir, opts)
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"glue_prep: error: {e}", file=sys.stderr)

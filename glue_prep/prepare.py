@@ -55,8 +55,12 @@ def find_split_file(glue_dir: Path, task: TaskSpec, split: SplitSpec) -> Path:
     )
 
 
-def resolve_tasks(glue_dir: Path, which: str) -> List[str]:
+def resolve_tasks(glue_dir: Path, which: str, quiet: bool = False) -> List[str]:
     """'ALL' -> every task with a folder in glue_dir; 'RTE' or 'RTE,MRPC' -> those tasks."""
+    glue_dir = Path(glue_dir)
+    if not glue_dir.is_dir():
+        raise GlueFormatError("missing: expected a glue_data folder (one sub-folder per task)",
+                              glue_dir)
     names = [t for t in which.replace(",", " ").split() if t]
     if not names:
         raise GlueFormatError("no task given; expected a GLUE task name or ALL")
@@ -67,7 +71,7 @@ def resolve_tasks(glue_dir: Path, which: str) -> List[str]:
             raise GlueFormatError(
                 f"no GLUE task folder found; expected some of {', '.join(TASK_ORDER)}", glue_dir
             )
-        if missing:
+        if missing and not quiet:
             _log(f"ALL: {glue_dir} has no files for {', '.join(missing)}; skipping them")
         return found
     out = []
@@ -80,6 +84,13 @@ def resolve_tasks(glue_dir: Path, which: str) -> List[str]:
             ) from None
     # MNLI before AX (AX reuses MNLI's label dictionary)
     return sorted(dict.fromkeys(out), key=TASK_ORDER.index)
+
+
+def check_outputs_free(out_dir: Path, tasks: Sequence[str]) -> None:
+    for name in tasks:
+        final = Path(out_dir) / f"{name}-bin"
+        if final.exists():
+            raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -133,6 +144,11 @@ def prepare_task(glue_dir, task_name: str, out_dir, opts: Options,
                 f"{format_lines([ln for ln, _ in d.empty_inputs])})")
 
     src_dict = Dictionary.load(str(opts.dict_path))
+    try:
+        opts.tokenizer.load()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise GlueFormatError(f"cannot read the {opts.tokenizer.type} tokenizer's files: {e}",
+                              next(iter(opts.tokenizer.files.values()))) from None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale(out_dir, final.name)
@@ -332,9 +348,6 @@ def _read_column(task: TaskSpec, split: SplitSpec, path: Path) -> List[str]:
 
 def prepare(glue_dir, which: str, out_dir, opts: Options, log=_log) -> List[Path]:
     glue_dir = Path(glue_dir)
-    if not glue_dir.is_dir():
-        raise GlueFormatError("missing: expected a glue_data folder (one sub-folder per task)",
-                              glue_dir)
     names = resolve_tasks(glue_dir, which)
     done = []
     for name in names:

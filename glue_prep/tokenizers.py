@@ -31,28 +31,48 @@ FILE_KEYS = {
 
 
 class Tokenizer:
-    """encode(text) -> space-joined tokens as in dict.txt; decode(tokens) -> text."""
+    """encode(text) -> space-joined tokens as in dict.txt; decode(tokens) -> text.
+
+    Construction only checks that the files exist; they are read (and fairseq, sentencepiece or
+    tokenizers imported) by load(), which the first encode/decode calls if needed."""
 
     type: str = ""
 
     def __init__(self, files: Dict[str, str], **options):
         self.files = {k: str(Path(v).resolve()) for k, v in files.items()}
         self.options = options
+        self._loaded = False
         missing = [k for k in FILE_KEYS[self.type] if k not in self.files]
         if missing:
             raise ValueError(f"{self.type} tokenizer needs {', '.join(missing)}")
         for key, path in self.files.items():
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{self.type} tokenizer: {key} file not found: {path}")
-        self._load()
+
+    def load(self) -> "Tokenizer":
+        """Read the files now (idempotent)."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+        return self
 
     def _load(self):
         raise NotImplementedError
 
     def encode(self, text: str) -> str:
-        raise NotImplementedError
+        if not self._loaded:
+            self.load()
+        return self._encode(text)
 
     def decode(self, tokens: str) -> str:
+        if not self._loaded:
+            self.load()
+        return self._decode(tokens)
+
+    def _encode(self, text: str) -> str:
+        raise NotImplementedError
+
+    def _decode(self, tokens: str) -> str:
         raise NotImplementedError
 
     def spec(self) -> dict:
@@ -82,7 +102,8 @@ class Tokenizer:
     def __setstate__(self, state):
         self.files = state["files"]
         self.options = state["options"]
-        self._load()
+        self._loaded = False
+        self.load()
 
     def __repr__(self):
         return f"{type(self).__name__}({self.spec()})"
@@ -96,11 +117,11 @@ class GPT2Tokenizer(Tokenizer):
 
         self.bpe = get_encoder(self.files["encoder_json"], self.files["vocab_bpe"])
 
-    def encode(self, text: str) -> str:
+    def _encode(self, text: str) -> str:
         # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.encode
         return " ".join(map(str, self.bpe.encode(text)))
 
-    def decode(self, tokens: str) -> str:
+    def _decode(self, tokens: str) -> str:
         # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.decode
         return self.bpe.decode(
             [int(tok) if tok not in {"<unk>", "<mask>"} else tok for tok in tokens.split()]
@@ -116,11 +137,11 @@ class SentencepieceTokenizer(Tokenizer):
         self.sp = spm.SentencePieceProcessor()
         self.sp.Load(self.files["model"])
 
-    def encode(self, text: str) -> str:
+    def _encode(self, text: str) -> str:
         # == fairseq.data.encoders.sentencepiece_bpe.SentencepieceBPE.encode (no sampling)
         return " ".join(self.sp.Encode(text, out_type=str))
 
-    def decode(self, tokens: str) -> str:
+    def _decode(self, tokens: str) -> str:
         # == SentencepieceBPE.decode
         return tokens.replace(" ", "").replace("\u2581", " ").strip()
 
@@ -138,10 +159,10 @@ class WordPieceTokenizer(Tokenizer):
             self.files["vocab"], lowercase=self.options.get("lowercase", True)
         )
 
-    def encode(self, text: str) -> str:
+    def _encode(self, text: str) -> str:
         return " ".join(self.wp.encode(text, add_special_tokens=False).tokens)
 
-    def decode(self, tokens: str) -> str:
+    def _decode(self, tokens: str) -> str:
         ids = [self.wp.token_to_id(t) for t in tokens.split()]
         unk = self.wp.token_to_id("[UNK]")
         return self.wp.decode([unk if i is None else i for i in ids], skip_special_tokens=False)

@@ -18,16 +18,30 @@ from test_glue_prep_helpers import (PREPARE_SH, assert_rows_equal, assert_same_a
 FULL_TASKS = ["RTE", "MRPC", "STS-B", "CoLA"]
 
 
+@pytest.fixture(scope="module")
+def recipe_bin(tmp_path_factory):
+    """fairseq's recipe output for a real task, computed once per module."""
+    done = {}
+
+    def get(task):
+        if task not in done:
+            src = real_glue_task_dir(task)
+            done[task] = reference(src.parent, task, tmp_path_factory.mktemp(f"ref-{task}"))
+        return done[task]
+
+    return get
+
+
 def _rows_in(path: Path, header: bool) -> int:
     n = len([l for l in path.read_bytes().split(b"\n") if l])
     return n - (1 if header else 0)
 
 
 @pytest.mark.parametrize("task", FULL_TASKS)
-def test_real_task_equals_fairseq_recipe(task, tmp_path):
+def test_real_task_equals_fairseq_recipe(task, tmp_path, recipe_bin):
     src = real_glue_task_dir(task)
     out = ours(src.parent, task, tmp_path / "ours")
-    ref = reference(src.parent, task, tmp_path / "ref")
+    ref = recipe_bin(task)
     files = assert_same_as_recipe(out, ref)
     meta = json.loads((out / "glue_prep.json").read_text())
     # every row of every real file made it through
@@ -80,7 +94,7 @@ def test_label_dictionary_is_frequency_ordered(tmp_path):
     assert labels[0].tolist() == [4, 2]  # first train row is labelled 1 -> index 4, then </s>
 
 
-def test_bash_entry_point_end_to_end_rte(tmp_path):
+def test_bash_entry_point_end_to_end_rte(tmp_path, recipe_bin):
     """bash glue_prep/prepare_glue.sh on the real RTE: same bytes as fairseq's recipe, plus the
     metadata, test.index and tokenizer copy the rest of the project reads."""
     src = real_glue_task_dir("RTE")
@@ -88,7 +102,7 @@ def test_bash_entry_point_end_to_end_rte(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "RTE train" in proc.stderr  # tqdm progress, per split
     out = tmp_path / "out" / "RTE-bin"
-    ref = reference(src.parent, "RTE", tmp_path / "ref")
+    ref = recipe_bin("RTE")
     assert_same_as_recipe(out, ref)
     meta = json.loads((out / "glue_prep.json").read_text())
     assert meta["task"] == "RTE" and meta["num_inputs"] == 2 and meta["num_classes"] == 2

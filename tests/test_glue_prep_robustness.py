@@ -352,3 +352,13 @@ def test_bad_options(rte, tmp_path):
     proc = run(["bash", PREPARE_SH, rte.parent])
     assert proc.returncode == 2 and "usage" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_tokenizer_file(rte, tmp_path):
+    bad = tmp_path / "encoder.json"
+    bad.write_text("{not json")
+    proc = run(["bash", PREPARE_SH, rte.parent, "RTE", tmp_path / "out", "--encoder-json", bad])
+    assert proc.returncode == 1, proc.stderr
+    assert f"glue_prep: error: {bad}: cannot read the gpt2 tokenizer's files" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert_nothing_left(tmp_path / "out")
