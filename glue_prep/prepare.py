@@ -117,8 +117,6 @@ def _remove_stale(out_dir: Path, name: str) -> None:
 def prepare_task(glue_dir, task_name: str, out_dir, opts: Options,
                  log: Callable[[str], None] = _log) -> Path:
     """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded."""
-    from fairseq.data import Dictionary  # heavy import, only when work is done
-
     glue_dir, out_dir = Path(glue_dir), Path(out_dir)
     task = get_task(task_name)
     final = out_dir / f"{task.name}-bin"
@@ -143,7 +141,12 @@ def prepare_task(glue_dir, task_name: str, out_dir, opts: Options,
                 f"inputs, as GLUE's loaders and the recipe (--keep-empty) do ({path}, lines "
                 f"{format_lines([ln for ln, _ in d.empty_inputs])})")
 
-    src_dict = Dictionary.load(str(opts.dict_path))
+    from fairseq.data import Dictionary  # heavy import: only once the data is known to be good
+
+    try:
+        src_dict = Dictionary.load(str(opts.dict_path))
+    except Exception as e:  # fairseq raises ValueError, RuntimeError or a bare Exception
+        raise GlueFormatError(f"cannot read this fairseq dictionary: {e}", opts.dict_path) from None
     try:
         opts.tokenizer.load()
     except (OSError, ValueError, RuntimeError) as e:
@@ -270,12 +273,13 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
 
 def _unk_rate(tmp: Path, task: TaskSpec, src_dict) -> float:
     import numpy as np
+    from fairseq.data.indexed_dataset import best_fitting_int_dtype
 
+    dtype = best_fitting_int_dtype(len(src_dict))
     unk, total = 0, 0
     for k in range(task.num_inputs):
         for split in task.splits:
-            arr = np.fromfile(tmp / f"input{k}" / f"{split.name}.bin",
-                              dtype=np.uint16 if len(src_dict) < 65500 else np.uint32)
+            arr = np.fromfile(tmp / f"input{k}" / f"{split.name}.bin", dtype=dtype)
             unk += int((arr == src_dict.unk()).sum())
             total += int(arr.size)
     return unk / total if total else 0.0

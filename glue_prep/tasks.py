@@ -17,12 +17,12 @@ class SplitSpec:
     index: Optional[int] = None  # 0-based column holding the GLUE index/id (test splits)
     filter_bad_rows: bool = False  # QQP train/dev: drop rows without exactly len(header) fields
 
+    # CoLA train/dev have no header: their column count
+    ncols_no_header: int = 0
+
     @property
     def ncols(self) -> int:
-        return len(self.header) if self.header is not None else self._ncols_no_header
-
-    # CoLA train/dev have no header; their column count is fixed here.
-    _ncols_no_header: int = 0
+        return len(self.header) if self.header is not None else self.ncols_no_header
 
     @property
     def is_test(self) -> bool:
@@ -92,8 +92,8 @@ TASKS: Dict[str, TaskSpec] = {}
 TASKS["CoLA"] = TaskSpec(
     name="CoLA",
     splits=(
-        SplitSpec("train", ("train.tsv",), None, (3,), label=1, _ncols_no_header=4),
-        SplitSpec("valid", ("dev.tsv",), None, (3,), label=1, _ncols_no_header=4),
+        SplitSpec("train", ("train.tsv",), None, (3,), label=1, ncols_no_header=4),
+        SplitSpec("valid", ("dev.tsv",), None, (3,), label=1, ncols_no_header=4),
         SplitSpec("test", ("test.tsv",), ("index", "sentence"), (1,), index=0),
     ),
     labels=("0", "1"),

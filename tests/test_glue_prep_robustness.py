@@ -362,3 +362,11 @@ def test_unreadable_tokenizer_file(rte, tmp_path):
     assert f"glue_prep: error: {bad}: cannot read the gpt2 tokenizer's files" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert_nothing_left(tmp_path / "out")
+
+
+def test_unreadable_dictionary(rte, tmp_path):
+    bad = tmp_path / "dict.txt"
+    bad.write_text("13 850314647\nnot-a-count-line\n")
+    with pytest.raises(GlueFormatError, match=r"dict\.txt: cannot read this fairseq dictionary"):
+        ours(rte.parent, "RTE", tmp_path / "out", dict_path=bad)
+    assert_nothing_left(tmp_path / "out")
