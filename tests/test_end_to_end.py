@@ -127,3 +127,32 @@ def test_hub_batched_predict_accepts_sentences_and_pairs(trained, rte_bin):
     single = torch.stack([hub.predict(HEAD, hub.encode(*e))[0] for e in examples])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
     assert hub.predict_batch(HEAD, []).numel() == 0
+
+
+def test_evaluate_script_agrees_with_the_criterion(trained, rte_bin, tmp_path):
+    save_dir, log = trained
+    best = max(valid_records(log), key=lambda r: float(r["valid_accuracy"]))
+    out = tmp_path / "scores.json"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(save_dir), str(rte_bin),
+                             "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(out.read_text())
+    assert scores["examples"] == 160
+    assert scores["metrics"]["accuracy"] == pytest.approx(float(best["valid_accuracy"]), abs=1e-3)
+    assert scores["metrics"]["mcc"] == pytest.approx(float(best["valid_mcc"]), abs=1e-3)
+
+
+def test_glue_submission_for_rte(trained, rte_bin, tmp_path):
+    import zipfile
+
+    save_dir, _ = trained
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "glue_submission.py"), str(tmp_path / "sub"),
+                             "--task", str(save_dir), str(rte_bin)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (tmp_path / "sub" / "RTE.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [r[0] for r in rows] == [str(i) for i in range(160)]  # RTE's test index column
+    assert {r[1] for r in rows} <= {"entailment", "not_entailment"}
+    with zipfile.ZipFile(tmp_path / "sub" / "submission.zip") as zf:
+        assert zf.namelist() == ["RTE.tsv"]

@@ -16,7 +16,6 @@ All are in percent and usable as --best-checkpoint-metric (with
 scored layer is logged as alpha_<layer> (layer 0 = embeddings).
 """
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,12 +24,11 @@ import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
+
+from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
 TARG_KEY = "_hire_targ"
-METRIC_DIGITS = 4
 
 
 @dataclass
@@ -46,39 +44,6 @@ class SentencePredictionHireConfig(FairseqDataclass):
     )
 
 
-def percent(value: float) -> float:
-    return round(100.0 * float(value), METRIC_DIGITS)
-
-
-def classification_metrics(pred: np.ndarray, targ: np.ndarray, positive: int) -> dict:
-    """Official GLUE classification metrics, in percent. `positive` < 0: no F1."""
-    scores = {"accuracy": percent((pred == targ).mean()), "mcc": percent(matthews_corrcoef(targ, pred))}
-    if positive >= 0:
-        scores["f1"] = percent(f1_score(targ == positive, pred == positive, zero_division=0.0))
-        scores["acc_and_f1"] = round((scores["accuracy"] + scores["f1"]) / 2, METRIC_DIGITS)
-    return scores
-
-
-def regression_metrics(pred: np.ndarray, targ: np.ndarray) -> dict:
-    """Pearson and Spearman correlations (STS-B), in percent; NaN below two examples or
-    for a constant prediction."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if len(pred) < 2:
-            pearson = spearman = float("nan")
-        else:
-            pearson, spearman = pearsonr(pred, targ)[0], spearmanr(pred, targ)[0]
-    scores = {"pearson": percent(pearson), "spearman": percent(spearman)}
-    scores["pearson_and_spearman"] = round((scores["pearson"] + scores["spearman"]) / 2, METRIC_DIGITS)
-    return scores
-
-
-def glue_metrics(pred: np.ndarray, targ: np.ndarray, regression: bool, positive: int = -1) -> dict:
-    if regression:
-        return regression_metrics(pred.astype(np.float64), targ.astype(np.float64))
-    return classification_metrics(pred, targ, positive)
-
-
 @register_criterion("sentence_prediction_hire", dataclass=SentencePredictionHireConfig)
 class SentencePredictionHireCriterion(FairseqCriterion):
     def __init__(self, cfg: SentencePredictionHireConfig, task):
@@ -88,10 +53,9 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         self.positive_class = -1
         label_dict = getattr(task, "label_dictionary", None)
         if not self.regression_target and label_dict is not None:
-            labels = label_dict.symbols[label_dict.nspecial:]
-            num_classes = getattr(task.cfg, "num_classes", len(labels))
-            if num_classes == 2 and cfg.f1_positive_label in labels:
-                self.positive_class = labels.index(cfg.f1_positive_label)
+            num_classes = getattr(task.cfg, "num_classes", len(label_dict) - label_dict.nspecial)
+            labels = label_dict.symbols[label_dict.nspecial:label_dict.nspecial + num_classes]
+            self.positive_class = positive_class(labels, cfg.f1_positive_label)
 
     def forward(self, model, sample, reduce=True):
         if self.classification_head_name not in getattr(model, "classification_heads", {}):
