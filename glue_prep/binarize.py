@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import re
 import signal
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 

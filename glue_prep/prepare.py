@@ -12,7 +12,7 @@ from . import __version__
 from .errors import GlueFormatError, OutputExistsError
 from .tasks import TASK_DIRS, TASK_ORDER, TASKS, MNLI_RECIPE_LABEL_ORDER, SplitSpec, TaskSpec, get_task
 from .tokenizers import SPEC_NAME, Tokenizer
-from .tsv import SplitData, check_label, format_lines, read_split
+from .tsv import SplitData, format_lines, read_split
 
 UNK_WARN_FRACTION = 0.01
 

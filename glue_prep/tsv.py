@@ -41,7 +41,7 @@ class SplitData:
         return len(self.inputs[0])
 
 
-def _expect(cols, split: SplitSpec) -> str:
+def _expect(split: SplitSpec) -> str:
     names = split.header
     if names is None:
         return f"{split.ncols} tab-separated fields"
@@ -127,7 +127,7 @@ def read_split(
                     continue
                 got = "an empty line" if line == "" else f"{len(fields)} fields"
                 raise GlueFormatError(
-                    f"got {got}; expected {_expect(fields, split)} for {task.name} {path.name}",
+                    f"got {got}; expected {_expect(split)} for {task.name} {path.name}",
                     path,
                     lineno,
                 )
@@ -148,7 +148,7 @@ def read_split(
                        and not data.dropped_lines):
         raise GlueFormatError(
             f"no data rows; expected a {task.name} {split.name} file with "
-            f"{'a header and ' if split.header else ''}rows of {_expect(None, split)}",
+            f"{'a header and ' if split.header else ''}rows of {_expect(split)}",
             path,
         )
     return data

@@ -6,13 +6,12 @@ Reference: fairseq's examples/roberta/preprocess_GLUE_tasks.sh from the installe
 literal script, one process per step, and also cover the full 67k-row SST-2 train.
 """
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from conftest import GPT2_BPE, real_glue_task_dir
-from test_glue_prep_helpers import (PREPARE_SH, assert_rows_equal, assert_same_as_recipe,
+from test_glue_prep_helpers import (PREPARE_SH, assert_same_as_recipe,
                                     load_rows, ours, reference, run, truncated_copy)
 
 FULL_TASKS = ["RTE", "MRPC", "STS-B", "CoLA"]

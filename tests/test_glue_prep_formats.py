@@ -8,10 +8,9 @@ The sentences are real: pairs from GLUE's RTE train (shipped with the repo).
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import GPT2_BPE, SHIPPED_GLUE, real_glue_task_dir
+from conftest import SHIPPED_GLUE, real_glue_task_dir
 from test_glue_prep_helpers import (PREPARE_SH, assert_rows_equal, assert_same_as_recipe,
                                     gpt2_tokenizer, load_rows, ours, reference, rte_pairs, run,
                                     truncated_copy)

@@ -3,7 +3,6 @@
 naming file, line and what was expected, and a non-zero exit; a failed or interrupted run
 leaves no <TASK>-bin (nor its temp folder) behind."""
 import json
-import os
 import signal
 import subprocess
 import time
@@ -107,7 +106,6 @@ def test_stsb_score_out_of_range(tmp_path):
 def test_unknown_task(rte, tmp_path):
     proc = run(["bash", PREPARE_SH, rte.parent, "RTEE", tmp_path / "out"])
     assert proc.returncode == 1
-    assert "unknown task 'RTEE'; expected one of CoLA SST-2" not in proc.stderr  # comma-separated:
     assert "unknown task 'RTEE'; expected one of CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE, WNLI, AX or ALL" in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -240,7 +238,7 @@ def test_empty_sentence(rte, tmp_path):
     assert load_rows(out / "input1" / "train")[6].tolist() == [2]
     assert load_rows(out / "input0" / "test")[1].tolist() == [2]
     text = "\n".join(messages)
-    assert f"RTE train: 1 empty sentences kept as empty inputs" in text and f"{f}, lines 8" in text
+    assert "RTE train: 1 empty sentences kept as empty inputs" in text and f"{f}, lines 8" in text
     assert f"{t}, lines 3" in text
     meta = json.loads((out / "glue_prep.json").read_text())
     assert meta["empty_inputs"] == {"train": 1, "test": 1}
@@ -325,7 +323,6 @@ def test_signal_to_bash_entry_point_leaves_nothing(tmp_path, sig, status):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "finished before it could be interrupted"
-    time.sleep(0.3)
     proc.send_signal(sig)  # bash exec'd python: this is glue_prep's own process
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
