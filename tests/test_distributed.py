@@ -1,0 +1,268 @@
+"""fairseq's own distributed training, run as two CPU processes over gloo
+(fairseq_hire/cpu_distributed.py, docs/DISTRIBUTED.md).
+
+The claim tested: a 2-process data-parallel run ends with the same parameters as a 1-process
+run with the same global batch, and its validation covers the whole dev set.
+
+What "the same global batch" means in fairseq. ``EpochBatchIterator`` builds one list of
+batches (``batch_by_size`` with ``--batch-size`` examples each, over the length-sorted,
+seed-shuffled dataset), shuffles that list of batches with ``seed + epoch``, and only then
+shards it: worker r of W gets batches r, r + W, r + 2W, ... (``ShardedIterator``), and
+``--update-freq F`` groups F consecutive batches of one worker into an update
+(``GroupedIterator``). So with ``--batch-size 8``:
+
+- 2 workers, update-freq 1: update k is batch 2k (worker 0) + batch 2k+1 (worker 1);
+- 1 worker,  update-freq 2: update k is batches 2k and 2k+1 -- the same 16 examples.
+
+A single process with ``--batch-size 16`` is *not* the equivalent: its batches are other
+pairs of 8-example groups (16 consecutive examples of the sorted order, shuffled as units),
+and its parameters end up ~6e-4 away from the 2-process run's (measured), against ~1.5e-8
+for update-freq 2. The gradients agree too: DDP averages the two workers' summed-loss
+gradients and the trainer multiplies by W / (total sample size of the update), which is what
+one process does after accumulating two batches (sum / total sample size); only the order of
+float additions differs. 160 training rows make 20 batches, 10 updates, one epoch, in both
+runs. Dropout is 0, so nothing random differs between workers.
+
+The runs are fairseq-train with the patches installed first (``cpu_distributed.main``), one
+thread per process as torchrun does, so they do not rely on the plugin's ``__init__``
+installing the patches; the last test checks that it does.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from fairseq_hire import cpu_distributed
+from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_setup import tiny_arch_flags
+
+ATOL = 1e-5
+# fairseq-train with fairseq_hire.cpu_distributed installed first, with or without the hook in
+# fairseq_hire/__init__.py that installs it on `--user-dir fairseq_hire`
+FAIRSEQ_TRAIN = ["-c", "from fairseq_hire.cpu_distributed import main; main()"]
+LAUNCHER = [sys.executable, *FAIRSEQ_TRAIN]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "--no-python", sys.executable, *FAIRSEQ_TRAIN]
+GLOO = ["--distributed-world-size", "2", "--distributed-backend", "gloo"]
+# a fairseq log record: "| valid | {...}" (fairseq-train's format) or "INFO:valid:{...}" (a
+# worker spawned by the -c launcher imports fairseq, which sets up default logging, before
+# fairseq_cli.train)
+RECORD = re.compile(r"(?:\| |INFO:)(train_inner|valid)(?: \| |:)(\{.*\})\s*$")
+
+
+def train_args(data, pretrained, save_dir, *extra):
+    return [
+        str(data), "--user-dir", str(REPO / "fairseq_hire"), "--finetune-from-model", str(pretrained),
+        "--arch", "roberta_hire_base", *tiny_arch_flags(), "--task", "sentence_prediction",
+        "--criterion", "sentence_prediction_hire", "--num-classes", "2", "--init-token", "0",
+        "--separator-token", "2", "--max-positions", "512", "--max-tokens", "4400",
+        "--required-batch-size-multiple", "1", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+        "--adam-eps", "1e-6", "--weight-decay", "0.1", "--lr", "1e-4", "--lr-scheduler", "polynomial_decay",
+        "--total-num-update", "40", "--warmup-updates", "4", "--max-update", "10",
+        "--dropout", "0", "--attention-dropout", "0", "--find-unused-parameters", "--cpu", "--seed", "1",
+        "--save-dir", str(save_dir), "--no-epoch-checkpoints",
+        "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric",
+        "--log-format", "json", "--log-interval", "1", *extra,
+    ]
+
+
+def run(command):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    return log
+
+
+def records(log, kind):
+    found = []
+    for line in log.splitlines():
+        match = RECORD.search(line)
+        if match and match.group(1) == kind:
+            found.append(json.loads(match.group(2)))
+    return found
+
+
+def final_parameters(save_dir):
+    return safe_torch_load(save_dir / "checkpoint_last.pt")["model"]
+
+
+def max_parameter_difference(a, b):
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def one_process(rte_bin, tiny_pretrained, tmp_path_factory):
+    """1 process, --batch-size 8 --update-freq 2: global batch 16, as two workers of 8."""
+    save_dir = tmp_path_factory.mktemp("one_process")
+    log = run([*LAUNCHER, *train_args(rte_bin, tiny_pretrained, save_dir, "--batch-size", "8", "--update-freq", "2")])
+    return save_dir, log
+
+
+def check_matches_one_process(one_process, save_dir, log):
+    one_dir, one_log = one_process
+    assert "distributed init (rank 1)" in log
+    difference = max_parameter_difference(final_parameters(one_dir), final_parameters(save_dir))
+    print(f"max |parameter difference|, 1 vs 2 processes: {difference:.3g}")
+    assert difference <= ATOL
+
+    # every update saw the same 16 examples: same loss, accuracy and batch size, update by update
+    keys = ("num_updates", "bsz", "loss", "accuracy")
+    one_updates = [{k: r[k] for k in keys} for r in records(one_log, "train_inner")]
+    two_updates = [{k: r[k] for k in keys} for r in records(log, "train_inner")]
+    assert len(one_updates) == 10 and two_updates == one_updates
+    assert {u["bsz"] for u in two_updates} == {"16"}
+
+    # validation gathers both workers' predictions: the metrics are over the whole dev set
+    (one_valid,) = records(one_log, "valid")
+    (two_valid,) = records(log, "valid")
+    for key in ("valid_loss", "valid_accuracy", "valid_mcc"):
+        assert two_valid[key] == one_valid[key], key
+    # each validation step gathers a batch of 8 from each worker: 10 steps of 16 vs 20 of 8
+    assert (float(one_valid["valid_bsz"]), float(two_valid["valid_bsz"])) == (8, 16)
+
+
+def test_two_gloo_processes_match_one_process(one_process, rte_bin, tiny_pretrained, tmp_path):
+    """fairseq's launcher: `--distributed-world-size 2 --distributed-backend gloo --cpu`
+    (fairseq picks the port, spawns both workers; rank 1 receives the fine-tuning start
+    checkpoint through fairseq's broadcast)."""
+    save_dir = tmp_path / "two_processes"
+    log = run([*LAUNCHER, *train_args(rte_bin, tiny_pretrained, save_dir, "--batch-size", "8", *GLOO)])
+    check_matches_one_process(one_process, save_dir, log)
+
+
+def test_torchrun_matches_one_process(one_process, rte_bin, tiny_pretrained, tmp_path):
+    """torchrun starts the workers; fairseq reads WORLD_SIZE / RANK from its environment."""
+    save_dir = tmp_path / "torchrun"
+    command = [*TORCHRUN, *train_args(rte_bin, tiny_pretrained, save_dir, "--batch-size", "8",
+                                      "--distributed-backend", "gloo")]
+    check_matches_one_process(one_process, save_dir, run(command))
+
+
+# the patches themselves, in process ---------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return "fairseq"
+
+
+def distributed_cfg(**overrides):
+    from fairseq.dataclass.configs import FairseqConfig
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(FairseqConfig()).distributed_training  # tpu interpolates common.tpu
+    cfg.distributed_world_size = 2
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def full_cfg(cpu):
+    cfg = type("Cfg", (), {})()
+    cfg.distributed_training = distributed_cfg()
+    cfg.common = type("Common", (), {"tpu": False, "cpu": cpu})()
+    return cfg
+
+
+def test_install_twice_is_a_no_op():
+    from fairseq.distributed import utils as distributed_utils
+    from fairseq.models import distributed_fairseq_model
+
+    cpu_distributed.install()
+    names = [(distributed_utils, "infer_init_method"), (distributed_utils, "call_main"),
+             (distributed_utils, "all_gather_list"), (distributed_fairseq_model, "DistributedDataParallel")]
+    before = [getattr(module, name) for module, name in names]
+    cpu_distributed.install()
+    assert [getattr(module, name) for module, name in names] == before
+    assert all(getattr(f, cpu_distributed.MARK) for f in before)
+    assert before[3].__wrapped__ is torch.nn.parallel.DistributedDataParallel
+
+
+def test_with_a_gpu_every_patch_calls_fairseq(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for patch, args in ((cpu_distributed.cpu_infer_init_method, (distributed_cfg(),)),
+                        (cpu_distributed.cpu_all_gather_list, ({"x": 1},))):
+        original = Recorder()
+        assert patch(original)(*args) == "fairseq" and len(original.calls) == 1
+
+    # call_main, GPU workers: handed to fairseq with the config untouched
+    original = Recorder()
+    cfg = full_cfg(cpu=False)
+    assert cpu_distributed.cpu_call_main(original)(cfg, print) == "fairseq"
+    assert cfg.distributed_training.distributed_init_method is None
+
+
+def test_cpu_workers_on_a_gpu_machine(monkeypatch):
+    """--cpu with more workers than GPUs: fairseq would assert world size <= GPU count and
+    spawn min(GPU count, world size) processes; the wrapper spawns the whole world."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST"):
+        monkeypatch.delenv(name, raising=False)
+    spawn = Recorder()
+    monkeypatch.setattr(torch.multiprocessing, "spawn", spawn)
+    original = Recorder()
+    cfg = full_cfg(cpu=True)
+    assert cpu_distributed.cpu_call_main(original)(cfg, print) is None and not original.calls
+    ((_, kwargs),) = spawn.calls
+    assert kwargs["fn"] is cpu_distributed.spawned_worker and kwargs["nprocs"] == 2
+    assert kwargs["args"][2]["start_rank"] == 0
+    assert cfg.distributed_training.distributed_init_method.startswith("tcp://localhost:")
+
+
+def test_ddp_keeps_device_ids_for_gpu_modules_only():
+    ddp = Recorder()
+    wrapper = cpu_distributed.cpu_module_ddp(ddp)
+    cpu_module = torch.nn.Linear(2, 2)
+    wrapper(cpu_module, device_ids=[0], output_device=0, find_unused_parameters=True)
+    assert ddp.calls[-1] == ((cpu_module,), {"find_unused_parameters": True})
+
+    class OnGpu(torch.nn.Module):
+        def parameters(self, recurse=True):
+            yield type("P", (), {"device": torch.device("cuda", 0)})()
+
+    gpu_module = OnGpu()
+    wrapper(gpu_module, device_ids=[0], output_device=0)
+    assert ddp.calls[-1] == ((gpu_module,), {"device_ids": [0], "output_device": 0})
+
+
+def test_cpu_init_method_under_torchrun(monkeypatch):
+    """The GPU-count default world size (1) must not hide torchrun's WORLD_SIZE."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "2", "RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    cfg = distributed_cfg(distributed_world_size=1)
+    cpu_distributed.cpu_infer_init_method(Recorder())(cfg)
+    assert (cfg.distributed_init_method, cfg.distributed_world_size, cfg.distributed_rank,
+            cfg.device_id, cfg.distributed_no_spawn) == ("env://", 2, 1, 0, True)
+
+
+def test_cpu_init_method_for_fairseq_spawn(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = distributed_cfg(distributed_world_size=3)
+    cpu_distributed.cpu_infer_init_method(Recorder())(cfg)
+    assert cfg.distributed_init_method == f"tcp://localhost:{cfg.distributed_port}"
+    assert 10000 <= cfg.distributed_port <= 60000 and cfg.distributed_num_procs == 3
+
+
+def test_hook_in_plugin_init_installs_the_patches():
+    """With the hook, plain `fairseq-train --user-dir fairseq_hire` (and torchrun -m
+    fairseq_cli.train) needs no launcher: fairseq imports the user dir while parsing arguments,
+    before it infers the init method."""
+    if "cpu_distributed" not in (REPO / "fairseq_hire" / "__init__.py").read_text():
+        pytest.skip("fairseq_hire/__init__.py does not call cpu_distributed.install() yet")
+    code = ("import fairseq_hire; from fairseq.distributed import utils; "
+            "assert getattr(utils.call_main, '__wrapped_by_fairseq_hire__', False)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
