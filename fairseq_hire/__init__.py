@@ -3,12 +3,14 @@
 Importing the package (``--user-dir fairseq_hire``) registers the ``roberta_hire`` model
 and architectures, the ``sentence_prediction_hire`` criterion and the ``hire_tokenizer``
 BPE, makes fairseq's checkpoint loading safe under torch >= 2.6, and installs the small
-fixes to fairseq in ``compat``.
+fixes to fairseq in ``compat`` and ``cpu_distributed`` (fairseq's distributed training on
+CPU, over gloo).
 """
-from . import checkpoint_io, compat
+from . import checkpoint_io, compat, cpu_distributed
 
 checkpoint_io.install()
 compat.install()
+cpu_distributed.install()
 
 from . import criterions, tokenizer  # noqa: E402,F401  (registration)
 from .models.roberta_hire import RobertaHireModel  # noqa: E402

@@ -65,8 +65,12 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 
 def allow_fairseq_checkpoint_contents() -> None:
-    """Let ``torch.load(weights_only=True)`` accept fairseq's checkpoint contents."""
-    torch.serialization.add_safe_globals(FAIRSEQ_CHECKPOINT_GLOBALS)
+    """Let ``torch.load(weights_only=True)`` accept fairseq's checkpoint contents, and the
+    checkpoint that distributed training broadcasts to ranks > 0, whose tensors fairseq
+    replaces by ``_TensorPlaceholder`` (a dataclass holding one index)."""
+    from fairseq.distributed.utils import _TensorPlaceholder
+
+    torch.serialization.add_safe_globals([*FAIRSEQ_CHECKPOINT_GLOBALS, _TensorPlaceholder])
 
 
 def refusal(path, error: Exception) -> UnsafeCheckpointError:

@@ -62,15 +62,9 @@ fairseq main (fairseq-fixed 0.12.3.1).
    objects with ``torch.distributed.all_gather_object`` (one entry per rank, in rank
    order, as fairseq returns them).
 
-5. Not CPU-specific: fairseq's checkpoint broadcast (``broadcast_object``, utils.py:784)
-   sends rank 0's checkpoint to the other ranks with the tensors replaced by
-   ``fairseq.distributed.utils._TensorPlaceholder`` (utils.py:810), then ``torch.load``s it
-   (utils.py:805) with torch's default ``weights_only=True``. That dataclass (one int, the
-   tensor's index) is not among the checkpoint contents ``fairseq_hire.checkpoint_io``
-   allows, so every distributed run that loads a checkpoint (``--finetune-from-model``,
-   ``--restore-file``, a restart) fails on ranks > 0, on GPUs too. ``install()`` adds it to
-   torch's safe globals; ``weights_only`` stays True. Its place is
-   ``checkpoint_io.FAIRSEQ_CHECKPOINT_GLOBALS``; adding it there makes this line redundant.
+(fairseq's checkpoint broadcast to ranks > 0 also needed a fix, not CPU-specific: its
+``_TensorPlaceholder`` is allowlisted with the other checkpoint contents in
+``fairseq_hire.checkpoint_io``.)
 
 Installing: importing the plugin (``--user-dir fairseq_hire``) calls ``install()`` (hook in
 ``fairseq_hire/__init__.py``). ``fairseq-train`` imports the user dir while parsing its
@@ -78,13 +72,11 @@ arguments (fairseq_cli/train.py:559, options.py:234), before ``call_main`` and
 ``infer_init_method`` run, so plain ``fairseq-train`` and ``torchrun -m fairseq_cli.train``
 work; workers spawned on CPU install the patches themselves (patch 2). ``fairseq-hydra-train``
 imports the user dir only inside each worker, too late for patches 1-2: on CPU use
-fairseq-train. ``main()`` is fairseq-train with the patches installed first.
+fairseq-train.
 """
 import functools
-import logging
 import os
 import random
-import sys
 
 import torch
 import torch.distributed as dist
@@ -216,19 +208,11 @@ def cpu_all_gather_list(all_gather_list):
 # install ---------------------------------------------------------------------------------
 
 
-def allow_checkpoint_broadcast() -> None:
-    """Patch 5: let torch.load(weights_only=True) read fairseq's broadcast checkpoint."""
-    from fairseq.distributed.utils import _TensorPlaceholder
-
-    torch.serialization.add_safe_globals([_TensorPlaceholder])
-
-
 def install() -> None:
-    """Install patches 1-5 (each once); GPU runs go through 1-4 to fairseq unchanged."""
+    """Install patches 1-4 (each once); GPU runs go through them to fairseq unchanged."""
     from fairseq.distributed import utils as distributed_utils
     from fairseq.models import distributed_fairseq_model
 
-    allow_checkpoint_broadcast()
     patches = (
         (distributed_utils, "infer_init_method", cpu_infer_init_method),
         (distributed_utils, "call_main", cpu_call_main),
@@ -239,22 +223,3 @@ def install() -> None:
         original = getattr(module, name)
         if not getattr(original, MARK, False):
             setattr(module, name, patch(original))
-
-
-def main() -> None:
-    """fairseq-train with the patches installed first, whether or not the plugin installs them:
-    ``python -c "from fairseq_hire.cpu_distributed import main; main()" ARGS`` (tests use it)."""
-    # fairseq-train's logging (fairseq_cli/train.py:18); importing this package imported
-    # fairseq, which already gave the root logger a default handler
-    logging.basicConfig(
-        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        level=os.environ.get("LOGLEVEL", "INFO").upper(),
-        stream=sys.stdout,
-        force=True,
-    )
-    install()
-    from fairseq_cli.train import cli_main
-
-    cli_main()
-
