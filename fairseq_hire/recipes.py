@@ -51,7 +51,8 @@ class GlueRecipe:
         total = epochs * math.ceil(train_examples / self.batch_size)
         return {"max_epoch": epochs, "total_updates": total, "warmup_updates": max(1, round(WARMUP_RATIO * total))}
 
-    def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None) -> List[str]:
+    def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None,
+              lr: Optional[float] = None) -> List[str]:
         """fairseq-train flags of this task's recipe (everything but data, paths and the model,
         whose dimensions and --max-positions come from the pretrained checkpoint)."""
         schedule = {"max_epoch": self.max_epoch, "total_updates": self.total_updates,
@@ -60,7 +61,7 @@ class GlueRecipe:
             schedule = self.budget(train_examples, epochs)
         flags = SHARED_FLAGS + [
             "--criterion", CRITERION, "--num-classes", str(self.num_classes),
-            "--batch-size", str(self.batch_size), "--lr", str(self.lr),
+            "--batch-size", str(self.batch_size), "--lr", str(lr or self.lr),
             "--total-num-update", str(schedule["total_updates"]),
             "--warmup-updates", str(schedule["warmup_updates"]),
             "--max-update", str(schedule["total_updates"]), "--max-epoch", str(schedule["max_epoch"]),

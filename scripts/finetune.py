@@ -42,9 +42,9 @@ def build_command(args, passthrough) -> list:
     source = args.mnli_init or args.pretrained
     flags = architecture_flags(args.pretrained, for_stock_roberta=args.baseline)
     size = args.size or ("large" if int(flags[flags.index("--encoder-layers") + 1]) >= 24 else "base")
-    schedule = {}
+    schedule = {"lr": args.lr}
     if args.epochs is not None:
-        schedule = {"epochs": args.epochs, "train_examples": count_train_examples(Path(args.data))}
+        schedule.update(epochs=args.epochs, train_examples=count_train_examples(Path(args.data)))
     command = [
         sys.executable, "-m", "fairseq_cli.train", str(args.data),
         "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
@@ -70,6 +70,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=int,
                         help="shorter budget: N epochs, warmup 6%%, linear decay to 0 at the end")
+    parser.add_argument("--lr", type=float, help="learning rate instead of the recipe's (e.g. for a shorter budget)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")
     parser.add_argument("--dry-run", action="store_true", help="print the fairseq-train command only")
