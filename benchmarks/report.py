@@ -6,7 +6,7 @@ hand.
 
 Writes benchmarks/results/quality_summary.json, quality_table.md, layer_weights.png and,
 with --update-readme, replaces the README's generated sections (between
-<!-- NAME:start --> and <!-- NAME:end --> for NAME in quality, cost, speed).
+<!-- NAME:start --> and <!-- NAME:end --> for NAME in quality, cost, speed, glue-prep).
 
 Per task and model: the official GLUE metrics of the best epoch (chosen, as in training, by
 the recipe's best-checkpoint metric), over seeds: median, mean +- sample std, n. A
@@ -166,6 +166,24 @@ def speed_tables():
     return "\n".join(out)
 
 
+def glue_prep_table():
+    path = RESULTS / "glue_prep_speed.json"
+    if not path.exists():
+        return "(no glue_prep benchmark yet: python benchmarks/bench_glue_prep.py)"
+    r = json.loads(path.read_text())
+    median = r["median_s"]
+    return "\n".join([
+        f"SST-2 train ({r['train_rows']} rows), {r['workers']} workers, median of {r['repeats']} alternating runs "
+        f"(`{path.relative_to(REPO)}`):\n",
+        "| pipeline | seconds |", "|---|---|",
+        f"| glue_prep, whole task | {median['glue_prep']:.1f} |",
+        f"| fairseq's recipe, whole task | {median['recipe']:.1f} |",
+        f"| fairseq's recipe, train split only | {median['recipe_train_only']:.1f} |",
+        f"\nglue_prep / recipe = {r['ratio_glue_prep_over_recipe']:.2f}; outputs identical to the recipe's: "
+        f"{r['outputs_identical_to_recipe']}.",
+    ])
+
+
 def plot_layer_weights(summary, path):
     import logging
 
@@ -210,6 +228,7 @@ def main(argv=None):
     quality = quality_table(summary)
     cost = cost_table(summary, costs)
     speed = speed_tables()
+    glue_prep = glue_prep_table()
     (RESULTS / "quality_summary.json").write_text(json.dumps({"quality": summary, "cost": costs}, indent=1) + "\n")
     (RESULTS / "quality_table.md").write_text(quality + "\n" + cost + "\n")
     plotted = plot_layer_weights(summary, RESULTS / "layer_weights.png")
@@ -221,6 +240,7 @@ def main(argv=None):
         text = replace_section(readme.read_text(), "quality", quality)
         text = replace_section(text, "cost", cost)
         text = replace_section(text, "speed", speed)
+        text = replace_section(text, "glue-prep", glue_prep)
         readme.write_text(text)
         print("README.md updated")
     if plotted:
