@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding, gru_on_packed
+from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding
+from fairseq_hire.modules.packed_gru import GruDirection, bigru_first_position, gru_on_packed
 
 C, L, K = 16, 3, 3
 
@@ -92,8 +93,8 @@ def test_shapes(config):
 @pytest.mark.parametrize("grad", [True, False], ids=["step-loop-gru", "nn-gru"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
 def test_batched_padded_equals_plain_reference(config, grad):
-    """With gradients on CPU the GRUs run as a step loop over packed sequences, without them
-    as nn.GRU on packed sequences: both must equal one unpadded example at a time."""
+    """With gradients on CPU the GRUs run as a loop over packed steps (packed_gru), without
+    them as nn.GRU on packed sequences: both must equal one unpadded example at a time."""
     head = make_head(**config)
     sequences = random_sequences([7, 3, 11, 1, 6])
     for kwargs in (dict(), dict(left_pad=True), dict(extra_pad=4)):
@@ -210,3 +211,28 @@ def test_step_loop_gru_equals_nn_gru(layers, bidirectional):
     ref_grads = torch.autograd.grad((ref_out.data.sum() + ref_h_n.sum()), [x, *gru.parameters()])
     for g, ref in zip(grads, ref_grads):
         torch.testing.assert_close(g, ref, atol=1e-5, rtol=0)
+
+
+def test_gru_direction_gradcheck_double():
+    torch.manual_seed(0)
+    batch_sizes = [3, 3, 2, 1]
+    gates_in = torch.randn(sum(batch_sizes), 12, dtype=torch.double, requires_grad=True)
+    w_hh = torch.randn(12, 4, dtype=torch.double, requires_grad=True)
+    b_hh = torch.randn(12, dtype=torch.double, requires_grad=True)
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda g, w, b: GruDirection.apply(g, w, b, batch_sizes, reverse), (gates_in, w_hh, b_hh)
+        )
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_first_position_of_a_bigru(grad):
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, bidirectional=True)
+    lengths = torch.tensor([4, 9, 1, 9, 6])
+    x = torch.randn(9, 5, 6)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    with torch.set_grad_enabled(grad):
+        first = bigru_first_position(gru, packed, x[0])
+    full, _ = torch.nn.utils.rnn.pad_packed_sequence(gru(packed)[0])
+    torch.testing.assert_close(first, full[0], atol=1e-6, rtol=0)

@@ -26,18 +26,19 @@ Padding never influences a result: sequences are compacted so that real tokens c
 first (a no-op for fairseq's right-padded batches), every GRU runs on packed sequences
 over the real tokens only, and pooling ignores padding.
 
-Training on CPU, the GRUs run as a step loop over packed sequences (``gru_on_packed``)
-instead of ``nn.GRU``: PyTorch's CPU GRU backward grows faster than linearly with the
-sequence length (on RTE-length batches it costs more than running over all the padding);
-the loop's cost is linear and skips padding. It uses the nn.GRU's own parameters and gives
-the same results; on GPUs, and without gradients, ``nn.GRU`` (cuDNN) runs.
+Training on CPU, the GRUs run as a loop over packed time steps with a hand-written backward
+(``packed_gru``): PyTorch's CPU GRU backward grows faster than linearly with the sequence
+length. With pooling "first" only F's first position is computed: one step of the fusion
+GRU's forward direction and the final state of its backward direction.
 """
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .packed_gru import bigru_first_position, gru_on_packed
 
 EXTRACTORS = ("gru", "scalar-mix")
 POOLINGS = ("first", "mean", "max", "mean-max")
@@ -77,67 +78,6 @@ def compact_padding(
 def lengths_mask(lengths: torch.Tensor, T: int, device) -> torch.Tensor:
     """T x B mask, True at real tokens of right-padded sequences."""
     return torch.arange(T, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
-
-
-def gru_cell(gates_in: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
-    """One GRU step, as nn.GRU computes it: gates_in = W_ih x + b_ih (n x 3h), h (n x h)."""
-    H = h.shape[1]
-    gates_h = torch.addmm(b_hh, h, w_hh.t())
-    reset_update = torch.sigmoid(gates_in[:, : 2 * H] + gates_h[:, : 2 * H])
-    reset, update = reset_update[:, :H], reset_update[:, H:]
-    candidate = torch.tanh(gates_in[:, 2 * H:] + reset * gates_h[:, 2 * H:])
-    return candidate + update * (h - candidate)
-
-
-def gru_direction(
-    gates_in: Sequence[torch.Tensor], w_hh, b_hh, batch_sizes: List[int], reverse: bool
-) -> Tuple[List[torch.Tensor], torch.Tensor]:
-    """Run one direction over packed steps (step t holds the batch_sizes[t] sequences still
-    running, longest first). Returns each step's output and every sequence's final state."""
-    H = w_hh.shape[1]
-    outputs: List[Optional[torch.Tensor]] = [None] * len(gates_in)
-    if reverse:  # a sequence starts (from zero) at its last token
-        h = gates_in[0].new_zeros(0, H)
-        for t in range(len(gates_in) - 1, -1, -1):
-            if batch_sizes[t] > h.shape[0]:
-                h = torch.cat([h, h.new_zeros(batch_sizes[t] - h.shape[0], H)])
-            h = gru_cell(gates_in[t], h, w_hh, b_hh)
-            outputs[t] = h
-        return outputs, h
-    h = gates_in[0].new_zeros(batch_sizes[0], H)
-    finished = []  # final states of sequences that ended, shortest last
-    for t in range(len(gates_in)):
-        if batch_sizes[t] < h.shape[0]:
-            finished.append(h[batch_sizes[t]:])
-            h = h[: batch_sizes[t]]
-        h = gru_cell(gates_in[t], h, w_hh, b_hh)
-        outputs[t] = h
-    return outputs, torch.cat([h, *reversed(finished)])
-
-
-def gru_on_packed(gru: nn.GRU, packed: PackedSequence) -> Tuple[PackedSequence, torch.Tensor]:
-    """``gru(packed)`` (batch-first False), as a loop over packed steps: each layer's input
-    projection is one matrix product over the real tokens, then one small product per step.
-    Returns the packed output and h_n ((layers * directions) x N x h), like nn.GRU."""
-    if not torch.is_grad_enabled() or packed.data.is_cuda:
-        return gru(packed)
-    batch_sizes = packed.batch_sizes.tolist()
-    data, finals = packed.data, []
-    for layer in range(gru.num_layers):
-        outputs = []
-        for reverse in (False, True) if gru.bidirectional else (False,):
-            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-            w_ih, w_hh = getattr(gru, "weight_ih" + suffix), getattr(gru, "weight_hh" + suffix)
-            b_ih, b_hh = getattr(gru, "bias_ih" + suffix), getattr(gru, "bias_hh" + suffix)
-            gates_in = torch.addmm(b_ih, data, w_ih.t()).split(batch_sizes)
-            steps, final = gru_direction(gates_in, w_hh, b_hh, batch_sizes, reverse)
-            outputs.append(torch.cat(steps))
-            finals.append(final)
-        data = torch.cat(outputs, dim=1)
-    h_n = torch.stack(finals)
-    if packed.unsorted_indices is not None:
-        h_n = h_n.index_select(1, packed.unsorted_indices)
-    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
 
 def weighted_sum(alpha: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
@@ -201,10 +141,13 @@ class FusionLayer(nn.Module):
         super().__init__()
         self.gru = nn.GRU(4 * embed_dim, hidden_dim, num_layers=1, bidirectional=True)
 
-    def forward(self, R: torch.Tensor, A: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """R, A: T x B x C (right-padded) -> F: T x B x 2h."""
+    def forward(self, R: torch.Tensor, A: torch.Tensor, lengths: torch.Tensor,
+                first_only: bool = False) -> torch.Tensor:
+        """R, A: T x B x C (right-padded) -> F: T x B x 2h, or F[0]: B x 2h if first_only."""
         M = torch.cat([R, A, R + A, R * A], dim=-1)
         packed = pack_padded_sequence(M, lengths, enforce_sorted=False)
+        if first_only:
+            return bigru_first_position(self.gru, packed, M[0])
         out, _ = gru_on_packed(self.gru, packed)
         fused, _ = pad_packed_sequence(out, total_length=M.shape[0])
         return fused
@@ -295,7 +238,8 @@ class HireHead(nn.Module):
             final: R, the encoder's final output, T x B x C.
             padding_mask: B x T, True at padding, or None.
         Returns:
-            F (T' x B x 2h, real tokens first), lengths (B,), alpha (B x J).
+            F (T' x B x 2h, real tokens first; with pooling "first" only F[0], B x 2h),
+            lengths (B,), alpha (B x J).
         """
         scored = inner_states[self.first_scored_layer:]
         if len(scored) != self.extractor.num_layers:
@@ -305,7 +249,7 @@ class HireHead(nn.Module):
         (R, *scored), lengths = compact_padding([final, *scored], padding_mask)
         layers = torch.stack(scored, dim=1)  # T x J x B x C
         A, alpha = self.extractor(layers, lengths)
-        return self.fusion(R, A, lengths), lengths, alpha
+        return self.fusion(R, A, lengths, first_only=self.pooling == "first"), lengths, alpha
 
     def forward(
         self,
@@ -315,6 +259,6 @@ class HireHead(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """-> logits (B x K), alpha (B x J)."""
         fused, lengths, alpha = self.extract(inner_states, final, padding_mask)
-        x = self.dropout(pool(fused, lengths, self.pooling))
+        x = self.dropout(fused if self.pooling == "first" else pool(fused, lengths, self.pooling))
         x = self.dropout(self.activation_fn(self.dense(x)))
         return self.out_proj(x), alpha

@@ -1,0 +1,136 @@
+"""nn.GRU over packed sequences for CPU training, with a linear-cost backward.
+
+PyTorch's CPU GRU backward grows faster than linearly with the sequence length: on RTE-length
+batches (T ~ 200) a 2-layer BiGRU's backward takes ~10 s where its forward takes 0.4 s, more
+than running it over all the padding. Here each layer and direction is one matrix product
+for the input projections over the real tokens, then a loop over packed time steps (step t
+holds the batch_sizes[t] sequences still running, longest first), with the backward written
+out by hand in the same loop (``GruDirection``). Results equal nn.GRU's (tested to 1e-6 in
+float32, 1e-15 in float64, gradients included); the parameters are the nn.GRU's own.
+
+Pure PyTorch; shapes are time-major as in nn.GRU (batch_first=False).
+"""
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import PackedSequence
+
+
+def gru_step(gates_in, h, w_hh, b_hh):
+    """One GRU step as nn.GRU computes it. gates_in = W_ih x + b_ih (n x 3H), h (n x H).
+    Returns the new state and what the backward needs: (h_new, [r ; z], candidate, W_hn h + b_hn)."""
+    H = h.shape[1]
+    gates_h = torch.addmm(b_hh, h, w_hh.t())
+    reset_update = torch.sigmoid(gates_in[:, : 2 * H] + gates_h[:, : 2 * H])
+    gates_h_new = gates_h[:, 2 * H:]
+    candidate = torch.tanh(gates_in[:, 2 * H:] + reset_update[:, :H] * gates_h_new)
+    return candidate + reset_update[:, H:] * (h - candidate), reset_update, candidate, gates_h_new
+
+
+class GruDirection(torch.autograd.Function):
+    """One direction of one GRU layer over packed steps.
+
+    forward(gates_in: packed sum(batch_sizes) x 3H input projections, w_hh: 3H x H, b_hh: 3H,
+    batch_sizes, reverse) -> packed outputs (sum x H), final states (N x H, longest first).
+    """
+
+    @staticmethod
+    def forward(ctx, gates_in, w_hh, b_hh, batch_sizes: List[int], reverse: bool):
+        H, T = w_hh.shape[1], len(batch_sizes)
+        steps = gates_in.split(batch_sizes)
+        outputs, saved = [None] * T, [None] * T
+        finished = []  # forward: final states of sequences that ended, shortest last
+        h = gates_in.new_zeros(0 if reverse else batch_sizes[0], H)
+        for t in range(T - 1, -1, -1) if reverse else range(T):
+            n = batch_sizes[t]
+            if reverse and n > h.shape[0]:  # sequences start (from zero) at their last token
+                h = torch.cat([h, h.new_zeros(n - h.shape[0], H)])
+            elif not reverse and n < h.shape[0]:
+                finished.append(h[n:])
+                h = h[:n]
+            h_new, reset_update, candidate, gates_h_new = gru_step(steps[t], h, w_hh, b_hh)
+            saved[t] = (h, reset_update, candidate, gates_h_new)
+            outputs[t] = h = h_new
+        final = h if reverse else torch.cat([h, *reversed(finished)])
+        ctx.batch_sizes, ctx.reverse = batch_sizes, reverse
+        ctx.save_for_backward(w_hh, *(torch.cat(parts) for parts in zip(*saved)))
+        return torch.cat(outputs), final
+
+    @staticmethod
+    def backward(ctx, grad_outputs, grad_final):
+        w_hh, h_prev, reset_update, candidate, gates_h_new = ctx.saved_tensors
+        batch_sizes, reverse = ctx.batch_sizes, ctx.reverse
+        H, T = w_hh.shape[1], len(batch_sizes)
+        grad_out, h_prev_t, ru_t, cand_t, ghn_t = (
+            x.split(batch_sizes) for x in (grad_outputs, h_prev, reset_update, candidate, gates_h_new)
+        )
+        grad_gates = [None] * T
+        grad_h = grad_final
+        for t in range(T) if reverse else range(T - 1, -1, -1):  # the forward loop, backwards
+            n = batch_sizes[t]
+            dh = grad_h[:n] + grad_out[t]
+            reset, update, c = ru_t[t][:, :H], ru_t[t][:, H:], cand_t[t]
+            d_pre_new = dh * (1 - update) * (1 - c * c)
+            d_pre_update = dh * (h_prev_t[t] - c) * update * (1 - update)
+            d_pre_reset = d_pre_new * ghn_t[t] * reset * (1 - reset)
+            grad_gates[t] = torch.cat([d_pre_reset, d_pre_update, d_pre_new], dim=1)
+            d_gates_h = torch.cat([d_pre_reset, d_pre_update, d_pre_new * reset], dim=1)
+            dh_prev = dh * update + d_gates_h.mm(w_hh)
+            if reverse:  # sequences that started at step t had a zero initial state
+                grad_h = dh_prev[: batch_sizes[t + 1] if t + 1 < T else 0]
+            else:
+                grad_h = torch.cat([dh_prev, grad_h[n:]]) if n < grad_h.shape[0] else dh_prev
+        grad_gates_in = torch.cat(grad_gates)
+        grad_gates_h = torch.cat(
+            [grad_gates_in[:, : 2 * H], grad_gates_in[:, 2 * H:] * reset_update[:, :H]], dim=1
+        )
+        return grad_gates_in, grad_gates_h.t().mm(h_prev), grad_gates_h.sum(0), None, None
+
+
+def direction_parameters(gru: nn.GRU, layer: int, reverse: bool):
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    return tuple(getattr(gru, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def uses_loop(data: torch.Tensor) -> bool:
+    """The loop pays off when training on CPU; cuDNN, and nn.GRU's CPU forward, are faster."""
+    return torch.is_grad_enabled() and not data.is_cuda
+
+
+def gru_on_packed(gru: nn.GRU, packed: PackedSequence) -> Tuple[PackedSequence, torch.Tensor]:
+    """``gru(packed)``: the packed output and h_n ((layers * directions) x N x H)."""
+    if not uses_loop(packed.data):
+        return gru(packed)
+    batch_sizes = packed.batch_sizes.tolist()
+    data, finals = packed.data, []
+    for layer in range(gru.num_layers):
+        outputs = []
+        for reverse in (False, True) if gru.bidirectional else (False,):
+            w_ih, w_hh, b_ih, b_hh = direction_parameters(gru, layer, reverse)
+            output, final = GruDirection.apply(torch.addmm(b_ih, data, w_ih.t()), w_hh, b_hh, batch_sizes, reverse)
+            outputs.append(output)
+            finals.append(final)
+        data = torch.cat(outputs, dim=1)
+    h_n = torch.stack(finals)
+    if packed.unsorted_indices is not None:
+        h_n = h_n.index_select(1, packed.unsorted_indices)
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+
+
+def bigru_first_position(gru: nn.GRU, packed: PackedSequence, first: torch.Tensor) -> torch.Tensor:
+    """The output at position 0 of a 1-layer bidirectional GRU, N x 2H, without the rest: the
+    forward direction's is one step from a zero state, the backward direction's is its final
+    state. `first` is every sequence's first input (N x I, batch order)."""
+    if not uses_loop(packed.data):
+        from torch.nn.utils.rnn import pad_packed_sequence
+
+        return pad_packed_sequence(gru(packed)[0])[0][0]
+    w_ih, w_hh, b_ih, b_hh = direction_parameters(gru, 0, reverse=False)
+    forward, *_ = gru_step(torch.addmm(b_ih, first, w_ih.t()), first.new_zeros(first.shape[0], w_hh.shape[1]), w_hh, b_hh)
+    w_ih, w_hh, b_ih, b_hh = direction_parameters(gru, 0, reverse=True)
+    _, backward = GruDirection.apply(torch.addmm(b_ih, packed.data, w_ih.t()), w_hh, b_hh,
+                                     packed.batch_sizes.tolist(), True)
+    if packed.unsorted_indices is not None:
+        backward = backward.index_select(0, packed.unsorted_indices)
+    return torch.cat([forward, backward], dim=1)
