@@ -144,7 +144,7 @@ def real_batches(task, count, seed=1):
     return [next(itr)["net_input"]["src_tokens"] for _ in range(count)]
 
 
-def workloads(size_name, quick):
+def workloads(size_name, quick, fixed_only=False):
     g = torch.Generator().manual_seed(0)
 
     def fixed(B, T):
@@ -156,7 +156,7 @@ def workloads(size_name, quick):
     if size_name == "base" and not quick:
         loads["B8xT512"] = fixed(8, 512)
     count = 2 if quick or size_name == "large" else 4
-    for task in ("RTE", "MRPC"):
+    for task in () if fixed_only else ("RTE", "MRPC"):
         batches = real_batches(task, count)
         if batches is not None:
             loads[f"{task} batches"] = batches
@@ -202,11 +202,11 @@ def memory_probe(config, size_name, workload):
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def bench_train(size_name, device, configs, repeats, quick, half):
+def bench_train(size_name, device, configs, repeats, quick, half, fixed_only=False):
     size = SIZES[size_name]
     models = {c: build_model(c, size, device, half) for c in configs}
     results = {}
-    for name, batches in workloads(size_name, quick).items():
+    for name, batches in workloads(size_name, quick, fixed_only).items():
         for model in models.values():  # warm up
             train_step(model, batches[:1], device)
         times = {c: [] for c in configs}
@@ -427,6 +427,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--inference-pairs", type=int, default=408)
     parser.add_argument("--quick", action="store_true", help="fewer workloads, no CPU memory probes")
+    parser.add_argument("--fixed-shapes-only", nargs="*", default=[], choices=SIZES, metavar="SIZE",
+                        help="sizes timed on fixed shapes only, without the real GLUE batches "
+                             "(large's real batches take most of an hour on 2 CPU cores)")
     parser.add_argument("--glue-data", type=Path, default=GLUE, help="real GLUE files (RTE, MRPC)")
     parser.add_argument("--inference-encoder", choices=["minilm", "random"],
                         help="default: the converted all-MiniLM-L6-v2 where its package is installed")
@@ -446,7 +449,8 @@ def main(argv=None):
                "train_step": {}, "padding": {}, "inference": {}}
     configs = ["stock"] + [c for c in args.configs if c != "stock"]
     for size in args.sizes:
-        results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half)
+        results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half,
+                                                  size in args.fixed_shapes_only)
     results["padding"] = {size: bench_padding(size, device, args.repeats, half) for size in args.sizes if size != "large"}
     results["inference"] = bench_inference(device, args.repeats, args.inference_pairs, encoder)
     tag = results["machine"].get("gpu", "cpu").replace(" ", "-")
