@@ -62,11 +62,7 @@ def summarize(runs):
         for model, data in entry["models"].items():
             if base is None or model == "baseline":
                 continue
-            a, b = data["metrics"][primary], base["metrics"][primary]
-            diff = a["mean"] - b["mean"]
-            se = math.sqrt((a["std"] ** 2 / a["n"] if a["n"] > 1 else math.inf) + (b["std"] ** 2 / b["n"] if b["n"] > 1 else math.inf))
-            data["vs_baseline"] = {"metric": primary, "mean_difference": diff, "standard_error": se,
-                                   "within_noise": not (abs(diff) > 2 * se)}
+            data["vs_baseline"] = {"metric": primary, **compare(data["metrics"][primary], base["metrics"][primary])}
         summary[task] = entry
     return summary
 
@@ -84,6 +80,13 @@ def cost_ratios():
             if ratios:
                 costs.setdefault(device, {})[config] = {"ratio": statistics.fmean(ratios), "flop_ratio": statistics.fmean(flops)}
     return costs
+
+
+def compare(a, b):
+    """Mean difference a - b, its standard error, and whether it is within seed noise (< 2 SE)."""
+    diff = a["mean"] - b["mean"]
+    se = math.sqrt((a["std"] ** 2 / a["n"] if a["n"] > 1 else math.inf) + (b["std"] ** 2 / b["n"] if b["n"] > 1 else math.inf))
+    return {"mean_difference": diff, "standard_error": se, "within_noise": not (abs(diff) > 2 * se)}
 
 
 def fmt(stat):
@@ -125,7 +128,36 @@ def cost_table(summary, costs):
         ratios = [f"{costs[d][config]['ratio']:.2f}x" if config in costs[d] else "-" for d in devices]
         flops = next((f"{costs[d][config]['flop_ratio']:.2f}x" for d in devices if config in costs[d]), "-")
         lines.append(f"| {MODEL_NAMES[model]} | " + " | ".join(scores) + " | " + " | ".join(ratios) + f" | {flops} |")
+    lines += ["", recommendation(summary, costs)]
     return "\n".join(lines)
+
+
+COST_GOAL = 1.15
+
+
+def recommendation(summary, costs):
+    """The cheap configuration: at most COST_GOAL x the stock step on CPU, and within seed noise
+    of HIRE's defaults on every task where both were run."""
+    cpu = costs.get("CPU", {})
+    if not cpu:
+        return "(no CPU speed results yet: no recommendation)"
+    verdicts = []
+    for model in MODEL_ORDER[2:]:
+        config = SPEED_CONFIG[model]
+        if config not in cpu:
+            continue
+        tasks = [t for t, e in summary.items() if "hire" in e["models"] and model in e["models"]]
+        noisy = [t for t in tasks if not compare(summary[t]["models"][model]["metrics"][summary[t]["primary"]],
+                                                 summary[t]["models"]["hire"]["metrics"][summary[t]["primary"]])["within_noise"]]
+        cheap = cpu[config]["ratio"] <= COST_GOAL
+        verdicts.append((model, cheap and tasks and not noisy, cpu[config]["ratio"], tasks, noisy))
+    chosen = [v for v in verdicts if v[1]]
+    if not chosen:
+        return (f"No configuration costs at most {COST_GOAL:.2f}x the stock step on CPU while staying within seed "
+                "noise of HIRE's defaults on every task measured.")
+    model, _, ratio, tasks, _ = min(chosen, key=lambda v: v[2])
+    return (f"Recommended cheap configuration: **{MODEL_NAMES[model]}** ({ratio:.2f}x the stock step on CPU on real "
+            f"GLUE batches, goal {COST_GOAL:.2f}x), within seed noise of HIRE's defaults on {', '.join(tasks)}.")
 
 
 def speed_tables():
