@@ -310,13 +310,19 @@ def test_interrupt_during_parallel_encoding(rte, tmp_path, monkeypatch):
     assert len(seen) == 2 and list((tmp_path / "out").iterdir()) == []
 
 
+def default_sigint():
+    """A shell that starts a job in the background (`make test &`) makes it ignore SIGINT, and
+    children inherit that; a user's interactive shell does not, so the child gets the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_to_bash_entry_point_leaves_nothing(tmp_path, sig, status):
     """Ctrl-C (SIGINT) or kill (SIGTERM) while encoding SST-2's 20000 shipped train rows."""
     out = tmp_path / "out"
     proc = subprocess.Popen(["bash", str(PREPARE_SH), str(SHIPPED_GLUE), "SST-2", str(out),
                              "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if out.exists() and list(out.glob(".SST-2-bin.tmp-*")):
