@@ -40,6 +40,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from fairseq_hire.checkpoint_args import model_config  # noqa: E402
+from fairseq_hire.evaluation import write_atomically  # noqa: E402
 from fairseq_hire.recipes import recipe  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "quality"
@@ -127,10 +128,7 @@ def run_one(task, model, seed, args, minilm, data):
         "command": command[1:], "torch": torch.__version__, "threads": 1, "parallel_runs": args.jobs,
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_atomically(out, json.dumps(record, indent=1) + "\n")
     print(f"done {task} {model} seed {seed}: {task_recipe.best_metric} = {best[task_recipe.best_metric]} "
           f"({seconds / 60:.1f} min)", flush=True)
 

@@ -141,21 +141,19 @@ def recommendation(summary, costs):
     cpu = costs.get("CPU", {})
     if not cpu:
         return "(no CPU speed results yet: no recommendation)"
-    verdicts = []
+    fits = []  # (cost, model, tasks) of every configuration that meets both conditions
     for model in MODEL_ORDER[2:]:
-        config = SPEED_CONFIG[model]
-        if config not in cpu:
-            continue
+        cost = cpu.get(SPEED_CONFIG[model], {}).get("ratio")
         tasks = [t for t, e in summary.items() if "hire" in e["models"] and model in e["models"]]
-        noisy = [t for t in tasks if not compare(summary[t]["models"][model]["metrics"][summary[t]["primary"]],
-                                                 summary[t]["models"]["hire"]["metrics"][summary[t]["primary"]])["within_noise"]]
-        cheap = cpu[config]["ratio"] <= COST_GOAL
-        verdicts.append((model, cheap and tasks and not noisy, cpu[config]["ratio"], tasks, noisy))
-    chosen = [v for v in verdicts if v[1]]
-    if not chosen:
+        if cost is None or cost > COST_GOAL or not tasks:
+            continue
+        if all(compare(summary[t]["models"][model]["metrics"][summary[t]["primary"]],
+                       summary[t]["models"]["hire"]["metrics"][summary[t]["primary"]])["within_noise"] for t in tasks):
+            fits.append((cost, model, tasks))
+    if not fits:
         return (f"No configuration costs at most {COST_GOAL:.2f}x the stock step on CPU while staying within seed "
                 "noise of HIRE's defaults on every task measured.")
-    model, _, ratio, tasks, _ = min(chosen, key=lambda v: v[2])
+    ratio, model, tasks = min(fits)
     return (f"Recommended cheap configuration: **{MODEL_NAMES[model]}** ({ratio:.2f}x the stock step on CPU on real "
             f"GLUE batches, goal {COST_GOAL:.2f}x), within seed noise of HIRE's defaults on {', '.join(tasks)}.")
 

@@ -450,29 +450,27 @@ def main(argv=None):
     configs = ["stock"] + [c for c in args.configs if c != "stock"]
     tag = results["machine"].get("gpu", "cpu").replace(" ", "-")
     out = args.out or REPO / "benchmarks" / "results" / f"speed-{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     results["complete"] = False
     # saved after every section: a long CPU run that dies (e.g. out of memory) keeps what it measured
+    from fairseq_hire.evaluation import write_atomically
+
+    def save():
+        write_atomically(out, json.dumps(results, indent=1) + "\n")
+
     for size in args.sizes:
         results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half,
                                                   size in args.fixed_shapes_only)
-        save(results, out)
+        save()
     for size in args.sizes:
         if size != "large":
             results["padding"][size] = bench_padding(size, device, args.repeats, half)
-            save(results, out)
+            save()
     results["inference"] = bench_inference(device, args.repeats, args.inference_pairs, encoder)
     results["complete"] = True
-    save(results, out)
+    save()
     plot(results, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
-
-
-def save(results, out):
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, out)
 
 
 if __name__ == "__main__":
