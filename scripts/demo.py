@@ -95,9 +95,9 @@ def main(argv=None):
     parser.add_argument("--glue-data", type=Path, default=SHIPPED_GLUE, help="glue_data folder (default: shipped copy)")
     parser.add_argument("--pretrained", type=Path, help="model.pt (default: all-MiniLM-L6-v2, converted)")
     parser.add_argument("--out", type=Path, default=REPO / "demo_out")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=3e-5,
-                        help="the recipe's 1e-5 is tuned for roberta.base over 10 epochs; a 2-epoch budget "
+                        help="the recipe's 1e-5 is tuned for roberta.base over 10 epochs; a 1-2 epoch budget "
                              "with a small encoder needs more")
     parser.add_argument("--max-rows", type=int, help="use the first N rows of each split (quicker)")
     args, finetune_flags = parser.parse_known_args(argv)
