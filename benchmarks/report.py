@@ -165,7 +165,8 @@ def speed_tables():
         speed = json.loads(path.read_text())
         device = speed["machine"].get("gpu") or f"CPU, {speed['machine']['cpu_count']} cores"
         configs = [c for c in SPEED_CONFIG.values() if c != "stock"]
-        out.append(f"**{device}** ({speed['dtype']}, torch {speed['machine']['torch']}, median of "
+        commit = f", commit {speed['machine']['commit']}" if speed["machine"].get("commit") else ""
+        out.append(f"**{device}** ({speed['dtype']}, torch {speed['machine']['torch']}{commit}, median of "
                    f"{speed['repeats']} alternating repeats; `{path.relative_to(REPO)}`, plot `{path.with_suffix('.png').name}`)\n")
         out.append("| size | workload | padding | stock s/step | " + " | ".join(configs)
                    + " | peak memory, HIRE / stock |")
@@ -179,11 +180,16 @@ def speed_tables():
                            + " | ".join(cells) + f" | {f'{memory:.2f}x' if memory else '-'} |")
         out.append("\nEach cell: measured step time / stock (FLOP ratio of that configuration).\n")
         if speed.get("padding"):
-            out.append("| size | task batches | padding | GRUs on packed sequences / GRUs over the padding |")
-            out.append("|---|---|---|---|")
+            out.append("| size | task batches | padding | HIRE's GRUs as the model runs them | time / naive GRUs over the padding "
+                       "| cuDNN packed / naive |")
+            out.append("|---|---|---|---|---|---|")
             for size, tasks in speed["padding"].items():
                 for task, p in tasks.items():
-                    out.append(f"| {size} | {task} | {p['padding_fraction']:.0%} | {p['packed_over_padded']:.2f}x |")
+                    if "model_over_naive" not in p:  # written before the GPU path existed: the model packed everywhere
+                        p = {**p, "model_gru_path": "packed sequences", "model_over_naive": p["packed_over_padded"]}
+                    packed = p.get("cudnn_packed_over_naive")
+                    out.append(f"| {size} | {task} | {p['padding_fraction']:.0%} | {p['model_gru_path']} | "
+                               f"{p['model_over_naive']:.2f}x | {f'{packed:.2f}x' if packed else '-'} |")
             out.append("")
         if speed.get("inference"):
             out.append("| model | encoder | one at a time (pairs/s) | naive batches of 32 | grouped by length | speed-up |")

@@ -9,8 +9,10 @@ configurations, several repeats (medians); nothing is compared across runs.
    shapes (B8 x T128; base also B8 x T512) and real GLUE training batches (RTE, MRPC, drawn by
    fairseq's own batching with the recipe's batch size 16), with the FLOP ratio of each
    configuration beside it, and peak memory.
-2. padding: HIRE's GRUs on packed sequences (what the model does) vs the same GRUs run over
-   the padded batch (a naive implementation), on the same real batches.
+2. padding: HIRE's GRUs as the model runs them (CPU: packed sequences; GPU: over the padding,
+   exact, see fairseq_hire/modules/padded_gru.py) vs the same GRUs run naively over the padded
+   batch (wrong at the real tokens, timed for cost only), on the same real batches; on GPU also
+   cuDNN's packed sequences.
 3. inference: the hub's batched predict vs one-at-a-time, HIRE and stock, all-MiniLM-L6-v2 on
    MRPC dev pairs.
 
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+from fairseq_hire.modules import hire  # noqa: E402
 from fairseq_hire.modules.hire import compact_padding, pool  # noqa: E402
 from fairseq_hire.recipes import recipe  # noqa: E402
 
@@ -277,26 +280,45 @@ def bench_padding(size_name, device, repeats, half):
                       for _ in range(size["layers"] + 1)]
             inputs.append((states, tokens.eq(1).to(device)))
 
-        def packed():
+        def model_path():
             for states, mask in inputs:
                 head(states, states[-1], mask)[0].float().sum().backward()
 
-        def over_padding():
+        def naive():
             for states, _ in inputs:
                 hire_over_padding(head, states, states[-1]).float().sum().backward()
 
-        packed(), over_padding()
-        times = {"packed": [], "over_padding": []}
+        def cudnn_packed():  # the model's GPU path before padded_gru
+            original = hire.runs_over_padding
+            hire.runs_over_padding = lambda x: False
+            try:
+                model_path()
+            finally:
+                hire.runs_over_padding = original
+
+        variants = {"model": model_path, "naive_over_padding": naive}
+        if device.type == "cuda":
+            variants["cudnn_packed"] = cudnn_packed
+        times = {name: [] for name in variants}
+        for fn in variants.values():  # warm-up
+            fn()
         for _ in range(repeats):
-            times["packed"].append(timed(packed, device))
-            times["over_padding"].append(timed(over_padding, device))
+            for name, fn in variants.items():
+                times[name].append(timed(fn, device))
+        seconds = {name: statistics.median(t) for name, t in times.items()}
         real = sum(int(b.ne(1).sum()) for b in batches)
         padded = sum(b.numel() for b in batches)
-        packed_s, padded_s = (statistics.median(times[k]) for k in ("packed", "over_padding"))
-        results[task] = {"padding_fraction": round(1 - real / padded, 3), "packed_seconds": round(packed_s, 4),
-                         "over_padding_seconds": round(padded_s, 4), "packed_over_padded": round(packed_s / padded_s, 3)}
-        print(f"padding {size_name} {task}: packed {packed_s:.3f}s, over padding {padded_s:.3f}s "
-              f"(padding {results[task]['padding_fraction']:.0%})", flush=True)
+        probe = inputs[0][0][0]
+        results[task] = {
+            "padding_fraction": round(1 - real / padded, 3),
+            "model_gru_path": "over the padding, exact" if hire.runs_over_padding(probe) else "packed sequences",
+            "seconds": {name: round(s, 4) for name, s in seconds.items()},
+            "model_over_naive": round(seconds["model"] / seconds["naive_over_padding"], 3),
+        }
+        if "cudnn_packed" in seconds:
+            results[task]["cudnn_packed_over_naive"] = round(seconds["cudnn_packed"] / seconds["naive_over_padding"], 3)
+        print(f"padding {size_name} {task}: " + ", ".join(f"{k} {v:.3f}s" for k, v in seconds.items())
+              + f" (padding {results[task]['padding_fraction']:.0%})", flush=True)
     return results
 
 
@@ -378,10 +400,19 @@ def bench_inference(device, repeats, count, encoder):
 
 # main -------------------------------------------------------------------------------------------
 
+def git_commit():
+    """The code measured, where the tree is a git checkout."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
 def machine(device):
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": os.getloadavg()}
+            "load_average_at_start": os.getloadavg(), "commit": git_commit()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

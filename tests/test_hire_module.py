@@ -8,8 +8,10 @@ import torch.nn.functional as F
 
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from fairseq_hire.modules import hire
 from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding
 from fairseq_hire.modules.packed_gru import GruDirection, bigru_first_position, gru_on_packed
+from fairseq_hire.modules.padded_gru import bigru_first_position_over_padding, gru_over_padding
 
 C, L, K = 16, 3, 3
 
@@ -90,11 +92,21 @@ def test_shapes(config):
     torch.testing.assert_close(alpha.sum(-1), torch.ones(3))
 
 
-@pytest.mark.parametrize("grad", [True, False], ids=["step-loop-gru", "nn-gru"])
+GRU_PATHS = {  # name: (gradients on, GRUs over the padded batch as on GPU)
+    "step-loop-gru": (True, False),
+    "nn-gru": (False, False),
+    "over-padding": (True, True),
+}
+
+
+@pytest.mark.parametrize("path", GRU_PATHS)
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
-def test_batched_padded_equals_plain_reference(config, grad):
+def test_batched_padded_equals_plain_reference(config, path, monkeypatch):
     """With gradients on CPU the GRUs run as a loop over packed steps (packed_gru), without
-    them as nn.GRU on packed sequences: both must equal one unpadded example at a time."""
+    them as nn.GRU on packed sequences, on GPU over the padding (padded_gru, forced here on
+    CPU): each must equal one unpadded example at a time."""
+    grad, over_padding = GRU_PATHS[path]
+    monkeypatch.setattr(hire, "runs_over_padding", lambda x: over_padding)
     head = make_head(**config)
     sequences = random_sequences([7, 3, 11, 1, 6])
     for kwargs in (dict(), dict(left_pad=True), dict(extra_pad=4)):
@@ -236,3 +248,53 @@ def test_first_position_of_a_bigru(grad):
         first = bigru_first_position(gru, packed, x[0])
     full, _ = torch.nn.utils.rnn.pad_packed_sequence(gru(packed)[0])
     torch.testing.assert_close(first, full[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (1, True), (2, True), (3, False)])
+def test_gru_over_padding_equals_nn_gru_on_packed(layers, bidirectional):
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, num_layers=layers, bidirectional=bidirectional)
+    lengths = torch.tensor([4, 9, 1, 9, 6, 2])
+    x = torch.randn(9, 6, 6)
+    x[7:, 0] = 1e3  # padding holds garbage
+    x.requires_grad_(True)
+    out, h_n = gru_over_padding(gru, x, lengths)
+    ref_out, ref_h_n = gru(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    ref_out, _ = torch.nn.utils.rnn.pad_packed_sequence(ref_out, total_length=9)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h_n, ref_h_n, atol=1e-6, rtol=0)
+    grads = torch.autograd.grad(out.sum() + h_n.sum(), [x, *gru.parameters()])
+    ref_grads = torch.autograd.grad(ref_out.sum() + ref_h_n.sum(), [x, *gru.parameters()])
+    for g, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-5, rtol=0)
+    assert grads[0][lengths[0]:, 0].abs().max() == 0  # padding gets no gradient
+
+
+def test_first_position_over_padding():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, bidirectional=True)
+    lengths = torch.tensor([4, 9, 1, 9, 6])
+    x = torch.randn(9, 5, 6)
+    first = bigru_first_position_over_padding(gru, x, lengths)
+    full, _ = torch.nn.utils.rnn.pad_packed_sequence(gru(pack_padded_sequence(x, lengths, enforce_sorted=False))[0])
+    torch.testing.assert_close(first, full[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_gpu_equals_cpu(config, monkeypatch):
+    """On GPU the GRUs run over the padding in cuDNN: outputs and gradients must equal the
+    CPU's (rounding only: TF32 is turned off)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    states, mask = batch(random_sequences([7, 3, 11, 1, 6]), extra_pad=4)
+    results = []
+    for device in ("cpu", "cuda"):
+        head = make_head(**config).to(device)
+        inputs = [s.to(device).requires_grad_(True) for s in states]
+        logits, alpha = head(inputs, inputs[-1], mask.to(device))
+        (logits.sum() + alpha[:, 0].sum()).backward()
+        results.append([logits, alpha, inputs[-1].grad, *(p.grad for p in head.parameters())])
+    for cpu, gpu in zip(*results):
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    assert results[1][2][mask.t().cuda()].abs().max() == 0  # padding gets no gradient

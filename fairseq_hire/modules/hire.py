@@ -23,13 +23,17 @@ True at padding.
     then RoBERTa's head shape: dropout -> dense(P, d) -> tanh -> dropout -> out_proj(d, K).
 
 Padding never influences a result: sequences are compacted so that real tokens come
-first (a no-op for fairseq's right-padded batches), every GRU runs on packed sequences
-over the real tokens only, and pooling ignores padding.
-
-Training on CPU, the GRUs run as a loop over packed time steps with a hand-written backward
-(``packed_gru``): PyTorch's CPU GRU backward grows faster than linearly with the sequence
-length. With pooling "first" only F's first position is computed: one step of the fusion
-GRU's forward direction and the final state of its backward direction.
+first (a no-op for fairseq's right-padded batches), every GRU gives exactly what it gives
+on packed sequences of the real tokens only, and pooling ignores padding. How the GRUs run
+depends on the device (``run_gru``):
+  * CPU: on packed sequences, so no work is spent on padding; when training, as a loop over
+    packed time steps with a hand-written backward (``packed_gru``), because PyTorch's CPU
+    GRU backward grows faster than linearly with the sequence length.
+  * GPU: over the padded batch in plain cuDNN calls, with each backward direction run on
+    the sequences shifted to the end of the time axis (``padded_gru``); cuDNN's packed
+    kernels are slower than that, and GPU cost is the number of steps, not the padding.
+With pooling "first" only F's first position is computed: one step of the fusion GRU's
+forward direction and the final state of its backward direction.
 """
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .packed_gru import bigru_first_position, gru_on_packed
+from .padded_gru import bigru_first_position_over_padding, gru_over_padding
 
 EXTRACTORS = ("gru", "scalar-mix")
 POOLINGS = ("first", "mean", "max", "mean-max")
@@ -80,6 +85,34 @@ def lengths_mask(lengths: torch.Tensor, T: int, device) -> torch.Tensor:
     return torch.arange(T, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
 
 
+def runs_over_padding(x: torch.Tensor) -> bool:
+    """Whether the GRUs run over the padded batch (GPU) rather than on packed sequences (CPU)."""
+    return x.is_cuda
+
+
+def run_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``gru`` over right-padded x (T x N x I) as on packed sequences of the real tokens:
+    -> output T x N x (directions * h), zero at padding, and h_n."""
+    if runs_over_padding(x):
+        return gru_over_padding(gru, x, lengths)
+    out, h_n = gru_on_packed(gru, pack_padded_sequence(x, lengths, enforce_sorted=False))
+    return pad_packed_sequence(out, total_length=x.shape[0])[0], h_n
+
+
+def gru_final_states(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Only h_n of ``run_gru`` (on CPU the padded output is never built)."""
+    if runs_over_padding(x):
+        return gru_over_padding(gru, x, lengths)[1]
+    return gru_on_packed(gru, pack_padded_sequence(x, lengths, enforce_sorted=False))[1]
+
+
+def bigru_first_output(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Position 0 of ``run_gru``'s output for a 1-layer BiGRU, N x 2h, computed alone."""
+    if runs_over_padding(x):
+        return bigru_first_position_over_padding(gru, x, lengths)
+    return bigru_first_position(gru, pack_padded_sequence(x, lengths, enforce_sorted=False), x[0])
+
+
 def weighted_sum(alpha: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
     """A = sum_j alpha_j H_j: alpha B x J, layers T x J x B x C -> T x B x C."""
     return torch.einsum("bj,tjbc->tbc", alpha, layers)
@@ -89,7 +122,7 @@ class GruExtractor(nn.Module):
     """Per-example layer weights from a 2-layer BiGRU summary of each layer.
 
     One GRU, shared by all layers, runs over the J layers at once as a batch of J*B
-    packed sequences.
+    sequences.
     """
 
     def __init__(self, embed_dim: int, hidden_dim: int, num_layers: int):
@@ -105,10 +138,8 @@ class GruExtractor(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """layers: T x J x B x C (right-padded), lengths: (B,) -> A: T x B x C, alpha: B x J."""
         T, J, B, C = layers.shape
-        packed = pack_padded_sequence(
-            layers.reshape(T, J * B, C), lengths.repeat(J), enforce_sorted=False
-        )
-        _, h_n = gru_on_packed(self.gru, packed)  # (2 layers * 2 directions) x J*B x h
+        # (2 layers * 2 directions) x J*B x h
+        h_n = gru_final_states(self.gru, layers.reshape(T, J * B, C), lengths.repeat(J))
         summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # top layer: forward, backward
         scores = self.score(summary).view(J, B)
         alpha = scores.float().softmax(dim=0).to(layers.dtype).t()
@@ -145,12 +176,9 @@ class FusionLayer(nn.Module):
                 first_only: bool = False) -> torch.Tensor:
         """R, A: T x B x C (right-padded) -> F: T x B x 2h, or F[0]: B x 2h if first_only."""
         M = torch.cat([R, A, R + A, R * A], dim=-1)
-        packed = pack_padded_sequence(M, lengths, enforce_sorted=False)
         if first_only:
-            return bigru_first_position(self.gru, packed, M[0])
-        out, _ = gru_on_packed(self.gru, packed)
-        fused, _ = pad_packed_sequence(out, total_length=M.shape[0])
-        return fused
+            return bigru_first_output(self.gru, M, lengths)
+        return run_gru(self.gru, M, lengths)[0]
 
 
 def pool(fused: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
