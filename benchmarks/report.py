@@ -165,8 +165,7 @@ def speed_tables():
         speed = json.loads(path.read_text())
         device = speed["machine"].get("gpu") or f"CPU, {speed['machine']['cpu_count']} cores"
         configs = [c for c in SPEED_CONFIG.values() if c != "stock"]
-        commit = f", commit {speed['machine']['commit']}" if speed["machine"].get("commit") else ""
-        out.append(f"**{device}** ({speed['dtype']}, torch {speed['machine']['torch']}{commit}, median of "
+        out.append(f"**{device}** ({speed['dtype']}, torch {speed['machine']['torch']}, median of "
                    f"{speed['repeats']} alternating repeats; `{path.relative_to(REPO)}`, plot `{path.with_suffix('.png').name}`)\n")
         out.append("| size | workload | padding | stock s/step | " + " | ".join(configs)
                    + " | peak memory, HIRE / stock |")

@@ -400,19 +400,10 @@ def bench_inference(device, repeats, count, encoder):
 
 # main -------------------------------------------------------------------------------------------
 
-def git_commit():
-    """The code measured, where the tree is a git checkout."""
-    try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    except OSError:
-        return None
-    return result.stdout.strip() or None
-
-
 def machine(device):
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": os.getloadavg(), "commit": git_commit()}
+            "load_average_at_start": os.getloadavg()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

@@ -291,7 +291,7 @@ def test_gpu_equals_cpu(config, monkeypatch):
     results = []
     for device in ("cpu", "cuda"):
         head = make_head(**config).to(device)
-        inputs = [s.to(device).requires_grad_(True) for s in states]
+        inputs = [s.detach().to(device).requires_grad_(True) for s in states]
         logits, alpha = head(inputs, inputs[-1], mask.to(device))
         (logits.sum() + alpha[:, 0].sum()).backward()
         results.append([logits, alpha, inputs[-1].grad, *(p.grad for p in head.parameters())])

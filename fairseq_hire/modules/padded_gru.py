@@ -58,7 +58,10 @@ def run_layer(gru: nn.GRU, layer: int, x: torch.Tensor, directions: List[bool]) 
         # cuDNN copies one layer's weights out of the module's flat buffer: a few matrices,
         # cheap next to the T sequential steps, so its warning about that copy is noise here
         warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-        out, _ = torch._VF.gru(x, h0, weights, True, 1, 0.0, gru.training, bidirectional, False)
+        # train=True whenever gradients are on: cuDNN keeps what its backward needs only in
+        # training mode, and with no dropout the flag changes nothing else (an eval-mode
+        # nn.GRU cannot be differentiated on GPU; this can)
+        out, _ = torch._VF.gru(x, h0, weights, True, 1, 0.0, torch.is_grad_enabled(), bidirectional, False)
     return out
 
 
