@@ -20,7 +20,7 @@ Models (--models):
 Every (task, model, seed) run writes benchmarks/results/quality/<task>/<model>-seed<seed>.json
 with each validation's official GLUE metrics, the best epoch's, HIRE's mean layer weights,
 the dev-set size and the command. A rerun skips finished runs, so the benchmark accumulates
-across sittings; `python benchmarks/summarize_quality.py` turns the files into tables and plots.
+across sittings; `python benchmarks/report.py --update-readme` turns the files into tables and plots.
 
     python benchmarks/quality.py --tasks MRPC STS-B --models baseline hire scalar-mix --seeds 1 2 3
 """

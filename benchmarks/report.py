@@ -83,10 +83,16 @@ def cost_ratios():
 
 
 def compare(a, b):
-    """Mean difference a - b, its standard error, and whether it is within seed noise (< 2 SE)."""
+    """Mean difference a - b, its standard error, and whether it is within seed noise (< 2 SE);
+    with one seed on either side the noise is unknown (standard error and verdict None)."""
     diff = a["mean"] - b["mean"]
-    se = math.sqrt((a["std"] ** 2 / a["n"] if a["n"] > 1 else math.inf) + (b["std"] ** 2 / b["n"] if b["n"] > 1 else math.inf))
+    if a["n"] < 2 or b["n"] < 2:
+        return {"mean_difference": diff, "standard_error": None, "within_noise": None}
+    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
     return {"mean_difference": diff, "standard_error": se, "within_noise": not (abs(diff) > 2 * se)}
+
+
+NOISE_VERDICT = {True: " (within seed noise)", False: " (beyond seed noise)", None: " (one seed: noise unknown)"}
 
 
 def fmt(stat):
@@ -107,7 +113,7 @@ def quality_table(summary):
             versus = ""
             if "vs_baseline" in data:
                 v = data["vs_baseline"]
-                versus = f"{v['mean_difference']:+.1f} {v['metric']}" + (" (within seed noise)" if v["within_noise"] else "")
+                versus = f"{v['mean_difference']:+.1f} {v['metric']}" + NOISE_VERDICT[v["within_noise"]]
             lines.append(f"| {MODEL_NAMES[model]} | {len(data['seeds'])} | "
                          + " | ".join(fmt(data["metrics"][m]) for m in metrics) + f" | {versus} |")
         lines.append("")
@@ -137,25 +143,29 @@ COST_GOAL = 1.15
 
 def recommendation(summary, costs):
     """The cheap configuration: at most COST_GOAL x the stock step on CPU, and within seed noise
-    of HIRE's defaults on every task where both were run."""
+    of HIRE's defaults on every task where both were run with at least two seeds."""
     cpu = costs.get("CPU", {})
     if not cpu:
         return "(no CPU speed results yet: no recommendation)"
     fits = []  # (cost, model, tasks) of every configuration that meets both conditions
     for model in MODEL_ORDER[2:]:
         cost = cpu.get(SPEED_CONFIG[model], {}).get("ratio")
-        tasks = [t for t, e in summary.items() if "hire" in e["models"] and model in e["models"]]
+        verdicts = {t: compare(e["models"][model]["metrics"][e["primary"]], e["models"]["hire"]["metrics"][e["primary"]])
+                    ["within_noise"] for t, e in summary.items() if "hire" in e["models"] and model in e["models"]}
+        tasks = [t for t, verdict in verdicts.items() if verdict is not None]
         if cost is None or cost > COST_GOAL or not tasks:
             continue
-        if all(compare(summary[t]["models"][model]["metrics"][summary[t]["primary"]],
-                       summary[t]["models"]["hire"]["metrics"][summary[t]["primary"]])["within_noise"] for t in tasks):
+        if all(verdicts[t] for t in tasks):
             fits.append((cost, model, tasks))
     if not fits:
         return (f"No configuration costs at most {COST_GOAL:.2f}x the stock step on CPU while staying within seed "
                 "noise of HIRE's defaults on every task measured.")
     ratio, model, tasks = min(fits)
+    elsewhere = "".join(f"; {d}: {c[SPEED_CONFIG[model]]['ratio']:.2f}x" for d, c in costs.items()
+                        if d != "CPU" and SPEED_CONFIG[model] in c)
     return (f"Recommended cheap configuration: **{MODEL_NAMES[model]}** ({ratio:.2f}x the stock step on CPU on real "
-            f"GLUE batches, goal {COST_GOAL:.2f}x), within seed noise of HIRE's defaults on {', '.join(tasks)}.")
+            f"GLUE batches, goal {COST_GOAL:.2f}x{elsewhere}), within seed noise of HIRE's defaults on "
+            f"{', '.join(tasks)} (tasks where both have at least two seeds).")
 
 
 def speed_tables():
