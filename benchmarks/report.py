@@ -2,7 +2,7 @@
 """The README's results, generated from the benchmarks' own JSON files; nothing is typed by
 hand.
 
-    python benchmarks/report.py [--update-readme]
+    python benchmarks/report.py [--update-readme | --check-readme]
 
 Writes benchmarks/results/quality_summary.json, quality_table.md, layer_weights.png and,
 with --update-readme, replaces the README's generated sections (between
@@ -18,9 +18,13 @@ import json
 import math
 import re
 import statistics
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from fairseq_hire.evaluation import write_atomically  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 OFFICIAL = {"MRPC": ["f1", "accuracy"], "STS-B": ["pearson", "spearman"], "CoLA": ["mcc"], "RTE": ["accuracy"],
             "SST-2": ["accuracy"], "QQP": ["f1", "accuracy"], "QNLI": ["accuracy"], "MNLI": ["accuracy"]}
@@ -264,29 +268,42 @@ def replace_section(text, name, body):
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
+def readme_sections(summary, costs):
+    """The README's generated sections, by marker name."""
+    return {"quality": quality_table(summary), "cost": cost_table(summary, costs), "speed": speed_tables(),
+            "glue-prep": glue_prep_table()}
+
+
+def generated_readme(text, sections):
+    for name, body in sections.items():
+        text = replace_section(text, name, body)
+    return text
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--update-readme", action="store_true")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--update-readme", action="store_true")
+    action.add_argument("--check-readme", action="store_true",
+                        help="only check that the README's sections match the results; exit 1 if not")
     args = parser.parse_args(argv)
     summary = summarize(load_runs())
     costs = cost_ratios()
-    quality = quality_table(summary)
-    cost = cost_table(summary, costs)
-    speed = speed_tables()
-    glue_prep = glue_prep_table()
-    (RESULTS / "quality_summary.json").write_text(json.dumps({"quality": summary, "cost": costs}, indent=1) + "\n")
-    (RESULTS / "quality_table.md").write_text(quality + "\n" + cost + "\n")
+    sections = readme_sections(summary, costs)
+    readme = REPO / "README.md"
+    if args.check_readme:
+        stale = generated_readme(readme.read_text(), sections) != readme.read_text()
+        print("README.md is out of date: run python benchmarks/report.py --update-readme" if stale
+              else "README.md matches benchmarks/results")
+        return int(stale)
+    write_atomically(RESULTS / "quality_summary.json", json.dumps({"quality": summary, "cost": costs}, indent=1) + "\n")
+    write_atomically(RESULTS / "quality_table.md", sections["quality"] + "\n" + sections["cost"] + "\n")
     plotted = plot_layer_weights(summary, RESULTS / "layer_weights.png")
-    print(quality)
-    print(cost)
-    print(speed)
+    print(sections["quality"])
+    print(sections["cost"])
+    print(sections["speed"])
     if args.update_readme:
-        readme = REPO / "README.md"
-        text = replace_section(readme.read_text(), "quality", quality)
-        text = replace_section(text, "cost", cost)
-        text = replace_section(text, "speed", speed)
-        text = replace_section(text, "glue-prep", glue_prep)
-        readme.write_text(text)
+        write_atomically(readme, generated_readme(readme.read_text(), sections))
         print("README.md updated")
     if plotted:
         print(f"wrote {RESULTS / 'layer_weights.png'}")

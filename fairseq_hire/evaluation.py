@@ -79,9 +79,13 @@ def score(hub, rows: GlueSplit, max_sentences: int = 32) -> Dict:
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+    The file keeps its permissions (a new one gets rw-r--r--, not the temporary's rw-------)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(f.name, mode)
     os.replace(f.name, path)
 
 
