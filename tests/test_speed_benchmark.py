@@ -1,0 +1,59 @@
+"""benchmarks/speed.py on a tiny encoder: the train-step and padding sections run on real RTE
+batches and report what the README tables read (ratios, FLOP ratios, the GRU path)."""
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, real_glue_task_dir
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import speed  # noqa: E402
+
+TINY = dict(layers=2, embed_dim=32, ffn_dim=64, heads=2)
+
+
+@pytest.fixture(scope="module")
+def speed_work(tmp_path_factory):
+    """One work folder for the module: RTE is binarised once."""
+    return tmp_path_factory.mktemp("speed")
+
+
+@pytest.fixture
+def tiny_speed(speed_work, monkeypatch):
+    monkeypatch.setitem(speed.SIZES, "tiny", TINY)
+    monkeypatch.setattr(speed, "WORK", speed_work)
+    monkeypatch.setattr(speed, "GLUE", real_glue_task_dir("RTE").parent)
+    return speed
+
+
+def test_train_step_section(tiny_speed):
+    results = tiny_speed.bench_train("tiny", torch.device("cpu"), ["stock", "hire", "scalar-mix"], repeats=1,
+                                     quick=True, half=False)
+    assert {"B8xT128", "RTE batches"} <= set(results)
+    rte = results["RTE batches"]
+    assert rte["batches"] == 2 and 0 < rte["padding_fraction"] < 1
+    rows = rte["configs"]
+    assert rows["stock"]["ratio"] == 1.0 and rows["stock"]["flop_ratio"] == 1.0
+    assert rows["hire"]["flop_ratio"] > rows["scalar-mix"]["flop_ratio"] > 1.0
+    assert all(row["ratio"] > 0 for row in rows.values())
+
+
+def test_padding_section(tiny_speed):
+    results = tiny_speed.bench_padding("tiny", torch.device("cpu"), repeats=1, half=False)
+    rte = results["RTE"]
+    assert rte["model_gru_path"] == "packed sequences"
+    assert set(rte["seconds"]) == {"model", "naive_over_padding"}  # cuDNN packed is timed on GPUs only
+    assert rte["model_over_naive"] == pytest.approx(rte["seconds"]["model"] / rte["seconds"]["naive_over_padding"],
+                                                    rel=0.01)
+
+
+def test_flop_ratio_counts_hire_on_real_tokens_only():
+    tokens = torch.full((2, 10), 1)  # pad everywhere but the first 4 and 10 positions
+    tokens[0, :4] = 5
+    tokens[1, :] = 5
+    size = speed.SIZES["minilm"]
+    real_macs = speed.hire_macs(size, size["embed_dim"] // 2, "gru", [4, 10])
+    padded_macs = speed.encoder_macs(size, [10, 10])
+    assert speed.flop_ratio("hire", size, [tokens]) == pytest.approx(1 + real_macs / padded_macs)
+    assert speed.flop_ratio("stock", size, [tokens]) == 1.0
