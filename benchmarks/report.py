@@ -121,7 +121,25 @@ def quality_table(summary):
             lines.append(f"| {MODEL_NAMES[model]} | {len(data['seeds'])} | "
                          + " | ".join(fmt(data["metrics"][m]) for m in metrics) + f" | {versus} |")
         lines.append("")
+    lines.append(noise_summary(summary))
     return "\n".join(lines)
+
+
+def noise_summary(summary):
+    """One plain sentence over all tasks: where HIRE's variants differ from the stock head."""
+    verdicts = {task: [data["vs_baseline"]["within_noise"] for data in entry["models"].values() if "vs_baseline" in data]
+                for task, entry in summary.items()}
+    within = [t for t, v in verdicts.items() if v and all(x is True for x in v)]
+    beyond = [t for t, v in verdicts.items() if any(x is False for x in v)]
+    unknown = [t for t, v in verdicts.items() if t not in within and t not in beyond]
+    parts = []
+    if within:
+        parts.append(f"every HIRE variant is within seed noise of the stock head on {', '.join(within)}")
+    if beyond:
+        parts.append(f"some variant differs beyond seed noise on {', '.join(beyond)} (see its table)")
+    if unknown:
+        parts.append(f"{', '.join(unknown)} lacks a second seed for some model, so its noise is unknown")
+    return "In short: " + "; ".join(parts) + "." if parts else ""
 
 
 def cost_table(summary, costs):

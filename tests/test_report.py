@@ -46,6 +46,7 @@ def test_one_seed_is_never_called_within_noise():
     table = report.quality_table(report.summarize(runs))
     assert "+0.7 mcc (one seed: noise unknown)" in table
     assert "within seed noise" not in table
+    assert "In short: CoLA lacks a second seed for some model, so its noise is unknown." in table
 
 
 def test_write_atomically_replaces_whole_files_and_keeps_permissions(tmp_path):
