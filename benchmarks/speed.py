@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -289,12 +290,8 @@ def bench_padding(size_name, device, repeats, half):
                 hire_over_padding(head, states, states[-1]).float().sum().backward()
 
         def cudnn_packed():  # the model's GPU path before padded_gru
-            original = hire.runs_over_padding
-            hire.runs_over_padding = lambda x: False
-            try:
+            with mock.patch.object(hire, "runs_over_padding", lambda x: False):
                 model_path()
-            finally:
-                hire.runs_over_padding = original
 
         variants = {"model": model_path, "naive_over_padding": naive}
         if device.type == "cuda":

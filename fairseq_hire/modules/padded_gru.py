@@ -15,7 +15,7 @@ float32, gradients included); padding positions of the outputs are zero. The GRU
 parameters are used; dropout between layers is not supported (HIRE's GRUs have none).
 
 Pure PyTorch; shapes are time-major as in nn.GRU: x is T x N x I, lengths (N,) with
-1 <= length <= T.
+1 <= length <= T (on any device; moved to x's once per call).
 """
 import warnings
 from typing import List, Tuple
@@ -26,25 +26,26 @@ import torch.nn as nn
 from .packed_gru import direction_parameters
 
 
-def shift_to_end(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Right-padded T x N x * -> left-padded: sequence n's tokens move to T - length_n .. T - 1."""
+def roll_each(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Roll every sequence n of x (T x N x *) forward in time by shifts[n] (on x's device)."""
     T = x.shape[0]
-    offset = (T - lengths.to(x.device)).unsqueeze(0)
-    index = (torch.arange(T, device=x.device).unsqueeze(1) - offset) % T  # T x N
+    index = (torch.arange(T, device=x.device).unsqueeze(1) - shifts.unsqueeze(0)) % T  # T x N
     return x.gather(0, index.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def shift_to_end(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Right-padded -> left-padded: sequence n's tokens move to T - length_n .. T - 1."""
+    return roll_each(x, x.shape[0] - lengths)
 
 
 def shift_to_start(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The inverse of ``shift_to_end``: left-padded -> right-padded."""
-    T = x.shape[0]
-    offset = (T - lengths.to(x.device)).unsqueeze(0)
-    index = (torch.arange(T, device=x.device).unsqueeze(1) + offset) % T
-    return x.gather(0, index.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x))
+    return roll_each(x, lengths - x.shape[0])
 
 
 def at_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """x[positions[n], n] for every n: T x N x H -> N x H."""
-    index = positions.to(x.device).view(1, -1, 1).expand(1, -1, x.shape[-1])
+    index = positions.view(1, -1, 1).expand(1, -1, x.shape[-1])
     return x.gather(0, index).squeeze(0)
 
 
@@ -75,7 +76,8 @@ def gru_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tup
     if gru.dropout and gru.num_layers > 1:
         raise ValueError("gru_over_padding does not apply nn.GRU's dropout between layers")
     N, H = x.shape[1], gru.hidden_size
-    last = lengths.to(x.device) - 1
+    lengths = lengths.to(x.device)  # once: every gather below indexes on x's device
+    last = lengths - 1
     finals = []
     for layer in range(gru.num_layers):
         if gru.bidirectional:
@@ -87,7 +89,7 @@ def gru_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tup
         else:
             x = run_layer(gru, layer, x, [False])
             finals.append(at_positions(x, last))
-    real = torch.arange(x.shape[0], device=x.device).unsqueeze(1) < lengths.to(x.device).unsqueeze(0)
+    real = torch.arange(x.shape[0], device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
     return x.masked_fill(~real.unsqueeze(-1), 0), torch.stack(finals)
 
 
@@ -96,6 +98,7 @@ def bigru_first_position_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: tor
     forward direction's is its first step, the backward direction's its state after a
     backward-only pass over each sequence."""
     forward = run_layer(gru, 0, x[:1], [False])[0]
+    lengths = lengths.to(x.device)
     # flipping the left-padded batch reverses each sequence within its length, real tokens
     # first: the reverse direction's weights run over it forward in time reach position 0 last
     reversed_in_length = shift_to_end(x, lengths).flip(0)
