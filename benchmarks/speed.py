@@ -173,9 +173,10 @@ def train_step(model, batches, device):
     for tokens in batches:
         tokens = tokens.to(device)
         targets = torch.zeros(tokens.shape[0], dtype=torch.long, device=device)
-        model.zero_grad(set_to_none=True)
         logits, _ = model(tokens, classification_head_name=HEAD)
         F.cross_entropy(logits.float(), targets).backward()
+        # freed, not kept until the next step: five large models' gradients would not fit 24 GB
+        model.zero_grad(set_to_none=True)
 
 
 def timed(fn, device):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from fairseq_hire.modules import hire
+from fairseq_hire.modules import hire, packed_gru
 from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding
 from fairseq_hire.modules.packed_gru import GruDirection, bigru_first_position, gru_on_packed
 from fairseq_hire.modules.padded_gru import bigru_first_position_over_padding, gru_over_padding
@@ -223,6 +223,30 @@ def test_step_loop_gru_equals_nn_gru(layers, bidirectional):
     ref_grads = torch.autograd.grad((ref_out.data.sum() + ref_h_n.sum()), [x, *gru.parameters()])
     for g, ref in zip(grads, ref_grads):
         torch.testing.assert_close(g, ref, atol=1e-5, rtol=0)
+
+
+def count_denormals(x: torch.Tensor) -> int:
+    return int(((x != 0) & (x.abs() < torch.finfo(x.dtype).tiny)).sum())
+
+
+def test_vanishing_gradient_is_floored_before_it_turns_denormal(monkeypatch):
+    """A loss on the final states only: the gradient carried over up to 600 steps vanishes in
+    the middle of each sequence. Unfloored it passes through float32's denormals (which x86
+    computes ~100x slower); floored it stops at 0, and still equals nn.GRU's to 1e-6."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(16, 16, bidirectional=True)
+    x = torch.randn(600, 4, 16, requires_grad=True)
+    lengths = torch.tensor([600, 600, 450, 300])
+
+    def input_gradient(run_gru):
+        return torch.autograd.grad(run_gru(pack_padded_sequence(x, lengths))[1].sum(), x)[0]
+
+    floored = input_gradient(lambda packed: gru_on_packed(gru, packed))
+    assert count_denormals(floored) == 0
+    assert (floored[250:350, :2] == 0).all() and (floored[0] != 0).all()
+    torch.testing.assert_close(floored, input_gradient(gru), atol=1e-6, rtol=0)
+    monkeypatch.setattr(packed_gru, "GRADIENT_FLOOR", 0.0)
+    assert count_denormals(input_gradient(lambda packed: gru_on_packed(gru, packed))) > 0
 
 
 def test_gru_direction_gradcheck_double():
