@@ -261,6 +261,15 @@ def test_gru_direction_gradcheck_double():
         )
 
 
+def test_reversed_in_length():
+    lengths = torch.tensor([2, 5, 1, 3])
+    x = torch.arange(5 * 4).view(5, 4, 1).float()  # value = 4 * position + sequence
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    reversed_x = torch.stack([torch.cat([x[:n, i].flip(0), x[n:, i]]) for i, n in enumerate(lengths)], dim=1)
+    expected = pack_padded_sequence(reversed_x, lengths, enforce_sorted=False).data
+    torch.testing.assert_close(packed_gru.reversed_in_length(packed), expected, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("grad", [True, False])
 def test_first_position_of_a_bigru(grad):
     torch.manual_seed(0)

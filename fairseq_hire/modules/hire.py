@@ -28,7 +28,7 @@ on packed sequences of the real tokens only, and pooling ignores padding. How th
 depends on the device (``run_gru``):
   * CPU: on packed sequences, so no work is spent on padding; when training, as a loop over
     packed time steps with a hand-written backward (``packed_gru``), because PyTorch's CPU
-    GRU backward grows faster than linearly with the sequence length.
+    GRU backward grows faster than linearly with the sequence length (denormal floats).
   * GPU: over the padded batch in plain cuDNN calls, with each backward direction run on
     the sequences shifted to the end of the time axis (``padded_gru``); cuDNN's packed
     kernels are slower than that, and GPU cost is the number of steps, not the padding.

@@ -135,19 +135,32 @@ def gru_on_packed(gru: nn.GRU, packed: PackedSequence) -> Tuple[PackedSequence, 
     return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
 
+def reversed_in_length(packed: PackedSequence) -> torch.Tensor:
+    """packed.data with every sequence reversed within its own length (same batch_sizes)."""
+    batch_sizes = packed.batch_sizes
+    step = torch.arange(len(batch_sizes)).repeat_interleave(batch_sizes)  # time step of each row
+    first_row = torch.cumsum(batch_sizes, 0) - batch_sizes  # of each time step
+    sequence = torch.arange(len(step)) - first_row[step]  # rank of each row's sequence, longest first
+    lengths = (batch_sizes.unsqueeze(0) > torch.arange(int(batch_sizes[0])).unsqueeze(1)).sum(1)
+    return packed.data.index_select(0, first_row[lengths[sequence] - 1 - step] + sequence)
+
+
 def bigru_first_position(gru: nn.GRU, packed: PackedSequence, first: torch.Tensor) -> torch.Tensor:
     """The output at position 0 of a 1-layer bidirectional GRU, N x 2H, without the rest: the
     forward direction's is one step from a zero state, the backward direction's is its final
     state. `first` is every sequence's first input (N x I, batch order)."""
-    if not uses_loop(packed.data):
-        from torch.nn.utils.rnn import pad_packed_sequence
-
-        return pad_packed_sequence(gru(packed)[0])[0][0]
     w_ih, w_hh, b_ih, b_hh = direction_parameters(gru, 0, reverse=False)
     forward, *_ = gru_step(torch.addmm(b_ih, first, w_ih.t()), first.new_zeros(first.shape[0], w_hh.shape[1]), w_hh, b_hh)
-    w_ih, w_hh, b_ih, b_hh = direction_parameters(gru, 0, reverse=True)
-    _, backward = GruDirection.apply(torch.addmm(b_ih, packed.data, w_ih.t()), w_hh, b_hh,
-                                     packed.batch_sizes.tolist(), True)
+    reverse = direction_parameters(gru, 0, reverse=True)
+    if uses_loop(packed.data):
+        w_ih, w_hh, b_ih, b_hh = reverse
+        _, backward = GruDirection.apply(torch.addmm(b_ih, packed.data, w_ih.t()), w_hh, b_hh,
+                                         packed.batch_sizes.tolist(), True)
+    else:  # nn.GRU's kernel, one direction: forward in time over the sequences reversed
+        h0 = first.new_zeros(1, int(packed.batch_sizes[0]), gru.hidden_size)
+        _, h_n = torch._VF.gru(reversed_in_length(packed), packed.batch_sizes, h0, list(reverse),
+                               True, 1, 0.0, False, False)
+        backward = h_n[0]
     if packed.unsorted_indices is not None:
         backward = backward.index_select(0, packed.unsorted_indices)
     return torch.cat([forward, backward], dim=1)
