@@ -10,9 +10,9 @@ configurations, several repeats (medians); nothing is compared across runs.
    fairseq's own batching with the recipe's batch size 16), with the FLOP ratio of each
    configuration beside it, and peak memory.
 2. padding: HIRE's GRUs as the model runs them (CPU: packed sequences; GPU: over the padding,
-   exact, see fairseq_hire/modules/padded_gru.py) vs the same GRUs run naively over the padded
-   batch (wrong at the real tokens, timed for cost only), on the same real batches; on GPU also
-   cuDNN's packed sequences.
+   exact, see fairseq_hire/modules/padded_gru.py) vs the same code told that every position is
+   real, and vs naive nn.GRU calls over the padded batch (both wrong at the real tokens, timed
+   for cost only), on the same real batches; on GPU also cuDNN's packed sequences.
 3. inference: the hub's batched predict vs one-at-a-time, HIRE and stock, all-MiniLM-L6-v2 on
    MRPC dev pairs.
 
@@ -25,7 +25,7 @@ import argparse
 import json
 import os
 import platform
-import resource
+import re
 import statistics
 import subprocess
 import sys
@@ -202,9 +202,31 @@ def peak_memory_cpu(config, size_name, workload):
 def memory_probe(config, size_name, workload):
     size = SIZES[size_name]
     model = build_model(config, size, torch.device("cpu"), half=False)
-    batches = workloads(size_name, quick=False)[workload]
+    batches = workloads(size_name, quick=False, fixed_only=workload.startswith("B8"))[workload]
     train_step(model, batches[:1], torch.device("cpu"))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, this process's own peak: Linux carries ru_maxrss over exec from the forked parent,
+    # so getrusage would report the benchmark process's size, the same for every probe
+    status = Path("/proc/self/status").read_text()
+    print(int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024)
+
+
+def memory_fields(memory, config):
+    """The peak-memory entries of one configuration's row (None where nothing was probed)."""
+    if config not in memory:
+        return {"peak_memory_mb": None, "memory_ratio": None}
+    return {"peak_memory_mb": round(memory[config], 1), "memory_ratio": round(memory[config] / memory["stock"], 3)}
+
+
+def remeasure_cpu_memory(results):
+    """Re-run only the CPU peak-memory probes of a saved run, in place (each probe is a fresh
+    process; the timings are untouched)."""
+    for size_name, loads in results["train_step"].items():
+        for name, load in loads.items():
+            if name.startswith("B8"):
+                memory = {config: peak_memory_cpu(config, size_name, name) for config in load["configs"]}
+                for config, row in load["configs"].items():
+                    row.update(memory_fields(memory, config))
+                print(f"memory {size_name} {name}: " + ", ".join(f"{c} {m:.0f} MB" for c, m in memory.items()), flush=True)
 
 
 def bench_train(size_name, device, configs, repeats, quick, half, fixed_only=False):
@@ -236,8 +258,7 @@ def bench_train(size_name, device, configs, repeats, quick, half, fixed_only=Fal
                 "paired_ratio_median": round(statistics.median(paired), 3),
                 "paired_ratio_range": [round(min(paired), 3), round(max(paired), 3)],
                 "flop_ratio": round(flop_ratio(config, size, batches), 3),
-                "peak_memory_mb": round(memory[config], 1) if config in memory else None,
-                "memory_ratio": round(memory[config] / memory["stock"], 3) if config in memory else None,
+                **memory_fields(memory, config),
             }
         real = sum(int(b.ne(1).sum()) for b in batches)
         padded = sum(b.numel() for b in batches)
@@ -286,6 +307,10 @@ def bench_padding(size_name, device, repeats, half):
             for states, mask in inputs:
                 head(states, states[-1], mask)[0].float().sum().backward()
 
+        def same_path_over_padding():  # the model's own GRU code, told every position is real
+            for states, _ in inputs:
+                head(states, states[-1], None)[0].float().sum().backward()
+
         def naive():
             for states, _ in inputs:
                 hire_over_padding(head, states, states[-1]).float().sum().backward()
@@ -294,7 +319,8 @@ def bench_padding(size_name, device, repeats, half):
             with mock.patch.object(hire, "runs_over_padding", lambda x: False):
                 model_path()
 
-        variants = {"model": model_path, "naive_over_padding": naive}
+        variants = {"model": model_path, "same_path_over_padding": same_path_over_padding,
+                    "naive_over_padding": naive}
         if device.type == "cuda":
             variants["cudnn_packed"] = cudnn_packed
         times = {name: [] for name in variants}
@@ -312,6 +338,7 @@ def bench_padding(size_name, device, repeats, half):
             "model_gru_path": "over the padding, exact" if hire.runs_over_padding(probe) else "packed sequences",
             "seconds": {name: round(s, 4) for name, s in seconds.items()},
             "model_over_naive": round(seconds["model"] / seconds["naive_over_padding"], 3),
+            "model_over_same_path_over_padding": round(seconds["model"] / seconds["same_path_over_padding"], 3),
         }
         if "cudnn_packed" in seconds:
             results[task]["cudnn_packed_over_naive"] = round(seconds["cudnn_packed"] / seconds["naive_over_padding"], 3)
@@ -455,6 +482,8 @@ def main(argv=None):
                         help="default: the converted all-MiniLM-L6-v2 where its package is installed")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--remeasure-cpu-memory", action="store_true",
+                        help="re-run only the CPU peak-memory probes of the saved --out JSON")
     args = parser.parse_args(argv)
     GLUE = args.glue_data
     if args.memory_probe:
@@ -476,6 +505,12 @@ def main(argv=None):
 
     def save():
         write_atomically(out, json.dumps(results, indent=1) + "\n")
+
+    if args.remeasure_cpu_memory:
+        results = json.loads(out.read_text())
+        remeasure_cpu_memory(results)
+        save()
+        return 0
 
     for size in args.sizes:
         results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half,

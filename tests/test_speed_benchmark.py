@@ -43,9 +43,11 @@ def test_padding_section(tiny_speed):
     results = tiny_speed.bench_padding("tiny", torch.device("cpu"), repeats=1, half=False)
     rte = results["RTE"]
     assert rte["model_gru_path"] == "packed sequences"
-    assert set(rte["seconds"]) == {"model", "naive_over_padding"}  # cuDNN packed is timed on GPUs only
+    assert set(rte["seconds"]) == {"model", "same_path_over_padding", "naive_over_padding"}  # cuDNN packed: GPUs only
     assert rte["model_over_naive"] == pytest.approx(rte["seconds"]["model"] / rte["seconds"]["naive_over_padding"],
                                                     rel=0.01)
+    assert rte["model_over_same_path_over_padding"] == pytest.approx(
+        rte["seconds"]["model"] / rte["seconds"]["same_path_over_padding"], rel=0.01)
 
 
 def test_flop_ratio_counts_hire_on_real_tokens_only():
@@ -57,3 +59,15 @@ def test_flop_ratio_counts_hire_on_real_tokens_only():
     padded_macs = speed.encoder_macs(size, [10, 10])
     assert speed.flop_ratio("hire", size, [tokens]) == pytest.approx(1 + real_macs / padded_macs)
     assert speed.flop_ratio("stock", size, [tokens]) == 1.0
+
+
+def test_cpu_memory_probe_reports_its_own_peak():
+    """Each probe is a fresh process and must report its own peak resident memory. Linux carries
+    ru_maxrss over exec from the forked parent, which made every probe report the benchmark
+    process's size: here the parent holds 2 GiB more than a MiniLM training step needs."""
+    ballast = torch.ones(2**29)  # 2 GiB, touched
+    stock = speed.peak_memory_cpu("stock", "minilm", "B8xT128")
+    hire = speed.peak_memory_cpu("hire", "minilm", "B8xT128")
+    assert ballast.sum() == 2**29
+    assert stock < 2048, "the probe reported the parent's memory, not its own"
+    assert hire > stock
