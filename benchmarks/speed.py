@@ -202,12 +202,17 @@ def peak_memory_cpu(config, size_name, workload):
 def memory_probe(config, size_name, workload):
     size = SIZES[size_name]
     model = build_model(config, size, torch.device("cpu"), half=False)
-    batches = workloads(size_name, quick=False, fixed_only=workload.startswith("B8"))[workload]
+    batches = workloads(size_name, quick=False, fixed_only=is_fixed_shape(workload))[workload]
     train_step(model, batches[:1], torch.device("cpu"))
     # VmHWM, this process's own peak: Linux carries ru_maxrss over exec from the forked parent,
     # so getrusage would report the benchmark process's size, the same for every probe
     status = Path("/proc/self/status").read_text()
     print(int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024)
+
+
+def is_fixed_shape(workload):
+    """B8xT128 and the like, as opposed to real GLUE batches: the workloads probed for CPU memory."""
+    return workload.startswith("B8")
 
 
 def memory_fields(memory, config):
@@ -222,7 +227,7 @@ def remeasure_cpu_memory(results):
     process; the timings are untouched)."""
     for size_name, loads in results["train_step"].items():
         for name, load in loads.items():
-            if name.startswith("B8"):
+            if is_fixed_shape(name):
                 memory = {config: peak_memory_cpu(config, size_name, name) for config in load["configs"]}
                 for config, row in load["configs"].items():
                     row.update(memory_fields(memory, config))
@@ -246,7 +251,7 @@ def bench_train(size_name, device, configs, repeats, quick, half, fixed_only=Fal
                 torch.cuda.reset_peak_memory_stats()
                 train_step(model, batches[:1], device)
                 memory[config] = torch.cuda.max_memory_allocated() / 2**20
-            elif not quick and name.startswith("B8"):  # one fresh process per probe: fixed shapes only
+            elif not quick and is_fixed_shape(name):  # one fresh process per probe
                 memory[config] = peak_memory_cpu(config, size_name, name)
         stock = statistics.median(times["stock"])
         rows = {}
