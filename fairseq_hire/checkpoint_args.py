@@ -14,7 +14,7 @@ import sys
 from typing import List
 
 from .checkpoint_io import UnsafeCheckpointError, safe_torch_load
-from .models.roberta_hire import FAIRSEQ_LAYERNORM_EPS
+from .models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
 
 def model_config(model_pt_path):

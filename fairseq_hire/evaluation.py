@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .atomic import write_atomically
 from .metrics import glue_metrics, positive_class
 
 HEAD = "sentence_classification_head"
@@ -57,36 +58,57 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
     )
 
 
+def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
+    """The fine-tuned model through the hub, on the GPU when there is one."""
+    from .hub_interface import from_pretrained
+
+    hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
+    return hub.cuda() if torch.cuda.is_available() else hub
+
+
+def predict_with_weights(hub, rows: GlueSplit, max_sentences: int = 32):
+    """(class indices, or regression outputs on the training scale (score / 5 for STS-B);
+    layer weights N x J, or None for a stock RoBERTa head)."""
+    logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences)
+    predictions = logits.view(-1).double().numpy() if rows.regression else logits.argmax(-1).numpy()
+    return predictions, None if layer_weights is None else layer_weights.float().numpy()
+
+
 def predict(hub, rows: GlueSplit, max_sentences: int = 32) -> np.ndarray:
     """Class indices, or regression outputs on the training scale (score / 5 for STS-B)."""
-    logits = hub.predict_batch(HEAD, rows.examples, max_sentences=max_sentences, return_logits=True)
-    if rows.regression:
-        return logits.view(-1).double().numpy()
-    return logits.argmax(-1).numpy()
+    return predict_with_weights(hub, rows, max_sentences)[0]
 
 
-def score(hub, rows: GlueSplit, max_sentences: int = 32) -> Dict:
-    predictions = predict(hub, rows, max_sentences)
+def targets_of(rows: GlueSplit) -> np.ndarray:
+    """The labels as the model predicts them: class indices, or scores on the training scale."""
     if rows.regression:
-        targets = np.array([float(label) / STSB_SCALE for label in rows.labels])
-    else:
-        targets = np.array([rows.label_names.index(label) for label in rows.labels])
+        return np.array([float(label) / STSB_SCALE for label in rows.labels])
+    return np.array([rows.label_names.index(label) for label in rows.labels])
+
+
+def score(hub, rows: GlueSplit, max_sentences: int = 32, per_example: bool = False) -> Dict:
+    """Official metrics of the split; with `per_example`, also every prediction, target and
+    (HIRE) layer-weight vector, in the file's row order."""
+    predictions, layer_weights = predict_with_weights(hub, rows, max_sentences)
+    targets = targets_of(rows)
     positive = -1 if rows.regression else positive_class(rows.label_names)
-    return {
+    result = {
         "task": rows.task, "split": rows.split, "examples": len(rows.examples),
         "source": str(rows.source), "metrics": glue_metrics(predictions, targets, rows.regression, positive),
     }
+    if per_example:
+        result["per_example"] = {
+            "regression": rows.regression, "label_names": rows.label_names, "positive_class": positive,
+            "predictions": predictions.tolist(), "targets": targets.tolist(),
+            "layer_weights": None if layer_weights is None else np.round(layer_weights, 6).tolist(),
+            "first_scored_layer": first_scored_layer(hub),
+        }
+    return result
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file.
-    The file keeps its permissions (a new one gets rw-r--r--, not the temporary's rw-------)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(f.name, mode)
-    os.replace(f.name, path)
+def first_scored_layer(hub) -> Optional[int]:
+    head = hub.model.classification_heads[HEAD]
+    return getattr(head, "first_scored_layer", None)
 
 
 def submission_lines(rows: GlueSplit, predictions: np.ndarray) -> List[str]:
@@ -107,12 +129,10 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
     """entries: (checkpoint_dir, data_bin) pairs; writes one <GLUE name>.tsv per test split
     named in each data_bin's glue_prep.json (MNLI: MNLI-m, MNLI-mm; AX-bin: AX) and, with
     `pack`, submission.zip holding them all."""
-    from .hub_interface import from_pretrained
-
     out_dir = Path(out_dir)
     written = []
     for checkpoint_dir, data_bin in entries:
-        hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
+        hub = load_hub(checkpoint_dir, checkpoint_file, data_bin)
         for split, glue_name in load_metadata(data_bin)["test_splits"].items():
             rows = read_glue_split(data_bin, split)
             with torch.no_grad():
@@ -129,3 +149,41 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
         os.replace(tmp, archive)
         written.append(archive)
     return written
+
+
+def main(argv=None) -> int:
+    """scripts/evaluate.py: score a fine-tuned checkpoint on a dev set, as JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Score a fine-tuned checkpoint on a dev set through the hub interface, with the "
+                    "task's official metrics (equal to the criterion's validation figures).")
+    parser.add_argument("checkpoint_dir")
+    parser.add_argument("data_bin", help="the task's glue_prep output; its glue_prep.json names the dev file")
+    parser.add_argument("--checkpoint", default="checkpoint_best.pt")
+    parser.add_argument("--split", default="valid", help="valid (MNLI: valid = matched, valid1 = mismatched)")
+    parser.add_argument("--tsv", type=Path, help="score this file (same format) instead of the one glue_prep used")
+    parser.add_argument("--max-sentences", type=int, default=32)
+    parser.add_argument("--per-example", action="store_true",
+                        help="also write every prediction, target and (HIRE) layer-weight vector")
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: print only)")
+    args = parser.parse_args(argv)
+
+    hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)
+    with torch.no_grad():
+        result = score(hub, read_glue_split(args.data_bin, args.split, args.tsv), args.max_sentences,
+                       per_example=args.per_example)
+    result["checkpoint"] = str(Path(args.checkpoint_dir) / args.checkpoint)
+    if args.out:
+        write_atomically(args.out, json.dumps(result, indent=1) + "\n")
+    shown = {k: v for k, v in result.items() if k != "per_example"}
+    print(json.dumps(shown, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

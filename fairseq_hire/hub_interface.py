@@ -111,24 +111,28 @@ class RobertaHireHubInterface(RobertaHubInterface):
         sentences = (example,) if isinstance(example, str) else tuple(example)
         return self.encode(*sentences)
 
-    def predict_batch(
+    def classify_batch(
         self,
         head: str,
         examples: Sequence[Example],
         max_sentences: int = 32,
         max_tokens: int = 8192,
-        return_logits: bool = False,
-    ) -> torch.Tensor:
-        """Predict many sentences or sentence pairs; returns N x K in input order.
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Logits (N x K) and layer weights (N x J, or None for a stock RoBERTa head) of many
+        sentences or sentence pairs, in input order.
 
         Examples are sorted by length and grouped into batches of at most `max_sentences`
         examples and `max_tokens` tokens including padding, so that almost no work is done
         on padding (HIRE's GRUs do none at all). The results equal one-at-a-time predict.
         """
+        if isinstance(examples, str):
+            raise TypeError("examples must be a list of sentences or sentence pairs, not one string "
+                            "(it would be read as one example per character): pass [text]")
         tokens = [self.encode_example(example) for example in examples]
         order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
         pad = self.task.source_dictionary.pad()
-        outputs: List[Optional[torch.Tensor]] = [None] * len(tokens)
+        logits: List[Optional[torch.Tensor]] = [None] * len(tokens)
+        weights: List[Optional[torch.Tensor]] = [None] * len(tokens)
         start = 0
         with torch.no_grad():
             while start < len(order):
@@ -140,11 +144,27 @@ class RobertaHireHubInterface(RobertaHubInterface):
                 ):
                     end += 1
                 batch = data_utils.collate_tokens([tokens[i] for i in order[start:end]], pad)
-                logits, _ = self._classify(head, batch)
-                result = logits if return_logits else F.log_softmax(logits, dim=-1)
-                for i, row in zip(order[start:end], result.cpu()):
-                    outputs[i] = row
+                batch_logits, extra = self._classify(head, batch)
+                alpha = extra.get("layer_weights") if isinstance(extra, dict) else None
+                for k, i in enumerate(order[start:end]):
+                    logits[i] = batch_logits[k].cpu()
+                    weights[i] = None if alpha is None else alpha[k].cpu()
                 start = end
-        if not outputs:
-            return torch.empty(0)
-        return torch.stack(outputs)
+        if not logits:
+            num_classes = self.model.classification_heads[head].out_proj.out_features
+            return torch.empty(0, num_classes), None
+        alphas = None if weights[0] is None else torch.stack(weights)
+        return torch.stack(logits), alphas
+
+    def predict_batch(
+        self,
+        head: str,
+        examples: Sequence[Example],
+        max_sentences: int = 32,
+        max_tokens: int = 8192,
+        return_logits: bool = False,
+    ) -> torch.Tensor:
+        """Predict many sentences or sentence pairs: N x K log-probabilities (or logits) in
+        input order, batched as ``classify_batch`` does; equal to one-at-a-time predict."""
+        logits, _ = self.classify_batch(head, examples, max_sentences, max_tokens)
+        return logits if return_logits else F.log_softmax(logits, dim=-1)

@@ -1,6 +1,7 @@
 """The pure-PyTorch HIRE module on its own: shapes, padding invariance, equality with a
 plain reference implementation, gradients, determinism."""
 import itertools
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -8,17 +9,19 @@ import torch.nn.functional as F
 
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from fairseq_hire.modules import hire, packed_gru
-from fairseq_hire.modules.hire import EXTRACTORS, POOLINGS, HireHead, compact_padding
+from fairseq_hire.modules import hire, packed_gru, padded_gru
+from fairseq_hire.modules.hire import HireHead, compact_padding
+from fairseq_hire.modules.options import HEADS, POOLINGS
 from fairseq_hire.modules.packed_gru import GruDirection, bigru_first_position, gru_on_packed
-from fairseq_hire.modules.padded_gru import bigru_first_position_over_padding, gru_over_padding
+
+EXTRACTORS = ("gru", "scalar-mix")  # the extractors HIRE's fusion layer runs with
 
 C, L, K = 16, 3, 3
 
 
 def make_head(seed=0, **kwargs):
     torch.manual_seed(seed)
-    return HireHead(embed_dim=C, num_encoder_layers=L, num_classes=K, gru_dim=8, **kwargs).eval()
+    return HireHead(embed_dim=C, num_encoder_layers=L, num_classes=K, **{"gru_dim": 8, **kwargs}).eval()
 
 
 def random_sequences(lengths, seed=1):
@@ -49,11 +52,15 @@ def run(head, sequences, **kwargs):
 
 
 def reference(head, sequence):
-    """HIRE for one unpadded example, written as plainly as possible: one GRU call per
+    """A head for one unpadded example, written as plainly as possible: one GRU call per
     layer, no packing, no batching."""
+    options = head.options
     layers = sequence[head.first_scored_layer:]
+    if options.layer_norm:
+        layers = [(H - H.mean()) / torch.sqrt(H.var(unbiased=False) + 1e-12) for H in layers]
     R = sequence[-1]
-    if head.extractor.__class__.__name__ == "GruExtractor":
+    J, k = len(layers), options.last_k
+    if options.extractor == "gru":
         scores = []
         for H in layers:
             _, h_n = head.extractor.gru(H.unsqueeze(1))
@@ -61,18 +68,24 @@ def reference(head, sequence):
             scores.append(head.extractor.score(u))
         alpha = torch.cat(scores).softmax(0)
         A = sum(a * H for a, H in zip(alpha, layers))
-    else:
+    elif options.extractor == "scalar-mix":
         alpha = head.extractor.scalar_weights.softmax(0)
         A = head.extractor.gamma * sum(a * H for a, H in zip(alpha, layers))
-    M = torch.cat([R, A, R + A, R * A], dim=-1)
-    fused, _ = head.fusion.gru(M.unsqueeze(1))
-    fused = fused[:, 0]
+    else:
+        alpha = torch.tensor([0.0] * (J - k) + [1.0 / k] * k)
+        A = torch.cat(layers[-k:], dim=-1) if options.extractor == "concat" else sum(layers[-k:]) / k
+    if head.fusion is not None:
+        M = torch.cat([R, A, R + A, R * A], dim=-1)
+        fused, _ = head.fusion.gru(M.unsqueeze(1))
+        fused = fused[:, 0]
+    else:
+        fused = A
     pooled = {
         "first": fused[0],
         "mean": fused.mean(0),
         "max": fused.max(0).values,
         "mean-max": torch.cat([fused.mean(0), fused.max(0).values]),
-    }[head.pooling]
+    }[options.pooling]
     logits = head.out_proj(torch.tanh(head.dense(pooled)))
     return logits, alpha
 
@@ -81,33 +94,46 @@ CONFIGS = [
     dict(extractor=e, pooling=p, include_embeddings=i)
     for e, p, i in itertools.product(EXTRACTORS, POOLINGS, (False, True))
 ]
+# every head HIRE is compared with (k = 2 of the 3 test layers for the last-k heads)
+PRESETS = {name: asdict(replace(preset.options, last_k=min(preset.options.last_k, 2)))
+           for name, preset in HEADS.items()}
+HEAD_CONFIGS = [dict(PRESETS[name], pooling=p) for name, p in itertools.product(PRESETS, POOLINGS)]
+ALL_CONFIGS = CONFIGS + HEAD_CONFIGS
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def config_id(config):
+    return "-".join(map(str, config.values()))
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=config_id)
 def test_shapes(config):
     head = make_head(**config)
-    logits, alpha = run(head, random_sequences([5, 9, 2]))
+    states, mask = batch(random_sequences([5, 9, 2]))
+    logits, alpha = head(states, states[-1], mask)
     assert logits.shape == (3, K)
     assert alpha.shape == (3, L + int(config["include_embeddings"]))
     torch.testing.assert_close(alpha.sum(-1), torch.ones(3))
+    fused, lengths, _ = head.extract(states, states[-1], mask)
+    assert fused.shape[:2] == (states[0].shape[0], 3)  # whatever the pooling
+    assert lengths.tolist() == [5, 9, 2]
 
 
-GRU_PATHS = {  # name: (gradients on, GRUs over the padded batch as on GPU)
-    "step-loop-gru": (True, False),
-    "nn-gru": (False, False),
-    "over-padding": (True, True),
+GRU_PATHS = {  # name: (gradients on, GRU backend)
+    "step-loop-gru": (True, "packed"),
+    "nn-gru": (False, "packed"),
+    "over-padding": (True, "padded"),
+    "over-padding-no-grad": (False, "padded"),
 }
 
 
 @pytest.mark.parametrize("path", GRU_PATHS)
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
-def test_batched_padded_equals_plain_reference(config, path, monkeypatch):
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=config_id)
+def test_batched_padded_equals_plain_reference(config, path):
     """With gradients on CPU the GRUs run as a loop over packed steps (packed_gru), without
-    them as nn.GRU on packed sequences, on GPU over the padding (padded_gru, forced here on
-    CPU): each must equal one unpadded example at a time."""
-    grad, over_padding = GRU_PATHS[path]
-    monkeypatch.setattr(hire, "runs_over_padding", lambda x: over_padding)
-    head = make_head(**config)
+    them as nn.GRU on packed sequences; on GPU over the padding (padded_gru, chosen here on
+    CPU, with and without gradients): each must equal one unpadded example at a time."""
+    grad, backend = GRU_PATHS[path]
+    head = make_head(gru_backend=backend, **config)
     sequences = random_sequences([7, 3, 11, 1, 6])
     for kwargs in (dict(), dict(left_pad=True), dict(extra_pad=4)):
         with torch.set_grad_enabled(grad):
@@ -118,9 +144,10 @@ def test_batched_padded_equals_plain_reference(config, path, monkeypatch):
             assert (alpha[b] - ref_alpha).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("extractor", EXTRACTORS)
-def test_padding_invariance_alone_vs_in_batch(extractor):
-    head = make_head(extractor=extractor, pooling="mean-max")
+@pytest.mark.parametrize("config", [dict(extractor=e) for e in EXTRACTORS] + list(PRESETS.values()),
+                         ids=["gru", "scalar-mix", *PRESETS])
+def test_padding_invariance_alone_vs_in_batch(config):
+    head = make_head(**{**config, "pooling": "mean-max"})
     sequences = random_sequences([4, 12, 8])
     together, together_alpha = run(head, sequences)
     for b, seq in enumerate(sequences):
@@ -143,11 +170,12 @@ def test_padding_gets_no_gradient_and_parameters_do():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("extractor", EXTRACTORS)
-def test_gradcheck_double(extractor):
+@pytest.mark.parametrize("config", [dict(extractor=e) for e in EXTRACTORS] + list(PRESETS.values()),
+                         ids=["gru", "scalar-mix", *PRESETS])
+def test_gradcheck_double(config):
     torch.manual_seed(0)
-    head = HireHead(embed_dim=4, num_encoder_layers=2, num_classes=2, gru_dim=3,
-                    extractor=extractor, pooling="mean").double().eval()
+    head = HireHead(embed_dim=4, num_encoder_layers=2, num_classes=2,
+                    **{**config, "gru_dim": 3, "pooling": "mean"}).double().eval()
     T, B = 4, 2
     mask = torch.tensor([[False] * 4, [False, False, False, True]])
     inputs = [torch.randn(T, B, 4, dtype=torch.double, requires_grad=True) for _ in range(3)]
@@ -156,6 +184,69 @@ def test_gradcheck_double(extractor):
         return head(list(xs), xs[-1], mask)[0]
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_head_trains_every_parameter_and_padding_gets_no_gradient(name):
+    head = make_head(**{**PRESETS[name], "pooling": "mean"}).train()
+    states, mask = batch(random_sequences([6, 3]))
+    states = [s.clone().requires_grad_(True) for s in states]
+    logits, _ = head(states, states[-1], mask)
+    F.cross_entropy(logits, torch.tensor([0, 2])).backward()
+    for s in states:
+        if s.grad is not None:
+            assert s.grad.transpose(0, 1)[mask].abs().max() == 0
+    assert any(s.grad is not None and s.grad.abs().sum() > 0 for s in states)
+    for param_name, p in head.named_parameters():
+        if param_name == "extractor.score.bias":  # the softmax over layers ignores a shared shift
+            continue
+        assert p.grad is not None and p.grad.abs().sum() > 0, param_name
+
+
+def test_extract_then_pool_equals_forward():
+    """forward computes only F's first position for pooling "first"; extract() gives all of
+    F whatever the pooling, and pooling it gives the same logits."""
+    for config in (dict(), dict(fusion=False), dict(extractor="scalar-mix")):
+        head = make_head(**config)
+        states, mask = batch(random_sequences([7, 3, 11]))
+        fused, lengths, alpha = head.extract(states, states[-1], mask)
+        logits = head.out_proj(torch.tanh(head.dense(hire.pool(fused, lengths, "first"))))
+        expected, expected_alpha = head(states, states[-1], mask)
+        torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
+        assert torch.equal(alpha, expected_alpha)
+
+
+def test_layer_norm_uses_each_examples_real_tokens():
+    layers = torch.randn(5, 2, 3, 4)  # T x J x B x C
+    lengths = torch.tensor([5, 2, 4])
+    normalised = hire.normalise_layers(layers, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        for j in range(2):
+            real = normalised[:n, j, b]
+            torch.testing.assert_close(real.mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
+            torch.testing.assert_close(real.var(unbiased=False), torch.tensor(1.0), atol=1e-5, rtol=0)
+
+
+def test_last_layers_heads_weigh_the_last_k_layers():
+    states, mask = batch(random_sequences([4, 6]))
+    for extractor in ("mean", "concat"):
+        head = make_head(extractor=extractor, last_k=2, fusion=False)
+        fused, _, alpha = head.extract(states, states[-1], mask)
+        torch.testing.assert_close(alpha, torch.tensor([[0.0, 0.5, 0.5]] * 2))
+        if extractor == "concat":
+            assert fused.shape[-1] == 2 * C
+            assert torch.equal(fused[:, :, :C], states[2]) and torch.equal(fused[:, :, C:], states[3])
+        else:
+            torch.testing.assert_close(fused, (states[2] + states[3]) / 2)
+
+
+def test_stock_head_reads_the_last_layer_at_the_first_position():
+    head = make_head(**PRESETS["stock"])
+    states, mask = batch(random_sequences([4, 6]))
+    logits, _ = head(states, states[-1], mask)
+    assert torch.equal(logits, head.out_proj(torch.tanh(head.dense(states[-1][0]))))
+    assert sorted(name for name, _ in head.named_parameters()) == [
+        "dense.bias", "dense.weight", "out_proj.bias", "out_proj.weight"]
 
 
 def test_determinism():
@@ -199,6 +290,14 @@ def test_rejects_bad_configuration_and_empty_example():
         HireHead(C, L, K, pooling="cls")
     with pytest.raises(ValueError, match="extractor"):
         HireHead(C, L, K, extractor="attention")
+    with pytest.raises(ValueError, match="--hire-gru-dim -1"):
+        HireHead(C, L, K, gru_dim=-1)
+    with pytest.raises(ValueError, match="--hire-last-k 4: the head scores only 3 layers"):
+        HireHead(C, L, K, extractor="mean", fusion=False, last_k=4)
+    with pytest.raises(ValueError, match="--no-hire-fusion"):
+        HireHead(C, L, K, extractor="concat")
+    with pytest.raises(ValueError, match="GRU backend"):
+        HireHead(C, L, K, gru_backend="cudnn")
     head = make_head()
     states, mask = batch(random_sequences([3, 2]))
     mask[1] = True
@@ -291,7 +390,7 @@ def test_gru_over_padding_equals_nn_gru_on_packed(layers, bidirectional):
     x = torch.randn(9, 6, 6)
     x[7:, 0] = 1e3  # padding holds garbage
     x.requires_grad_(True)
-    out, h_n = gru_over_padding(gru, x, lengths)
+    out, h_n = padded_gru.outputs(gru, x, lengths)
     ref_out, ref_h_n = gru(pack_padded_sequence(x, lengths, enforce_sorted=False))
     ref_out, _ = torch.nn.utils.rnn.pad_packed_sequence(ref_out, total_length=9)
     torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=0)
@@ -308,13 +407,13 @@ def test_first_position_over_padding():
     gru = torch.nn.GRU(6, 5, bidirectional=True)
     lengths = torch.tensor([4, 9, 1, 9, 6])
     x = torch.randn(9, 5, 6)
-    first = bigru_first_position_over_padding(gru, x, lengths)
+    first = padded_gru.first_position(gru, x, lengths)
     full, _ = torch.nn.utils.rnn.pad_packed_sequence(gru(pack_padded_sequence(x, lengths, enforce_sorted=False))[0])
     torch.testing.assert_close(first, full[0], atol=1e-6, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=config_id)
 def test_gpu_equals_cpu(config, monkeypatch):
     """On GPU the GRUs run over the padding in cuDNN: outputs and gradients must equal the
     CPU's (rounding only: TF32 is turned off)."""

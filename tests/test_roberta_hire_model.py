@@ -221,3 +221,40 @@ def test_forward_without_head_is_roberta(rte_dir):
     lm_logits, extra = model(tokens)
     assert lm_logits.shape == (1, 4, len(trainer.task.source_dictionary))
     assert extra["inner_states"] is None
+
+
+def test_stock_head_option_is_fairseqs_roberta_head(rte_dir):
+    """--arch roberta_hire with the stock preset builds, initialises and computes exactly what
+    --arch roberta_base does with the same seed: the comparison's baseline is fairseq's head."""
+    from fairseq_hire.modules.options import HEADS
+
+    torch.manual_seed(1)  # as fairseq-train seeds before building the model
+    stock = build_trainer(finetune_args(rte_dir, arch="roberta_base")).model
+    torch.manual_seed(1)
+    hire = build_trainer(finetune_args(rte_dir, extra=HEADS["stock"].options.flags())).model
+    stock_state, hire_state = stock.state_dict(), hire.state_dict()
+    assert stock_state.keys() == hire_state.keys()
+    for key, value in stock_state.items():
+        assert torch.equal(value, hire_state[key]), key
+    tokens = torch.tensor([[0, 100, 200, 300, 2], [0, 400, 2, 1, 1]])
+    for model in (stock, hire):
+        model.train()
+    torch.manual_seed(3)
+    stock_logits, _ = stock(tokens, classification_head_name=HEAD)
+    torch.manual_seed(3)
+    hire_logits, _ = hire(tokens, classification_head_name=HEAD)
+    assert torch.equal(stock_logits, hire_logits)
+
+
+@pytest.mark.parametrize("arch", ["roberta_base", "roberta_hire_base"])
+def test_layernorm_eps_holds_for_stock_roberta_too(rte_dir, arch):
+    trainer = build_trainer(finetune_args(rte_dir, arch=arch, extra=["--encoder-layernorm-eps", "1e-12"]))
+    norms = [m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == 1e-12 for m in norms)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan"])
+def test_layernorm_eps_must_be_positive(rte_dir, value, capsys):
+    with pytest.raises(SystemExit):
+        finetune_args(rte_dir, extra=["--encoder-layernorm-eps", value])
+    assert "--encoder-layernorm-eps" in capsys.readouterr().err

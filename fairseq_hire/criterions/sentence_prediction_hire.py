@@ -1,8 +1,10 @@
 """sentence_prediction_hire: fairseq's sentence_prediction loss with the official GLUE
 metrics over the whole validation set, and HIRE's mean layer weights.
 
-The loss is exactly sentence_prediction's (summed NLL, or summed MSE with
---regression-target). On validation every prediction and target is kept, gathered across
+The loss is exactly sentence_prediction's: summed NLL, or summed MSE with
+--regression-target, plus RoBERTa's attention-head and FFN-block regularisers when
+--mha-reg-scale-factor / --ffn-reg-scale-factor are set (logged as mha_reg_loss,
+ffn_reg_loss). On validation every prediction and target is kept, gathered across
 batches (fairseq's ConcatTensorMeter in the validation aggregator) and across workers
 (logging outputs are all-gathered, not summed), and the metrics are computed once over the
 full set with scikit-learn / scipy:
@@ -77,12 +79,20 @@ class SentencePredictionHireCriterion(FairseqCriterion):
             lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32)
             loss = F.nll_loss(lprobs, targets, reduction="sum")
 
-        logging_output = {
+        logging_output = {}
+        args = getattr(model, "args", None)
+        for flag, regulariser in (("mha_reg_scale_factor", "_get_adaptive_head_loss"),
+                                  ("ffn_reg_scale_factor", "_get_adaptive_ffn_loss")):
+            if getattr(args, flag, 0.0):
+                term = getattr(model, regulariser)()
+                loss = loss + term
+                logging_output[flag.replace("_scale_factor", "_loss")] = term.data
+        logging_output.update({
             "loss": loss.data,
             "ntokens": sample["ntokens"],
             "nsentences": sample_size,
             "sample_size": sample_size,
-        }
+        })
         if not self.regression_target:
             preds = logits.argmax(dim=1)
             logging_output["ncorrect"] = (preds == targets).sum()
@@ -106,6 +116,10 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
 
         metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        for name in ("mha_reg_loss", "ffn_reg_loss"):
+            if any(name in log for log in logging_outputs):
+                total = sum(log.get(name, 0) for log in logging_outputs)
+                metrics.log_scalar(name, total / sample_size / math.log(2), sample_size, round=3)
         if sample_size != ntokens:
             metrics.log_scalar("nll_loss", loss_sum / ntokens / math.log(2), ntokens, round=3)
         if any("ncorrect" in log for log in logging_outputs):

@@ -1,32 +1,34 @@
 """roberta_hire: fairseq's RoBERTa with HIRE classification heads.
 
 Everything but the classification heads is fairseq's RobertaModel (encoder, LM head,
-encoder flags). A head registered here is a ``HireHead``: it reads every layer's output
-(``inner_states``) and the final features, so ``forward`` asks the encoder for all hidden
-states whenever a head is used.
+encoder flags, ``--encoder-layernorm-eps`` from ``layernorm_eps``). A head registered here is
+a ``HireHead`` built from the ``--hire-*`` options (``modules/options.py``, one definition
+each): HIRE by default, or one of the heads it is compared with, the stock RoBERTa head
+included. It reads every layer's output (``inner_states``) and the final features, so
+``forward`` asks the encoder for all hidden states whenever a head is used.
 """
 import logging
 
-import torch.nn as nn
+import torch
 from fairseq import utils
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture, roberta_large_architecture
+from fairseq.modules.quant_noise import quant_noise as apply_quant_noise_
 from fairseq.utils import safe_getattr
 
-from ..modules.hire import EXTRACTORS, POOLINGS, HireHead
+from ..modules import options
+from ..modules.hire import HireHead
+from ..modules.options import HireOptions
+from .layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
 logger = logging.getLogger(__name__)
 
-FAIRSEQ_LAYERNORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which fairseq's LayerNorm uses
-HIRE_HEAD_MARKER = ".fusion."  # a key under a head that only HIRE heads have
 
-
-def set_layernorm_eps(module: nn.Module, eps: float) -> None:
-    """Give every LayerNorm under `module` this epsilon (BERT-family checkpoints use 1e-12)."""
-    for submodule in module.modules():
-        if isinstance(submodule, nn.LayerNorm):
-            submodule.eps = eps
+def head_parts(param_names) -> frozenset:
+    """The submodules a head's parameters live in ({"dense", "out_proj"} for a stock head;
+    HIRE adds "extractor" and "fusion"): heads with the same parts can share parameters."""
+    return frozenset(name.partition(".")[0] for name in param_names)
 
 
 @register_model("roberta_hire")
@@ -34,29 +36,7 @@ class RobertaHireModel(RobertaModel):
     @staticmethod
     def add_args(parser):
         RobertaModel.add_args(parser)
-        parser.add_argument(
-            "--hire-gru-dim", type=int, metavar="H",
-            help="hidden size per direction of HIRE's GRUs (extractor and fusion); "
-            "0 = half the encoder's hidden size",
-        )
-        parser.add_argument(
-            "--hire-extractor", choices=EXTRACTORS,
-            help="gru: per-example layer weights from a 2-layer BiGRU (HIRE); "
-            "scalar-mix: ELMo-style global learned layer weights (cheap ablation)",
-        )
-        parser.add_argument(
-            "--hire-include-embeddings", action="store_true",
-            help="also weigh the embedding output as a layer",
-        )
-        parser.add_argument(
-            "--hire-pooling", choices=POOLINGS,
-            help="how the fused sequence becomes one vector: <s> position, mean, max or both",
-        )
-        parser.add_argument(
-            "--encoder-layernorm-eps", type=float, metavar="EPS",
-            help="epsilon of every LayerNorm in the encoder (default fairseq's 1e-5; "
-            "checkpoints converted from BERT use 1e-12)",
-        )
+        options.add_arguments(parser)
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe=None, **kwargs):
@@ -68,31 +48,40 @@ class RobertaHireModel(RobertaModel):
     @classmethod
     def build_model(cls, args, task):
         roberta_hire_architecture(args)
+        HireOptions.from_args(args)  # a bad --hire-* value is refused here, naming its flag
         if args.encoder_layerdrop > 0:
             raise ValueError(
                 "roberta_hire does not support --encoder-layerdrop: HIRE weighs every layer's "
                 "output, so the set of layers must not change between steps "
                 "(use --encoder-layers-to-keep to prune layers once, at load time)"
             )
-        model = super().build_model(args, task)
-        set_layernorm_eps(model.encoder, args.encoder_layernorm_eps)
-        return model
+        return super().build_model(args, task)
 
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
+        """A HireHead with this model's --hire-* options; fairseq's head flags
+        (--spectral-norm-classification-head, --quant-noise-pq) apply to its out_proj exactly
+        as they do to RobertaClassificationHead's."""
         if name in self.classification_heads:
             logger.warning(f"re-registering classification head {name!r}")
-        self.classification_heads[name] = HireHead(
+        head = HireHead(
             embed_dim=self.args.encoder_embed_dim,
             num_encoder_layers=self.args.encoder_layers,
             num_classes=num_classes,
-            gru_dim=self.args.hire_gru_dim or None,
+            options=HireOptions.from_args(self.args),
             inner_dim=inner_dim or self.args.encoder_embed_dim,
-            extractor=self.args.hire_extractor,
-            include_embeddings=self.args.hire_include_embeddings,
-            pooling=self.args.hire_pooling,
             pooler_dropout=self.args.pooler_dropout,
             activation_fn=utils.get_activation_fn(self.args.pooler_activation_fn),
         )
+        q_noise = safe_getattr(self.args, "quant_noise_pq", 0)
+        head.out_proj = apply_quant_noise_(
+            head.out_proj, q_noise, safe_getattr(self.args, "quant_noise_pq_block_size", 8)
+        )
+        if safe_getattr(self.args, "spectral_norm_classification_head", False):
+            if q_noise != 0:
+                raise ValueError("--spectral-norm-classification-head cannot be combined with "
+                                 "--quant-noise-pq (fairseq's RoBERTa head refuses it too)")
+            head.out_proj = torch.nn.utils.spectral_norm(head.out_proj)
+        self.classification_heads[name] = head
 
     def forward(
         self,
@@ -124,86 +113,65 @@ class RobertaHireModel(RobertaModel):
     def upgrade_state_dict_named(self, state_dict, name):
         """Make a checkpoint fit this model.
 
-        - original RoBERTa key names (``decoder.*``, ``emb_layer_norm``) are renamed;
+        RoBERTa's own upgrade renames the original release's keys (``decoder.*``,
+        ``emb_layer_norm``) and adapts data2vec checkpoints; its head handling, which drops
+        a whole head on any dimension mismatch, is replaced by these rules:
         - a head of the current model that the checkpoint lacks starts fresh;
-        - a head of the same name and kind (HIRE or stock) keeps every parameter whose
-          shape matches; the others (e.g. out_proj after MNLI -> RTE) start fresh, with a
-          warning; a head of the other kind starts fresh entirely, with a warning;
+        - a checkpoint head with the same parts as the model's head of that name (both HIRE,
+          or both stock-shaped) keeps every parameter whose name and shape match; the others
+          (e.g. out_proj after MNLI -> RTE) start fresh, with a warning; a head with other
+          parts (a stock RoBERTa head into a HIRE head) starts fresh entirely, with a warning;
         - a checkpoint head the model lacks is registered when loading through the hub
           (``load_checkpoint_heads``), else dropped with a warning, as in RoBERTa.
         Every other key must match the model exactly (the load is strict).
         """
         prefix = name + "." if name != "" else ""
-        for k in list(state_dict.keys()):
-            new_k = k
-            if k.startswith(prefix + "decoder"):
-                new_k = prefix + "encoder" + k[len(prefix + "decoder"):]
-            new_k = new_k.replace(".emb_layer_norm.", ".layernorm_embedding.")
-            if new_k != k:
-                state_dict[new_k] = state_dict.pop(k)
-        # skip RobertaModel's head handling: it drops a whole head on any class mismatch
-        super(RobertaModel, self).upgrade_state_dict_named(state_dict, name)
-
         head_prefix = prefix + "classification_heads."
         checkpoint_heads = {}
-        for k in state_dict:
-            if k.startswith(head_prefix):
-                head_name, _, param = k[len(head_prefix):].partition(".")
-                checkpoint_heads.setdefault(head_name, {})[param] = k
+        for k in [k for k in state_dict if k.startswith(head_prefix)]:
+            head_name, _, param = k[len(head_prefix):].partition(".")
+            checkpoint_heads.setdefault(head_name, {})[param] = state_dict.pop(k)
+        # RoBERTa's upgrade, which now sees no checkpoint head and fills the model's heads in
+        super().upgrade_state_dict_named(state_dict, name)
 
-        for head_name, keys in checkpoint_heads.items():
-            is_hire = any(("." + p).startswith(HIRE_HEAD_MARKER) for p in keys)
+        for head_name, params in checkpoint_heads.items():
             if head_name not in self.classification_heads:
-                if safe_getattr(self.args, "load_checkpoint_heads", False) and is_hire:
-                    num_classes = state_dict[keys["out_proj.weight"]].size(0)
-                    inner_dim = state_dict[keys["dense.weight"]].size(0)
-                    self.register_classification_head(head_name, num_classes, inner_dim)
+                if not safe_getattr(self.args, "load_checkpoint_heads", False):
+                    logger.warning(f"dropping classification head {head_name!r} from the checkpoint: "
+                                   "the model has no head of that name")
                     continue
-                logger.warning(
-                    f"dropping classification head {head_name!r} from the checkpoint: "
-                    "the model has no head of that name"
-                    + ("" if is_hire else " (a stock RoBERTa head cannot load into roberta_hire)")
+                self.register_classification_head(
+                    head_name, params["out_proj.weight"].size(0) if "out_proj.weight" in params
+                    else params["out_proj.weight_orig"].size(0), params["dense.weight"].size(0),
                 )
-                for k in keys.values():
-                    del state_dict[k]
-                continue
             current = self.classification_heads[head_name].state_dict()
-            if not is_hire:
+            if head_parts(params) != head_parts(current):
+                kind = "a stock RoBERTa head" if head_parts(params) == {"dense", "out_proj"} else "a head"
                 logger.warning(
-                    f"classification head {head_name!r} in the checkpoint is a stock RoBERTa "
-                    "head; the HIRE head starts fresh"
+                    f"classification head {head_name!r} in the checkpoint is {kind} with parts "
+                    f"{sorted(head_parts(params))}; this model's has {sorted(head_parts(current))}: "
+                    "it starts fresh"
                 )
-                for k in keys.values():
-                    del state_dict[k]
                 continue
-            for param, k in keys.items():
+            for param, value in params.items():
+                k = head_prefix + head_name + "." + param
                 if param not in current:
-                    logger.warning(
-                        f"dropping {k}: this HIRE head has no parameter {param!r} "
-                        "(a different --hire-extractor?)"
-                    )
-                    del state_dict[k]
-                elif state_dict[k].shape != current[param].shape:
-                    logger.warning(
-                        f"re-initialising {k}: shape {tuple(state_dict[k].shape)} in the "
-                        f"checkpoint, {tuple(current[param].shape)} in this model"
-                    )
-                    del state_dict[k]
+                    logger.warning(f"dropping {k}: this head has no parameter {param!r} "
+                                   "(a different --hire-extractor?)")
+                elif value.shape != current[param].shape:
+                    logger.warning(f"re-initialising {k}: shape {tuple(value.shape)} in the "
+                                   f"checkpoint, {tuple(current[param].shape)} in this model")
+                else:
+                    state_dict[k] = value
 
         for head_name, head in self.classification_heads.items():
             for param, value in head.state_dict().items():
-                k = f"{head_prefix}{head_name}.{param}"
-                if k not in state_dict:
-                    logger.info(f"initialising {k} fresh")
-                    state_dict[k] = value
+                state_dict.setdefault(f"{head_prefix}{head_name}.{param}", value)
 
 
 @register_model_architecture("roberta_hire", "roberta_hire")
 def roberta_hire_architecture(args):
-    args.hire_gru_dim = safe_getattr(args, "hire_gru_dim", 0)
-    args.hire_extractor = safe_getattr(args, "hire_extractor", "gru")
-    args.hire_include_embeddings = safe_getattr(args, "hire_include_embeddings", False)
-    args.hire_pooling = safe_getattr(args, "hire_pooling", "first")
+    options.set_defaults(args, safe_getattr)
     args.encoder_layernorm_eps = safe_getattr(args, "encoder_layernorm_eps", FAIRSEQ_LAYERNORM_EPS)
     base_architecture(args)
 

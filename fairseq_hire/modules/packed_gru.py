@@ -20,7 +20,7 @@ from typing import List, Tuple
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 # Entries of the gradient carried between time steps below this magnitude become 0. 2^-100
 # (7.9e-31) is 26 binary orders above float32's denormals, so its products with the gates'
@@ -110,14 +110,14 @@ def direction_parameters(gru: nn.GRU, layer: int, reverse: bool):
     return tuple(getattr(gru, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
 
-def uses_loop(data: torch.Tensor) -> bool:
+def uses_step_loop(data: torch.Tensor) -> bool:
     """The loop pays off when training on CPU; cuDNN, and nn.GRU's CPU forward, are faster."""
     return torch.is_grad_enabled() and not data.is_cuda
 
 
 def gru_on_packed(gru: nn.GRU, packed: PackedSequence) -> Tuple[PackedSequence, torch.Tensor]:
     """``gru(packed)``: the packed output and h_n ((layers * directions) x N x H)."""
-    if not uses_loop(packed.data):
+    if not uses_step_loop(packed.data):
         return gru(packed)
     batch_sizes = packed.batch_sizes.tolist()
     data, finals = packed.data, []
@@ -152,7 +152,7 @@ def bigru_first_position(gru: nn.GRU, packed: PackedSequence, first: torch.Tenso
     w_ih, w_hh, b_ih, b_hh = direction_parameters(gru, 0, reverse=False)
     forward, *_ = gru_step(torch.addmm(b_ih, first, w_ih.t()), first.new_zeros(first.shape[0], w_hh.shape[1]), w_hh, b_hh)
     reverse = direction_parameters(gru, 0, reverse=True)
-    if uses_loop(packed.data):
+    if uses_step_loop(packed.data):
         w_ih, w_hh, b_ih, b_hh = reverse
         _, backward = GruDirection.apply(torch.addmm(b_ih, packed.data, w_ih.t()), w_hh, b_hh,
                                          packed.batch_sizes.tolist(), True)
@@ -164,3 +164,26 @@ def bigru_first_position(gru: nn.GRU, packed: PackedSequence, first: torch.Tenso
     if packed.unsorted_indices is not None:
         backward = backward.index_select(0, packed.unsorted_indices)
     return torch.cat([forward, backward], dim=1)
+
+
+# The backend interface (gru_backends): right-padded x (T x N x I), lengths (N,) on the CPU
+
+
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    return pack_padded_sequence(x, lengths, enforce_sorted=False)
+
+
+def outputs(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The output T x N x (directions * H), zero at padding, and h_n."""
+    out, h_n = gru_on_packed(gru, pack(x, lengths))
+    return pad_packed_sequence(out, total_length=x.shape[0])[0], h_n
+
+
+def final_states(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Only h_n: the padded output is never built."""
+    return gru_on_packed(gru, pack(x, lengths))[1]
+
+
+def first_position(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Position 0 of a 1-layer BiGRU's output, N x 2H, computed alone."""
+    return bigru_first_position(gru, pack(x, lengths), x[0])

@@ -66,7 +66,7 @@ def run_layer(gru: nn.GRU, layer: int, x: torch.Tensor, directions: List[bool]) 
     return out
 
 
-def gru_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def outputs(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``gru`` on packed sequences, computed over the padded batch.
 
     x: T x N x I right-padded, lengths: (N,). Returns the output T x N x (directions * H),
@@ -74,7 +74,7 @@ def gru_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tup
     own last token (first token for the backward direction), as nn.GRU returns for packed input.
     """
     if gru.dropout and gru.num_layers > 1:
-        raise ValueError("gru_over_padding does not apply nn.GRU's dropout between layers")
+        raise ValueError("padded_gru does not apply nn.GRU's dropout between layers")
     N, H = x.shape[1], gru.hidden_size
     lengths = lengths.to(x.device)  # once: every gather below indexes on x's device
     last = lengths - 1
@@ -93,7 +93,12 @@ def gru_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> Tup
     return x.masked_fill(~real.unsqueeze(-1), 0), torch.stack(finals)
 
 
-def bigru_first_position_over_padding(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def final_states(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """h_n of ``outputs``."""
+    return outputs(gru, x, lengths)[1]
+
+
+def first_position(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The output at position 0 of a 1-layer bidirectional GRU, N x 2H, without the rest: the
     forward direction's is its first step, the backward direction's its state after a
     backward-only pass over each sequence."""

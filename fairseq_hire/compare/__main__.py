@@ -1,0 +1,84 @@
+"""python -m fairseq_hire.compare: run a comparison of heads, then write its report.
+
+    python -m fairseq_hire.compare TASK DATA_BIN PRETRAINED OUT [--heads ...] [--seeds 1-10]
+        [--jobs N] [--threads T] [--device auto|cpu|gpu] [--report-only] [finetune.py flags]
+
+TASK and DATA_BIN are what scripts/finetune.py takes (a task glue_prep binarised); PRETRAINED
+is any encoder the plugin loads (roberta.base/large model.pt, a converted checkpoint). Every
+other flag (e.g. --epochs 3 --lr 3e-5, or fairseq-train flags) goes to scripts/finetune.py for
+every head alike, so all heads share one recipe. Finished runs are skipped, a killed run
+resumes; OUT/report.md, report.json, scores.png and layer_weights.png are written at the end.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..modules.options import HEADS
+from .report import ReportError, markdown, write_report
+from .runs import Comparison, Runner, check_recipe, run_all
+
+DEFAULT_HEADS = ["stock", "hire", "hire-no-fusion", "scalar-mix", "last4-mean"]
+
+
+def seed_list(text: str):
+    """"1-10", "1,2,5" or "3" -> seeds."""
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            seeds += list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected seeds like 1-10 or 1,2,5") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r}: no seeds")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fairseq_hire.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task")
+    parser.add_argument("data", type=Path)
+    parser.add_argument("pretrained", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--heads", nargs="+", default=DEFAULT_HEADS, choices=HEADS, metavar="HEAD",
+                        help="heads to compare: " + ", ".join(HEADS) + f" (default {' '.join(DEFAULT_HEADS)})")
+    parser.add_argument("--reference", default="stock", choices=HEADS, help="the head the others are compared with")
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("1-5"), help="e.g. 1-10 (default 1-5)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: the cores / jobs)")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoints in OUT/work")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+    return parser
+
+
+def main(argv=None) -> int:
+    args, train_flags = build_parser().parse_known_args(argv)
+    comparison = Comparison(args.task, args.data, args.pretrained, args.out, tuple(train_flags), args.device)
+    if not args.report_only:
+        try:
+            check_recipe(comparison)
+        except ValueError as error:
+            print(f"compare: error: {error}", file=sys.stderr)
+            return 2
+        threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+        runner = Runner(comparison, threads=threads, keep_checkpoints=args.keep_checkpoints)
+        # seed-major: an interrupted comparison still has whole seeds
+        plan = [("", head, seed) for seed in args.seeds for head in args.heads]
+        outcomes = run_all({"": runner}, plan, args.jobs)
+        failed = [o for o in outcomes if o.status == "failed"]
+        for outcome in failed:
+            print(f"failed: {args.task} {outcome.head} seed {outcome.seed}: {outcome.message}", file=sys.stderr)
+    try:
+        summary = write_report(args.out, args.reference)
+    except ReportError as error:
+        print(f"compare: error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(summary))
+    return 1 if not args.report_only and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""A comparison's report, from its run files only: report.json, report.md, scores.png and,
+for heads with per-example layer weights, layer_weights.png.
+
+Per head: every seed's score on the official metric, median, mean +- sd, a 95% interval of
+the mean, and the failed-run rate (runs at or below the best constant prediction). Against
+the reference head (the stock RoBERTa head): the difference of the means, its 95% paired
+bootstrap interval over dev examples pooled across seeds, Welch's t and Mann-Whitney over
+seeds, the smallest difference these seeds could have detected (80% power), and the verdict
+in words (``statistics``). For heads whose layer weights depend on the input (HIRE's
+extractor): the per-example distribution of each layer's weight and the mean
+total-variation distance between an example's weights and the mean weights.
+"""
+import json
+import statistics as pystats
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..atomic import write_atomically
+from ..modules.options import HEADS
+from ..plotting import pyplot, save_figure
+from . import statistics as st
+
+# below this mean total-variation distance the weights barely depend on the input
+STATIC_TV = 0.05
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+class ReportError(ValueError):
+    """The run files cannot be compared (different recipes, tasks or dev sets)."""
+
+
+def load_runs(runs_dir: Path) -> List[Dict]:
+    runs = []
+    for path in sorted(Path(runs_dir).glob("*.json")):
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ReportError(f"{path}: not a run file: {error}") from None
+        run["file"] = str(path)
+        runs.append(run)
+    return runs
+
+
+def check_comparable(runs: List[Dict]) -> None:
+    """Every run: the same task, encoder, data and training flags, and the same dev targets."""
+    first = runs[0]
+    for run in runs[1:]:
+        if run["recipe"] != first["recipe"]:
+            raise ReportError(f"{run['file']} was trained with {run['recipe']}, {first['file']} with "
+                              f"{first['recipe']}: heads must share one recipe")
+        if run["targets"] != first["targets"]:
+            raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
+
+
+def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
+    if not runs:
+        raise ReportError("no finished runs to report on")
+    check_comparable(runs)
+    first = runs[0]
+    metric_name = first["metric"]
+    regression = first["regression"]
+    num_classes = 1 if regression else len(first["label_names"])
+    metric = st.metric_function(metric_name, regression, first["positive_class"], num_classes)
+    targets = np.asarray(first["targets"], float if regression else int)
+    constant = st.constant_score(targets, metric, regression, num_classes)
+    by_head: Dict[str, List[Dict]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        by_head.setdefault(run["head"], []).append(run)
+    order = [h for h in HEADS if h in by_head] + sorted(h for h in by_head if h not in HEADS)
+
+    def predictions(head):
+        return np.asarray([r["predictions"] for r in by_head[head]], float if regression else int)
+
+    heads = {}
+    for head in order:
+        scores = [r["metrics"][metric_name] for r in by_head[head]]
+        failed = sum(score <= constant + 1e-9 for score in scores)
+        heads[head] = {
+            "description": HEADS[head].description if head in HEADS else "",
+            "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),
+            "median": pystats.median(scores), "mean": pystats.fmean(scores),
+            "sd": pystats.stdev(scores) if len(scores) > 1 else None,
+            "mean_interval": st.mean_interval(scores),
+            "failed": failed, "failed_rate": failed / len(scores),
+            "train_minutes": pystats.fmean(r["train_seconds"] for r in by_head[head]) / 60,
+            "layer_weights": layer_weight_summary(by_head[head]),
+        }
+    for head in order:
+        if reference in heads and head != reference:
+            heads[head]["vs_reference"] = st.compare_heads(
+                heads[head]["scores"], heads[reference]["scores"], predictions(head), predictions(reference),
+                targets, metric,
+            ).as_dict()
+    return {
+        "task": first["task"], "metric": metric_name, "dev_examples": len(targets),
+        "constant_score": constant, "reference": reference, "recipe": first["recipe"],
+        "heads": heads,
+    }
+
+
+def layer_weight_summary(runs: List[Dict]) -> Optional[Dict]:
+    """Per-example layer weights of a head whose weights depend on the input; None for heads
+    with fixed weights (every example alike)."""
+    if any(r.get("layer_weights") is None for r in runs):
+        return None
+    per_run = [np.asarray(r["layer_weights"], float) for r in runs]
+    tv = [float(st.total_variation_from_mean(weights).mean()) for weights in per_run]
+    if max(tv) < 1e-6:
+        return None  # global weights: scalar mix, or the fixed shares of mean / concat / stock
+    pooled = np.concatenate(per_run)
+    first = runs[0]["first_scored_layer"]
+    return {
+        "layers": list(range(first, first + pooled.shape[1])),
+        "mean": pooled.mean(axis=0).tolist(),
+        "quantiles": {str(q): np.quantile(pooled, q, axis=0).tolist() for q in QUANTILES},
+        "tv_from_mean": tv, "tv_from_mean_mean": pystats.fmean(tv),
+        "dynamic": pystats.fmean(tv) >= STATIC_TV,
+    }
+
+
+def number(value, digits=1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(summary: Dict) -> str:
+    metric, ref = summary["metric"], summary["reference"]
+    lines = [
+        f"**{summary['task']}** ({summary['dev_examples']} dev examples; {metric}; best constant "
+        f"prediction {summary['constant_score']:.1f}; reference head: {ref})",
+        "",
+        f"| head | seeds | median | mean ± sd | 95% CI of mean | failed runs | vs {ref}: difference "
+        "[95% bootstrap CI] | Welch p | Mann-Whitney p | detectable (80% power) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for head, data in summary["heads"].items():
+        ci = data["mean_interval"]
+        cells = [head, str(data["n"]), number(data["median"]), f"{number(data['mean'])} ± {number(data['sd'])}",
+                 f"{number(ci[0])} to {number(ci[1])}" if ci else "-",
+                 f"{data['failed']} ({100 * data['failed_rate']:.0f}%)"]
+        versus = data.get("vs_reference")
+        if versus:
+            cells += [f"{versus['difference']:+.2f} [{versus['bootstrap_low']:+.2f}, {versus['bootstrap_high']:+.2f}]",
+                      number(versus["welch_p"], 3), number(versus["mannwhitney_p"], 3),
+                      number(versus["detectable"], 2), versus["verdict"]]
+        else:
+            cells += ["(reference)" if head == ref else "-", "", "", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    for head, data in summary["heads"].items():
+        weights = data["layer_weights"]
+        if weights:
+            lines += ["", layer_weight_sentence(summary["task"], head, weights)]
+    return "\n".join(lines) + "\n"
+
+
+def layer_weight_sentence(task: str, head: str, weights: Dict) -> str:
+    tv = weights["tv_from_mean_mean"]
+    means = ", ".join(f"{layer}: {w:.2f}" for layer, w in zip(weights["layers"], weights["mean"]))
+    if weights["dynamic"]:
+        what = (f"the weights depend on the input (mean total-variation distance from the mean "
+                f"weights {tv:.3f}, threshold {STATIC_TV})")
+    else:
+        what = (f"the weights barely depend on the input (mean total-variation distance from the "
+                f"mean weights {tv:.3f} < {STATIC_TV}): the dynamic extractor is doing what a "
+                "global scalar mix does")
+    return f"{task}, {head}: mean layer weights ({means}); {what}."
+
+
+def plot_scores(summary: Dict, path: Path) -> None:
+    plt = pyplot()
+    heads = list(summary["heads"])
+    fig, ax = plt.subplots(figsize=(1.2 * len(heads) + 2, 4))
+    for i, head in enumerate(heads):
+        data = summary["heads"][head]
+        jitter = np.linspace(-0.15, 0.15, len(data["scores"])) if len(data["scores"]) > 1 else [0.0]
+        ax.scatter(i + np.asarray(jitter), data["scores"], s=14, alpha=0.7, color="tab:blue")
+        if data["mean_interval"]:
+            low, high = data["mean_interval"]
+            ax.errorbar(i + 0.3, data["mean"], yerr=[[data["mean"] - low], [high - data["mean"]]],
+                        fmt="o", color="black", capsize=4)
+    ax.axhline(summary["constant_score"], color="grey", linestyle=":", label="best constant prediction")
+    ax.set_xticks(range(len(heads)), heads, rotation=30, ha="right")
+    ax.set_ylabel(summary["metric"])
+    ax.set_title(f"{summary['task']}: every seed's dev score, mean and 95% CI")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_layer_weights(summary: Dict, path: Path) -> bool:
+    plt = pyplot()
+    dynamic = {h: d["layer_weights"] for h, d in summary["heads"].items() if d["layer_weights"]}
+    if not dynamic:
+        return False
+    fig, axes = plt.subplots(1, len(dynamic), figsize=(4.5 * len(dynamic), 3.5), squeeze=False)
+    for ax, (head, weights) in zip(axes[0], dynamic.items()):
+        q = weights["quantiles"]
+        layers = weights["layers"]
+        ax.fill_between(layers, q["0.05"], q["0.95"], alpha=0.2, label="5-95% of examples")
+        ax.fill_between(layers, q["0.25"], q["0.75"], alpha=0.4, label="25-75%")
+        ax.plot(layers, q["0.5"], marker="o", label="median")
+        ax.set_xticks(layers)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("alpha")
+        ax.set_title(f"{summary['task']}, {head}: TV from mean {weights['tv_from_mean_mean']:.3f}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
+def write_report(out: Path, reference: str = "stock") -> Dict:
+    out = Path(out)
+    summary = summarise(load_runs(out / "runs"), reference)
+    write_atomically(out / "report.json", json.dumps(summary, indent=1) + "\n")
+    write_atomically(out / "report.md", markdown(summary))
+    plot_scores(summary, out / "scores.png")
+    plot_layer_weights(summary, out / "layer_weights.png")
+    return summary

@@ -1,0 +1,247 @@
+"""The runs of a comparison: one fine-tuning per (head, seed), each leaving one result file.
+
+A run is ``scripts/finetune.py`` (``fairseq_hire.finetune``) with the head's options and the
+comparison's training flags, then the dev split scored through the hub
+(``fairseq_hire.evaluation``, per example), then ``OUT/runs/<head>-seed<seed>.json``,
+written atomically. A rerun skips runs whose file exists; a run killed mid-training resumes
+from its checkpoint_last.pt (fine-tuning is restart-safe). Several processes (or machines
+sharing OUT) may work on one comparison: a run is claimed by creating its ``.lock`` file,
+and a claim whose process has died is taken over.
+"""
+import json
+import os
+import platform
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ..atomic import write_atomically
+from ..modules.options import HEADS
+
+FINETUNE = [sys.executable, "-m", "fairseq_hire.finetune"]
+EVALUATE = [sys.executable, "-m", "fairseq_hire.evaluation"]
+LOG_FLAGS = ["--log-format", "json", "--log-interval", "50"]
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One task, one encoder, one training recipe; the heads and seeds are chosen per run."""
+
+    task: str
+    data: Path
+    pretrained: Path
+    out: Path
+    train_flags: Sequence[str] = ()  # e.g. --epochs 3 --lr 3e-5, the same for every head
+    device: str = "auto"
+    work: Optional[Path] = None  # checkpoints and training logs; default OUT/work
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out / "runs"
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.work) if self.work is not None else self.out / "work"
+
+    def result_path(self, head: str, seed: int) -> Path:
+        return self.runs_dir / f"{head}-seed{seed}.json"
+
+    @property
+    def metric(self) -> str:
+        """The metric checkpoints are selected by, and the comparison is made on: the task's
+        official one, unless the training flags choose another."""
+        from ..recipes import recipe
+
+        flags = list(self.train_flags)
+        if "--best-checkpoint-metric" in flags:
+            return flags[flags.index("--best-checkpoint-metric") + 1]
+        return recipe(self.task).best_metric
+
+    def recipe(self) -> Dict:
+        """What every run of this comparison shares; a run with another recipe is refused."""
+        return {"task": self.task, "data": str(Path(self.data).resolve()),
+                "pretrained": str(Path(self.pretrained).resolve()), "train_flags": list(self.train_flags)}
+
+    def finetune_command(self, head: str, seed: int, save_dir: Path) -> List[str]:
+        return [*FINETUNE, self.task, str(self.data), str(self.pretrained), str(save_dir),
+                "--head", head, "--seed", str(seed), "--device", self.device,
+                *self.train_flags, *LOG_FLAGS]
+
+
+def check_recipe(comparison: Comparison) -> None:
+    """Refuse to add runs to a comparison whose finished runs were trained another way."""
+    wanted = comparison.recipe()
+    for path in sorted(comparison.runs_dir.glob("*.json")):
+        recipe = json.loads(path.read_text(encoding="utf-8")).get("recipe")
+        if recipe != wanted:
+            raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
+                             "Every head must share one recipe: use another OUT folder")
+
+
+@dataclass
+class RunOutcome:
+    head: str
+    seed: int
+    status: str  # done, skipped, failed, claimed-elsewhere
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Runner:
+    comparison: Comparison
+    threads: int = 1
+    keep_checkpoints: bool = False
+    log: callable = field(default=lambda text: print(text, flush=True))
+
+    def run(self, head: str, seed: int) -> RunOutcome:
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; expected one of {', '.join(HEADS)}")
+        result = self.comparison.result_path(head, seed)
+        if result.exists():
+            return RunOutcome(head, seed, "skipped", f"{result} exists")
+        with Claim(result.with_suffix(".lock")) as claim:
+            if not claim.held:
+                return RunOutcome(head, seed, "claimed-elsewhere", claim.owner)
+            if result.exists():  # finished while we waited for the claim
+                return RunOutcome(head, seed, "skipped", f"{result} exists")
+            return self.train_and_score(head, seed, result)
+
+    def train_and_score(self, head: str, seed: int, result: Path) -> RunOutcome:
+        comparison = self.comparison
+        name = f"{comparison.task} {head} seed {seed}"
+        work = comparison.work_dir / f"{head}-seed{seed}"
+        logs = comparison.work_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
+               "PYTHONUNBUFFERED": "1"}
+        command = comparison.finetune_command(head, seed, work)
+        self.log(f"run {name}" + (" (resuming)" if (work / "checkpoint_last.pt").exists() else ""))
+        start = time.time()
+        train_log = logs / f"{head}-seed{seed}.log"
+        with open(train_log, "a", encoding="utf-8") as out:
+            out.write(f"$ {shlex.join(command)}\n")
+            out.flush()
+            code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        if code != 0:
+            return RunOutcome(head, seed, "failed", f"fine-tuning exited with {code}; log: {train_log}")
+        train_seconds = time.time() - start
+        scores_file = work / "dev-scores.json"
+        evaluate = [*EVALUATE, str(work), str(comparison.data), "--per-example", "--out", str(scores_file)]
+        evaluated = subprocess.run(evaluate, capture_output=True, text=True, env=env)
+        if evaluated.returncode != 0:
+            return RunOutcome(head, seed, "failed", f"scoring exited with {evaluated.returncode}: "
+                              f"{evaluated.stderr.strip()[-2000:]}")
+        scores = json.loads(scores_file.read_text())
+        record = {
+            "version": RESULT_VERSION, "task": comparison.task, "head": head, "seed": seed,
+            "metric": comparison.metric,
+            "head_options": HEADS[head].options.as_args(), "recipe": comparison.recipe(),
+            "metrics": scores["metrics"], "dev": {k: scores[k] for k in ("split", "examples", "source")},
+            **scores["per_example"],
+            "validations": parse_validations(train_log.read_text(encoding="utf-8")),
+            "train_command": command[1:], "train_seconds": round(train_seconds, 1),
+            "threads": self.threads, "code_version": code_version(), "torch": torch_version(),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {socket.gethostname()}",
+        }
+        write_atomically(result, json.dumps(record) + "\n")
+        if not self.keep_checkpoints:
+            shutil.rmtree(work, ignore_errors=True)
+        return RunOutcome(head, seed, "done", f"{scores['metrics']}", time.time() - start)
+
+
+def run_all(runners: Dict[str, Runner], plan: Sequence[tuple], jobs: int, log=print) -> List[RunOutcome]:
+    """plan: (comparison key, head, seed) in the order to run them; `jobs` at a time."""
+    def one(entry):
+        key, head, seed = entry
+        outcome = runners[key].run(head, seed)
+        if outcome.status in ("done", "failed"):
+            log(f"{outcome.status} {runners[key].comparison.task} {head} seed {seed} "
+                f"({outcome.seconds / 60:.1f} min): {outcome.message}")
+        return outcome
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return list(pool.map(one, plan))
+
+
+def parse_validations(log: str) -> List[Dict]:
+    """Every validation fairseq logged (--log-format json): epoch and valid_* figures."""
+    records = []
+    for line in log.splitlines():
+        if "| valid |" in line and "{" in line:
+            record = json.loads(line[line.index("{"):])
+            records.append({k[len("valid_"):] if k.startswith("valid_") else k: float(v)
+                            for k, v in record.items() if k.startswith("valid_") or k == "epoch"})
+    return records
+
+
+class Claim:
+    """An exclusive claim on a run: a lock file holding host and pid, created atomically.
+    A lock left by a dead process of this host is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.held = False
+        self.owner = ""
+
+    def __enter__(self) -> "Claim":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self.owner = self.path.read_text(encoding="utf-8").strip() if self.path.exists() else ""
+                if self.owner and not owner_alive(self.owner):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                return self
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me + "\n")
+            self.held, self.owner = True, me
+            return self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+
+
+def owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(" ")
+    if host != socket.gethostname():
+        return True  # another machine's: only it can tell
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def code_version() -> Optional[str]:
+    """The git commit of the plugin that trained (with +dirty for uncommitted changes)."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
+                                "fairseq_hire"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__

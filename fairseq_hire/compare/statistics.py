@@ -1,0 +1,186 @@
+"""Statistics of a comparison: is a head's difference from the reference head real?
+
+Three views of the same question, on the task's official metric:
+
+* seed level: each run's dev score is one observation; Welch's t-test and the Mann-Whitney
+  U test (scipy.stats) compare the two heads' scores over seeds;
+* example level: a paired bootstrap over dev examples (scipy.stats.bootstrap, percentile
+  interval): every replicate resamples the dev set once, scores every run of both heads on
+  it and takes the difference of the heads' mean scores, so that the interval reflects the
+  dev set's sampling noise, pooled across seeds;
+* power: the smallest true difference that Welch's test at this number of seeds would have
+  detected with 80% power (two-sided, alpha 0.05), from the observed standard deviations,
+  via the noncentral t distribution (scipy.stats.nct).
+
+A difference is called "detected" only when both the seed-level test (p < 0.05) and the
+bootstrap interval (excluding 0) say so.
+
+The metrics here are the official GLUE ones computed on many resampled dev sets at once
+(vectorised over leading axes); tests check them against scikit-learn and scipy.
+"""
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import numpy as np
+from scipy import optimize, stats
+
+ALPHA = 0.05
+POWER = 0.8
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def accuracy(pred: np.ndarray, targ: np.ndarray) -> np.ndarray:
+    return 100.0 * (pred == targ).mean(axis=-1)
+
+
+def f1(pred: np.ndarray, targ: np.ndarray, positive: int) -> np.ndarray:
+    tp = ((pred == positive) & (targ == positive)).sum(axis=-1)
+    fp = ((pred == positive) & (targ != positive)).sum(axis=-1)
+    fn = ((pred != positive) & (targ == positive)).sum(axis=-1)
+    denominator = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 100.0 * 2 * tp / denominator, 0.0)
+
+
+def mcc(pred: np.ndarray, targ: np.ndarray, num_classes: int) -> np.ndarray:
+    """Matthews correlation, multi-class (Gorodkin's R_K, as scikit-learn computes it)."""
+    n = pred.shape[-1]
+    correct = (pred == targ).sum(axis=-1).astype(np.float64)
+    predicted = np.stack([(pred == k).sum(axis=-1) for k in range(num_classes)], -1).astype(np.float64)
+    true = np.stack([(targ == k).sum(axis=-1) for k in range(num_classes)], -1).astype(np.float64)
+    covariance = correct * n - (predicted * true).sum(-1)
+    denominator = np.sqrt((n * n - (predicted ** 2).sum(-1)) * (n * n - (true ** 2).sum(-1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 100.0 * covariance / denominator, 0.0)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100.0 * (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return pearson(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
+
+
+def metric_function(metric: str, regression: bool, positive: int, num_classes: int) -> Callable:
+    """f(pred, targ) -> the official metric in percent, over the last axis."""
+    if regression:
+        functions = {"pearson": pearson, "spearman": spearman,
+                     "pearson_and_spearman": lambda p, t: (pearson(p, t) + spearman(p, t)) / 2}
+    else:
+        functions = {"accuracy": accuracy, "mcc": lambda p, t: mcc(p, t, num_classes),
+                     "f1": lambda p, t: f1(p, t, positive),
+                     "acc_and_f1": lambda p, t: (accuracy(p, t) + f1(p, t, positive)) / 2}
+    if metric not in functions:
+        raise ValueError(f"no metric {metric!r} for a {'regression' if regression else 'classification'} "
+                         f"task; expected one of {', '.join(functions)}")
+    return functions[metric]
+
+
+def constant_score(targets: np.ndarray, metric: Callable, regression: bool, num_classes: int) -> float:
+    """The best score a constant prediction reaches on these targets (the majority class, or
+    the class that maximises e.g. F1; a constant has no correlation: 0). A run at or below it
+    learned nothing."""
+    if regression:
+        return 0.0
+    return max(float(metric(np.full_like(targets, k), targets)) for k in range(num_classes))
+
+
+def paired_bootstrap(predictions_a: np.ndarray, predictions_b: np.ndarray, targets: np.ndarray,
+                     metric: Callable, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES):
+    """95% interval of mean_s metric(a_s) - mean_s metric(b_s) over dev resamples.
+
+    predictions_*: runs x examples (every run of one head, any number of seeds);
+    targets: examples. Each replicate draws one resample of the examples for all runs."""
+    def difference(index, axis=-1):
+        index = np.asarray(index)  # examples, or resamples x examples
+        resampled = targets[index]
+        return (metric(predictions_a[:, index], resampled).mean(axis=0)
+                - metric(predictions_b[:, index], resampled).mean(axis=0))
+
+    examples = np.arange(len(targets))
+    result = stats.bootstrap((examples,), difference, vectorized=True, paired=False, axis=-1,
+                             n_resamples=resamples, batch=100, method="percentile",
+                             confidence_level=1 - ALPHA, random_state=np.random.default_rng(seed))
+    interval = result.confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+def detectable_difference(sd_a: float, n_a: int, sd_b: float, n_b: int) -> Optional[float]:
+    """The smallest true difference Welch's test detects with POWER at ALPHA (two-sided),
+    for these standard deviations and numbers of seeds; None below two seeds a side."""
+    if n_a < 2 or n_b < 2:
+        return None
+    var_a, var_b = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    se = math.sqrt(var_a + var_b)
+    if se == 0:
+        return 0.0
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (n_a - 1) + var_b ** 2 / (n_b - 1))
+    critical = stats.t.ppf(1 - ALPHA / 2, df)
+
+    def power_gap(delta):
+        noncentrality = delta / se
+        power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+        # scipy's nct returns NaN far in its tail, where the power is 1 to many digits
+        return (power if np.isfinite(power) else 1.0) - POWER
+
+    high = (critical + 3) * se  # power is above 80% long before this; widen if not (tiny df)
+    while power_gap(high) < 0:
+        high *= 2
+    return float(optimize.brentq(power_gap, 1e-9 * se, high))
+
+
+@dataclass
+class Difference:
+    difference: float  # mean over seeds, a - b
+    bootstrap_low: float
+    bootstrap_high: float
+    welch_p: Optional[float]
+    mannwhitney_p: Optional[float]
+    detectable: Optional[float]
+    detected: bool
+
+    def verdict(self) -> str:
+        if self.detected:
+            return "detected"
+        if self.detectable is None:
+            return "not detected; fewer than 2 seeds on a side, so the seed noise is unknown"
+        return f"not detected; a difference of {self.detectable:.1f} or more would have been"
+
+    def as_dict(self) -> Dict:
+        return {**self.__dict__, "verdict": self.verdict()}
+
+
+def compare_heads(scores_a, scores_b, predictions_a, predictions_b, targets, metric) -> Difference:
+    """Head a against head b: scores_* are per-seed dev scores, predictions_* runs x examples."""
+    scores_a, scores_b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    low, high = paired_bootstrap(predictions_a, predictions_b, targets, metric)
+    enough = len(scores_a) >= 2 and len(scores_b) >= 2
+    constant = enough and np.ptp(scores_a) == 0 and np.ptp(scores_b) == 0
+    welch = stats.ttest_ind(scores_a, scores_b, equal_var=False).pvalue if enough and not constant else None
+    mannwhitney = stats.mannwhitneyu(scores_a, scores_b, alternative="two-sided").pvalue if enough else None
+    detectable = detectable_difference(np.std(scores_a, ddof=1) if len(scores_a) > 1 else 0.0, len(scores_a),
+                                       np.std(scores_b, ddof=1) if len(scores_b) > 1 else 0.0, len(scores_b))
+    detected = welch is not None and welch < ALPHA and (low > 0 or high < 0)
+    return Difference(float(scores_a.mean() - scores_b.mean()), low, high,
+                      None if welch is None else float(welch),
+                      None if mannwhitney is None else float(mannwhitney), detectable, bool(detected))
+
+
+def mean_interval(scores) -> Optional[tuple]:
+    """95% t-interval of the mean over seeds (None below two seeds)."""
+    scores = np.asarray(scores, float)
+    if len(scores) < 2:
+        return None
+    half = stats.t.ppf(1 - ALPHA / 2, len(scores) - 1) * scores.std(ddof=1) / math.sqrt(len(scores))
+    return float(scores.mean() - half), float(scores.mean() + half)
+
+
+def total_variation_from_mean(layer_weights: np.ndarray) -> np.ndarray:
+    """Per example: half the L1 distance between its layer weights and their mean over the
+    examples (0 = every example weighs the layers alike, as a scalar mix does)."""
+    return 0.5 * np.abs(layer_weights - layer_weights.mean(axis=0, keepdims=True)).sum(axis=-1)

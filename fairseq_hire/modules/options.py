@@ -1,0 +1,170 @@
+"""The options of a HIRE head, each defined once: name, type, default, choices and help.
+
+``HireOptions`` is read by everything that knows the options: ``HireHead`` (its keyword
+arguments are these fields), the fairseq model's ``add_args`` (one ``--hire-<name>`` flag
+per field) and architecture defaults, and the Hydra YAML generator. A new option is one
+field here plus its branch in ``hire.py``. Plain Python: no torch, no fairseq.
+
+``HEADS`` names the heads the literature compares HIRE with, as option values of this one
+model, so that every head of a comparison shares one recipe and one code path.
+"""
+import argparse
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, List
+
+# How the scored layers become the sequence A (T x B x C; concat: T x B x kC)
+EXTRACTORS = ("gru", "scalar-mix", "mean", "concat")
+POOLINGS = ("first", "mean", "max", "mean-max")
+CLASSIFIER_INITS = ("normal", "pytorch")
+FLAG_PREFIX = "hire_"
+
+
+@dataclass(frozen=True)
+class HireOptions:
+    gru_dim: int = field(default=0, metadata={
+        "metavar": "H",
+        "help": "hidden size per direction of HIRE's GRUs (extractor and fusion); 0 = half the "
+                "encoder's hidden size"})
+    extractor: str = field(default="gru", metadata={
+        "choices": EXTRACTORS,
+        "help": "how the layers are combined: gru = per-example weights from a 2-layer BiGRU "
+                "(HIRE); scalar-mix = one learned softmax weight per layer, times a learned "
+                "scale (ELMo); mean / concat = the last --hire-last-k layers averaged / "
+                "concatenated"})
+    last_k: int = field(default=4, metadata={
+        "metavar": "K", "help": "how many of the last layers the mean and concat extractors use"})
+    layer_norm: bool = field(default=False, metadata={
+        "help": "normalise each scored layer before combining: per example, over its real "
+                "tokens and all channels (AllenNLP ScalarMix's do_layer_norm)"})
+    fusion: bool = field(default=True, metadata={
+        "help": "fuse A with the last layer R by a BiGRU over [R; A; R + A; R * A] (HIRE); "
+                "--no-hire-fusion feeds A to the classifier directly"})
+    include_embeddings: bool = field(default=False, metadata={
+        "help": "also score the embedding output as a layer"})
+    pooling: str = field(default="first", metadata={
+        "choices": POOLINGS,
+        "help": "how the sequence becomes one vector: the <s> position, or the mean, max or "
+                "both over the real tokens"})
+    classifier_init: str = field(default="normal", metadata={
+        "choices": CLASSIFIER_INITS,
+        "help": "initialisation of the classifier's dense and out_proj: normal = N(0, 0.02) "
+                "(BERT's, HIRE's default); pytorch = nn.Linear's default, as fairseq's stock "
+                "RoBERTa head has it"})
+
+    def __post_init__(self):
+        for option in fields(self):
+            choices = option.metadata.get("choices")
+            value = getattr(self, option.name)
+            if choices and value not in choices:
+                raise ValueError(f"{flag(option.name)} {value!r}: expected one of {', '.join(choices)}")
+            if option.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{flag(option.name)} {value!r}: expected an integer")
+            if option.type is bool and not isinstance(value, bool):
+                raise ValueError(f"{flag(option.name)} {value!r}: expected true or false")
+        if self.gru_dim < 0:
+            raise ValueError(f"{flag('gru_dim')} {self.gru_dim}: expected a size >= 1, or 0 for half "
+                             "the encoder's hidden size")
+        if self.last_k < 1:
+            raise ValueError(f"{flag('last_k')} {self.last_k}: expected at least 1 layer")
+        if self.extractor == "concat" and self.fusion:
+            raise ValueError(f"{flag('extractor')} concat gives A of k x C channels, which the fusion "
+                             f"layer cannot combine with R (C channels): add --no-hire-fusion")
+
+    @classmethod
+    def from_args(cls, args) -> "HireOptions":
+        """The options of a fairseq args Namespace / model config (``args.hire_<name>``)."""
+        return cls(**{option.name: getattr(args, FLAG_PREFIX + option.name) for option in fields(cls)})
+
+    def as_args(self) -> Dict[str, object]:
+        """``{"hire_<name>": value}``, as fairseq stores the options."""
+        return {FLAG_PREFIX + name: value for name, value in asdict(self).items()}
+
+    def flags(self) -> List[str]:
+        """The fairseq-train flags that set every option that differs from the default."""
+        out = []
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if value == option.default:
+                continue
+            if option.type is bool:
+                out.append(flag(option.name) if value else "--no-" + flag(option.name)[2:])
+            else:
+                out += [flag(option.name), str(value)]
+        return out
+
+
+def flag(name: str) -> str:
+    return "--" + (FLAG_PREFIX + name).replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--hire-<name>`` flag per option. No defaults here: the architecture function
+    fills them in (``set_defaults``), as fairseq's legacy models do, so that Hydra configs,
+    which never run add_args, get the same defaults."""
+    for option in fields(HireOptions):
+        kwargs = {"help": option.metadata["help"]}
+        if option.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=option.type, metavar=option.metadata.get("metavar"),
+                          choices=option.metadata.get("choices"))
+        parser.add_argument(flag(option.name), **kwargs)
+
+
+def set_defaults(args, getter) -> None:
+    """Give every option absent from args (or None there) its default; `getter` is fairseq's
+    safe_getattr (passed in, so this module needs no fairseq; it reads omegaconf configs too)."""
+    for option in fields(HireOptions):
+        name = FLAG_PREFIX + option.name
+        value = getter(args, name, None)
+        setattr(args, name, option.default if value is None else value)
+
+
+@dataclass(frozen=True)
+class HeadPreset:
+    options: HireOptions
+    description: str  # one line, with its source
+
+
+HEADS: Dict[str, HeadPreset] = {
+    "stock": HeadPreset(
+        HireOptions(extractor="mean", last_k=1, fusion=False, classifier_init="pytorch"),
+        "the stock RoBERTa head: <s> of the last layer, dense, tanh, out_proj (Liu et al. 2019; "
+        "fairseq's RobertaClassificationHead, equal to --arch roberta_base's)"),
+    "hire": HeadPreset(
+        HireOptions(),
+        "HIRE: per-example layer weights from a BiGRU, fused with the last layer by a BiGRU "
+        "(Yang and Zhao 2019)"),
+    "hire-no-fusion": HeadPreset(
+        HireOptions(fusion=False),
+        "HIRE's extractor alone: A into the head, no fusion layer (the paper's ablation)"),
+    "hire-scalar-mix": HeadPreset(
+        HireOptions(extractor="scalar-mix"),
+        "HIRE with ELMo's global layer weights in place of its BiGRU extractor (this project's "
+        "cheap ablation)"),
+    "scalar-mix": HeadPreset(
+        HireOptions(extractor="scalar-mix", fusion=False),
+        "ELMo's scalar mix of all layers, <s> into the head (Peters et al. 2018; AllenNLP ScalarMix)"),
+    "scalar-mix-ln": HeadPreset(
+        HireOptions(extractor="scalar-mix", layer_norm=True, fusion=False),
+        "scalar mix of all layers, each normalised first (AllenNLP ScalarMix, do_layer_norm=True)"),
+    "last4-mean": HeadPreset(
+        HireOptions(extractor="mean", last_k=4, fusion=False),
+        "mean of the last 4 layers, <s> into the head (Devlin et al. 2019, feature-based; "
+        "Sun et al. 2019)"),
+    "last4-concat": HeadPreset(
+        HireOptions(extractor="concat", last_k=4, fusion=False),
+        "concatenation of the last 4 layers, <s> into the head (Devlin et al. 2019, "
+        "feature-based; Sun et al. 2019)"),
+}
+
+
+def head_options(name: str) -> HireOptions:
+    try:
+        return HEADS[name].options
+    except KeyError:
+        raise ValueError(f"unknown head {name!r}; expected one of {', '.join(HEADS)}") from None
+
+
+__all__ = ["HireOptions", "HEADS", "EXTRACTORS", "POOLINGS", "add_arguments", "set_defaults",
+           "head_options", "flag"]
