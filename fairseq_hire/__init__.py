@@ -2,15 +2,18 @@
 
 Importing the package (``--user-dir fairseq_hire``) registers the ``roberta_hire`` model
 and architectures, the ``sentence_prediction_hire`` criterion and the ``hire_tokenizer``
-BPE, makes fairseq's checkpoint loading safe under torch >= 2.6, gives every RoBERTa model
+BPE, makes fairseq's checkpoint loading safe (``checkpoint_io``: every loader, pickle and
+configuration) and its saving atomic with a resume that survives a kill
+(``checkpoint_saving``), gives every RoBERTa model
 ``--encoder-layernorm-eps`` (``models/layernorm_eps``), and installs the small fixes to
 fairseq in ``compat`` and ``cpu_distributed`` (fairseq's distributed training on CPU, over
 gloo).
 """
-from . import checkpoint_io, compat, cpu_distributed
+from . import checkpoint_io, checkpoint_saving, compat, cpu_distributed
 from .models import layernorm_eps
 
 checkpoint_io.install()
+checkpoint_saving.install()
 compat.install()
 cpu_distributed.install()
 layernorm_eps.install()

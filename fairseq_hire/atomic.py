@@ -1,34 +1,106 @@
 """Writing files and folders so that a reader, or a rerun after a kill, never sees half of one.
 
-A file is written to a temporary name beside its destination and renamed over it
-(``os.replace`` is atomic on POSIX); a folder is built under a temporary name and renamed
-into place. Temporary names carry the writer's pid, so that leftovers of a killed writer
-can be told from a live writer's work and removed (``remove_stale``).
+A file is written under a temporary name beside its destination, flushed to disk and
+renamed over it (``os.replace`` is atomic on POSIX); a folder is built under a temporary
+name and renamed into place. Temporary names end in ``.tmp-<pid>``, so that what a killed
+writer left behind can be told from a live writer's work and removed (``remove_stale``).
 """
+import contextlib
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
+
+TEMPORARY_MARK = ".tmp-"
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden sibling of `path` that names this process: .<name>.<random>.tmp-<pid>."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{TEMPORARY_MARK}{os.getpid()}"
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", **open_kwargs) -> Iterator:
+    """Open a temporary file that becomes `path` when the block ends without an error; an
+    error (or a kill) leaves `path` as it was. The file keeps `path`'s permissions (a new one
+    gets rw-r--r--)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    permissions = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    temporary = temporary_name(path)
+    try:
+        with open(temporary, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, permissions)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_atomically(path: Path, data: Union[str, bytes]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file.
-    The file keeps its permissions (a new one gets rw-r--r--, not the temporary's rw-------)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    """Write text (UTF-8) or bytes to `path` through ``atomic_file``."""
     binary = isinstance(data, bytes)
-    with tempfile.NamedTemporaryFile("wb" if binary else "w", dir=path.parent, delete=False,
-                                     prefix=f".{path.name}.", suffix=f".tmp-{os.getpid()}",
-                                     **({} if binary else {"encoding": "utf-8"})) as f:
+    with atomic_file(path, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.chmod(f.name, mode)
-        os.replace(f.name, path)
-    except BaseException:
-        Path(f.name).unlink(missing_ok=True)
-        raise
 
+
+def copy_atomically(source: Path, destination: Path) -> None:
+    """Copy a file so that `destination` is always either its old or its new content, whole."""
+    with atomic_file(destination) as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out, length=16 * 1024 * 1024)
+
+
+def replace_folder(built: Path, destination: Path) -> None:
+    """Put the finished folder `built` at `destination`, replacing an old one: the old one is
+    renamed aside first and removed only once the new one is in place."""
+    built, destination = Path(built), Path(destination)
+    if not destination.exists():
+        os.replace(built, destination)
+        return
+    old = temporary_name(destination)
+    os.replace(destination, old)
+    try:
+        os.replace(built, destination)
+    except BaseException:
+        os.replace(old, destination)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(folder: Path, prefix: str = "") -> int:
+    """Remove the temporary files and folders in `folder` (whose names start with `prefix`)
+    left by writers of this machine that no longer run. Returns how many were removed."""
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        name = entry.name
+        if not name.startswith(prefix) or TEMPORARY_MARK not in name:
+            continue
+        try:
+            pid = int(name.rsplit(TEMPORARY_MARK, 1)[1])
+        except ValueError:
+            continue
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed

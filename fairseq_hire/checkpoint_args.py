@@ -3,23 +3,33 @@
 A converted checkpoint (scripts/convert_hf_checkpoint.py) has the source's dimensions, not
 roberta_base's, so fine-tuning must be told them:
 
-    fairseq-train ... --arch roberta_hire $(python -m fairseq_hire.checkpoint_args model.pt)
+    fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python -m fairseq_hire.checkpoint_args model.pt)
+    fairseq-train ... --user-dir fairseq_hire --arch roberta_base $(python -m fairseq_hire.checkpoint_args model.pt)
     fairseq-train ... --arch roberta_base $(python -m fairseq_hire.checkpoint_args model.pt --stock-roberta)
 
+(the last one for fairseq without this plugin, which has no --encoder-layernorm-eps).
+
 Works for the original roberta.base / roberta.large ``model.pt`` (``args`` Namespace) and for
-checkpoints saved by newer fairseq (``cfg.model``). Loaded through safe_torch_load only.
+checkpoints saved by newer fairseq (``cfg.model``). Loaded through the safe loader only; every
+value is checked against its type and printed shell-quoted, so that a checkpoint cannot add
+flags of its own to a command line built with ``$(...)``.
 """
 import argparse
+import math
+import shlex
 import sys
 from typing import List
 
-from .checkpoint_io import UnsafeCheckpointError, safe_torch_load
+from .checkpoint_io import CheckpointError, load_state
 from .models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
+
+POSITIVE_INTEGER_OPTIONS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
+                            "encoder_attention_heads", "max_positions")
 
 
 def model_config(model_pt_path):
     """The model options of a checkpoint: ``args`` (original format) or ``cfg.model``."""
-    state = safe_torch_load(model_pt_path)
+    state = load_state(model_pt_path)
     if state.get("args") is not None:
         return state["args"]
     cfg = state.get("cfg")
@@ -35,10 +45,20 @@ def layernorm_eps(model) -> float:
 
 
 def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoint") -> List[str]:
+    from fairseq.utils import get_available_activation_fns
+
     def option(name):
         value = getattr(model, name, None)
         if value is None:
             raise ValueError(f"{described_as}: the checkpoint's options lack {name!r}")
+        if name in POSITIVE_INTEGER_OPTIONS:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            expected = "a positive integer"
+        else:  # activation_fn
+            ok = value in get_available_activation_fns()
+            expected = "one of " + ", ".join(get_available_activation_fns())
+        if not ok:
+            raise ValueError(f"{described_as}: the checkpoint's {name} is {value!r}; expected {expected}")
         return str(value)
 
     flags = [
@@ -52,14 +72,18 @@ def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoin
     if getattr(model, "untie_weights_roberta", False):
         flags.append("--untie-weights-roberta")
     if not for_stock_roberta:
-        flags += ["--encoder-layernorm-eps", repr(layernorm_eps(model))]
+        eps = layernorm_eps(model)
+        if not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"{described_as}: the checkpoint's encoder_layernorm_eps is {eps!r}; "
+                             "expected a positive number")
+        flags += ["--encoder-layernorm-eps", repr(eps)]
     return flags
 
 
 def architecture_flags(model_pt_path, for_stock_roberta: bool = False) -> List[str]:
     """Flags for the encoder's layers, dimensions, heads, positions, activation, untied LM
-    head and (unless for_stock_roberta: the stock roberta arch has no such option) LayerNorm
-    epsilon."""
+    head and (unless for_stock_roberta: fairseq without this plugin has no such option)
+    LayerNorm epsilon."""
     return flags_of(model_config(model_pt_path), for_stock_roberta, described_as=model_pt_path)
 
 
@@ -71,23 +95,25 @@ def main(argv=None) -> int:
     parser.add_argument("model_pt", help="a fairseq RoBERTa checkpoint (model.pt)")
     parser.add_argument(
         "--stock-roberta", action="store_true",
-        help="for --arch roberta / roberta_base: leave out --encoder-layernorm-eps, which only roberta_hire knows",
+        help="for fairseq without this plugin (no --user-dir fairseq_hire): leave out "
+             "--encoder-layernorm-eps, which only the plugin adds to the roberta architectures",
     )
     args = parser.parse_args(argv)
     try:
         model = model_config(args.model_pt)
         flags = flags_of(model, args.stock_roberta, described_as=args.model_pt)
         eps = layernorm_eps(model)
-    except (OSError, ValueError, UnsafeCheckpointError) as error:
+    except (OSError, ValueError, CheckpointError) as error:
         print(f"checkpoint_args: error: {error}", file=sys.stderr)
         return 2
     if args.stock_roberta and eps != FAIRSEQ_LAYERNORM_EPS:
         print(
-            f"checkpoint_args: note: the checkpoint's LayerNorm epsilon is {eps:g}; the stock roberta "
-            f"arch uses {FAIRSEQ_LAYERNORM_EPS:g} (only roberta_hire's --encoder-layernorm-eps honours it)",
+            f"checkpoint_args: note: the checkpoint's LayerNorm epsilon is {eps:g}; fairseq without "
+            f"this plugin uses {FAIRSEQ_LAYERNORM_EPS:g} (with --user-dir fairseq_hire every roberta "
+            "architecture takes --encoder-layernorm-eps)",
             file=sys.stderr,
         )
-    print(" ".join(flags))
+    print(shlex.join(flags))
     return 0
 
 

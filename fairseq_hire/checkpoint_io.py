@@ -1,28 +1,44 @@
-"""Safe loading of fairseq checkpoints under torch >= 2.6.
+"""The one safe way checkpoints are loaded: hub, scripts, checkpoint_args, the converter and
+fairseq-train (--finetune-from-model, --restore-file, resuming) all go through ``load_state``.
 
-torch.load defaults to ``weights_only=True`` since torch 2.6, which rejects the
-``argparse.Namespace`` of the original RoBERTa ``model.pt``, the omegaconf configs of Hydra
-checkpoints and the numpy scalars fairseq keeps in ``extra_state``. The usual workaround,
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, unpickles anything, and a checkpoint is a pickle:
-a hostile one runs code.
+A checkpoint is a pickle, and its configuration is input too. ``load_state(path)``:
 
-Instead we keep ``weights_only=True`` and allow exactly the globals fairseq's own
-checkpoints contain (``torch.serialization.add_safe_globals``). fairseq's own
-``torch.load`` calls (checkpoint_utils, the distributed broadcast) then work unchanged.
-``load_checkpoint_to_cpu`` is wrapped only to turn torch's refusal, whose text suggests
-``weights_only=False``, into a message that says what was refused and why.
+1. checks the file is a complete PyTorch checkpoint (zip, or the legacy format of the
+   original releases) and calls anything else corrupt (``CorruptCheckpointError``);
+2. unpickles it with ``weights_only=True``, always: torch.load's own default would obey
+   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which unpickles anything. Allowed are exactly
+   fairseq's checkpoint contents (Namespace, omegaconf configs, numpy scalars and small
+   arrays, also as numpy 1.x pickled them, tensors, and the placeholder of fairseq's
+   distributed checkpoint broadcast); anything else is refused, naming the object
+   (``UnsafeCheckpointError``), and nothing from the file runs;
+3. checks the configuration (``checkpoint_config``: only RoBERTa models, options of the
+   types those models accept) before any model code sees it (``UnsafeConfigError``).
+
+``install()`` makes fairseq use it: ``checkpoint_utils.load_checkpoint_to_cpu`` becomes this
+loader plus fairseq's own upgrades of old checkpoints. ``checkpoint_saving`` makes writing
+checkpoints atomic and resuming robust.
 """
 import argparse
 import collections
 import functools
+import logging
+import os
 import pickle
 import re
+import struct
 import typing
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import omegaconf
 import torch
 from numpy._core import multiarray
+
+from . import checkpoint_config
+from .checkpoint_errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError, UnsafeConfigError
+
+logger = logging.getLogger(__name__)
 
 # numpy 2 pickles a dtype through its class (e.g. numpy.dtypes.Float64DType); object and
 # void dtypes are left out, since they can carry arbitrary pickled payloads
@@ -51,17 +67,21 @@ FAIRSEQ_CHECKPOINT_GLOBALS = [
     str,
     list,
     dict,
-    # numpy scalars and small arrays in extra_state (e.g. the best validation score)
+    # numpy scalars and small arrays in extra_state (e.g. the best validation score), under
+    # numpy 2's module names and the numpy.core ones numpy 1.x pickled them with (2019-era
+    # checkpoints): the same functions
     multiarray.scalar,
     multiarray._reconstruct,
+    (multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
     np.ndarray,
     np.dtype,
     *NUMERIC_DTYPE_CLASSES,
 ]
 
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds pickled objects outside fairseq's checkpoint contents."""
+FORCE_UNSAFE_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+# what torch.save's legacy (pre-zip) format starts with: its magic number, pickled (protocol 2)
+LEGACY_PREFIX = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 
 
 def allow_fairseq_checkpoint_contents() -> None:
@@ -73,45 +93,129 @@ def allow_fairseq_checkpoint_contents() -> None:
     torch.serialization.add_safe_globals([*FAIRSEQ_CHECKPOINT_GLOBALS, _TensorPlaceholder])
 
 
-def refusal(path, error: Exception) -> UnsafeCheckpointError:
-    # torch's message ends with advice to pass weights_only=False; keep only the reason
+def check_file(path: Path) -> None:
+    """Refuse (CorruptCheckpointError) what is not a complete PyTorch checkpoint file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder; expected a file (e.g. {path / 'model.pt'})")
+    if size == 0:
+        raise CorruptCheckpointError(f"checkpoint {path} is empty (0 bytes): it was truncated, "
+                                     "e.g. by a run killed while writing it")
+    with open(path, "rb") as f:
+        head = f.read(len(LEGACY_PREFIX))
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise CorruptCheckpointError(f"checkpoint {path} is a damaged zip archive ({error})") from None
+        if not any(name.endswith("data.pkl") for name in names):
+            raise CorruptCheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl)")
+    elif head.startswith(b"PK"):
+        raise CorruptCheckpointError(f"checkpoint {path} is truncated: a zip archive ({size} bytes) "
+                                     "without its central directory, e.g. a run killed while writing it")
+    elif head != LEGACY_PREFIX:
+        raise CorruptCheckpointError(f"{path} is not a PyTorch checkpoint: it starts with {head[:8]!r}, "
+                                     "neither a zip archive nor torch.save's legacy format")
+
+
+UNSAFE_REASONS = (
+    re.compile(r"Trying to load unsupported (GLOBAL \S+) whose module (\S+) is blocked"),
+    re.compile(r"Unsupported global: (GLOBAL \S+) was not an allowed global"),
+    re.compile(r"Can only build Tensor, Parameter, OrderedDict or types allowlisted via `add_safe_globals`, "
+               r"but got (<class '[^']+'>)"),
+)
+
+
+def classify_failure(path: Path, error: Exception) -> CheckpointError:
+    """torch.load's error as ours: unsafe content (say which), else a corrupt file."""
     text = str(error)
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(
-        r"WeightsUnpickler error: ([^.]*)", text
-    )
-    reason = found.group(0) if found else text.strip().splitlines()[0]
-    return UnsafeCheckpointError(
-        f"refusing to load checkpoint {path}: it contains pickled objects outside fairseq's "
-        "checkpoint contents (argparse.Namespace, omegaconf configs, numpy scalars, tensors), "
-        f"and unpickling those could run arbitrary code. Nothing from it was executed. "
-        f"Refused: {reason}"
-    )
+    for pattern in UNSAFE_REASONS:
+        found = pattern.search(text)
+        if found:
+            reason = found.group(1) + (f" (module {found.group(2)} is blocked)" if pattern.groups > 1 else "")
+            if "numpy.dtypes.ObjectDType" in reason or "numpy.dtypes.VoidDType" in reason:
+                reason += ": a numpy object array, which can hold any pickled object"
+            return UnsafeCheckpointError(
+                f"refusing to load checkpoint {path}: it contains pickled objects outside fairseq's "
+                "checkpoint contents (argparse.Namespace, omegaconf configs, numpy scalars, tensors), "
+                "and unpickling those could run arbitrary code. Nothing from it was executed. "
+                f"Refused: {reason}"
+            )
+    # torch's unpickler met bytes that are no valid pickle: its reason follows this marker
+    detail = text.split("WeightsUnpickler error:", 1)[-1]
+    first_line = next((line.strip() for line in detail.splitlines() if line.strip()), "the file ends early")
+    return CorruptCheckpointError(f"checkpoint {path} is truncated or corrupt: torch could not read it "
+                                  f"({type(error).__name__}: {first_line})")
 
 
 def safe_torch_load(path, map_location="cpu"):
-    """torch.load with weights_only=True and fairseq's contents allowed."""
+    """The checkpoint's contents, unpickled safely (steps 1 and 2 above); the configuration
+    is not checked (``load_state`` does that)."""
+    path = Path(path)
+    check_file(path)
     allow_fairseq_checkpoint_contents()
+    if os.environ.get(FORCE_UNSAFE_VARIABLE, "0").lower() in ("1", "y", "yes", "true"):
+        warn_once(f"{FORCE_UNSAFE_VARIABLE} is set; fairseq_hire ignores it and loads {path} with "
+                  "weights_only=True all the same: the variable would let any checkpoint run code")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise refusal(path, error) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError, UnicodeDecodeError, OverflowError, MemoryError, struct.error) as error:
+        raise classify_failure(path, error) from None
+
+
+@functools.lru_cache(maxsize=None)
+def warn_once(message: str) -> None:
+    logger.warning(message)
+
+
+def load_state(path, map_location="cpu"):
+    """A checkpoint's contents, safely unpickled and with its configuration checked."""
+    state = safe_torch_load(path, map_location)
+    checkpoint_config.check(state, path)
+    return state
+
+
+def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+    """fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` on top of ``load_state``: the
+    same overrides, omegaconf config and upgrades of old checkpoints; torch.load is never
+    called with fairseq's defaults."""
+    from fairseq import checkpoint_utils
+    from fairseq.dataclass.utils import overwrite_args_by_name
+    from fairseq.file_io import PathManager
+    from omegaconf import OmegaConf
+
+    state = load_state(PathManager.get_local_path(str(path)))
+    if state.get("args") is not None and arg_overrides is not None:
+        for name, value in arg_overrides.items():
+            setattr(state["args"], name, value)
+    if state.get("cfg") is not None:
+        state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
+        if arg_overrides is not None:
+            overwrite_args_by_name(state["cfg"], arg_overrides)
+    return checkpoint_utils._upgrade_state_dict(state)
 
 
 def install() -> None:
-    """Allow fairseq's contents and give fairseq's loader a clear refusal message."""
+    """fairseq's checkpoint_utils (and everything that calls it: the trainer, the hub) load
+    through ``load_checkpoint_to_cpu``."""
     from fairseq import checkpoint_utils
 
     allow_fairseq_checkpoint_contents()
-    load = checkpoint_utils.load_checkpoint_to_cpu
-    if getattr(load, "__wrapped_by_fairseq_hire__", False):
+    if getattr(checkpoint_utils.load_checkpoint_to_cpu, "__wrapped_by_fairseq_hire__", False):
         return
 
-    @functools.wraps(load)
-    def load_checkpoint_to_cpu(path, *args, **kwargs):
-        try:
-            return load(path, *args, **kwargs)
-        except pickle.UnpicklingError as error:
-            raise refusal(path, error) from None
+    @functools.wraps(checkpoint_utils.load_checkpoint_to_cpu)
+    def safe_load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+        return load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
 
-    load_checkpoint_to_cpu.__wrapped_by_fairseq_hire__ = True
-    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+    safe_load_checkpoint_to_cpu.__wrapped_by_fairseq_hire__ = True
+    checkpoint_utils.load_checkpoint_to_cpu = safe_load_checkpoint_to_cpu
+
+
+__all__ = ["CheckpointError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsafeConfigError",
+           "load_state", "safe_torch_load", "install"]

@@ -20,7 +20,6 @@ import argparse
 import importlib.util
 import json
 import os
-import pickle
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -319,17 +318,14 @@ def load_safetensors(path: Path) -> Dict[str, torch.Tensor]:
 
 
 def load_pytorch_bin(path: Path) -> Dict[str, torch.Tensor]:
-    """A pytorch_model.bin, unpickled with weights_only=True: tensors and plain containers only."""
+    """A pytorch_model.bin, through the plugin's safe loader (weights_only, always): tensors
+    and plain containers only."""
+    from .checkpoint_io import CheckpointError, safe_torch_load
+
     try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ConversionError(
-            f"{path}: refusing to load: it pickles objects other than tensors, and unpickling "
-            f"those could run arbitrary code (nothing from it was executed). torch said: "
-            f"{str(error).strip().splitlines()[0]}"
-        ) from None
-    except (RuntimeError, OSError, EOFError) as error:
-        raise ConversionError(f"{path}: not a readable PyTorch state dict: {error}") from None
+        weights = safe_torch_load(path)
+    except (CheckpointError, OSError) as error:
+        raise ConversionError(f"{path}: not loaded: {error}") from None
     if not isinstance(weights, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
     ):

@@ -5,9 +5,9 @@ The rows come from the GLUE file that glue_prep binarised (its glue_prep.json na
 with glue_prep's own reader, so evaluation sees the same sentences as training did; the
 text goes through the hub's tokenizer, so this also checks tokenizer and dictionary.
 """
+import io
 import json
-import os
-import tempfile
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,11 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     """The fine-tuned model through the hub, on the GPU when there is one."""
     from .hub_interface import from_pretrained
 
+    checkpoint = Path(checkpoint_dir) / checkpoint_file
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint}" + ("" if Path(checkpoint_dir).is_dir() else
+                                f": the folder {checkpoint_dir} does not exist"))
+    load_metadata(data_bin)
     hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
     return hub.cuda() if torch.cuda.is_available() else hub
 
@@ -142,11 +147,11 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
             written.append(path)
     if pack:
         archive = out_dir / "submission.zip"
-        tmp = archive.with_suffix(".zip.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in written:
                 zf.write(path, arcname=path.name)
-        os.replace(tmp, archive)
+        write_atomically(archive, buffer.getvalue())
         written.append(archive)
     return written
 
@@ -171,10 +176,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="JSON file to write (default: print only)")
     args = parser.parse_args(argv)
 
-    hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)
-    with torch.no_grad():
-        result = score(hub, read_glue_split(args.data_bin, args.split, args.tsv), args.max_sentences,
-                       per_example=args.per_example)
+    from glue_prep.errors import GlueFormatError
+
+    from .checkpoint_io import CheckpointError
+
+    try:
+        hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)
+        with torch.no_grad():
+            result = score(hub, read_glue_split(args.data_bin, args.split, args.tsv), args.max_sentences,
+                           per_example=args.per_example)
+    except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+        return 2
     result["checkpoint"] = str(Path(args.checkpoint_dir) / args.checkpoint)
     if args.out:
         write_atomically(args.out, json.dumps(result, indent=1) + "\n")
@@ -184,6 +197,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .checkpoint_args import architecture_flags
 from .modules.options import HEADS
 from .recipes import ARCHITECTURES, recipe
@@ -27,13 +29,71 @@ from .recipes import ARCHITECTURES, recipe
 USER_DIR = Path(__file__).resolve().parent
 
 
-def count_train_examples(data_bin: Path) -> int:
+class DataMismatchError(ValueError):
+    """The binaries are not what the recipe (or the model) expects."""
+
+
+def split_sizes(data_bin: Path, split: str):
+    """Tokens (with </s>) of every row of every input of one split, or None if absent."""
     from fairseq.data import data_utils
 
-    dataset = data_utils.load_indexed_dataset(str(data_bin / "input0" / "train"), None)
-    if dataset is None:
+    sizes = []
+    for k in (0, 1):
+        if not (data_bin / f"input{k}" / f"{split}.idx").exists():
+            break
+        dataset = data_utils.load_indexed_dataset(str(data_bin / f"input{k}" / split), None)
+        sizes.append(np.array(dataset.sizes))  # a copy: the memory map closes with the dataset
+    return sizes or None
+
+
+def count_train_examples(data_bin: Path) -> int:
+    sizes = split_sizes(data_bin, "train")
+    if sizes is None:
         raise FileNotFoundError(f"no binarised training split at {data_bin / 'input0' / 'train'}")
-    return len(dataset)
+    return len(sizes[0])
+
+
+def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
+    """Refuse, before fairseq starts, binaries the recipe cannot train on: another task's
+    (label kind, number of classes, glue_prep's task name) or validation rows longer than the
+    model's positions (fairseq would stop at the first one, mid-run)."""
+    import json
+
+    from glue_prep.lengths import positions
+
+    if not (data_bin / "input0" / "dict.txt").is_file():
+        raise DataMismatchError(f"{data_bin}: no input0/dict.txt; expected a task's binaries from glue_prep")
+    meta_path = data_bin / "glue_prep.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if meta.get("task") not in (None, task_recipe.task):
+        raise DataMismatchError(f"{data_bin} holds {meta['task']} ({meta_path}); the recipe is {task_recipe.task}'s: "
+                                f"pass {meta['task']} as the task, or the {task_recipe.task} binaries")
+    label_dict = data_bin / "label" / "dict.txt"
+    regression = not label_dict.is_file()
+    if regression != task_recipe.regression:
+        kinds = {True: "regression targets (no label/dict.txt)", False: "class labels (label/dict.txt)"}
+        raise DataMismatchError(f"{data_bin} holds {kinds[regression]}, but {task_recipe.task} is a "
+                                f"{'regression' if task_recipe.regression else 'classification'} task")
+    if not regression:
+        labels = [line.split()[0] for line in label_dict.read_text(encoding="utf-8").splitlines() if line.strip()]
+        labels = [label for label in labels if not label.startswith("madeupword")]
+        if len(labels) != task_recipe.num_classes:
+            raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); "
+                                    f"the {task_recipe.task} recipe trains {task_recipe.num_classes} classes")
+    for split in task_recipe.valid_subsets.split(","):
+        sizes = split_sizes(data_bin, split)
+        if sizes is None:
+            raise DataMismatchError(f"{data_bin}: no binarised {split} split (input0/{split}.bin)")
+        too_long = [row for row, lengths in enumerate(zip(*sizes))
+                    if positions([n - 1 for n in lengths]) > max_positions]
+        if too_long:
+            lines = meta.get("over_length", {}).get(split, {}).get("lines")
+            where = (f"line {lines[0]} of {meta['source'][split]}" if lines and meta.get("max_positions") == max_positions
+                     else f"row {too_long[0]} of the split")
+            raise DataMismatchError(
+                f"{data_bin}: {len(too_long)} {split} rows are longer than the model's {max_positions} "
+                f"positions (the first: {where}); fairseq would stop at them mid-run. Binarise "
+                f"again with glue_prep --truncate-to {max_positions}")
 
 
 def gpu_available() -> bool:
@@ -47,6 +107,7 @@ def build_command(args, passthrough) -> list:
     model = "baseline" if args.baseline else "hire"
     source = args.mnli_init or args.pretrained
     flags = architecture_flags(args.pretrained)
+    check_data(task_recipe, Path(args.data), int(flags[flags.index("--max-positions") + 1]))
     size = args.size or ("large" if int(flags[flags.index("--encoder-layers") + 1]) >= 24 else "base")
     schedule = {"lr": args.lr}
     if args.epochs is not None:
@@ -91,8 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .checkpoint_io import CheckpointError
+
     args, passthrough = build_parser().parse_known_args(argv)
-    command = build_command(args, passthrough)
+    try:
+        command = build_command(args, passthrough)
+    except (DataMismatchError, CheckpointError, OSError, ValueError) as error:
+        print(f"finetune: error: {error}", file=sys.stderr)
+        return 2
     print(shlex.join(command), flush=True)
     if args.dry_run:
         return 0

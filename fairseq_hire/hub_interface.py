@@ -75,6 +75,11 @@ def from_pretrained(
 
 
 class RobertaHireHubInterface(RobertaHubInterface):
+    def encode(self, sentence: str, *addl_sentences: str, no_separator: bool = False) -> torch.LongTensor:
+        """RoBERTa's encoding (``<s> A </s> </s> B </s>``) of the text stripped of surrounding
+        whitespace, as glue_prep (and fairseq's recipe) strip it before binarising."""
+        return super().encode(sentence.strip(), *(s.strip() for s in addl_sentences), no_separator=no_separator)
+
     def _classify(self, head: str, tokens: torch.LongTensor):
         if tokens.dim() == 1:
             tokens = tokens.unsqueeze(0)
@@ -107,9 +112,25 @@ class RobertaHireHubInterface(RobertaHubInterface):
             raise ValueError(f"the model has heads {names}: name the one to use")
         return names[0]
 
-    def encode_example(self, example: Example) -> torch.LongTensor:
-        sentences = (example,) if isinstance(example, str) else tuple(example)
-        return self.encode(*sentences)
+    def encode_example(self, example: Example, truncate: bool = False) -> torch.LongTensor:
+        """A sentence or sentence pair as the model reads it. With `truncate`, a row longer than
+        the model's positions is cut longest sentence first, exactly as glue_prep --truncate-to
+        cuts it (``glue_prep.lengths``)."""
+        from glue_prep.lengths import longest_first, positions
+
+        sentences = [s.strip() for s in ((example,) if isinstance(example, str) else example)]
+        if not truncate:
+            return self.encode(*sentences)
+        dictionary = self.task.source_dictionary
+        pieces = [dictionary.encode_line(self.bpe.encode(s), append_eos=False, add_if_not_exist=False).long()
+                  for s in sentences]
+        lengths = [len(p) for p in pieces]
+        if positions(lengths) > self.model.max_positions():
+            lengths = longest_first(lengths, self.model.max_positions())
+        parts = [torch.tensor([dictionary.bos()])]
+        for k, (piece, keep) in enumerate(zip(pieces, lengths)):
+            parts += ([torch.tensor([dictionary.eos()])] if k else []) + [piece[:keep], torch.tensor([dictionary.eos()])]
+        return torch.cat(parts)
 
     def classify_batch(
         self,
@@ -117,6 +138,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
         examples: Sequence[Example],
         max_sentences: int = 32,
         max_tokens: int = 8192,
+        truncate: bool = False,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Logits (N x K) and layer weights (N x J, or None for a stock RoBERTa head) of many
         sentences or sentence pairs, in input order.
@@ -124,11 +146,19 @@ class RobertaHireHubInterface(RobertaHubInterface):
         Examples are sorted by length and grouped into batches of at most `max_sentences`
         examples and `max_tokens` tokens including padding, so that almost no work is done
         on padding (HIRE's GRUs do none at all). The results equal one-at-a-time predict.
+        An example longer than the model's positions is refused, naming it, unless
+        `truncate` cuts it (``encode_example``).
         """
         if isinstance(examples, str):
             raise TypeError("examples must be a list of sentences or sentence pairs, not one string "
                             "(it would be read as one example per character): pass [text]")
-        tokens = [self.encode_example(example) for example in examples]
+        tokens = [self.encode_example(example, truncate) for example in examples]
+        limit = self.model.max_positions()
+        for i, row in enumerate(tokens):
+            if len(row) > limit:
+                raise ValueError(f"example {i} takes {len(row)} positions, more than the model's "
+                                 f"max_positions={limit}; pass truncate=True to cut it longest sentence "
+                                 "first, as glue_prep --truncate-to does")
         order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
         pad = self.task.source_dictionary.pad()
         logits: List[Optional[torch.Tensor]] = [None] * len(tokens)
@@ -163,8 +193,9 @@ class RobertaHireHubInterface(RobertaHubInterface):
         max_sentences: int = 32,
         max_tokens: int = 8192,
         return_logits: bool = False,
+        truncate: bool = False,
     ) -> torch.Tensor:
         """Predict many sentences or sentence pairs: N x K log-probabilities (or logits) in
         input order, batched as ``classify_batch`` does; equal to one-at-a-time predict."""
-        logits, _ = self.classify_batch(head, examples, max_sentences, max_tokens)
+        logits, _ = self.classify_batch(head, examples, max_sentences, max_tokens, truncate)
         return logits if return_logits else F.log_softmax(logits, dim=-1)

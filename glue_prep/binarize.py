@@ -117,22 +117,36 @@ def finalize(builder, prefix: str):
 
 
 def write_encoded_split(encoder: Encoder, columns, prefixes: Sequence[str], vocab_size: int,
-                        progress=None) -> int:
-    """Encode the rows of one split and write prefixes[k].bin/.idx for input column k."""
+                        progress=None, max_positions: int = 512, truncate: bool = False) -> List[int]:
+    """Encode the rows of one split and write prefixes[k].bin/.idx for input column k.
+
+    Returns the (0-based) rows longer than `max_positions` as RoBERTa reads them; with
+    `truncate` they are cut to fit, longest sentence first (``lengths.longest_first``)."""
     import torch
 
+    from .lengths import longest_first, positions
+
     builders = [make_builder(p, vocab_size) for p in prefixes]
-    rows = 0
+    too_long, row = [], 0
     for result in encoder.encode(columns, on_rows=progress.update if progress else None):
-        for builder, (flat, lengths) in zip(builders, result):
-            start = 0
-            for length in lengths.tolist():
-                builder.add_item(torch.from_numpy(flat[start:start + length]))
-                start += length
-        rows += len(result[0][1])
+        starts = [0] * len(result)
+        for lengths in zip(*(column_lengths.tolist() for _, column_lengths in result)):
+            tokens = [n - 1 for n in lengths]  # every sentence ends in </s>
+            kept = tokens
+            if positions(tokens) > max_positions:
+                too_long.append(row)
+                if truncate:
+                    kept = longest_first(tokens, max_positions)
+            for k, (builder, (flat, _)) in enumerate(zip(builders, result)):
+                ids = flat[starts[k]:starts[k] + lengths[k]]
+                if kept[k] < tokens[k]:
+                    ids = np.concatenate([ids[:kept[k]], ids[-1:]])  # keep the </s>
+                builder.add_item(torch.from_numpy(ids))
+                starts[k] += lengths[k]
+            row += 1
     for builder, prefix in zip(builders, prefixes):
         finalize(builder, prefix)
-    return rows
+    return too_long
 
 
 def build_label_dictionary(train_labels: Sequence[str], scratch_file: str):

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-rows", type=int, default=None, metavar="N",
                    help="use only the first N rows of each split (quick checks and tests; the "
                         "result is not the full task)")
+    r.add_argument("--max-positions", type=int, default=512, metavar="N",
+                   help="report rows longer than N positions as RoBERTa reads them (<s> A </s> "
+                        "</s> B </s>; default 512, RoBERTa's)")
+    r.add_argument("--truncate-to", type=int, metavar="N",
+                   help="cut rows longer than N positions to fit, longest sentence first (the "
+                        "hub's truncate=True does the same)")
     r.add_argument("--force", action="store_true", help="replace an existing <TASK>-bin")
     r.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
@@ -143,6 +149,10 @@ def main(argv=None) -> int:
         parser.error("--workers must be at least 1")
     if args.max_rows is not None and args.max_rows < 1:
         parser.error("--max-rows must be at least 1")
+    if args.truncate_to is not None:
+        args.max_positions = args.truncate_to
+    if args.max_positions < 5:
+        parser.error("--max-positions/--truncate-to must be at least 5 (<s> A </s> </s> B </s> with one token each)")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork our own workers
     # fairseq logs an INFO line about tensorboardX on import; keep stderr for our messages
     logging.getLogger("fairseq").setLevel(logging.WARNING)
@@ -158,7 +168,8 @@ def main(argv=None) -> int:
             check_outputs_free(Path(args.out_dir), tasks)
         tokenizer, dict_path = resolve_tokenizer(args)
         opts = Options(tokenizer=tokenizer, dict_path=dict_path, workers=args.workers,
-                       max_rows=args.max_rows, force=args.force, progress=args.progress)
+                       max_rows=args.max_rows, force=args.force, progress=args.progress,
+                       max_positions=args.max_positions, truncate=args.truncate_to is not None)
         prepare(args.glue_dir, ",".join(tasks), args.out_dir, opts)
     except UsageError as e:
         parser.print_usage(sys.stderr)
@@ -166,6 +177,10 @@ def main(argv=None) -> int:
         return 2
     except (GlueFormatError, OutputExistsError) as e:
         print(f"glue_prep: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. an output folder we may not write to; nothing was left behind
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"glue_prep: error: {where}{e.strerror or e}; nothing was written", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("glue_prep: interrupted; no partial output left", file=sys.stderr)

@@ -25,6 +25,8 @@ class Options:
     max_rows: Optional[int] = None
     force: bool = False
     progress: bool = True
+    max_positions: int = 512  # RoBERTa's; rows longer than this are reported
+    truncate: bool = False  # ... and cut to fit, longest sentence first (lengths.longest_first)
 
 
 def _log(msg: str) -> None:
@@ -206,12 +208,22 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
         src_dict.save(str(tmp / f"input{k}" / "dict.txt"))  # as fairseq-preprocess --srcdict does
 
     # 2. token ids: input0/, input1/
+    over_length = {}
     with Encoder(opts.tokenizer, src_dict, opts.workers) as encoder:
         for split in task.splits:
             d = data[split.name]
             prefixes = [str(tmp / f"input{k}" / split.name) for k in range(n_inputs)]
             with _progress(opts, len(d), f"{task.name} {split.name}") as bar:
-                write_encoded_split(encoder, d.inputs, prefixes, len(src_dict), progress=bar)
+                rows = write_encoded_split(encoder, d.inputs, prefixes, len(src_dict), progress=bar,
+                                           max_positions=opts.max_positions, truncate=opts.truncate)
+            if rows:
+                lines = [d.line_numbers[r] for r in rows]
+                over_length[split.name] = {"rows": len(rows), "lines": lines[:100]}
+                done = (f"cut to {opts.max_positions} positions, longest sentence first" if opts.truncate
+                        else "kept whole: fairseq skips such training rows and stops at such validation "
+                             "rows; --truncate-to N cuts them")
+                log(f"{task.name} {split.name}: {len(rows)} rows longer than {opts.max_positions} "
+                    f"positions ({d.path}, lines {format_lines(lines)}); {done}")
     unk_rate = _unk_rate(tmp, task, src_dict)
     if unk_rate > UNK_WARN_FRACTION:
         log(f"{task.name}: {unk_rate:.1%} of the tokens are not in {opts.dict_path} and became "
@@ -265,6 +277,9 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
                          if data[s.name].empty_inputs},
         "unk_fraction": round(unk_rate, 6),
         "max_rows": opts.max_rows,
+        "max_positions": opts.max_positions,
+        "truncated": opts.truncate,
+        "over_length": over_length,
         "in_fairseq_recipe": task.in_fairseq_recipe,
         "glue_prep_version": __version__,
     }

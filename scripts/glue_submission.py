@@ -24,7 +24,16 @@ def main(argv=None):
     parser.add_argument("--checkpoint", default="checkpoint_best.pt")
     parser.add_argument("--no-zip", action="store_true")
     args = parser.parse_args(argv)
-    for path in write_submission(args.task, args.out_dir, args.checkpoint, pack=not args.no_zip):
+    from glue_prep.errors import GlueFormatError
+
+    from fairseq_hire.checkpoint_io import CheckpointError
+
+    try:
+        written = write_submission(args.task, args.out_dir, args.checkpoint, pack=not args.no_zip)
+    except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
+        print(f"glue_submission: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
         print(path)
     return 0
 

@@ -90,12 +90,15 @@ def test_flags_rebuild_the_encoder_for_roberta_hire(which, request, tmp_path):
     assert model.encoder.sentence_encoder.embed_positions.weight.shape[0] == saved.max_positions + 2
 
 
-def test_stock_roberta_flags_parse_and_the_eps_flag_does_not(converted_minilm):
+def test_stock_roberta_takes_the_flags_and_the_eps_too(converted_minilm):
+    """With the plugin loaded the stock roberta architecture honours the recorded epsilon as
+    well (it used to refuse the flag, so a converted encoder ran with 1e-5 in the baseline)."""
     model_pt = converted_minilm / "model.pt"
     args = parse(converted_minilm, "roberta_base", architecture_flags(model_pt, for_stock_roberta=True))
     assert encoder_dims(args) == encoder_dims(safe_torch_load(model_pt)["args"])
-    with pytest.raises(SystemExit):
-        parse(converted_minilm, "roberta_base", architecture_flags(model_pt))
+    args = parse(converted_minilm, "roberta_base", architecture_flags(model_pt))
+    assert encoder_dims(args) == encoder_dims(safe_torch_load(model_pt)["args"])
+    assert args.encoder_layernorm_eps == 1e-12
 
 
 def test_flags_of_fine_tuned_checkpoint(original_checkpoint, tmp_path):
@@ -117,7 +120,7 @@ def test_command_line_prints_the_flags_on_one_line(converted_minilm):
     assert run.stdout == " ".join(architecture_flags(model_pt)) + "\n"
 
 
-def test_command_line_for_stock_roberta_notes_the_ignored_eps(converted_minilm, capsys):
+def test_command_line_for_fairseq_without_the_plugin_notes_the_eps(converted_minilm, capsys):
     assert checkpoint_args.main([str(converted_minilm / "model.pt"), "--stock-roberta"]) == 0
     out, err = capsys.readouterr()
     assert out == " ".join(MINILM_FLAGS) + "\n"

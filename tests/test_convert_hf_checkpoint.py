@@ -73,9 +73,10 @@ def perturb(model, seed=0):
             parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
 
 
-def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False):
+def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False, without_eps=False):
     """The converted checkpoint as `fairseq-train --restore-file model.pt` builds it for a
-    sentence-pair task whose input dictionaries are the converted dict.txt."""
+    sentence-pair task whose input dictionaries are the converted dict.txt (`without_eps`:
+    the flags fairseq without this plugin takes)."""
     data_dir = work_dir / "task-bin"
     for name in ("input0", "input1"):
         (data_dir / name).mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False):
     (data_dir / "label" / "dict.txt").write_text("0 10\n1 10\n")
     model_pt = out_dir / "model.pt"
     arch = "roberta_base" if stock_roberta else "roberta_hire_base"
-    args = finetune_args(data_dir, arch=arch, extra=architecture_flags(model_pt, for_stock_roberta=stock_roberta))
+    args = finetune_args(data_dir, arch=arch, extra=architecture_flags(model_pt, for_stock_roberta=without_eps))
     trainer = build_trainer(args)
     restore(trainer, model_pt)
     return trainer.model.eval(), trainer.task.source_dictionary
@@ -126,11 +127,11 @@ def hf_row_of_fairseq_index(dictionary, hf_tokenizer, kind: str) -> torch.Tensor
 
 
 def compare(source_dir: Path, out_dir: Path, work_dir: Path, hf_model, kind: str, with_logits=False,
-            stock_roberta=False):
+            stock_roberta=False, without_eps=False):
     """Run both models on real GLUE examples; return the max abs differences of the final
     hidden states (and LM logits) at real (non-pad) positions, and the fairseq model."""
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(source_dir)
-    model, dictionary = finetuning_model(out_dir, work_dir, stock_roberta)
+    model, dictionary = finetuning_model(out_dir, work_dir, stock_roberta, without_eps)
     spec = json.loads((out_dir / "tokenizer_spec.json").read_text())
     if kind == "wordpiece":
         assert spec == {"type": "wordpiece", "vocab": "vocab.txt", "lowercase": True}
@@ -202,33 +203,40 @@ def test_minilm_matches_transformers(converted_minilm, tmp_path, capsys, record_
     hf_model = transformers.AutoModel.from_pretrained(source).eval()
     diffs, model = compare(source, out_dir, tmp_path / "hire", hf_model, "wordpiece")
     assert layernorm_eps_values(model.encoder) == {1e-12}
-    # the stock roberta arch has no --encoder-layernorm-eps: it runs with fairseq's 1e-5
+    # the stock roberta arch honours the recorded epsilon too: the baseline runs the same encoder
     stock_diffs, stock_model = compare(source, out_dir, tmp_path / "stock", hf_model, "wordpiece", stock_roberta=True)
     assert type(stock_model).__name__ == "RobertaModel"
-    assert layernorm_eps_values(stock_model) == {1e-5}
+    assert layernorm_eps_values(stock_model) == {1e-12}
+    # fairseq without the plugin has no --encoder-layernorm-eps: it runs with its 1e-5
+    plain_diffs, plain_model = compare(source, out_dir, tmp_path / "plain", hf_model, "wordpiece",
+                                       stock_roberta=True, without_eps=True)
+    assert layernorm_eps_values(plain_model) == {1e-5}
 
     with capsys.disabled():
-        print(f"\nall-MiniLM-L6-v2 max abs diff vs transformers: roberta_hire (source eps 1e-12) "
-              f"{diffs['hidden']:.2e}; stock roberta (fairseq eps 1e-5) {stock_diffs['hidden']:.2e}")
+        print(f"\nall-MiniLM-L6-v2 max abs diff vs transformers: roberta_hire {diffs['hidden']:.2e}, "
+              f"stock roberta {stock_diffs['hidden']:.2e} (source eps 1e-12); fairseq's eps 1e-5 "
+              f"{plain_diffs['hidden']:.2e}")
     record_property("minilm_max_abs_diff", diffs["hidden"])
     record_property("minilm_stock_roberta_max_abs_diff", stock_diffs["hidden"])
-    assert diffs["hidden"] <= TOLERANCE < stock_diffs["hidden"]
+    assert diffs["hidden"] <= TOLERANCE and stock_diffs["hidden"] <= TOLERANCE < plain_diffs["hidden"]
 
 
 def test_minilm_through_the_hub(converted_minilm):
     """The converted folder loads offline through the hub (its tokenizer_spec.json gives the
-    hire_tokenizer); the checkpoint's args name the stock arch, so roberta_hire, which
-    honours the recorded epsilon, is asked for."""
+    hire_tokenizer), with the source's LayerNorm epsilon whichever RoBERTa arch builds it."""
     source, out_dir = converted_minilm
-    hub = from_pretrained(str(out_dir), arch="roberta_hire")
-    assert type(hub.model).__name__ == "RobertaHireModel"
     hf_model = transformers.AutoModel.from_pretrained(source).eval()
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-    for (sentence,) in glue_examples()[:3]:
-        with torch.no_grad():
-            features = hub.extract_features(hub.encode(sentence))[0]
-            expected = hf_model(**hf_tokenizer(sentence, return_tensors="pt")).last_hidden_state[0]
-        assert (features - expected).abs().max() <= TOLERANCE
+    # as roberta_hire, and as the checkpoint's own stock arch: both honour the epsilon
+    for hub, model_class in ((from_pretrained(str(out_dir), arch="roberta_hire"), "RobertaHireModel"),
+                             (from_pretrained(str(out_dir)), "RobertaModel")):
+        assert type(hub.model).__name__ == model_class
+        assert layernorm_eps_values(hub.model.encoder) == {1e-12}
+        for (sentence,) in glue_examples()[:3]:
+            with torch.no_grad():
+                features = hub.extract_features(hub.encode(sentence))[0]
+                expected = hf_model(**hf_tokenizer(sentence, return_tensors="pt")).last_hidden_state[0]
+            assert (features - expected).abs().max() <= TOLERANCE
 
 
 def test_minilm_checkpoint_format(converted_minilm):

@@ -1,0 +1,199 @@
+"""A checkpoint's configuration is input too: check it before fairseq acts on it.
+
+fairseq builds whatever a checkpoint's ``args`` (original releases) or ``cfg`` (Hydra era)
+names: any registered architecture and task, with their options, some of which other
+architectures evaluate as Python (``transformer_lm``'s ``--character-filters`` goes
+through ``eval``) or import (``user_dir``). A clean pickle can therefore still run code.
+
+``check(state, path)`` runs before any model code does and refuses, naming the field:
+
+* an architecture that is not a RoBERTa model (``roberta*``, ``roberta_hire*``: what the
+  hub and this plugin build), and a task other than RoBERTa's (sentence_prediction,
+  masked_lm, multilingual_masked_lm);
+* a ``user_dir`` other than this plugin's, a BPE other than RoBERTa's (gpt2,
+  sentencepiece, this plugin's hire_tokenizer);
+* any model or task option whose value does not have the type, or is not one of the
+  choices, that the architecture's own argument parser and the task's config accept
+  (e.g. a string where an integer belongs). Options those models do not know are never
+  read by them and are left alone, so checkpoints of older fairseq versions still load.
+"""
+import argparse
+import dataclasses
+import enum
+import math
+import typing
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Tuple
+
+from .checkpoint_errors import UnsafeConfigError
+
+ALLOWED_MODELS = ("roberta", "roberta_hire")
+ALLOWED_TASKS = ("sentence_prediction", "masked_lm", "multilingual_masked_lm")
+ALLOWED_BPE = ("gpt2", "sentencepiece", "hire_tokenizer")
+PLUGIN_NAME = "fairseq_hire"
+
+
+def as_mapping(section) -> Optional[Dict]:
+    """A config section (Namespace, dict or omegaconf container) as a plain dict."""
+    if section is None:
+        return None
+    if isinstance(section, argparse.Namespace):
+        return vars(section)
+    if isinstance(section, dict):
+        return section
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(section):
+        return OmegaConf.to_container(section, resolve=False)
+    return None
+
+
+def sections(state: Dict) -> Iterable[Tuple[str, Dict]]:
+    """(name, mapping) of every config section fairseq may read: the flat ``args`` of the
+    original releases, and ``cfg``'s model, task, common and bpe."""
+    args = as_mapping(state.get("args"))
+    if args is not None:
+        yield "args", args
+    cfg = as_mapping(state.get("cfg"))
+    if cfg is not None:
+        for name in ("model", "task", "common", "bpe"):
+            section = as_mapping(cfg.get(name))
+            if section is not None:
+                yield f"cfg.{name}", section
+
+
+class Checker:
+    def __init__(self, path):
+        self.path = path
+
+    def refuse(self, where: str, value, expected: str):
+        raise UnsafeConfigError(
+            f"refusing to load checkpoint {self.path}: its configuration field {where} = "
+            f"{value!r}; expected {expected}. fairseq would build what the configuration names, "
+            "so a checkpoint can run code through it; nothing from this one was run."
+        )
+
+    def check(self, state: Dict) -> None:
+        if not isinstance(state, dict):
+            raise UnsafeConfigError(f"refusing to load checkpoint {self.path}: expected a dict of "
+                                    f"model, args/cfg, ..., found a {type(state).__name__}")
+        for where, section in sections(state):
+            self.check_names(where, section)
+        for where, section in sections(state):
+            self.check_options(where, section)
+
+    def check_names(self, where: str, section: Dict) -> None:
+        from fairseq.models import ARCH_MODEL_NAME_REGISTRY
+
+        for key in ("arch", "_name") if where in ("args", "cfg.model") else ():
+            arch = section.get(key)
+            if arch is None:
+                continue
+            if not isinstance(arch, str) or ARCH_MODEL_NAME_REGISTRY.get(arch) not in ALLOWED_MODELS:
+                self.refuse(f"{where}.{key}", arch, "a RoBERTa architecture (" + ", ".join(
+                    sorted(a for a, m in ARCH_MODEL_NAME_REGISTRY.items() if m in ALLOWED_MODELS)) + ")")
+        task_key = {"args": "task", "cfg.task": "_name"}.get(where)
+        if task_key and section.get(task_key) is not None and section[task_key] not in ALLOWED_TASKS:
+            self.refuse(f"{where}.{task_key}", section[task_key], "one of RoBERTa's tasks: " + ", ".join(ALLOWED_TASKS))
+        if where in ("args", "cfg.common"):
+            user_dir = section.get("user_dir")
+            if user_dir is not None and (not isinstance(user_dir, str)
+                                         or Path(user_dir.rstrip("/")).name != PLUGIN_NAME):
+                self.refuse(f"{where}.user_dir", user_dir, f"none, or this plugin's folder ({PLUGIN_NAME})")
+        bpe_key = {"args": "bpe", "cfg.bpe": "_name"}.get(where)
+        if bpe_key and section.get(bpe_key) is not None and section[bpe_key] not in ALLOWED_BPE:
+            self.refuse(f"{where}.{bpe_key}", section[bpe_key], "one of RoBERTa's BPEs: " + ", ".join(ALLOWED_BPE))
+
+    def check_options(self, where: str, section: Dict) -> None:
+        specs = {}
+        if where in ("args", "cfg.model"):
+            arch = section.get("arch") or section.get("_name")
+            if arch is not None:
+                specs.update(model_options(arch))
+        if where in ("args", "cfg.task"):
+            task = section.get("task") if where == "args" else section.get("_name")
+            if task is not None:
+                specs.update(task_options(task))
+        for name, value in section.items():
+            # data is a path (a list of them in old checkpoints) that loading overrides
+            if name in specs and value is not None and name != "data":
+                problem = specs[name](value)
+                if problem:
+                    self.refuse(f"{where}.{name}", value, problem)
+
+
+def check(state: Dict, path) -> None:
+    """Refuse (UnsafeConfigError) a checkpoint whose configuration names anything but a
+    RoBERTa model, or gives its options values of the wrong kind."""
+    Checker(path).check(state)
+
+
+# ------------------------------------------------------------------ what the models accept
+
+
+def model_options(arch: str) -> Dict[str, typing.Callable]:
+    """option name -> check(value) -> None, or what was expected, from the architecture's
+    own add_args (the argparse actions fairseq-train would parse them with)."""
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    parser = argparse.ArgumentParser(add_help=False)
+    ARCH_MODEL_REGISTRY[arch].add_args(parser)
+    return {action.dest: action_check(action) for action in parser._actions if action.dest != "help"}
+
+
+def action_check(action: argparse.Action) -> typing.Callable:
+    if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
+        return lambda value: None if isinstance(value, bool) else "true or false"
+    choices = action.choices
+    kind = action.type
+
+    def check_value(value):
+        if choices is not None:
+            return None if value in choices else "one of " + ", ".join(map(str, choices))
+        return scalar_problem(kind, value)
+
+    return check_value
+
+
+def scalar_problem(kind, value) -> Optional[str]:
+    """None if `value` is what a field of type `kind` holds, else what was expected."""
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if kind is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if kind in (None, str):
+        return None if isinstance(value, str) else "a string"
+    if callable(kind):  # an argparse type function: it must accept the value as a command line would
+        try:
+            kind(value if isinstance(value, str) else str(value))
+        except (ValueError, TypeError, argparse.ArgumentTypeError, SyntaxError) as error:
+            return f"a value its parser accepts ({error})"
+    return None
+
+
+def task_options(task: str) -> Dict[str, typing.Callable]:
+    from fairseq.tasks import TASK_DATACLASS_REGISTRY
+
+    config = TASK_DATACLASS_REGISTRY.get(task)
+    if config is None:
+        return {}
+    return {f.name: field_check(f.type) for f in dataclasses.fields(config)}
+
+
+def field_check(annotation) -> typing.Callable:
+    """check(value) for a dataclass field annotated int, float, bool, str, an Enum (fairseq's
+    ChoiceEnum), or Optional of one of those; other annotations are not checked."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Union and type(None) in args:
+        annotation = next(a for a in args if a is not type(None))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        names = [member.value for member in annotation]
+        return lambda value: None if str(value) in map(str, names) else "one of " + ", ".join(map(str, names))
+    if annotation in (int, float, bool, str):
+        # a Hydra interpolation (${...}) stands for a value of another field
+        return lambda value: None if isinstance(value, str) and value.startswith("${") \
+            else scalar_problem(annotation, value)
+    return lambda value: None

@@ -1,0 +1,18 @@
+"""What the safe checkpoint loader refuses, by reason."""
+import pickle
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be loaded; the message names the file and says why."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint holds pickled objects outside fairseq's checkpoint contents."""
+
+
+class UnsafeConfigError(CheckpointError, ValueError):
+    """A checkpoint's configuration names something this plugin does not build."""
+
+
+class CorruptCheckpointError(CheckpointError, ValueError):
+    """The file is empty, truncated or not a PyTorch checkpoint at all."""
