@@ -1,0 +1,134 @@
+"""Hostile checkpoints for tests/test_checkpoint_safety.py: each one, loaded unsafely, creates
+a marker file; loaded through the plugin, it must be refused with the marker never created.
+
+Pickle-level payloads (the file unpickles code) hide at the top level, inside args, inside
+extra_state and optimizer_history, as a defaultdict's factory, inside a numpy object array
+and behind a tensor-rebuild function; config-level payloads are clean pickles whose
+configuration makes fairseq run code (an architecture that evaluates an option), or names
+what this plugin does not build (another task, a user_dir, a BPE, a string where an integer
+belongs). Every variant exists in torch's zip format and in the legacy format of the
+original releases.
+"""
+import argparse
+import collections
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMATS = {"zip": True, "legacy": False}
+
+
+class SystemPayload:
+    """os.system("touch marker") when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+    def __call__(self):  # so that it can stand as a defaultdict factory
+        return None
+
+
+class ExecPayload(SystemPayload):
+    """exec(...) creating the marker when unpickled."""
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+class TensorRebuildPayload(SystemPayload):
+    """A tensor "rebuilt" by torch's own _rebuild_from_type_v2, whose function is os.system."""
+
+    def __reduce__(self):
+        return (torch._tensor._rebuild_from_type_v2, (os.system, torch.Tensor, (f"touch {self.marker}",), None))
+
+
+def config_section(state):
+    """The mutable place a state keeps its model options: args, or cfg["model"]."""
+    if state.get("args") is not None:
+        return state["args"]
+    model = state["cfg"]["model"]
+    return model if isinstance(model, argparse.Namespace) else argparse.Namespace(**model)
+
+
+def pickle_variants(base: dict, marker: Path) -> dict:
+    """name -> a copy of base with a pickled payload somewhere in it."""
+    def variant(change):
+        state = copy.deepcopy(base)
+        change(state)
+        return state
+
+    def into_args(state):
+        if state.get("args") is not None:
+            state["args"].payload = SystemPayload(marker)
+        else:
+            state["cfg"]["common"]["payload"] = SystemPayload(marker)
+
+    return {
+        "top-level": variant(lambda s: s.update(payload=ExecPayload(marker))),
+        "inside-args": variant(into_args),
+        "inside-extra-state": variant(lambda s: s["extra_state"].update(payload=SystemPayload(marker))),
+        "inside-optimizer-history": variant(lambda s: s["optimizer_history"][-1].update(payload=ExecPayload(marker))),
+        "defaultdict-factory": variant(lambda s: s["extra_state"].update(
+            payload=collections.defaultdict(SystemPayload(marker)))),
+        "numpy-object-array": variant(lambda s: s["extra_state"].update(
+            payload=np.array([ExecPayload(marker), 1], dtype=object))),
+        "tensor-rebuild": variant(lambda s: s["model"].update(payload=TensorRebuildPayload(marker))),
+    }
+
+
+def eval_config_state(data_dir: Path, marker: Path) -> dict:
+    """A clean pickle of a transformer_lm whose --character-filters fairseq passes to eval()
+    when it builds the model: the marker is created by building it."""
+    from fairseq import options
+
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch() or [(1, 4)]"
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(data_dir), "--task", "language_modeling", "--arch", "transformer_lm", "--character-embeddings",
+        "--character-filters", code, "--decoder-layers", "1", "--decoder-embed-dim", "8",
+        "--decoder-ffn-embed-dim", "8", "--decoder-attention-heads", "1", "--cpu",
+    ])
+    return {"args": args, "model": {}, "extra_state": {"epoch": 1}, "last_optimizer_state": None,
+            "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "FairseqAdam",
+                                   "lr_scheduler_state": {"best": None}, "num_updates": 0}]}
+
+
+def config_variants(base: dict, data_dir: Path, marker: Path, user_dir: Path) -> dict:
+    """name -> a clean pickle whose configuration is refused."""
+    def variant(field, value):
+        state = copy.deepcopy(base)
+        section = config_section(state)
+        setattr(section, field, value)
+        if state.get("args") is None:
+            state["cfg"]["model"] = section
+        return state
+
+    write_plugin_that_creates(user_dir, marker)
+    state_with_user_dir = copy.deepcopy(base)
+    if state_with_user_dir.get("args") is not None:
+        state_with_user_dir["args"].user_dir = str(user_dir)
+    else:
+        state_with_user_dir["cfg"]["common"]["user_dir"] = str(user_dir)
+    return {
+        "architecture-that-evals": eval_config_state(data_dir, marker),
+        "string-where-an-integer-belongs": variant("encoder_layers", f"__import__('os').system('touch {marker}')"),
+        "activation-that-adds-flags": variant("activation_fn", "gelu --user-dir /tmp/elsewhere"),
+        "foreign-user-dir": state_with_user_dir,
+        "foreign-architecture-name": variant("arch", "transformer"),
+    }
+
+
+def write_plugin_that_creates(user_dir: Path, marker: Path) -> None:
+    user_dir.mkdir(parents=True, exist_ok=True)
+    (user_dir / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+
+
+def save(state: dict, path: Path, format_name: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path, _use_new_zipfile_serialization=FORMATS[format_name])
+    return path
