@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .atomic import atomic_file, copy_atomically, remove_stale
+from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 from .checkpoint_errors import CheckpointError, CorruptCheckpointError
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .atomic import write_atomically
+from glue_prep.atomic import write_atomically
 from .metrics import glue_metrics, positive_class
 
 HEAD = "sentence_classification_head"
-STSB_SCALE = 5.0  # glue_prep trains STS-B on score / 5, as fairseq's recipe does
 
 
 @dataclass
@@ -33,6 +32,9 @@ class GlueSplit:
     label_names: List[str]
     regression: bool
     source: Path
+    target_scale: float = 1.0  # regression: the model predicts score / target_scale (STS-B: 5)
+    score_range: Optional[tuple] = None  # regression: where a submitted score is clipped to
+    positive_label: Optional[str] = None
 
 
 def load_metadata(data_bin) -> dict:
@@ -44,17 +46,19 @@ def load_metadata(data_bin) -> dict:
 
 def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSplit:
     """The rows glue_prep binarised as `split` of `data_bin` (valid, valid1, test, test1)."""
-    from glue_prep.tasks import get_task
     from glue_prep.tsv import read_split
 
+    from .recipes import find_task
+
     meta = load_metadata(data_bin)
-    task = get_task(meta["task"])
+    task = find_task(meta["task"], data_bin)
     source = Path(tsv) if tsv is not None else Path(meta["source"][split])
     data = read_split(task, task.split(split), source, meta.get("max_rows"))
     return GlueSplit(
         task=meta["task"], split=split, examples=list(zip(*data.inputs)), labels=data.labels,
         index=data.index, label_names=meta.get("label_names", []), regression=meta["regression"],
-        source=source,
+        source=source, target_scale=task.target_scale, score_range=task.score_range,
+        positive_label=task.positive_label,
     )
 
 
@@ -87,8 +91,26 @@ def predict(hub, rows: GlueSplit, max_sentences: int = 32) -> np.ndarray:
 def targets_of(rows: GlueSplit) -> np.ndarray:
     """The labels as the model predicts them: class indices, or scores on the training scale."""
     if rows.regression:
-        return np.array([float(label) / STSB_SCALE for label in rows.labels])
+        return np.array([float(label) / rows.target_scale for label in rows.labels])
     return np.array([rows.label_names.index(label) for label in rows.labels])
+
+
+def positive_of(rows: GlueSplit) -> int:
+    return -1 if rows.regression else positive_class(rows.label_names, rows.positive_label or "1")
+
+
+def constant_baseline(rows: GlueSplit, targets: np.ndarray, positive: int) -> Dict:
+    """The metrics of the best constant prediction (the majority class; for F1 the class that
+    maximises it; none for regression, where a constant has no correlation): a result at or
+    below it learned nothing, which matters on imbalanced data."""
+    if rows.regression:
+        return {}
+    best = {}
+    for k in range(len(rows.label_names)):
+        scores = glue_metrics(np.full_like(targets, k), targets, False, positive)
+        for name, value in scores.items():
+            best[name] = max(best.get(name, value), value)
+    return best
 
 
 def score(hub, rows: GlueSplit, max_sentences: int = 32, per_example: bool = False) -> Dict:
@@ -96,10 +118,11 @@ def score(hub, rows: GlueSplit, max_sentences: int = 32, per_example: bool = Fal
     (HIRE) layer-weight vector, in the file's row order."""
     predictions, layer_weights = predict_with_weights(hub, rows, max_sentences)
     targets = targets_of(rows)
-    positive = -1 if rows.regression else positive_class(rows.label_names)
+    positive = positive_of(rows)
     result = {
         "task": rows.task, "split": rows.split, "examples": len(rows.examples),
         "source": str(rows.source), "metrics": glue_metrics(predictions, targets, rows.regression, positive),
+        "constant_baseline": constant_baseline(rows, targets, positive),
     }
     if per_example:
         result["per_example"] = {
@@ -118,11 +141,12 @@ def first_scored_layer(hub) -> Optional[int]:
 
 def submission_lines(rows: GlueSplit, predictions: np.ndarray) -> List[str]:
     """The GLUE server's format: a header `index\tprediction`, then one row per test example
-    with the label name (STS-B: the score on 0-5, clipped)."""
+    with the label name (STS-B: the score on 0-5, clipped to the task's range)."""
     lines = ["index\tprediction"]
+    low, high = rows.score_range or (-np.inf, np.inf)
     for index, prediction in zip(rows.index, predictions):
         if rows.regression:
-            value = f"{min(max(float(prediction) * STSB_SCALE, 0.0), STSB_SCALE):.3f}"
+            value = f"{min(max(float(prediction) * rows.target_scale, low), high):.3f}"
         else:
             value = rows.label_names[int(prediction)]
         lines.append(f"{index}\t{value}")

@@ -24,7 +24,7 @@ import numpy as np
 
 from .checkpoint_args import architecture_flags
 from .modules.options import HEADS
-from .recipes import ARCHITECTURES, recipe
+from .recipes import ARCHITECTURES, FP16_FLAGS, recipe
 
 USER_DIR = Path(__file__).resolve().parent
 
@@ -53,6 +53,13 @@ def count_train_examples(data_bin: Path) -> int:
     return len(sizes[0])
 
 
+def data_labels(data_bin: Path):
+    """The classes of binarised labels, in class-index order (label/dict.txt)."""
+    label_dict = data_bin / "label" / "dict.txt"
+    labels = [line.split()[0] for line in label_dict.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [label for label in labels if not label.startswith("madeupword")]
+
+
 def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
     """Refuse, before fairseq starts, binaries the recipe cannot train on: another task's
     (label kind, number of classes, glue_prep's task name) or validation rows longer than the
@@ -65,21 +72,20 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
         raise DataMismatchError(f"{data_bin}: no input0/dict.txt; expected a task's binaries from glue_prep")
     meta_path = data_bin / "glue_prep.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    if meta.get("task") not in (None, task_recipe.task):
-        raise DataMismatchError(f"{data_bin} holds {meta['task']} ({meta_path}); the recipe is {task_recipe.task}'s: "
-                                f"pass {meta['task']} as the task, or the {task_recipe.task} binaries")
+    if meta.get("task") not in (None, task_recipe.name):
+        raise DataMismatchError(f"{data_bin} holds {meta['task']} ({meta_path}); the recipe is {task_recipe.name}'s: "
+                                f"pass {meta['task']} as the task, or the {task_recipe.name} binaries")
     label_dict = data_bin / "label" / "dict.txt"
     regression = not label_dict.is_file()
     if regression != task_recipe.regression:
         kinds = {True: "regression targets (no label/dict.txt)", False: "class labels (label/dict.txt)"}
-        raise DataMismatchError(f"{data_bin} holds {kinds[regression]}, but {task_recipe.task} is a "
+        raise DataMismatchError(f"{data_bin} holds {kinds[regression]}, but {task_recipe.name} is a "
                                 f"{'regression' if task_recipe.regression else 'classification'} task")
-    if not regression:
-        labels = [line.split()[0] for line in label_dict.read_text(encoding="utf-8").splitlines() if line.strip()]
-        labels = [label for label in labels if not label.startswith("madeupword")]
+    if not regression and task_recipe.num_classes is not None:
+        labels = data_labels(data_bin)
         if len(labels) != task_recipe.num_classes:
             raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); "
-                                    f"the {task_recipe.task} recipe trains {task_recipe.num_classes} classes")
+                                    f"the {task_recipe.name} recipe trains {task_recipe.num_classes} classes")
     for split in task_recipe.valid_subsets.split(","):
         sizes = split_sizes(data_bin, split)
         if sizes is None:
@@ -103,15 +109,16 @@ def gpu_available() -> bool:
 
 
 def build_command(args, passthrough) -> list:
-    task_recipe = recipe(args.task)
+    data = Path(args.data)
+    task_recipe = recipe(args.task, data)
     model = "baseline" if args.baseline else "hire"
     source = args.mnli_init or args.pretrained
     flags = architecture_flags(args.pretrained)
-    check_data(task_recipe, Path(args.data), int(flags[flags.index("--max-positions") + 1]))
+    check_data(task_recipe, data, int(flags[flags.index("--max-positions") + 1]))
     size = args.size or ("large" if int(flags[flags.index("--encoder-layers") + 1]) >= 24 else "base")
-    schedule = {"lr": args.lr}
-    if args.epochs is not None:
-        schedule.update(epochs=args.epochs, train_examples=count_train_examples(Path(args.data)))
+    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
+                "train_examples": count_train_examples(data),
+                "num_classes": None if task_recipe.regression else len(data_labels(data))}
     command = [
         sys.executable, "-m", "fairseq_cli.train", str(args.data),
         "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
@@ -120,15 +127,15 @@ def build_command(args, passthrough) -> list:
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
     use_gpu = args.device == "gpu" or (args.device == "auto" and gpu_available())
-    command += ["--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1",
-                "--fp16-scale-window", "128"] if use_gpu else ["--cpu"]
+    command += FP16_FLAGS if use_gpu else ["--cpu"]
     return command + passthrough
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finetune.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", help="GLUE task: CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE, WNLI")
+    parser.add_argument("task", help="a GLUE task (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE, WNLI), your "
+                                     "own task's name (its binaries hold its task file) or a task file (.json)")
     parser.add_argument("data", help="the task's binaries from glue_prep (<TASK>-bin)")
     parser.add_argument("pretrained", help="pretrained RoBERTa model.pt (roberta.base, roberta.large or converted)")
     parser.add_argument("save_dir")
@@ -145,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int,
                         help="shorter budget: N epochs, warmup 6%%, linear decay to 0 at the end")
     parser.add_argument("--lr", type=float, help="learning rate instead of the recipe's (e.g. for a shorter budget)")
+    parser.add_argument("--batch-size", type=int, help="batch size instead of the recipe's (the updates follow)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")
     parser.add_argument("--dry-run", action="store_true", help="print the fairseq-train command only")

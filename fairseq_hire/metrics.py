@@ -1,8 +1,9 @@
 """The official GLUE metrics (scikit-learn / scipy), in percent, shared by the criterion,
 the evaluation script and the benchmarks.
 
-    classification: accuracy, mcc (Matthews, CoLA), and with a positive class (binary tasks
-                    whose labels hold "1": MRPC, QQP) f1 and acc_and_f1
+    classification: accuracy, mcc (Matthews, CoLA), macro_f1 (the mean of every class's F1),
+                    and with a positive class (binary tasks: "1" for MRPC, QQP, or a user task's
+                    positive label) f1 and acc_and_f1
     regression:     pearson, spearman, pearson_and_spearman (STS-B)
 """
 import warnings
@@ -20,7 +21,8 @@ def percent(value: float) -> float:
 
 def classification_metrics(pred: np.ndarray, targ: np.ndarray, positive: int) -> dict:
     """Official GLUE classification metrics, in percent. `positive` < 0: no F1."""
-    scores = {"accuracy": percent((pred == targ).mean()), "mcc": percent(matthews_corrcoef(targ, pred))}
+    scores = {"accuracy": percent((pred == targ).mean()), "mcc": percent(matthews_corrcoef(targ, pred)),
+              "macro_f1": percent(f1_score(targ, pred, average="macro", zero_division=0.0))}
     if positive >= 0:
         scores["f1"] = percent(f1_score(targ == positive, pred == positive, zero_division=0.0))
         scores["acc_and_f1"] = round((scores["accuracy"] + scores["f1"]) / 2, METRIC_DIGITS)

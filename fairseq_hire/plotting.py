@@ -3,7 +3,7 @@ import io
 import logging
 from pathlib import Path
 
-from .atomic import write_atomically
+from glue_prep.atomic import write_atomically
 
 
 def pyplot():

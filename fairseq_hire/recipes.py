@@ -1,17 +1,25 @@
-"""fairseq's RoBERTa GLUE fine-tuning recipe, as data: one source for scripts/finetune.py and
-the Hydra YAMLs in fairseq_hire/config/finetuning (scripts/generate_recipe_yamls.py).
+"""fairseq's RoBERTa GLUE fine-tuning recipe as fairseq-train flags: one source for
+scripts/finetune.py, the comparison and the Hydra YAMLs (scripts/generate_recipe_yamls.py
+turns these very flags into YAML).
 
-Hyperparameters are fairseq's (examples/roberta/README.glue.md and its config/finetuning
-YAMLs), identical for base and large and for HIRE and the stock baseline. WNLI is not in
-fairseq's recipe: it gets RTE's learning rate and batch size, 10 epochs of its 635 training
-examples and 6% warmup (fairseq's ratio).
+The per-task schedule (learning rate, batch size, updates, warmup) and the metric
+checkpoints are selected by come from the task registry (``glue_prep.tasks``); the flags
+every task shares are written once, in SHARED_FLAGS, identical for base and large and for
+HIRE and every other head. One deliberate difference to fairseq: the best checkpoint is
+chosen by the task's official GLUE metric, which our criterion reports (fairseq chooses by
+accuracy, and by loss for STS-B).
 
-One deliberate difference: the best checkpoint is chosen by the task's official GLUE metric,
-which our criterion reports (fairseq chooses by accuracy, and by loss for STS-B).
+A user's task (a task file, see glue_prep/task_files.py) that sets no schedule gets one
+derived from its data: fairseq's recipe for a task of that size. Batch size 16 below 10,000
+training examples (RTE, MRPC, CoLA, STS-B) and 32 from there (SST-2, QNLI, QQP, MNLI),
+learning rate 1e-5 (the recipe's rate for five of its eight tasks), 10 epochs, warmup 6% of
+the updates, linear decay to 0.
 """
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
+
+from glue_prep.tasks import TASKS, TaskSpec, get_task
 
 SHARED_FLAGS = [
     "--task", "sentence_prediction", "--init-token", "0", "--separator-token", "2",
@@ -21,70 +29,13 @@ SHARED_FLAGS = [
     "--dropout", "0.1", "--attention-dropout", "0.1", "--find-unused-parameters",
     "--no-epoch-checkpoints",
 ]
+# on a GPU, fairseq's recipe trains in half precision with these loss-scaling settings
+FP16_FLAGS = ["--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1", "--fp16-scale-window", "128"]
 CRITERION = "sentence_prediction_hire"
 WARMUP_RATIO = 0.06
-
-
-@dataclass(frozen=True)
-class GlueRecipe:
-    task: str
-    num_classes: int
-    lr: float
-    batch_size: int
-    total_updates: int
-    warmup_updates: int
-    best_metric: str
-    valid_subsets: str = "valid"
-    max_epoch: int = 10
-
-    @property
-    def regression(self) -> bool:
-        return self.num_classes == 1
-
-    @property
-    def yaml_name(self) -> str:
-        return self.task.lower().replace("-", "_")
-
-    def budget(self, train_examples: int, epochs: int) -> Dict[str, int]:
-        """Updates and warmup for a shorter budget of `epochs` over `train_examples`,
-        keeping the recipe's shape: linear warmup over 6%, linear decay to 0 at the end."""
-        total = epochs * math.ceil(train_examples / self.batch_size)
-        return {"max_epoch": epochs, "total_updates": total, "warmup_updates": max(1, round(WARMUP_RATIO * total))}
-
-    def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None,
-              lr: Optional[float] = None) -> List[str]:
-        """fairseq-train flags of this task's recipe (everything but data, paths and the model,
-        whose dimensions and --max-positions come from the pretrained checkpoint)."""
-        schedule = {"max_epoch": self.max_epoch, "total_updates": self.total_updates,
-                    "warmup_updates": self.warmup_updates}
-        if epochs is not None:
-            schedule = self.budget(train_examples, epochs)
-        flags = SHARED_FLAGS + [
-            "--criterion", CRITERION, "--num-classes", str(self.num_classes),
-            "--batch-size", str(self.batch_size), "--lr", str(lr or self.lr),
-            "--total-num-update", str(schedule["total_updates"]),
-            "--warmup-updates", str(schedule["warmup_updates"]),
-            "--max-update", str(schedule["total_updates"]), "--max-epoch", str(schedule["max_epoch"]),
-            "--valid-subset", self.valid_subsets, "--best-checkpoint-metric", self.best_metric,
-        ]
-        if self.best_metric != "loss":
-            flags.append("--maximize-best-checkpoint-metric")
-        if self.regression:
-            flags.append("--regression-target")
-        return flags
-
-
-RECIPES = {r.task: r for r in [
-    GlueRecipe("MNLI", 3, 1e-5, 32, 123873, 7432, "accuracy", valid_subsets="valid,valid1"),
-    GlueRecipe("QNLI", 2, 1e-5, 32, 33112, 1986, "accuracy"),
-    GlueRecipe("QQP", 2, 1e-5, 32, 113272, 28318, "acc_and_f1"),
-    GlueRecipe("RTE", 2, 2e-5, 16, 2036, 122, "accuracy"),
-    GlueRecipe("SST-2", 2, 1e-5, 32, 20935, 1256, "accuracy"),
-    GlueRecipe("MRPC", 2, 1e-5, 16, 2296, 137, "acc_and_f1"),
-    GlueRecipe("CoLA", 2, 1e-5, 16, 5336, 320, "mcc"),
-    GlueRecipe("STS-B", 1, 2e-5, 16, 3598, 214, "pearson_and_spearman"),
-    GlueRecipe("WNLI", 2, 2e-5, 16, 400, 24, "accuracy"),
-]}
+LARGE_TASK_EXAMPLES = 10_000  # from here fairseq's recipe uses batch size 32
+DERIVED_LR = 1e-5
+DERIVED_EPOCHS = 10
 
 ARCHITECTURES = {
     ("hire", "base"): "roberta_hire_base",
@@ -94,8 +45,130 @@ ARCHITECTURES = {
 }
 
 
-def recipe(task: str) -> GlueRecipe:
-    for name, found in RECIPES.items():
-        if name.lower() == task.lower() or found.yaml_name == task.lower():
-            return found
-    raise ValueError(f"unknown GLUE task {task!r}; expected one of {', '.join(RECIPES)}")
+@dataclass(frozen=True)
+class Schedule:
+    lr: float
+    batch_size: int
+    total_updates: int
+    warmup_updates: int
+    max_epoch: int
+
+
+def budget(batch_size: int, train_examples: int, epochs: int) -> Dict[str, int]:
+    """Updates and warmup for `epochs` over `train_examples`: linear warmup over 6%, linear
+    decay to 0 at the end (the recipe's shape)."""
+    total = epochs * math.ceil(train_examples / batch_size)
+    return {"max_epoch": epochs, "total_updates": total, "warmup_updates": max(1, round(WARMUP_RATIO * total))}
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    task: TaskSpec
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def best_metric(self) -> str:
+        return self.task.metric
+
+    @property
+    def regression(self) -> bool:
+        return self.task.regression
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        return self.task.num_classes
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        return self.task.recipe.batch_size if self.task.recipe else None
+
+    @property
+    def lr(self) -> Optional[float]:
+        return self.task.recipe.lr if self.task.recipe else None
+
+    @property
+    def valid_subsets(self) -> str:
+        return ",".join(self.task.valid_subsets)
+
+    @property
+    def yaml_name(self) -> str:
+        return self.task.name.lower().replace("-", "_")
+
+    def schedule(self, epochs: Optional[int] = None, train_examples: Optional[int] = None,
+                 lr: Optional[float] = None, batch_size: Optional[int] = None) -> Schedule:
+        """The task's schedule; `epochs` (with the training set's size) asks for a shorter budget
+        of that many epochs; what the task does not fix is derived from the data."""
+        given = self.task.recipe
+        batch = batch_size or (given and given.batch_size)
+        if batch is None:
+            if train_examples is None:
+                raise ValueError(f"{self.name}: the batch size follows from the training set's size: "
+                                 "pass the number of training examples")
+            batch = 16 if train_examples < LARGE_TASK_EXAMPLES else 32
+        rate = lr or (given and given.lr) or DERIVED_LR
+        fixed = given is not None and given.total_updates and epochs is None and batch_size is None
+        if fixed:
+            return Schedule(rate, batch, given.total_updates, given.warmup_updates or
+                            max(1, round(WARMUP_RATIO * given.total_updates)), given.max_epoch or DERIVED_EPOCHS)
+        if train_examples is None:
+            raise ValueError(f"{self.name}: the number of updates follows from the training set's size: "
+                             "pass the number of training examples")
+        length = budget(batch, train_examples, epochs or (given and given.max_epoch) or DERIVED_EPOCHS)
+        return Schedule(rate, batch, length["total_updates"], length["warmup_updates"], length["max_epoch"])
+
+    def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None, lr: Optional[float] = None,
+              batch_size: Optional[int] = None, num_classes: Optional[int] = None) -> List[str]:
+        """fairseq-train flags of this task's recipe (everything but data, paths and the model,
+        whose dimensions and --max-positions come from the pretrained checkpoint)."""
+        schedule = self.schedule(epochs, train_examples, lr, batch_size)
+        classes = num_classes or self.num_classes
+        if classes is None:
+            raise ValueError(f"{self.name}: its labels are collected from the training file: pass the "
+                             "number of classes (glue_prep.json records it)")
+        flags = SHARED_FLAGS + [
+            "--criterion", CRITERION, "--num-classes", str(classes),
+            "--batch-size", str(schedule.batch_size), "--lr", str(schedule.lr),
+            "--total-num-update", str(schedule.total_updates),
+            "--warmup-updates", str(schedule.warmup_updates),
+            "--max-update", str(schedule.total_updates), "--max-epoch", str(schedule.max_epoch),
+            "--valid-subset", self.valid_subsets, "--best-checkpoint-metric", self.best_metric,
+        ]
+        if self.best_metric != "loss":
+            flags.append("--maximize-best-checkpoint-metric")
+        if self.regression:
+            flags.append("--regression-target")
+        if self.task.positive_label not in (None, "1"):  # "1" is the criterion's default
+            flags += ["--f1-positive-label", self.task.positive_label]
+        return flags
+
+
+RECIPES = {name: TaskRecipe(task) for name, task in TASKS.items() if task.recipe is not None}
+
+
+def find_task(name, data_bin=None) -> TaskSpec:
+    """A GLUE task by name, a user's task file (.json), or the user task whose binaries are
+    data_bin (glue_prep keeps its task file there as task.json)."""
+    if isinstance(name, TaskSpec):
+        return name
+    try:
+        return get_task(name)
+    except KeyError:
+        pass
+    if data_bin is not None:
+        from pathlib import Path
+
+        task_file = Path(data_bin) / "task.json"
+        if task_file.is_file():
+            task = get_task(str(task_file))
+            if task.name == name:
+                return task
+    raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}, a task file (.json), or the "
+                     "name of the user task whose binaries are given")
+
+
+def recipe(task, data_bin=None) -> TaskRecipe:
+    """The recipe of a GLUE task (by name), a user's task (file, binaries) or a TaskSpec."""
+    return TaskRecipe(find_task(task, data_bin))

@@ -149,13 +149,21 @@ def write_encoded_split(encoder: Encoder, columns, prefixes: Sequence[str], voca
     return too_long
 
 
-def build_label_dictionary(train_labels: Sequence[str], scratch_file: str):
+def build_label_dictionary(train_labels: Sequence[str], scratch_file: str, listed: Sequence[str] = None):
     """The label dictionary exactly as ``fairseq-preprocess --only-source --trainpref train.label``
     builds it (no --srcdict): fairseq's FairseqTask.build_dictionary with fairseq-preprocess's
     defaults (threshold 0, nwords -1, padding_factor 8): ordered by frequency, ties by symbol,
-    padded with madeupwordNNNN to a multiple of 8."""
+    padded with madeupwordNNNN to a multiple of 8. With `listed`, the classes are those labels
+    in that order instead (a user task that lists its labels)."""
+    from fairseq.data import Dictionary
     from fairseq.tasks.fairseq_task import FairseqTask
 
+    if listed is not None:
+        dictionary = Dictionary()
+        for label in listed:
+            dictionary.add_symbol(label, n=sum(1 for x in train_labels if x == label))
+        dictionary.pad_to_multiple_(8)
+        return dictionary
     with open(scratch_file, "w", encoding="utf-8") as f:
         for label in train_labels:
             f.write(label + "\n")
@@ -185,9 +193,10 @@ def label_names(label_dict) -> List[str]:
     return [s for s in label_dict.symbols[label_dict.nspecial:] if not _PADDING.match(s)]
 
 
-def format_score(text: str) -> str:
-    """An STS-B score as the recipe writes it: awk '{print $1 / 5.0}' (OFMT %.6g)."""
-    value = float(text) / 5.0
+def format_score(text: str, scale: float = 5.0) -> str:
+    """A regression score on the training scale, as the recipe writes STS-B's:
+    awk '{print $1 / 5.0}' (OFMT %.6g)."""
+    value = float(text) / scale
     if value == int(value) and abs(value) < 1e16:  # awk prints integral values with %d
         return "%d" % int(value)
     return "%.6g" % value

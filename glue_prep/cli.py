@@ -44,6 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wordpiece-vocab", metavar="PATH", help="WordPiece vocab.txt")
     t.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                    help="WordPiece only: lowercase and strip accents (default: yes, or the spec's)")
+    u = p.add_argument_group(
+        "your own task (TASK is then its name, or a task file: see glue_prep/task_files.py)",
+        "files are read from GLUE_DATA_DIR; their columns are named by the header (tsv, csv) or keys (jsonl)")
+    u.add_argument("--format", choices=("tsv", "csv", "jsonl"), help="the files' format; makes TASK a new task's name")
+    u.add_argument("--text", metavar="COLUMN", help="the column (key) of the text")
+    u.add_argument("--text-pair", metavar="COLUMN", help="the column of the second text of a pair task")
+    u.add_argument("--label", metavar="COLUMN", help="the column of the label (or score)")
+    u.add_argument("--id", metavar="COLUMN", help="the column of the test rows' ids (default: the row number)")
+    u.add_argument("--train", metavar="FILE", help="the training file, relative to GLUE_DATA_DIR")
+    u.add_argument("--valid", metavar="FILE", help="the validation file")
+    u.add_argument("--test", metavar="FILE", help="the test file (optional; labels not needed)")
+    u.add_argument("--labels", metavar="A,B,...", help="the classes, in this order (default: collected from "
+                                                        "train, most frequent first, ties by label)")
+    u.add_argument("--regression", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="a regression task with scores in [LOW, HIGH] (the model learns score / HIGH)")
+    u.add_argument("--metric", help="the metric checkpoints are selected by (accuracy, f1, acc_and_f1, mcc, "
+                                    "macro_f1; regression: pearson_and_spearman, pearson, spearman)")
+    u.add_argument("--positive-label", metavar="LABEL", help="the class whose F1 is reported")
     r = p.add_argument_group("run")
     r.add_argument("--workers", type=int, default=available_cores(), metavar="N",
                    help="encoding processes (default: all cores, here %(default)s)")
@@ -138,6 +156,36 @@ def resolve_tokenizer(args):
     return tokenizer, dict_path
 
 
+USER_TASK_FLAGS = ("text", "text_pair", "label", "id", "train", "valid", "test", "labels", "regression",
+                   "metric", "positive_label")
+
+
+def user_tasks(args):
+    """[the user's TaskSpec] from a task file (TASK ends in .json) or from the flags; None for
+    GLUE task names."""
+    from .task_files import read_task_file, task_from_description
+
+    given = [name for name in USER_TASK_FLAGS if getattr(args, name) is not None]
+    if args.task.endswith(".json"):
+        if given or args.format:
+            raise UsageError(f"--{given[0].replace('_', '-') if given else 'format'} cannot be combined "
+                             "with a task file (the file describes the task)")
+        return [read_task_file(args.task)]
+    if args.format is None:
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} describes your own task: add --format")
+        return None
+    description = {"name": args.task, "format": args.format, "text": args.text, "text_pair": args.text_pair,
+                   "label": args.label, "id": args.id, "train": args.train, "valid": args.valid,
+                   "test": args.test, "metric": args.metric, "positive_label": args.positive_label}
+    if args.labels is not None:
+        description["labels"] = [x for x in args.labels.split(",") if x]
+    if args.regression is not None:
+        description.update(regression=True, score_range=list(args.regression))
+    return [task_from_description({k: v for k, v in description.items() if v is not None},
+                                  source="the command line")]
+
+
 def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -163,14 +211,14 @@ def main(argv=None) -> int:
 
     try:
         # cheap checks first: a wrong task name or an existing output fails before any heavy import
-        tasks = resolve_tasks(Path(args.glue_dir), args.task)
+        tasks = user_tasks(args) or resolve_tasks(Path(args.glue_dir), args.task)
         if not args.force:
             check_outputs_free(Path(args.out_dir), tasks)
         tokenizer, dict_path = resolve_tokenizer(args)
         opts = Options(tokenizer=tokenizer, dict_path=dict_path, workers=args.workers,
                        max_rows=args.max_rows, force=args.force, progress=args.progress,
                        max_positions=args.max_positions, truncate=args.truncate_to is not None)
-        prepare(args.glue_dir, ",".join(tasks), args.out_dir, opts)
+        prepare(args.glue_dir, tasks if not isinstance(tasks[0], str) else ",".join(tasks), args.out_dir, opts)
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"glue_prep: error: {e}", file=sys.stderr)

@@ -19,22 +19,15 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-BASE = "https://dl.fbaipublicfiles.com/glue/data/"
-ZIPS = {
-    "CoLA": BASE + "CoLA.zip",
-    "SST-2": BASE + "SST-2.zip",
-    "QQP": BASE + "QQP-clean.zip",
-    "STS-B": BASE + "STS-B.zip",
-    "MNLI": BASE + "MNLI.zip",
-    "QNLI": BASE + "QNLIv2.zip",
-    "RTE": BASE + "RTE.zip",
-    "WNLI": BASE + "WNLI.zip",
-}
-AX_URL = BASE + "AX.tsv"
+from .tasks import GLUE_ZIPS, TASK_ORDER, TASKS
+
+# where each task comes from is the registry's (TaskSpec.download): a zip, or built here
+ZIPS = {name: task.download for name, task in TASKS.items() if task.download.startswith("https://")}
+AX_URL = GLUE_ZIPS + "AX.tsv"
 MRPC_TRAIN = "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_train.txt"
 MRPC_TEST = "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_test.txt"
-MRPC_DEV_IDS = BASE + "mrpc_dev_ids.tsv"
-ALL = ["CoLA", "SST-2", "MRPC", "QQP", "STS-B", "MNLI", "QNLI", "RTE", "WNLI", "AX"]
+MRPC_DEV_IDS = GLUE_ZIPS + "mrpc_dev_ids.tsv"
+ALL = list(TASK_ORDER)
 ALIASES = {"SST": "SST-2", "STS": "STS-B", "diagnostic": "AX"}  # download_glue_data.py's names
 
 
@@ -159,9 +152,9 @@ def main(argv=None) -> int:
     failed = []
     for task in tasks:
         try:
-            if task == "MRPC":
+            if TASKS[task].download == "mrpc":
                 format_mrpc(data_dir, args.path_to_mrpc)
-            elif task == "AX":
+            elif TASKS[task].download == "ax":
                 download_diagnostic(data_dir)
             else:
                 download_zip(task, data_dir)

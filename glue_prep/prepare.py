@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import __version__
+from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, OutputExistsError
-from .tasks import TASK_DIRS, TASK_ORDER, TASKS, MNLI_RECIPE_LABEL_ORDER, SplitSpec, TaskSpec, get_task
+from .tasks import TASK_ORDER, TASKS, MNLI_RECIPE_LABEL_ORDER, SplitSpec, TaskSpec, get_task
 from .tokenizers import SPEC_NAME, Tokenizer
 from .tsv import SplitData, format_lines, read_split
 
@@ -34,7 +35,7 @@ def _log(msg: str) -> None:
 
 
 def task_dir(glue_dir: Path, task: TaskSpec) -> Optional[Path]:
-    for name in TASK_DIRS[task.name]:
+    for name in task.folders:
         d = glue_dir / name
         if any((d / f).is_file() for s in task.splits for f in s.files):
             return d
@@ -42,7 +43,7 @@ def task_dir(glue_dir: Path, task: TaskSpec) -> Optional[Path]:
 
 
 def find_split_file(glue_dir: Path, task: TaskSpec, split: SplitSpec) -> Path:
-    candidates = [glue_dir / d / f for d in TASK_DIRS[task.name] for f in split.files]
+    candidates = [glue_dir / d / f for d in task.folders for f in split.files]
     for c in candidates:
         if c.is_file():
             return c
@@ -88,39 +89,19 @@ def resolve_tasks(glue_dir: Path, which: str, quiet: bool = False) -> List[str]:
     return sorted(dict.fromkeys(out), key=TASK_ORDER.index)
 
 
-def check_outputs_free(out_dir: Path, tasks: Sequence[str]) -> None:
+def check_outputs_free(out_dir: Path, tasks: Sequence) -> None:
     for name in tasks:
-        final = Path(out_dir) / f"{name}-bin"
+        final = Path(out_dir) / f"{getattr(name, 'name', name)}-bin"
         if final.exists():
             raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale(out_dir: Path, name: str) -> None:
-    """Temp folders left by a run that was killed (SIGKILL leaves no chance to clean up)."""
-    for p in out_dir.glob(f".{name}.tmp-*"):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def prepare_task(glue_dir, task_name: str, out_dir, opts: Options,
+def prepare_task(glue_dir, task_name, out_dir, opts: Options,
                  log: Callable[[str], None] = _log) -> Path:
-    """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded."""
+    """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded.
+    `task_name` is a GLUE task's name, or a TaskSpec (a user's task)."""
     glue_dir, out_dir = Path(glue_dir), Path(out_dir)
-    task = get_task(task_name)
+    task = task_name if isinstance(task_name, TaskSpec) else get_task(task_name)
     final = out_dir / f"{task.name}-bin"
     if final.exists() and not opts.force:
         raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
@@ -156,38 +137,22 @@ def prepare_task(glue_dir, task_name: str, out_dir, opts: Options,
                               next(iter(opts.tokenizer.files.values()))) from None
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out_dir, final.name)
-    tmp = out_dir / f".{final.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    remove_stale(out_dir, prefix=f".{final.name}.")
+    tmp = temporary_name(final)
     tmp.mkdir()
     try:
         meta = _build(task, data, tmp, src_dict, opts, glue_dir, out_dir, log)
         meta["seconds"] = round(time.time() - t0, 2)
         (tmp / "glue_prep.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _install(tmp, final, opts.force)
+        if final.exists() and not opts.force:
+            raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
+        replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"{task.name}: wrote {final} ({', '.join(f'{k} {v}' for k, v in meta['splits'].items())} "
         f"rows) in {meta['seconds']:.1f}s")
     return final
-
-
-def _install(tmp: Path, final: Path, force: bool) -> None:
-    if final.exists():
-        if not force:
-            raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            os.replace(old, final)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def _progress(opts: Options, total: int, desc: str):
@@ -238,9 +203,10 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
             if not split.is_test:
                 with open(tmp / "label" / f"{split.name}.label", "w", encoding="utf-8") as f:
                     for score in data[split.name].labels:
-                        f.write(format_score(score) + "\n")
+                        f.write(format_score(score, task.target_scale) + "\n")
     elif "train" in data:
-        label_dict = build_label_dictionary(data["train"].labels, str(tmp / "label" / ".train.label"))
+        listed = task.labels if task.label_order == "listed" else None
+        label_dict = build_label_dictionary(data["train"].labels, str(tmp / "label" / ".train.label"), listed)
         _check_label_coverage(task, data, label_dict)
         label_dict.save(str(tmp / "label" / "dict.txt"))
         for split in task.splits:
@@ -261,9 +227,16 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
     opts.tokenizer.save(tmp / "tokenizer")
     meta = {
         "task": task.name,
-        "num_classes": task.num_classes,
+        "task_file": _save_task_file(task, tmp),
+        "num_classes": task.num_classes or len(meta_labels),
         "regression": task.regression,
         "label_names": meta_labels,
+        "metric": task.metric,
+        "positive_label": task.positive_label,
+        "target_scale": task.target_scale,
+        "score_range": task.score_range,
+        "label_counts": {s.name: _counts(data[s.name].labels) for s in task.splits
+                         if not s.is_test and not task.regression},
         "splits": {s.name: len(data[s.name]) for s in task.splits},
         "test_splits": dict(task.test_names),
         "tokenizer": f"tokenizer/{SPEC_NAME}",
@@ -300,12 +273,40 @@ def _unk_rate(tmp: Path, task: TaskSpec, src_dict) -> float:
     return unk / total if total else 0.0
 
 
+def _counts(labels) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _save_task_file(task: TaskSpec, folder: Path) -> Optional[str]:
+    """A user task's description, beside its binaries, so that training, evaluation and
+    prediction find it with the data (GLUE tasks are in the registry)."""
+    if task.file_format == "glue":
+        return None
+    from .task_files import task_description
+
+    (folder / "task.json").write_text(json.dumps(task_description(task), indent=2) + "\n", encoding="utf-8")
+    return "task.json"
+
+
 def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData], label_dict) -> None:
     from .binarize import label_names
 
     present = set(label_names(label_dict))
 
     train = data["train"]
+    # every label of another split must be a class the train labels define
+    for d in data.values():
+        if d is train or d.labels is None:
+            continue
+        for label, line in zip(d.labels, d.line_numbers):
+            if label not in present:
+                raise GlueFormatError(
+                    f"{task.name} label {label!r} occurs here but in no row of the train split "
+                    f"({train.path}); the label dictionary is built from the train labels, as "
+                    "fairseq's recipe does, so this row could not be labelled", d.path, line)
     for label in task.labels:
         if label not in present:
             # the recipe would map it to <unk> in valid, or leave the class out of the head
@@ -365,11 +366,12 @@ def _read_column(task: TaskSpec, split: SplitSpec, path: Path) -> List[str]:
     return read_split(task, split, path).labels
 
 
-def prepare(glue_dir, which: str, out_dir, opts: Options, log=_log) -> List[Path]:
+def prepare(glue_dir, which, out_dir, opts: Options, log=_log) -> List[Path]:
+    """which: GLUE task names ('RTE', 'RTE,MRPC', 'ALL'), or a list of TaskSpecs (user tasks)."""
     glue_dir = Path(glue_dir)
-    names = resolve_tasks(glue_dir, which)
+    tasks = which if isinstance(which, list) else resolve_tasks(glue_dir, which)
     done = []
-    for name in names:
-        log(f"{name}: preparing from {glue_dir}")
-        done.append(prepare_task(glue_dir, name, out_dir, opts, log=log))
+    for task in tasks:
+        log(f"{getattr(task, 'name', task)}: preparing from {glue_dir}")
+        done.append(prepare_task(glue_dir, task, out_dir, opts, log=log))
     return done

@@ -68,10 +68,15 @@ def check_label(task: TaskSpec, text: str, path: Path, lineno: int) -> str:
             value = float(label)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or not 0.0 <= value <= 5.0:
-            raise GlueFormatError(
-                f"{task.name} score {text!r} is not a number between 0 and 5", path, lineno
-            )
+        low, high = task.score_range or (-math.inf, math.inf)
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            expected = f"between {low:g} and {high:g}" if task.score_range else "(finite)"
+            raise GlueFormatError(f"{task.name} score {text!r} is not a number {expected}", path, lineno)
+        return label
+    if not task.labels:  # collected from the training file; any label but an empty one
+        if not label or any(c.isspace() for c in label):
+            raise GlueFormatError(f"{task.name} label {text!r}: expected a non-empty label without "
+                                  "spaces (fairseq's label dictionary splits on whitespace)", path, lineno)
         return label
     if label not in task.labels:
         raise GlueFormatError(
@@ -85,7 +90,12 @@ def check_label(task: TaskSpec, text: str, path: Path, lineno: int) -> str:
 def read_split(
     task: TaskSpec, split: SplitSpec, path: Path, max_rows: Optional[int] = None
 ) -> SplitData:
-    """Read and check one split file. Raises GlueFormatError on the first bad line."""
+    """Read and check one split file. Raises GlueFormatError on the first bad line. A user
+    task's TSV, CSV or JSON Lines files are read by ``formats``."""
+    if task.file_format != "glue":
+        from .formats import read_user_split
+
+        return read_user_split(task, split, path, max_rows)
     path = Path(path)
     ncols = split.ncols
     data = SplitData(

@@ -297,12 +297,12 @@ def test_interrupt_during_parallel_encoding(rte, tmp_path, monkeypatch):
     real = glue_prep.binarize.write_encoded_split
     seen = []
 
-    def interrupted(encoder, columns, prefixes, vocab_size, progress=None):
+    def interrupted(encoder, columns, prefixes, vocab_size, progress=None, **lengths):
         seen.append(prefixes[0])
         if prefixes[0].endswith("valid"):
             for i, _ in enumerate(encoder.encode(columns)):
                 raise KeyboardInterrupt
-        return real(encoder, columns, prefixes, vocab_size, progress)
+        return real(encoder, columns, prefixes, vocab_size, progress, **lengths)
 
     monkeypatch.setattr(glue_prep.binarize, "write_encoded_split", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -325,7 +325,7 @@ def test_signal_to_bash_entry_point_leaves_nothing(tmp_path, sig, status):
                             text=True, preexec_fn=default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if out.exists() and list(out.glob(".SST-2-bin.tmp-*")):
+        if out.exists() and list(out.glob(".SST-2-bin.*tmp-*")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "finished before it could be interrupted"

@@ -11,6 +11,7 @@ from conftest import REPO
 from fairseq_hire.recipes import RECIPES, recipe
 
 FINETUNE = [sys.executable, str(REPO / "scripts" / "finetune.py")]
+sys.path.insert(0, str(REPO / "scripts"))
 
 
 def dry_run(*args):
@@ -25,12 +26,38 @@ def test_yamls_match_the_recipe_table():
     for size in ("base", "large"):
         for task in RECIPES.values():
             config = yaml.safe_load((REPO / "fairseq_hire" / "config" / "finetuning" / size / f"{task.yaml_name}.yaml").read_text())
-            assert config["optimization"]["lr"] == [task.lr]
-            assert config["dataset"]["batch_size"] == task.batch_size
-            assert config["lr_scheduler"]["warmup_updates"] == task.warmup_updates
-            assert config["optimization"]["max_update"] == task.total_updates
+            schedule = task.task.recipe
+            assert config["optimization"]["lr"] == [schedule.lr]
+            assert config["dataset"]["batch_size"] == schedule.batch_size
+            assert config["lr_scheduler"]["warmup_updates"] == schedule.warmup_updates
+            assert config["optimization"]["max_update"] == schedule.total_updates
             assert config["model"]["_name"] == f"roberta_hire_{size}"
             assert config["criterion"]["regression_target"] == task.regression
+
+
+def test_every_flag_of_the_command_line_is_in_every_yaml():
+    """Each fairseq-train flag finetune.py passes (on a GPU) appears in the YAML exactly once,
+    with the value fairseq's parser gives it, and every --hire-* option with its default."""
+    import generate_recipe_yamls as generator
+
+    from fairseq_hire.modules.options import HireOptions
+
+    for size in ("base", "large"):
+        for task in RECIPES.values():
+            config = yaml.safe_load((generator.CONFIG_DIR / size / f"{task.yaml_name}.yaml").read_text())
+            command = generator.recipe_command(task, size)
+            args = generator.parsed(command)
+            for flag in (word for word in command if word.startswith("--")):
+                dest = flag[2:].replace("-", "_")
+                key = "_name" if dest in generator.CHOICE_FLAGS else dest
+                holders = [g for g, section in config.items() if isinstance(section, dict) and key in section
+                           and (key != "_name" or g == generator.CHOICE_FLAGS[dest])]
+                assert len(holders) == 1, (task.name, size, flag, holders)
+                value = config[holders[0]][key]
+                expected = getattr(args, dest)
+                assert value == expected or float(value) == float(expected), (task.name, flag, value, expected)
+            for name, default in HireOptions().as_args().items():
+                assert config["model"][name] == default, (task.name, name)
 
 
 @pytest.mark.parametrize("task", ["RTE", "STS-B", "MNLI"])

@@ -7,8 +7,9 @@ from fairseq_hire.evaluation import GlueSplit, submission_lines
 
 
 def rows(task, labels, regression=False, n=3):
+    scale = {"target_scale": 5.0, "score_range": (0.0, 5.0)} if regression else {}  # STS-B's, from the registry
     return GlueSplit(task=task, split="test", examples=[("a",)] * n, labels=None, index=[str(i) for i in range(n)],
-                     label_names=labels, regression=regression, source=Path("test.tsv"))
+                     label_names=labels, regression=regression, source=Path("test.tsv"), **scale)
 
 
 def test_stsb_scores_are_on_0_to_5_and_clipped():

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..atomic import write_atomically
+from glue_prep.atomic import write_atomically
 from ..modules.options import HEADS
 from ..plotting import pyplot, save_figure
 from . import statistics as st

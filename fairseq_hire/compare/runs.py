@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..atomic import write_atomically
+from glue_prep.atomic import write_atomically
 from ..modules.options import HEADS
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.finetune"]

@@ -9,8 +9,8 @@ batches (fairseq's ConcatTensorMeter in the validation aggregator) and across wo
 (logging outputs are all-gathered, not summed), and the metrics are computed once over the
 full set with scikit-learn / scipy:
 
-    classification: accuracy, mcc (Matthews, CoLA), and for a binary task whose label set
-                    holds --f1-positive-label ("1": MRPC, QQP) f1 and acc_and_f1
+    classification: accuracy, mcc (Matthews, CoLA), macro_f1, and for a binary task whose
+                    label set holds --f1-positive-label ("1": MRPC, QQP) f1 and acc_and_f1
     regression:     pearson, spearman, pearson_and_spearman (STS-B)
 
 All are in percent and usable as --best-checkpoint-metric (with
@@ -135,7 +135,7 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         for key, field_name in ((PRED_KEY, "pred"), (TARG_KEY, "targ")):
             values = [v for log in evaluated for v in log[field_name]]
             metrics.log_concat_tensor(key, torch.tensor(values, dtype=dtype))
-        names = ["pearson", "spearman", "pearson_and_spearman"] if regression else ["mcc"]
+        names = ["pearson", "spearman", "pearson_and_spearman"] if regression else ["mcc", "macro_f1"]
         if positive >= 0:
             names += ["f1", "acc_and_f1"]
         for name in names:

@@ -1,0 +1,162 @@
+"""A user's own task, described by a JSON task file (or by glue_prep's flags), as a TaskSpec
+of the registry: binarised, trained, evaluated and predicted through the same code as GLUE.
+
+    {
+      "name": "reviews",                     letters, digits, - _ . (the binaries: reviews-bin)
+      "format": "csv",                       tsv, csv (with quoting) or jsonl
+      "text": "review", "text_pair": null,   the column (header name) or key of the text(s)
+      "label": "stars", "id": "review_id",   the label's column; an optional id column
+      "train": "train.csv", "valid": "dev.csv", "test": "test.csv",   relative to the data folder
+      "labels": ["bad", "good"],             optional: the classes, in this order; without it the
+                                             labels are collected from train, most frequent first,
+                                             ties by label (fairseq-preprocess's order, GLUE's)
+      "regression": false, "score_range": [0, 5],   regression: the model learns score / high end
+      "metric": "f1", "positive_label": "good",      accuracy (default), f1, acc_and_f1, mcc,
+                                             macro_f1; regression: pearson_and_spearman (default),
+                                             pearson, spearman
+      "recipe": {"lr": 1e-5, "batch_size": 16, "epochs": 10}   optional: fairseq_hire.recipes
+    }
+
+Every mistake is refused naming the task file and the key.
+"""
+import json
+import re
+from pathlib import Path
+from typing import Dict, Optional
+
+from .errors import GlueFormatError
+from .tasks import METRICS, REGRESSION_METRICS, Recipe, SplitSpec, TaskSpec
+
+FORMATS = ("tsv", "csv", "jsonl")
+KEYS = ("name", "format", "text", "text_pair", "label", "id", "train", "valid", "test", "labels",
+        "regression", "score_range", "metric", "positive_label", "recipe")
+RECIPE_KEYS = ("lr", "batch_size", "epochs", "total_updates", "warmup_updates")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def read_task_file(path) -> TaskSpec:
+    path = Path(path)
+    try:
+        description = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise GlueFormatError("missing: expected a JSON task file", path) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise GlueFormatError(f"not a readable JSON task file: {error}", path) from None
+    return task_from_description(description, source=path)
+
+
+def task_from_description(description: Dict, source=None) -> TaskSpec:
+    where = source if source is not None else "the task description"
+
+    def refuse(message):
+        raise GlueFormatError(message, where)
+
+    if not isinstance(description, dict):
+        refuse("expected a JSON object with name, format, text, label, train, valid")
+    unknown = sorted(set(description) - set(KEYS))
+    if unknown:
+        refuse(f"unknown key {unknown[0]!r}; expected some of {', '.join(KEYS)}")
+
+    def get(key, kind=str, required=False, default=None):
+        value = description.get(key, default)
+        if value is None:
+            if required:
+                refuse(f"missing {key!r}")
+            return default
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            refuse(f"{key!r} is {value!r}; expected {getattr(kind, '__name__', kind)}")
+        return value
+
+    name = get("name", required=True)
+    if not NAME.match(name):
+        refuse(f"name {name!r}: expected letters, digits, '-', '_' or '.' (it names the <name>-bin folder)")
+    file_format = get("format", required=True)
+    if file_format not in FORMATS:
+        refuse(f"format {file_format!r}: expected one of {', '.join(FORMATS)}")
+    text, text_pair = get("text", required=True), get("text_pair")
+    inputs = (text,) if text_pair is None else (text, text_pair)
+    label, index = get("label", required=True), get("id")
+    regression = get("regression", bool, default=False)
+    labels = tuple(str(x) for x in get("labels", list, default=[]))
+    if regression and labels:
+        refuse("'labels' and 'regression' exclude each other")
+    if len(set(labels)) != len(labels):
+        refuse(f"'labels' lists a label twice: {list(labels)}")
+    score_range = get("score_range", list)
+    if score_range is not None:
+        if not regression:
+            refuse("'score_range' is for regression tasks ('regression': true)")
+        if len(score_range) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                            for x in score_range) or not score_range[0] < score_range[1]:
+            refuse(f"'score_range' {score_range!r}: expected [low, high] with low < high")
+    if regression and score_range is None:
+        refuse("a regression task needs 'score_range': [low, high] (the model learns score / high)")
+    metric = get("metric", default="pearson_and_spearman" if regression else "accuracy")
+    allowed = REGRESSION_METRICS if regression else tuple(m for m in METRICS if m not in REGRESSION_METRICS)
+    if metric not in allowed:
+        refuse(f"metric {metric!r} for a {'regression' if regression else 'classification'} task: "
+               f"expected one of {', '.join(allowed)}")
+    positive_label = get("positive_label")
+    if positive_label is not None:
+        positive_label = str(positive_label)
+    if metric in ("f1", "acc_and_f1"):
+        if positive_label is None:
+            refuse(f"metric {metric!r} needs 'positive_label': the class whose F1 is reported")
+        if labels and (len(labels) != 2 or positive_label not in labels):
+            refuse(f"metric {metric!r} is for two classes, one of them {positive_label!r}; 'labels' is {list(labels)}")
+    recipe = recipe_from(get("recipe", dict), refuse)
+
+    splits = []
+    for split_name in ("train", "valid", "test"):
+        file_name = get(split_name, required=split_name != "test")
+        if file_name is None:
+            continue
+        is_test = split_name == "test"
+        splits.append(SplitSpec(split_name, (file_name,), None, inputs, label=None if is_test else label,
+                                index=index if is_test else None))
+    return TaskSpec(
+        name=name, splits=tuple(splits), labels=labels, regression=regression, metric=metric,
+        positive_label=positive_label,
+        score_range=tuple(float(x) for x in score_range) if score_range else None,
+        target_scale=float(score_range[1]) if regression else 1.0,
+        label_order="listed" if labels else "frequency", recipe=recipe, in_fairseq_recipe=False,
+        folders=(".",), file_format=file_format, source=str(source) if source is not None else None,
+        test_names={"test": name} if any(s.name == "test" for s in splits) else {},
+    )
+
+
+def recipe_from(given: Optional[Dict], refuse) -> Optional[Recipe]:
+    """A task file's recipe section: lr, batch_size and epochs (updates follow from the data),
+    or an explicit total_updates / warmup_updates; what is left out is derived from the data."""
+    if not given:
+        return None
+    unknown = sorted(set(given) - set(RECIPE_KEYS))
+    if unknown:
+        refuse(f"recipe: unknown key {unknown[0]!r}; expected some of {', '.join(RECIPE_KEYS)}")
+    for key, value in given.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value <= 0 or (key != "lr" and not isinstance(value, int)):
+            refuse(f"recipe: {key} is {value!r}; expected a positive {'number' if key == 'lr' else 'integer'}")
+    return Recipe(lr=given.get("lr"), batch_size=given.get("batch_size"), total_updates=given.get("total_updates"),
+                  warmup_updates=given.get("warmup_updates"), max_epoch=given.get("epochs"))
+
+
+def task_description(task: TaskSpec) -> Dict:
+    """The task file of a user's TaskSpec (what glue_prep writes beside the binaries)."""
+    split = {s.name: s for s in task.splits}
+    train = split["train"]
+    description = {
+        "name": task.name, "format": task.file_format, "text": train.inputs[0],
+        "text_pair": train.inputs[1] if len(train.inputs) > 1 else None, "label": train.label,
+        "id": split["test"].index if "test" in split else None,
+        **{name: s.files[0] for name, s in split.items()},
+        "labels": list(task.labels) or None, "regression": task.regression,
+        "score_range": list(task.score_range) if task.score_range else None,
+        "metric": task.metric, "positive_label": task.positive_label,
+    }
+    if task.recipe is not None:
+        r = task.recipe
+        given = {"lr": r.lr, "batch_size": r.batch_size, "epochs": r.max_epoch, "total_updates": r.total_updates,
+                 "warmup_updates": r.warmup_updates}
+        description["recipe"] = {k: v for k, v in given.items() if v is not None}
+    return {k: v for k, v in description.items() if v is not None}
