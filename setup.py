@@ -1,7 +1,8 @@
 """fairseq-hire: HIRE (Yang and Zhao, arXiv 1911.01940) as a fairseq plugin.
 
 Install with `make install` (it orders torch, the requirements and fairseq-fixed
-correctly); `pip install -e .` alone assumes torch and fairseq are already present.
+correctly, at the versions of constraints.txt); `pip install -e .` alone assumes torch and
+fairseq are already present and installs only what is missing from the ranges below.
 """
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 
-def pinned(name):
+def requirements(name):
+    """The requirement lines of a requirements file: compatible ranges, never exact pins
+    (those are in constraints.txt, for `make install` only)."""
     lines = (HERE / name).read_text().splitlines()
     return [line for line in lines if line and not line.startswith("#")]
 
@@ -25,10 +28,10 @@ setup(
     packages=find_packages(include=["fairseq_hire", "fairseq_hire.*", "glue_prep", "glue_prep.*"]),
     package_data={
         "fairseq_hire": ["assets/gpt2_bpe/*", "config/**/*.yaml"],
-        "glue_prep": ["*.sh", "data/*/*.tsv"],
+        "glue_prep": ["*.sh", "data/*/*.tsv", "data/*/*.csv", "data/*/*.json"],
     },
     # torch and fairseq-fixed are deliberately absent: a bare `torch` pulls a CUDA build of
     # several GB, and fairseq-fixed's metadata pulls torchaudio. The Makefile installs both.
-    install_requires=pinned("requirements.txt"),
-    extras_require={"dev": pinned("requirements-dev.txt")},
+    install_requires=requirements("requirements.txt"),
+    extras_require={"dev": requirements("requirements-dev.txt"), "fairseq": requirements("requirements-fairseq.txt")},
 )

@@ -7,7 +7,7 @@ Two references, each timed as wall clock of fresh processes, alternating with gl
 (order flipped every repeat), after one untimed warm-up of each:
 
 * ``recipe``: fairseq's examples/roberta/preprocess_GLUE_tasks.sh for SST-2 (the installed copy,
-  run by glue_prep.reference.run_recipe: wget replaced by a local copy, --workers N instead of
+  run by benchmarks/fairseq_recipe.py.run_recipe: wget replaced by a local copy, --workers N instead of
   60): train, dev and test through multiprocessing_bpe_encoder.py --workers N and
   fairseq-preprocess --only-source --srcdict --workers N, and the labels. The same job
   glue_prep does; both outputs are compared byte for byte.
@@ -62,7 +62,7 @@ def run_ours(data: Path, out: Path, workers: int):
 
 
 def run_recipe(data: Path, out: Path, workers: int):
-    from glue_prep.reference import run_recipe as recipe
+    from fairseq_recipe import run_recipe as recipe
 
     if out.exists():
         shutil.rmtree(out)
@@ -71,7 +71,7 @@ def run_recipe(data: Path, out: Path, workers: int):
 
 def run_recipe_train_only(data: Path, out: Path, workers: int):
     """The recipe's commands for the train split only (same programs, same options)."""
-    from glue_prep.reference import default_preprocess_cmd, fairseq_examples_dir
+    from fairseq_recipe import default_preprocess_cmd, fairseq_examples_dir
 
     if out.exists():
         shutil.rmtree(out)

@@ -1,21 +1,25 @@
 #!/usr/bin/env python
-"""The README's results, generated from the benchmarks' own JSON files; nothing is typed by
-hand.
+"""The README's results, generated from the benchmarks' own files; nothing is typed by hand.
 
-    python benchmarks/report.py [--update-readme | --check-readme]
+    python benchmarks/report.py [--update-readme | --check-readme] [--refresh]
 
-Writes benchmarks/results/quality_summary.json, quality_table.md, layer_weights.png and,
-with --update-readme, replaces the README's generated sections (between
-<!-- NAME:start --> and <!-- NAME:end --> for NAME in quality, cost, speed, glue-prep).
+Sections (between <!-- NAME:start --> and <!-- NAME:end --> in README.md):
 
-Per task and model: the official GLUE metrics of the best epoch (chosen, as in training, by
-the recipe's best-checkpoint metric), over seeds: median, mean +- sample std, n. A
-difference to the baseline is called within seed noise when it is smaller than twice its
-standard error (sqrt(s_a^2/n_a + s_b^2/n_b)), roughly a 95% two-sided test.
+* options and heads: every --hire-* option and every head of the comparison, from their one
+  definition (fairseq_hire/modules/options.py);
+* quality: the comparison study (benchmarks/quality.py, fairseq_hire.compare) per task, from
+  benchmarks/results/compare/<TASK>/report.json: every head's scores over seeds against the
+  stock head, with the paired bootstrap interval, the seed-level tests and the smallest
+  difference the seeds could have detected, then the answer in plain words;
+* cost: each head's quality next to its training-step cost (benchmarks/speed.py, all-MiniLM-L6
+  dimensions, real GLUE batches) and the recommendation: the cheapest head within the
+  detectable-difference band of the best head on every task;
+* speed and glue-prep: the speed and glue_prep benchmarks' tables.
+
+--refresh first rewrites every task's report from its run files (fairseq_hire.compare.report).
 """
 import argparse
 import json
-import math
 import re
 import statistics
 import sys
@@ -23,180 +27,155 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from fairseq_hire.evaluation import write_atomically  # noqa: E402
+from fairseq_hire.compare import statistics as st  # noqa: E402
+from fairseq_hire.compare.report import markdown, write_report  # noqa: E402
+from fairseq_hire.modules.options import HEADS  # noqa: E402
+from glue_prep.atomic import write_atomically  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-OFFICIAL = {"MRPC": ["f1", "accuracy"], "STS-B": ["pearson", "spearman"], "CoLA": ["mcc"], "RTE": ["accuracy"],
-            "SST-2": ["accuracy"], "QQP": ["f1", "accuracy"], "QNLI": ["accuracy"], "MNLI": ["accuracy"]}
-TASK_ORDER = ["MRPC", "STS-B", "CoLA", "RTE", "SST-2"]
-MODEL_ORDER = ["baseline", "hire", "scalar-mix", "hire-d4", "hire-d8"]
-MODEL_NAMES = {"baseline": "stock RoBERTa head", "hire": "HIRE (defaults, h = d/2)", "scalar-mix": "HIRE, scalar-mix",
-               "hire-d4": "HIRE, h = d/4", "hire-d8": "HIRE, h = d/8"}
-SPEED_CONFIG = {"baseline": "stock", "hire": "hire", "scalar-mix": "scalar-mix", "hire-d4": "hire-d4", "hire-d8": "hire-d8"}
+STUDY = RESULTS / "compare"
+TASK_ORDER = ["MRPC", "STS-B", "CoLA", "RTE"]
+MIN_SEEDS = 5  # the study's requirement before a task counts for the answer and the recommendation
+SPEED_NAMES = {"stock": "stock"}  # a head's configuration in the speed JSONs: its own name but for these
 
 
-def load_runs():
-    runs = []
-    for path in sorted((RESULTS / "quality").glob("*/*.json")):
-        runs.append(json.loads(path.read_text()))
-    return runs
+def study_summaries(refresh: bool = False) -> dict:
+    """task -> its comparison summary (report.json), in TASK_ORDER."""
+    summaries = {}
+    for folder in sorted(STUDY.glob("*"), key=lambda p: TASK_ORDER.index(p.name) if p.name in TASK_ORDER else 99):
+        if refresh and (folder / "runs").is_dir() and any((folder / "runs").glob("*.json")):
+            write_report(folder)
+        if (folder / "report.json").exists():
+            summaries[folder.name] = json.loads((folder / "report.json").read_text())
+    return summaries
 
 
-def describe(values):
-    return {"n": len(values), "median": statistics.median(values), "mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else float("nan"), "values": values}
+def quality_section(summaries: dict) -> str:
+    if not summaries:
+        return "(no comparison results yet: python benchmarks/quality.py)"
+    lines = []
+    for task, summary in summaries.items():
+        lines += [markdown(summary).rstrip(), "",
+                  f"Plots: [every seed's score](benchmarks/results/compare/{task}/scores.png)"
+                  + (f", [per-example layer weights](benchmarks/results/compare/{task}/layer_weights.png)"
+                     if (STUDY / task / "layer_weights.png").exists() else "") + ".", ""]
+    lines.append(answer(summaries))
+    return "\n".join(lines)
 
 
-def summarize(runs):
-    summary = {}
-    for task in sorted({r["task"] for r in runs}, key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 99):
-        task_runs = [r for r in runs if r["task"] == task]
-        primary = task_runs[0]["best_metric"]
-        metrics = OFFICIAL.get(task, [primary]) + ([primary] if primary not in OFFICIAL.get(task, []) else [])
-        entry = {"dev_size": task_runs[0]["dev_size"], "primary": primary, "epochs": task_runs[0]["epochs"],
-                 "lr": task_runs[0].get("lr"), "models": {}}
-        for model in sorted({r["model"] for r in task_runs}, key=lambda m: MODEL_ORDER.index(m)):
-            model_runs = sorted((r for r in task_runs if r["model"] == model), key=lambda r: r["seed"])
-            stats = {m: describe([r["best"][m] for r in model_runs]) for m in metrics}
-            weights = [[r["best"][k] for k in sorted((k for k in r["best"] if k.startswith("alpha_")),
-                                                     key=lambda k: int(k.split("_")[1]))] for r in model_runs]
-            entry["models"][model] = {"seeds": [r["seed"] for r in model_runs], "metrics": stats,
-                                      "layer_weights": [statistics.fmean(col) for col in zip(*weights)] if weights and weights[0] else None}
-        base = entry["models"].get("baseline")
-        for model, data in entry["models"].items():
-            if base is None or model == "baseline":
-                continue
-            data["vs_baseline"] = {"metric": primary, **compare(data["metrics"][primary], base["metrics"][primary])}
-        summary[task] = entry
-    return summary
+def answer(summaries: dict) -> str:
+    """The answer in plain words, for HIRE and every other head against the stock head."""
+    heads = [h for h in HEADS if h != "stock" and any(h in s["heads"] for s in summaries.values())]
+    sentences = []
+    for head in heads:
+        found = {task: s["heads"][head] for task, s in summaries.items() if head in s["heads"]}
+        versus = {task: data["vs_reference"] for task, data in found.items() if "vs_reference" in data}
+        few = [t for t, data in found.items() if data["n"] < MIN_SEEDS]
+        detected = {t: v for t, v in versus.items() if v["detected"]}
+        undetected = {t: v for t, v in versus.items() if not v["detected"]}
+        parts = []
+        if detected:
+            parts.append("a difference from the stock head is detected on " + ", ".join(
+                f"{t} ({v['difference']:+.1f}, 95% CI {v['bootstrap_low']:+.1f} to {v['bootstrap_high']:+.1f})"
+                for t, v in detected.items()))
+        if undetected:
+            bands = [v["detectable"] for v in undetected.values() if v["detectable"] is not None]
+            band = f"; differences of {min(bands):.1f} to {max(bands):.1f} points or more would have been" if bands else ""
+            parts.append(f"not detected on {', '.join(undetected)}{band}")
+        if few:
+            parts.append(f"fewer than {MIN_SEEDS} seeds so far on {', '.join(few)}")
+        sentences.append(f"- **{head}**: " + "; ".join(parts) + ".")
+    hire = [s["heads"]["hire"]["vs_reference"] for s in summaries.values()
+            if "hire" in s["heads"] and "vs_reference" in s["heads"]["hire"] and s["heads"]["hire"]["n"] >= MIN_SEEDS]
+    if hire and not any(v["detected"] for v in hire):
+        verdict = (f"**HIRE does not measurably help all-MiniLM-L6-v2** on the {len(hire)} task(s) with at least "
+                   f"{MIN_SEEDS} seeds of both heads.")
+    elif hire and all(v["detected"] and v["difference"] > 0 for v in hire):
+        verdict = "**HIRE helps all-MiniLM-L6-v2** on every task with enough seeds."
+    elif hire:
+        verdict = "HIRE's effect on all-MiniLM-L6-v2 depends on the task (see each table)."
+    else:
+        verdict = f"No task has {MIN_SEEDS} seeds of both HIRE and the stock head yet: no answer."
+    return "\n".join(["In plain words, against the stock RoBERTa head:", "", *sentences, "", verdict])
 
 
-def cost_ratios():
-    """HIRE's train-step cost at all-MiniLM-L6 dimensions on real GLUE batches, per device."""
+def step_costs() -> dict:
+    """device -> configuration -> {ratio, flop_ratio}: training-step time / stock at all-MiniLM-L6
+    dimensions, mean over the real GLUE batches (RTE, MRPC) of every speed JSON of that device."""
     costs = {}
     for path in sorted(RESULTS.glob("speed-*.json")):
         speed = json.loads(path.read_text())
         device = speed["machine"].get("gpu", "CPU")
         loads = speed["train_step"].get("minilm", {})
-        for config in SPEED_CONFIG.values():
-            ratios = [v["configs"][config]["ratio"] for k, v in loads.items() if k.endswith("batches") and config in v["configs"]]
-            flops = [v["configs"][config]["flop_ratio"] for k, v in loads.items() if k.endswith("batches") and config in v["configs"]]
-            if ratios:
-                costs.setdefault(device, {})[config] = {"ratio": statistics.fmean(ratios), "flop_ratio": statistics.fmean(flops)}
+        configs = {c for load in loads.values() for c in load["configs"]}
+        for config in configs:
+            rows = [load["configs"][config] for name, load in loads.items()
+                    if name.endswith("batches") and config in load["configs"]]
+            if rows:
+                costs.setdefault(device, {})[config] = {
+                    "ratio": statistics.fmean(r["ratio"] for r in rows),
+                    "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows), "source": path.name}
     return costs
 
 
-def compare(a, b):
-    """Mean difference a - b, its standard error, and whether it is within seed noise (< 2 SE);
-    with one seed on either side the noise is unknown (standard error and verdict None)."""
-    diff = a["mean"] - b["mean"]
-    if a["n"] < 2 or b["n"] < 2:
-        return {"mean_difference": diff, "standard_error": None, "within_noise": None}
-    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-    return {"mean_difference": diff, "standard_error": se, "within_noise": not (abs(diff) > 2 * se)}
+def within_band(summary: dict, head: str, best: str) -> bool:
+    """Whether `head` is within the detectable-difference band of `best` on this task: the seeds
+    could not have detected a gap the size of theirs (80% power)."""
+    a, b = summary["heads"][best], summary["heads"][head]
+    gap = a["mean"] - b["mean"]
+    band = st.detectable_difference(a["sd"] or 0.0, a["n"], b["sd"] or 0.0, b["n"])
+    return band is not None and gap < band
 
 
-NOISE_VERDICT = {True: " (within seed noise)", False: " (beyond seed noise)", None: " (one seed: noise unknown)"}
+def recommendation(summaries: dict, costs: dict) -> str:
+    cpu = costs.get("CPU", {})
+    tasks = {t: s for t, s in summaries.items() if all(d["n"] >= MIN_SEEDS for d in s["heads"].values())}
+    if not tasks or not cpu:
+        return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
+                "results of every head.")
+    heads = [h for h in HEADS if all(h in s["heads"] for s in tasks.values()) and SPEED_NAMES.get(h, h) in cpu]
+    best = {t: max(s["heads"], key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
+    fits = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
+    if not fits:
+        return "No head is within the detectable-difference band of the best head on every task."
+    cheapest = min(fits, key=lambda h: cpu[SPEED_NAMES.get(h, h)]["ratio"])
+    elsewhere = "".join(f"; {device}: {c[SPEED_NAMES.get(cheapest, cheapest)]['ratio']:.2f}x"
+                        for device, c in costs.items() if device != "CPU" and SPEED_NAMES.get(cheapest, cheapest) in c)
+    return (f"Recommended head: **{cheapest}** ({HEADS[cheapest].description}): the cheapest head within the "
+            f"detectable-difference band of the best head on {', '.join(tasks)} (best: "
+            + ", ".join(f"{t} {b}" for t, b in best.items())
+            + f"); its training step costs {cpu[SPEED_NAMES.get(cheapest, cheapest)]['ratio']:.2f}x the stock "
+            f"step on CPU at all-MiniLM-L6 dimensions on real GLUE batches{elsewhere}. Heads within the band "
+            f"everywhere: {', '.join(fits)}.")
 
 
-def fmt(stat):
-    if stat["n"] == 1:
-        return f"{stat['mean']:.1f} (1 seed)"
-    return f"{stat['median']:.1f} / {stat['mean']:.1f} ± {stat['std']:.1f}"
-
-
-def quality_table(summary):
-    lines = []
-    for task, entry in summary.items():
-        metrics = list(next(iter(entry["models"].values()))["metrics"])
-        lines.append(f"**{task}** (dev {entry['dev_size']} examples; {entry['epochs']} epochs, lr {entry['lr']}; "
-                     f"best epoch by {entry['primary']}; median / mean ± std over seeds)\n")
-        lines.append("| model | seeds | " + " | ".join(metrics) + " | vs stock head |")
-        lines.append("|---|---|" + "---|" * len(metrics) + "---|")
-        for model, data in entry["models"].items():
-            versus = ""
-            if "vs_baseline" in data:
-                v = data["vs_baseline"]
-                versus = f"{v['mean_difference']:+.1f} {v['metric']}" + NOISE_VERDICT[v["within_noise"]]
-            lines.append(f"| {MODEL_NAMES[model]} | {len(data['seeds'])} | "
-                         + " | ".join(fmt(data["metrics"][m]) for m in metrics) + f" | {versus} |")
-        lines.append("")
-    lines.append(noise_summary(summary))
-    return "\n".join(lines)
-
-
-def noise_summary(summary):
-    """One plain sentence over all tasks: where HIRE's variants differ from the stock head."""
-    verdicts = {task: [data["vs_baseline"]["within_noise"] for data in entry["models"].values() if "vs_baseline" in data]
-                for task, entry in summary.items()}
-    within = [t for t, v in verdicts.items() if v and all(x is True for x in v)]
-    beyond = [t for t, v in verdicts.items() if any(x is False for x in v)]
-    unknown = [t for t, v in verdicts.items() if t not in within and t not in beyond]
-    parts = []
-    if within:
-        parts.append(f"every HIRE variant is within seed noise of the stock head on {', '.join(within)}")
-    if beyond:
-        parts.append(f"some variant differs beyond seed noise on {', '.join(beyond)} (see its table)")
-    if unknown:
-        parts.append(f"{', '.join(unknown)} lacks a second seed for some model, so its noise is unknown")
-    return "In short: " + "; ".join(parts) + "." if parts else ""
-
-
-def cost_table(summary, costs):
+def cost_section(summaries: dict, costs: dict) -> str:
     devices = list(costs)
-    lines = ["| model | " + " | ".join(f"{t} {summary[t]['primary']} (mean)" for t in summary)
+    tasks = list(summaries)
+    heads = [h for h in HEADS if any(h in s["heads"] for s in summaries.values())]
+    lines = ["| head | " + " | ".join(f"{t} {summaries[t]['metric']} (mean, seeds)" for t in tasks)
              + " | " + " | ".join(f"step time vs stock, {d}" for d in devices) + " | FLOP ratio |",
-             "|---|" + "---|" * (len(summary) + len(devices) + 1)]
-    for model in MODEL_ORDER:
-        if not any(model in e["models"] for e in summary.values()):
-            continue
-        scores = [f"{summary[t]['models'][model]['metrics'][summary[t]['primary']]['mean']:.1f}"
-                  if model in summary[t]["models"] else "-" for t in summary]
-        config = SPEED_CONFIG[model]
+             "|---|" + "---|" * (len(tasks) + len(devices) + 1)]
+    for head in heads:
+        config = SPEED_NAMES.get(head, head)
+        scores = [f"{summaries[t]['heads'][head]['mean']:.1f} ({summaries[t]['heads'][head]['n']})"
+                  if head in summaries[t]["heads"] else "-" for t in tasks]
         ratios = [f"{costs[d][config]['ratio']:.2f}x" if config in costs[d] else "-" for d in devices]
         flops = next((f"{costs[d][config]['flop_ratio']:.2f}x" for d in devices if config in costs[d]), "-")
-        lines.append(f"| {MODEL_NAMES[model]} | " + " | ".join(scores) + " | " + " | ".join(ratios) + f" | {flops} |")
-    lines += ["", recommendation(summary, costs)]
+        lines.append(f"| {head} | " + " | ".join(scores) + " | " + " | ".join(ratios) + f" | {flops} |")
+    lines += ["", recommendation(summaries, costs)]
     return "\n".join(lines)
-
-
-COST_GOAL = 1.15
-
-
-def recommendation(summary, costs):
-    """The cheap configuration: at most COST_GOAL x the stock step on CPU, and within seed noise
-    of HIRE's defaults on every task where both were run with at least two seeds."""
-    cpu = costs.get("CPU", {})
-    if not cpu:
-        return "(no CPU speed results yet: no recommendation)"
-    fits = []  # (cost, model, tasks) of every configuration that meets both conditions
-    for model in MODEL_ORDER[2:]:
-        cost = cpu.get(SPEED_CONFIG[model], {}).get("ratio")
-        verdicts = {t: compare(e["models"][model]["metrics"][e["primary"]], e["models"]["hire"]["metrics"][e["primary"]])
-                    ["within_noise"] for t, e in summary.items() if "hire" in e["models"] and model in e["models"]}
-        tasks = [t for t, verdict in verdicts.items() if verdict is not None]
-        if cost is None or cost > COST_GOAL or not tasks:
-            continue
-        if all(verdicts[t] for t in tasks):
-            fits.append((cost, model, tasks))
-    if not fits:
-        return (f"No configuration costs at most {COST_GOAL:.2f}x the stock step on CPU while staying within seed "
-                "noise of HIRE's defaults on every task measured.")
-    ratio, model, tasks = min(fits)
-    elsewhere = "".join(f"; {d}: {c[SPEED_CONFIG[model]]['ratio']:.2f}x" for d, c in costs.items()
-                        if d != "CPU" and SPEED_CONFIG[model] in c)
-    return (f"Recommended cheap configuration: **{MODEL_NAMES[model]}** ({ratio:.2f}x the stock step on CPU on real "
-            f"GLUE batches, goal {COST_GOAL:.2f}x{elsewhere}), within seed noise of HIRE's defaults on "
-            f"{', '.join(tasks)} (tasks where both have at least two seeds).")
 
 
 def speed_tables():
-    """Train-step, padding and inference tables of every speed-*.json (one per device)."""
+    """Train-step, padding and inference tables of every speed-*.json (one per device or run)."""
     out = []
     for path in sorted(RESULTS.glob("speed-*.json")):
         speed = json.loads(path.read_text())
         device = speed["machine"].get("gpu") or f"CPU, {speed['machine']['cpu_count']} cores"
-        configs = [c for c in SPEED_CONFIG.values() if c != "stock"]
+        configs = sorted({c for loads in speed["train_step"].values() for load in loads.values()
+                          for c in load["configs"] if c != "stock"},
+                         key=lambda c: (list(HEADS).index(c) if c in HEADS else len(HEADS), c))
         out.append(f"**{device}** ({speed['dtype']}, torch {speed['machine']['torch']}, median of "
                    f"{speed['repeats']} alternating repeats; `{path.relative_to(REPO)}`, plot `{path.with_suffix('.png').name}`)\n")
         out.append("| size | workload | padding | stock s/step | " + " | ".join(configs)
@@ -251,32 +230,31 @@ def glue_prep_table():
     ])
 
 
-def plot_layer_weights(summary, path):
-    import logging
+def options_table() -> str:
+    """Every --hire-* option, from its one definition (modules/options.HireOptions)."""
+    import dataclasses
 
-    import matplotlib
+    from fairseq_hire.modules.options import HireOptions, flag
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    lines = ["| flag | default | meaning |", "|---|---|---|"]
+    for option in dataclasses.fields(HireOptions):
+        default = option.default
+        shown = ("on" if default else "off") if option.type is bool else default
+        choices = option.metadata.get("choices")
+        name = flag(option.name) + (f" {{{','.join(choices)}}}" if choices else
+                                    f" {option.metadata['metavar']}" if option.metadata.get("metavar") else "")
+        if option.type is bool and default:
+            name += f" / --no-{flag(option.name)[2:]}"
+        lines.append(f"| `{name}` | {shown} | {option.metadata['help']} |")
+    return "\n".join(lines)
 
-    tasks = [t for t, e in summary.items() if e["models"].get("hire", {}).get("layer_weights")]
-    if not tasks:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(tasks)
-    for i, task in enumerate(tasks):
-        weights = summary[task]["models"]["hire"]["layer_weights"]
-        ax.bar([layer + 1 + i * width for layer in range(len(weights))], weights, width, label=task)
-    ax.axhline(1 / len(weights), color="grey", ls="--", lw=0.8, label="uniform")
-    ax.set_xlabel("encoder layer")
-    ax.set_ylabel("mean alpha on dev (best epoch)")
-    ax.set_title("HIRE layer weights, all-MiniLM-L6-v2, mean over seeds")
-    ax.set_xticks([layer + 1 + 0.4 - width / 2 for layer in range(len(weights))], range(1, len(weights) + 1))
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return True
+
+def heads_table() -> str:
+    """The heads HIRE is compared with, from modules/options.HEADS."""
+    lines = ["| head | options | what it is |", "|---|---|---|"]
+    for name, preset in HEADS.items():
+        lines.append(f"| `{name}` | `{' '.join(preset.options.flags()) or '(the defaults)'}` | {preset.description} |")
+    return "\n".join(lines)
 
 
 def replace_section(text, name, body):
@@ -286,10 +264,12 @@ def replace_section(text, name, body):
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
-def readme_sections(summary, costs):
+def readme_sections(summaries=None, costs=None):
     """The README's generated sections, by marker name."""
-    return {"quality": quality_table(summary), "cost": cost_table(summary, costs), "speed": speed_tables(),
-            "glue-prep": glue_prep_table()}
+    summaries = study_summaries() if summaries is None else summaries
+    costs = step_costs() if costs is None else costs
+    return {"options": options_table(), "heads": heads_table(), "quality": quality_section(summaries),
+            "cost": cost_section(summaries, costs), "speed": speed_tables(), "glue-prep": glue_prep_table()}
 
 
 def generated_readme(text, sections):
@@ -304,27 +284,23 @@ def main(argv=None):
     action.add_argument("--update-readme", action="store_true")
     action.add_argument("--check-readme", action="store_true",
                         help="only check that the README's sections match the results; exit 1 if not")
+    parser.add_argument("--refresh", action="store_true", help="rewrite every task's report from its runs first")
     args = parser.parse_args(argv)
-    summary = summarize(load_runs())
-    costs = cost_ratios()
-    sections = readme_sections(summary, costs)
+    summaries = study_summaries(refresh=args.refresh)
+    costs = step_costs()
+    sections = readme_sections(summaries, costs)
     readme = REPO / "README.md"
     if args.check_readme:
         stale = generated_readme(readme.read_text(), sections) != readme.read_text()
         print("README.md is out of date: run python benchmarks/report.py --update-readme" if stale
               else "README.md matches benchmarks/results")
         return int(stale)
-    write_atomically(RESULTS / "quality_summary.json", json.dumps({"quality": summary, "cost": costs}, indent=1) + "\n")
-    write_atomically(RESULTS / "quality_table.md", sections["quality"] + "\n" + sections["cost"] + "\n")
-    plotted = plot_layer_weights(summary, RESULTS / "layer_weights.png")
-    print(sections["quality"])
-    print(sections["cost"])
-    print(sections["speed"])
+    write_atomically(RESULTS / "study_summary.json", json.dumps({"quality": summaries, "cost": costs}, indent=1) + "\n")
+    for name in ("quality", "cost", "speed"):
+        print(sections[name])
     if args.update_readme:
         write_atomically(readme, generated_readme(readme.read_text(), sections))
         print("README.md updated")
-    if plotted:
-        print(f"wrote {RESULTS / 'layer_weights.png'}")
     return 0
 
 

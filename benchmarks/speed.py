@@ -31,16 +31,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-from fairseq_hire.modules import hire  # noqa: E402
-from fairseq_hire.modules.hire import compact_padding, pool  # noqa: E402
+sys.path.insert(0, str(REPO / "benchmarks"))
+from fairseq_hire.modules import gru_backends  # noqa: E402
+from fairseq_hire.modules.hire import pool  # noqa: E402
+from fairseq_hire.modules.options import HEADS, HireOptions  # noqa: E402
 from fairseq_hire.recipes import recipe  # noqa: E402
 
 HEAD = "sentence_classification_head"
@@ -51,13 +51,15 @@ SIZES = {
     "base": dict(layers=12, embed_dim=768, ffn_dim=3072, heads=12),
     "large": dict(layers=24, embed_dim=1024, ffn_dim=4096, heads=16),
 }
+# fairseq's stock architecture, every head of the comparison (modules/options.HEADS) but the
+# stock preset (the same computation as the stock architecture), and HIRE with smaller GRUs
 CONFIGS = {
     "stock": ("roberta_base", []),
-    "hire": ("roberta_hire_base", []),
+    **{name: ("roberta_hire_base", preset.options.flags()) for name, preset in HEADS.items() if name != "stock"},
     "hire-d4": ("roberta_hire_base", ["--hire-gru-dim", "d/4"]),
     "hire-d8": ("roberta_hire_base", ["--hire-gru-dim", "d/8"]),
-    "scalar-mix": ("roberta_hire_base", ["--hire-extractor", "scalar-mix"]),
 }
+DEFAULT_CONFIGS = ["stock", "hire", "hire-scalar-mix", "hire-d4", "hire-d8"]
 
 
 # FLOPs ------------------------------------------------------------------------------------
@@ -69,15 +71,15 @@ def encoder_macs(size, padded_lengths):
     return sum(L * (4 * d * d + 2 * d * f + 2 * T * d) * T for T in padded_lengths)
 
 
-def hire_macs(size, gru_dim, extractor, real_lengths):
-    """HIRE's extra multiply-accumulates over real tokens (its GRUs skip padding)."""
+def hire_macs(size, gru_dim, options: HireOptions, real_lengths):
+    """The head's extra multiply-accumulates over real tokens (its GRUs skip padding)."""
     d, L, h = size["embed_dim"], size["layers"], gru_dim
     tokens = sum(real_lengths)
-    fusion = 2 * 3 * (4 * d * h + h * h)  # 1-layer BiGRU on 4d inputs
-    if extractor == "scalar-mix":
-        extractor_macs = L * d
-    else:  # 2-layer BiGRU on every layer: layer 1 reads d, layer 2 reads 2h
+    fusion = 2 * 3 * (4 * d * h + h * h) if options.fusion else 0  # 1-layer BiGRU on 4d inputs
+    if options.extractor == "gru":  # 2-layer BiGRU on every layer: layer 1 reads d, layer 2 reads 2h
         extractor_macs = L * (2 * 3 * (d * h + h * h) + 2 * 3 * (2 * h * h + h * h) + d)
+    else:  # a weighted sum, mean or concatenation of the layers
+        extractor_macs = L * d
     return tokens * (extractor_macs + fusion)
 
 
@@ -89,13 +91,16 @@ def gru_dim_of(config, size):
     return d // 2
 
 
+def options_of(config) -> HireOptions:
+    return HEADS[config].options if config in HEADS else HireOptions()
+
+
 def flop_ratio(config, size, batches):
     if config == "stock":
         return 1.0
     padded = [b.shape[1] for b in batches for _ in range(b.shape[0])]
     real = [int(n) for b in batches for n in b.ne(1).sum(1)]
-    extractor = "scalar-mix" if config == "scalar-mix" else "gru"
-    return 1 + hire_macs(size, gru_dim_of(config, size), extractor, real) / encoder_macs(size, padded)
+    return 1 + hire_macs(size, gru_dim_of(config, size), options_of(config), real) / encoder_macs(size, padded)
 
 
 # models and data ----------------------------------------------------------------------------
@@ -111,7 +116,7 @@ def dict_dir(kind):
 
 
 def build_model(config, size, device, half):
-    from fairseq_setup import build_trainer, finetune_args, tiny_arch_flags
+    from fairseq_setup import build_trainer, finetune_args
 
     arch, flags = CONFIGS[config]
     flags = [str(size["embed_dim"] // int(x.split("/")[1])) if x.startswith("d/") else x for x in flags]
@@ -290,6 +295,9 @@ def hire_over_padding(head, inner_states, final):
     return head.out_proj(torch.tanh(x))
 
 
+GRU_PATH_NAMES = {"padded": "over the padding, exact", "packed": "packed sequences"}
+
+
 def bench_padding(size_name, device, repeats, half):
     size = SIZES[size_name]
     model = build_model("hire", size, device, half)
@@ -321,8 +329,11 @@ def bench_padding(size_name, device, repeats, half):
                 hire_over_padding(head, states, states[-1]).float().sum().backward()
 
         def cudnn_packed():  # the model's GPU path before padded_gru
-            with mock.patch.object(hire, "runs_over_padding", lambda x: False):
+            head.gru_backend = "packed"
+            try:
                 model_path()
+            finally:
+                head.gru_backend = "auto"
 
         variants = {"model": model_path, "same_path_over_padding": same_path_over_padding,
                     "naive_over_padding": naive}
@@ -340,7 +351,7 @@ def bench_padding(size_name, device, repeats, half):
         probe = inputs[0][0][0]
         results[task] = {
             "padding_fraction": round(1 - real / padded, 3),
-            "model_gru_path": "over the padding, exact" if hire.runs_over_padding(probe) else "packed sequences",
+            "model_gru_path": GRU_PATH_NAMES[gru_backends.choose(head.gru_backend, probe.device).name],
             "seconds": {name: round(s, 4) for name, s in seconds.items()},
             "model_over_naive": round(seconds["model"] / seconds["naive_over_padding"], 3),
             "model_over_same_path_over_padding": round(seconds["model"] / seconds["same_path_over_padding"], 3),
@@ -440,18 +451,13 @@ def machine(device):
 
 
 def plot(results, path):
-    import logging
+    from fairseq_hire.plotting import pyplot, save_figure
 
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [(f"{s}\n{w}", c, r["ratio"], r["flop_ratio"]) for s, loads in results["train_step"].items()
             for w, v in loads.items() for c, r in v["configs"].items() if c != "stock"]
     labels = sorted({r[0] for r in rows}, key=lambda x: [r[0] for r in rows].index(x))
-    configs = [c for c in CONFIGS if c != "stock"]
+    configs = [c for c in CONFIGS if c != "stock" and any(r[1] == c for r in rows)]
     fig, ax = plt.subplots(figsize=(max(8, len(labels) * 1.3), 4.5))
     width = 0.8 / len(configs)
     for i, config in enumerate(configs):
@@ -467,7 +473,7 @@ def plot(results, path):
     ax.set_title(f"HIRE training cost, {results['machine'].get('gpu', 'CPU')}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -475,7 +481,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", default=["minilm", "base", "large"], choices=SIZES)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=CONFIGS,
+                        help=f"configurations timed against stock (default {' '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument("--train-step-only", action="store_true", help="skip the padding and inference sections")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--inference-pairs", type=int, default=408)
     parser.add_argument("--quick", action="store_true", help="fewer workloads, no CPU memory probes")
@@ -506,7 +514,7 @@ def main(argv=None):
     out = args.out or REPO / "benchmarks" / "results" / f"speed-{tag}.json"
     results["complete"] = False
     # saved after every section: a long CPU run that dies (e.g. out of memory) keeps what it measured
-    from fairseq_hire.evaluation import write_atomically
+    from glue_prep.atomic import write_atomically
 
     def save():
         write_atomically(out, json.dumps(results, indent=1) + "\n")
@@ -521,11 +529,12 @@ def main(argv=None):
         results["train_step"][size] = bench_train(size, device, configs, args.repeats, args.quick, half,
                                                   size in args.fixed_shapes_only)
         save()
-    for size in args.sizes:
+    for size in [] if args.train_step_only else args.sizes:
         if size != "large":
             results["padding"][size] = bench_padding(size, device, args.repeats, half)
             save()
-    results["inference"] = bench_inference(device, args.repeats, args.inference_pairs, encoder)
+    if not args.train_step_only:
+        results["inference"] = bench_inference(device, args.repeats, args.inference_pairs, encoder)
     results["complete"] = True
     save()
     plot(results, out.with_suffix(".png"))

@@ -6,9 +6,8 @@ same code path runs at training, validation and inference time. It works for sto
 ``roberta`` checkpoints too (the baseline), except ``layer_weights``.
 """
 import logging
-import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -139,6 +138,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
         max_sentences: int = 32,
         max_tokens: int = 8192,
         truncate: bool = False,
+        on_batch: Optional[Callable[[int], None]] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Logits (N x K) and layer weights (N x J, or None for a stock RoBERTa head) of many
         sentences or sentence pairs, in input order.
@@ -147,7 +147,8 @@ class RobertaHireHubInterface(RobertaHubInterface):
         examples and `max_tokens` tokens including padding, so that almost no work is done
         on padding (HIRE's GRUs do none at all). The results equal one-at-a-time predict.
         An example longer than the model's positions is refused, naming it, unless
-        `truncate` cuts it (``encode_example``).
+        `truncate` cuts it (``encode_example``). `on_batch` is told the size of every batch done
+        (a progress bar's update).
         """
         if isinstance(examples, str):
             raise TypeError("examples must be a list of sentences or sentence pairs, not one string "
@@ -179,6 +180,8 @@ class RobertaHireHubInterface(RobertaHubInterface):
                 for k, i in enumerate(order[start:end]):
                     logits[i] = batch_logits[k].cpu()
                     weights[i] = None if alpha is None else alpha[k].cpu()
+                if on_batch is not None:
+                    on_batch(end - start)
                 start = end
         if not logits:
             num_classes = self.model.classification_heads[head].out_proj.out_features

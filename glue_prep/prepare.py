@@ -1,6 +1,5 @@
 """One GLUE task folder -> <out>/<TASK>-bin, built aside and renamed into place at the end."""
 import json
-import os
 import shutil
 import sys
 import time

@@ -68,25 +68,20 @@ def mean_layer_weights(hub, rows, batch=32):
 
 
 def plot_layer_weights(weights, first_layer, task, path):
-    import logging
+    from fairseq_hire.plotting import pyplot, save_figure
 
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's hydra setup logs at DEBUG
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     layers = list(range(first_layer, first_layer + len(weights)))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(layers, weights, color="tab:blue")
     ax.axhline(1 / len(weights), color="grey", ls="--", lw=0.8, label="uniform")
-    ax.set_xlabel("encoder layer (0 = embeddings)")
+    ax.set_xlabel("encoder layer" + (" (0 = embeddings)" if first_layer == 0 else ""))
     ax.set_ylabel("mean HIRE weight alpha")
     ax.set_title(f"HIRE layer weights on the {task} dev set")
     ax.set_xticks(layers)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -136,6 +131,7 @@ def main(argv=None):
         result = score(hub, rows)
     metrics = result["metrics"]
     print(json.dumps(result, indent=1))
+    majority = None
     if not rows.regression:
         train = read_glue_split(data_bin, "train")
         majority, label = majority_score(rows, train.labels)
@@ -150,7 +146,7 @@ def main(argv=None):
     outputs = hub.predict_batch("sentence_classification_head", examples, return_logits=rows.regression)
     for example, output in zip(examples, outputs):
         if rows.regression:
-            print(f"  {example} -> {5 * float(output):.2f} / 5")
+            print(f"  {example} -> {rows.target_scale * float(output):.2f} / {rows.target_scale:g}")
         else:
             probs = output.exp()
             best = int(probs.argmax())
@@ -164,7 +160,8 @@ def main(argv=None):
     plot_layer_weights(weights, head.first_scored_layer, args.task, picture)
     print("mean alpha per layer: " + " ".join(f"{w:.3f}" for w in weights))
     print(f"saved {picture}")
-    summary = {"task": args.task, "pretrained": str(pretrained), "dev": metrics, "layer_weights": weights,
+    summary = {"task": args.task, "pretrained": str(pretrained), "dev": metrics, "majority_class_accuracy": majority,
+               "layer_weights": weights,
                "minutes": round((time.time() - start) / 60, 1)}
     (out / "demo_result.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\ndone in {summary['minutes']} min; results in {out}")

@@ -1,9 +1,12 @@
-"""Shared test fixtures: where the real GLUE and BPE files are."""
+"""Shared test fixtures: where the real GLUE and BPE files are. The builders of checkpoints,
+trainers and fairseq's own GLUE recipe are shared with the benchmarks, in benchmarks/."""
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 SHARED = REPO.parent / "shared"
 SHIPPED_GLUE = REPO / "glue_prep" / "data"
 GPT2_BPE = REPO / "fairseq_hire" / "assets" / "gpt2_bpe"

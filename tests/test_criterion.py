@@ -119,3 +119,21 @@ def test_layer_weights_are_logged_as_the_mean_over_examples():
     stats = validate([[log] for log in logs])
     assert stats["alpha_1"] == pytest.approx((0.2 * 4 + 0.6 * 12) / 16, abs=1e-3)
     assert stats["alpha_2"] == pytest.approx((0.8 * 4 + 0.4 * 12) / 16, abs=1e-3)
+
+
+@pytest.mark.parametrize("flag", ["--mha-reg-scale-factor", "--ffn-reg-scale-factor"])
+def test_roberta_regularisers_are_added_as_in_fairseqs_criterion(tmp_path, flag):
+    """fairseq's sentence_prediction adds RoBERTa's head / FFN regulariser when its scale factor
+    is set; so does ours (it used to ignore the flags)."""
+    data = write_task_dicts(tmp_path / "bin")
+    trainer = build_trainer(finetune_args(data, extra=[flag, "0.01"]))
+    model = trainer.model.eval()
+    ours = SentencePredictionHireCriterion(SentencePredictionHireConfig(), trainer.task)
+    stock = SentencePredictionCriterion(SentencePredictionConfig(), trainer.task)
+    sample = sample_batch(8, 2)
+    with torch.no_grad():
+        loss, _, log = ours(model, sample)
+        stock_loss, _, stock_log = stock(model, sample)
+    name = flag[2:].replace("-scale-factor", "_loss").replace("-", "_")
+    assert name in log and float(log[name]) > 0
+    torch.testing.assert_close(loss, stock_loss)

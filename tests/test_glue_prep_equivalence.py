@@ -2,7 +2,7 @@
 fairseq's own pipeline (its GPT-2 encoder + fairseq-preprocess --srcdict), row for row.
 
 Reference: fairseq's examples/roberta/preprocess_GLUE_tasks.sh from the installed fairseq
-(glue_prep.reference). Fast tests replay its Python steps in-process; the slow ones run the
+(benchmarks/fairseq_recipe.py). Fast tests replay its Python steps in-process; the slow ones run the
 literal script, one process per step, and also cover the full 67k-row SST-2 train.
 """
 import json
@@ -123,7 +123,7 @@ def test_bash_entry_point_end_to_end_rte(tmp_path, recipe_bin):
 def test_literal_recipe_full_files(task, tmp_path):
     """The literal preprocess_GLUE_tasks.sh (each step its own process, as in fairseq) on the
     full real files, SST-2's 67349-row train included, vs. the bash entry point."""
-    from glue_prep.reference import run_recipe
+    from fairseq_recipe import run_recipe
 
     src = real_glue_task_dir(task)
     if task == "SST-2" and "shared" not in str(src):

@@ -105,7 +105,7 @@ def test_task_table_matches_fairseq_recipe_column_map():
     """Our column map is the recipe's (read from the installed preprocess_GLUE_tasks.sh)."""
     import re
 
-    from glue_prep.reference import fairseq_examples_dir
+    from fairseq_recipe import fairseq_examples_dir
 
     text = (fairseq_examples_dir() / "preprocess_GLUE_tasks.sh").read_text()
     for task in ("QQP", "MNLI", "QNLI", "MRPC", "RTE", "STS-B", "SST-2", "CoLA"):

@@ -1,7 +1,7 @@
 """Helpers shared by the glue_prep tests (no tests here).
 
 The reference everywhere is fairseq's own recipe: examples/roberta/preprocess_GLUE_tasks.sh from
-the installed fairseq, run by glue_prep.reference (the literal script in subprocesses for the
+the installed fairseq, run by benchmarks/fairseq_recipe.py (the literal script in subprocesses for the
 slow tests; the same script with its two Python programs replayed in-process for the fast ones).
 """
 import shutil
@@ -37,7 +37,7 @@ def ours(glue_dir, task, out_dir, workers=2, max_rows=None, tokenizer=None, dict
 
 def reference(glue_dir, task, out_dir, workers=2):
     """fairseq's recipe (in-process replay of its Python steps)."""
-    from glue_prep.reference import run_recipe_inprocess
+    from fairseq_recipe import run_recipe_inprocess
 
     return run_recipe_inprocess(glue_dir, task, out_dir, GPT2_BPE, workers=workers)
 

@@ -1,13 +1,12 @@
-"""The results report: README tables come from the result files, the noise rule, and the
-atomic writer everything is saved through."""
-import math
+"""The results report: README tables come from the result files, the plain-words answer and
+the recommendation follow the statistics, and the atomic writer everything is saved through."""
 import stat
 import sys
 from pathlib import Path
 
 import pytest
 
-from fairseq_hire.evaluation import write_atomically
+from glue_prep.atomic import write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -17,36 +16,58 @@ import report  # noqa: E402
 def test_readme_tables_match_the_result_files():
     """Every generated README section equals what report.py makes of benchmarks/results now:
     no table is typed by hand or left stale after new results."""
-    sections = report.readme_sections(report.summarize(report.load_runs()), report.cost_ratios())
+    sections = report.readme_sections()
     readme = (REPO / "README.md").read_text()
     for name, body in sections.items():
         assert report.replace_section(readme, name, body) == readme, (
             f"README section {name!r} is stale: run python benchmarks/report.py --update-readme")
 
 
-def stats(values):
-    return report.describe(values)
+def head(mean, sd, n, vs=None):
+    data = {"mean": mean, "sd": sd, "n": n, "median": mean, "scores": [mean] * n}
+    if vs:
+        data["vs_reference"] = vs
+    return data
 
 
-def test_noise_rule():
-    # difference 1.0, standard error sqrt(0.5^2/3 + 0.5^2/3) = 0.41: beyond 2 SE
-    beyond = report.compare(stats([2.5, 3.0, 3.5]), stats([1.5, 2.0, 2.5]))
-    assert beyond["mean_difference"] == pytest.approx(1.0)
-    assert beyond["standard_error"] == pytest.approx(math.sqrt(0.25 / 3 * 2))
-    assert beyond["within_noise"] is False
-    assert report.compare(stats([2.0, 3.0, 4.0]), stats([1.5, 2.0, 2.5]))["within_noise"] is True
-    one_seed = report.compare(stats([9.0]), stats([1.0, 2.0]))
-    assert one_seed["within_noise"] is None and one_seed["standard_error"] is None
+def versus(difference, detected, detectable=2.0):
+    return {"difference": difference, "bootstrap_low": difference - 1, "bootstrap_high": difference + 1,
+            "welch_p": 0.01 if detected else 0.5, "mannwhitney_p": 0.5, "detectable": detectable,
+            "detected": detected}
 
 
-def test_one_seed_is_never_called_within_noise():
-    run = {"task": "CoLA", "best_metric": "mcc", "dev_size": 1043, "epochs": 3, "lr": 3e-5}
-    runs = [{**run, "model": "baseline", "seed": 1, "best": {"mcc": 27.2}},
-            {**run, "model": "hire", "seed": 1, "best": {"mcc": 27.9, "alpha_1": 0.5, "alpha_2": 0.5}}]
-    table = report.quality_table(report.summarize(runs))
-    assert "+0.7 mcc (one seed: noise unknown)" in table
-    assert "within seed noise" not in table
-    assert "In short: CoLA lacks a second seed for some model, so its noise is unknown." in table
+def test_the_answer_says_not_detected_and_how_large_a_difference_would_have_been():
+    summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
+        "stock": head(81.0, 1.0, 5), "hire": head(81.4, 1.0, 5, versus(0.4, False, 2.0))}},
+        "RTE": {"metric": "accuracy", "heads": {
+            "stock": head(56.0, 2.0, 5), "hire": head(57.0, 2.0, 5, versus(1.0, False, 3.9))}}}
+    text = report.answer(summaries)
+    assert "not detected on MRPC, RTE; differences of 2.0 to 3.9 points or more would have been" in text
+    assert "**HIRE does not measurably help all-MiniLM-L6-v2** on the 2 task(s)" in text
+    summaries["MRPC"]["heads"]["hire"]["vs_reference"] = versus(1.5, True)
+    text = report.answer(summaries)
+    assert "detected on MRPC (+1.5, 95% CI +0.5 to +2.5)" in text and "depends on the task" in text
+
+
+def test_few_seeds_give_no_verdict():
+    summaries = {"CoLA": {"metric": "mcc", "heads": {
+        "stock": head(25.0, 1.0, 2), "hire": head(27.0, 1.0, 2, versus(2.0, False, 5.6))}}}
+    text = report.answer(summaries)
+    assert "fewer than 5 seeds so far on CoLA" in text and "no answer" in text
+    assert report.recommendation(summaries, {"CPU": {"stock": {"ratio": 1.0}, "hire": {"ratio": 1.5}}}).startswith(
+        "No recommendation yet")
+
+
+def test_recommendation_is_the_cheapest_head_within_the_band_of_the_best():
+    summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
+        "stock": head(80.0, 1.0, 10), "hire": head(82.0, 1.0, 10), "scalar-mix": head(81.6, 1.0, 10),
+        "last4-mean": head(81.8, 1.0, 10)}}}
+    costs = {"CPU": {"stock": {"ratio": 1.0}, "hire": {"ratio": 1.6}, "scalar-mix": {"ratio": 1.02},
+                     "last4-mean": {"ratio": 1.01}}}
+    # the band at 10 seeds and sd 1 is ~1.3 points: stock (2.0 below) is out, the others in
+    text = report.recommendation(summaries, costs)
+    assert "Recommended head: **last4-mean**" in text and "1.01x" in text
+    assert "within the band everywhere: hire, scalar-mix, last4-mean" in text
 
 
 def test_write_atomically_replaces_whole_files_and_keeps_permissions(tmp_path):
@@ -59,3 +80,16 @@ def test_write_atomically_replaces_whole_files_and_keeps_permissions(tmp_path):
     assert path.read_text() == "second\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o664
     assert sorted(p.name for p in path.parent.iterdir()) == ["result.json"]  # no temporary left
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "result.json"
+    write_atomically(path, "old\n")
+
+    def broken_replace(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", broken_replace)
+    with pytest.raises(OSError):
+        write_atomically(path, "new\n")
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]

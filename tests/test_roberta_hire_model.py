@@ -258,3 +258,25 @@ def test_layernorm_eps_must_be_positive(rte_dir, value, capsys):
     with pytest.raises(SystemExit):
         finetune_args(rte_dir, extra=["--encoder-layernorm-eps", value])
     assert "--encoder-layernorm-eps" in capsys.readouterr().err
+
+
+def test_fairseqs_head_flags_apply_to_the_hire_head(rte_dir):
+    """--spectral-norm-classification-head and --quant-noise-pq act on out_proj exactly as on
+    RoBERTa's own head (they used to be ignored)."""
+    spectral = build_trainer(finetune_args(rte_dir, extra=["--spectral-norm-classification-head"])).model
+    out_proj = spectral.classification_heads[HEAD].out_proj
+    assert hasattr(out_proj, "weight_orig") and hasattr(out_proj, "weight_u")
+    noisy = build_trainer(finetune_args(rte_dir, extra=["--quant-noise-pq", "0.1"])).model
+    assert noisy.classification_heads[HEAD].out_proj._forward_pre_hooks
+    with pytest.raises(ValueError, match="cannot be combined"):
+        build_trainer(finetune_args(rte_dir, extra=["--spectral-norm-classification-head", "--quant-noise-pq", "0.1"]))
+    tokens = torch.tensor([[0, 100, 200, 2]])
+    logits, _ = spectral.eval()(tokens, classification_head_name=HEAD)
+    assert logits.shape == (1, 2)
+
+
+@pytest.mark.parametrize("flag, value", [("--hire-gru-dim", "-1"), ("--hire-last-k", "0"),
+                                         ("--hire-extractor", "concat")])
+def test_bad_hire_options_name_their_flag(rte_dir, flag, value):
+    with pytest.raises(ValueError, match=flag):
+        build_trainer(finetune_args(rte_dir, extra=[flag, value]))

@@ -28,15 +28,19 @@ def tiny_speed(speed_work, monkeypatch):
 
 
 def test_train_step_section(tiny_speed):
-    results = tiny_speed.bench_train("tiny", torch.device("cpu"), ["stock", "hire", "scalar-mix"], repeats=1,
-                                     quick=True, half=False)
+    results = tiny_speed.bench_train("tiny", torch.device("cpu"), ["stock", "hire", "hire-scalar-mix", "scalar-mix"],
+                                     repeats=3, quick=True, half=False)
     assert {"B8xT128", "RTE batches"} <= set(results)
     rte = results["RTE batches"]
     assert rte["batches"] == 2 and 0 < rte["padding_fraction"] < 1
     rows = rte["configs"]
     assert rows["stock"]["ratio"] == 1.0 and rows["stock"]["flop_ratio"] == 1.0
-    assert rows["hire"]["flop_ratio"] > rows["scalar-mix"]["flop_ratio"] > 1.0
-    assert all(row["ratio"] > 0 for row in rows.values())
+    assert rows["hire"]["flop_ratio"] > rows["hire-scalar-mix"]["flop_ratio"] > rows["scalar-mix"]["flop_ratio"] >= 1.0
+    for row in rows.values():
+        # the ratio is the run's own medians, and the median of the paired ratios lies in their range
+        assert row["ratio"] == pytest.approx(row["median_seconds"] / rows["stock"]["median_seconds"], rel=0.02, abs=2e-3)
+        low, high = row["paired_ratio_range"]
+        assert low <= row["paired_ratio_median"] <= high
 
 
 def test_padding_section(tiny_speed):
@@ -55,7 +59,7 @@ def test_flop_ratio_counts_hire_on_real_tokens_only():
     tokens[0, :4] = 5
     tokens[1, :] = 5
     size = speed.SIZES["minilm"]
-    real_macs = speed.hire_macs(size, size["embed_dim"] // 2, "gru", [4, 10])
+    real_macs = speed.hire_macs(size, size["embed_dim"] // 2, speed.HireOptions(), [4, 10])
     padded_macs = speed.encoder_macs(size, [10, 10])
     assert speed.flop_ratio("hire", size, [tokens]) == pytest.approx(1 + real_macs / padded_macs)
     assert speed.flop_ratio("stock", size, [tokens]) == 1.0

@@ -43,6 +43,20 @@ def f1(pred: np.ndarray, targ: np.ndarray, positive: int) -> np.ndarray:
         return np.where(denominator > 0, 100.0 * 2 * tp / denominator, 0.0)
 
 
+def macro_f1(pred: np.ndarray, targ: np.ndarray, num_classes: int) -> np.ndarray:
+    """The mean F1 of the classes that occur among the targets or predictions (scikit-learn's
+    average="macro")."""
+    scores, present = [], []
+    for k in range(num_classes):
+        tp = ((pred == k) & (targ == k)).sum(axis=-1)
+        denominator = 2 * tp + ((pred == k) & (targ != k)).sum(axis=-1) + ((pred != k) & (targ == k)).sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores.append(np.where(denominator > 0, 2 * tp / denominator, 0.0))
+        present.append(denominator > 0)
+    scores, present = np.stack(scores, -1), np.stack(present, -1)
+    return 100.0 * (scores * present).sum(-1) / np.maximum(present.sum(-1), 1)
+
+
 def mcc(pred: np.ndarray, targ: np.ndarray, num_classes: int) -> np.ndarray:
     """Matthews correlation, multi-class (Gorodkin's R_K, as scikit-learn computes it)."""
     n = pred.shape[-1]
@@ -73,6 +87,7 @@ def metric_function(metric: str, regression: bool, positive: int, num_classes: i
                      "pearson_and_spearman": lambda p, t: (pearson(p, t) + spearman(p, t)) / 2}
     else:
         functions = {"accuracy": accuracy, "mcc": lambda p, t: mcc(p, t, num_classes),
+                     "macro_f1": lambda p, t: macro_f1(p, t, num_classes),
                      "f1": lambda p, t: f1(p, t, positive),
                      "acc_and_f1": lambda p, t: (accuracy(p, t) + f1(p, t, positive)) / 2}
     if metric not in functions:

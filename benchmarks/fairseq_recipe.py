@@ -12,7 +12,7 @@ installed fairseq package ships, with exactly those four things changed and noth
 * the GLUE task folder is a scratch copy (the recipe writes into it).
 
 It is the reference glue_prep is tested and benchmarked against:
-``python -m glue_prep.reference GLUE_DIR TASK OUT_DIR [--workers N] [--bpe-dir DIR]``.
+``python benchmarks/fairseq_recipe.py GLUE_DIR TASK OUT_DIR [--workers N] [--bpe-dir DIR]``.
 """
 import argparse
 import os
@@ -99,7 +99,7 @@ def run_recipe(glue_dir, task: str, out_dir, bpe_dir, workers: int = 1,
 
 
 DEFER_FUNCTION = """
-# glue_prep.reference: record the Python steps; they are replayed in-process, in this order.
+# fairseq_recipe: record the Python steps; they are replayed in-process, in this order.
 glue_prep_defer() { printf '%s\\0' "$@" >> "$GLUE_PREP_DEFER"; printf '\\n' >> "$GLUE_PREP_DEFER"; }
 """
 
@@ -194,7 +194,7 @@ def run_recipe_inprocess(glue_dir, task: str, out_dir, bpe_dir, workers: int = 1
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m glue_prep.reference", description=__doc__,
+    p = argparse.ArgumentParser(prog="python benchmarks/fairseq_recipe.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("glue_dir")
     p.add_argument("task", choices=RECIPE_TASKS)
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--bpe-dir", default=None,
                    help="folder with encoder.json, vocab.bpe, dict.txt (default: the packaged ones)")
     args = p.parse_args(argv)
-    from .tokenizers import default_gpt2_dir
+    from glue_prep.tokenizers import default_gpt2_dir
 
     bpe_dir = args.bpe_dir or default_gpt2_dir()
     if bpe_dir is None:

@@ -1,0 +1,5 @@
+"""The one error the converter raises for a source it cannot convert."""
+
+
+class ConversionError(ValueError):
+    """The source folder is not something this converter can turn into a fairseq RoBERTa."""

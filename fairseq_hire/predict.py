@@ -1,0 +1,115 @@
+"""Predict every row of a file with a fine-tuned model: ``scripts/predict.py``'s code.
+
+    python scripts/predict.py CHECKPOINT_DIR DATA_BIN INPUT --out OUTPUT [--checkpoint checkpoint_best.pt]
+        [--truncate] [--max-sentences 32]
+
+INPUT is read in the task's own format (a user task's TSV, CSV or JSON Lines, by the columns
+its task file names; a GLUE task's test-file layout), without labels. Rows go through the
+hub in batches grouped by length; OUTPUT (.jsonl, or .tsv) gets one row per input row, in
+order: its id (the task's id column, else the row number), the predicted label and its
+probability (JSON Lines also every class's probability; regression: the score on the task's
+own scale). A row longer than the model's positions is refused with its file and line
+unless --truncate cuts it as glue_prep --truncate-to does. The output is written atomically.
+"""
+import argparse
+import csv
+import io
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from glue_prep.atomic import write_atomically
+from glue_prep.errors import GlueFormatError
+
+from .checkpoint_io import CheckpointError
+from .evaluation import HEAD, load_hub, load_metadata
+from .recipes import find_task
+
+
+def prediction_spec(task):
+    """How an input file is read: the task's test split, or its training columns without a label."""
+    if any(s.name == "test" for s in task.splits):
+        return task.split("test")
+    return replace(task.split("train"), name="test", label=None, index=None)
+
+
+def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, max_sentences: int = 32,
+                 progress: bool = True):
+    """[{id, label, probability[, probabilities]}] for every row of input_path."""
+    from glue_prep.tsv import read_split
+    from tqdm import tqdm
+
+    meta = load_metadata(data_bin)
+    task = find_task(meta["task"], data_bin)
+    rows = read_split(task, prediction_spec(task), input_path)
+    examples = list(zip(*rows.inputs))
+    with tqdm(total=len(examples), desc="predict", unit=" rows", disable=not progress, file=sys.stderr) as bar:
+        try:
+            logits, _ = hub.classify_batch(HEAD, examples, max_sentences=max_sentences, truncate=truncate,
+                                           on_batch=bar.update)
+        except ValueError as error:  # an over-long row: say where it is
+            message = str(error)
+            if message.startswith("example "):
+                index = int(message.split()[1])
+                raise GlueFormatError(message.replace(f"example {index}", "this row", 1)
+                                      .replace("truncate=True", "--truncate"), input_path,
+                                      rows.line_numbers[index]) from None
+            raise
+    results = []
+    if task.regression:
+        for key, value in zip(rows.index, logits.view(-1).tolist()):
+            results.append({"id": key, "label": round(value * task.target_scale, 6)})
+        return results
+    names = meta["label_names"]
+    probabilities = torch.softmax(logits.float(), dim=-1)
+    for key, row in zip(rows.index, probabilities.tolist()):
+        best = max(range(len(row)), key=row.__getitem__)
+        results.append({"id": key, "label": names[best], "probability": round(row[best], 6),
+                        "probabilities": {name: round(p, 6) for name, p in zip(names, row)}})
+    return results
+
+
+def render(results, output: Path) -> str:
+    if output.suffix == ".jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    buffer = io.StringIO()
+    columns = [c for c in ("id", "label", "probability") if c in results[0]] if results else ["id", "label"]
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(columns)
+    writer.writerows([r[c] for c in columns] for r in results)
+    return buffer.getvalue()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint_dir")
+    parser.add_argument("data_bin", help="the task's binaries from glue_prep (its task and label names)")
+    parser.add_argument("input", type=Path, help="rows to predict, in the task's format (labels not needed)")
+    parser.add_argument("--out", type=Path, required=True, help="OUTPUT.jsonl or OUTPUT.tsv")
+    parser.add_argument("--checkpoint", default="checkpoint_best.pt")
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut rows longer than the model's positions, longest sentence first")
+    parser.add_argument("--max-sentences", type=int, default=32)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+    if args.out.suffix not in (".jsonl", ".tsv"):
+        parser.error(f"--out {args.out}: expected a .jsonl or .tsv file")
+    try:
+        hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)
+        with torch.no_grad():
+            results = predict_file(hub, Path(args.data_bin), args.input, args.truncate, args.max_sentences,
+                                   args.progress)
+    except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
+        print(f"predict: error: {error}", file=sys.stderr)
+        return 2
+    write_atomically(args.out, render(results, args.out))
+    print(f"predict: wrote {len(results)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

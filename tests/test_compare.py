@@ -1,0 +1,138 @@
+"""The comparison: its statistics against scipy / scikit-learn, its resumable runs and report
+on a tiny RoBERTa and real RTE rows."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+from conftest import REPO
+from fairseq_hire.compare import statistics as st
+from fairseq_hire.compare.report import ReportError, check_comparable, layer_weight_summary
+from fairseq_hire.compare.runs import Claim
+
+
+
+@pytest.mark.unit
+def test_vectorised_metrics_equal_scikit_learn_and_scipy():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 3, 300)
+    predictions = np.where(rng.random((4, 300)) < 0.6, targets, rng.integers(0, 3, (4, 300)))
+    for run in range(4):
+        assert st.mcc(predictions, targets, 3)[run] == pytest.approx(100 * matthews_corrcoef(targets, predictions[run]))
+        assert st.metric_function("macro_f1", False, -1, 3)(predictions, targets)[run] == pytest.approx(
+            100 * f1_score(targets, predictions[run], average="macro"))
+        binary_t, binary_p = targets % 2, predictions[run] % 2
+        assert st.f1(binary_p, binary_t, 1) == pytest.approx(100 * f1_score(binary_t, binary_p))
+    x = rng.random(200)
+    y = x + rng.random((3, 200))
+    assert st.pearson(y, x)[2] == pytest.approx(100 * scipy_stats.pearsonr(y[2], x)[0])
+    assert st.spearman(y, x)[2] == pytest.approx(100 * scipy_stats.spearmanr(y[2], x)[0])
+
+
+@pytest.mark.unit
+def test_detectable_difference_has_80_percent_power():
+    for sd, n in ((1.0, 10), (2.0, 5), (1.5, 15)):
+        delta = st.detectable_difference(sd, n, sd, n)
+        se = np.sqrt(2 * sd ** 2 / n)
+        df = 2 * n - 2
+        critical = scipy_stats.t.ppf(0.975, df)
+        power = scipy_stats.nct.sf(critical, df, delta / se) + scipy_stats.nct.cdf(-critical, df, delta / se)
+        assert power == pytest.approx(0.8, abs=1e-6)
+    # the issue's rule of thumb: sd 1 needs 10-15 seeds a side to see +1 point
+    assert st.detectable_difference(1.0, 10, 1.0, 10) > 1.0 > st.detectable_difference(1.0, 20, 1.0, 20)
+    assert st.detectable_difference(1.0, 1, 1.0, 5) is None
+
+
+@pytest.mark.unit
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2, 400)
+    metric = st.metric_function("accuracy", False, -1, 2)
+    better = np.where(rng.random((5, 400)) < 0.8, targets, 1 - targets)
+    worse = np.where(rng.random((5, 400)) < 0.7, targets, 1 - targets)
+    low, high = st.paired_bootstrap(better, worse, targets, metric)
+    observed = metric(better, targets).mean() - metric(worse, targets).mean()
+    assert low < observed < high and low > 0
+    low, high = st.paired_bootstrap(better, better, targets, metric)
+    assert low == high == pytest.approx(0)
+
+
+@pytest.mark.unit
+def test_verdicts_need_both_tests():
+    rng = np.random.default_rng(2)
+    targets = rng.integers(0, 2, 400)
+    metric = st.metric_function("accuracy", False, -1, 2)
+    a = np.where(rng.random((5, 400)) < 0.85, targets, 1 - targets)
+    b = np.where(rng.random((5, 400)) < 0.70, targets, 1 - targets)
+    scores_a, scores_b = metric(a, targets), metric(b, targets)
+    assert st.compare_heads(scores_a, scores_b, a, b, targets, metric).verdict() == "detected"
+    same = st.compare_heads(scores_a, scores_a[::-1], a, a[::-1], targets, metric)
+    assert same.verdict().startswith("not detected; a difference of")
+    one = st.compare_heads(scores_a[:1], scores_b, a[:1], b, targets, metric)
+    assert "seed noise is unknown" in one.verdict()
+
+
+@pytest.mark.unit
+def test_layer_weight_summary_tells_dynamic_from_global():
+    rng = np.random.default_rng(3)
+    dynamic = rng.dirichlet(np.ones(6), size=50).tolist()
+    summary = layer_weight_summary([{"layer_weights": dynamic, "first_scored_layer": 1}])
+    assert summary["dynamic"] and summary["layers"] == [1, 2, 3, 4, 5, 6]
+    flat = [[1 / 6] * 6 for _ in range(50)]
+    assert layer_weight_summary([{"layer_weights": flat, "first_scored_layer": 1}]) is None
+    nearly = (np.array(flat) + rng.normal(0, 1e-3, (50, 6))).tolist()
+    assert not layer_weight_summary([{"layer_weights": nearly, "first_scored_layer": 1}])["dynamic"]
+
+
+@pytest.mark.unit
+def test_runs_of_another_recipe_are_not_compared():
+    run = {"recipe": {"train_flags": ["--epochs", "3"]}, "targets": [0, 1], "file": "a.json"}
+    with pytest.raises(ReportError, match="share one recipe"):
+        check_comparable([run, {**run, "recipe": {"train_flags": ["--epochs", "2"]}, "file": "b.json"}])
+    with pytest.raises(ReportError, match="different dev sets"):
+        check_comparable([run, {**run, "targets": [1, 1], "file": "b.json"}])
+
+
+@pytest.mark.unit
+def test_a_claim_is_exclusive_and_a_dead_owners_claim_is_taken_over(tmp_path):
+    lock = tmp_path / "stock-seed1.lock"
+    with Claim(lock) as first:
+        assert first.held
+        with Claim(lock) as second:
+            assert not second.held
+    assert not lock.exists()
+    import socket
+
+    lock.write_text(f"{socket.gethostname()} 99999999\n")  # a process that is gone
+    with Claim(lock) as taken:
+        assert taken.held
+
+
+def test_end_to_end_on_tiny_roberta(rte_bin, tiny_pretrained, tmp_path):
+    """Two heads x two seeds, resumable, one result file per run with every dev prediction."""
+    out = tmp_path / "compare"
+    command = [sys.executable, "-m", "fairseq_hire.compare", "RTE", str(rte_bin), str(tiny_pretrained), str(out),
+               "--heads", "stock", "hire", "--seeds", "1-2", "--jobs", "2", "--epochs", "1", "--lr", "3e-4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert runs == ["hire-seed1.json", "hire-seed2.json", "stock-seed1.json", "stock-seed2.json"]
+    record = json.loads((out / "runs" / "hire-seed1.json").read_text())
+    assert len(record["predictions"]) == len(record["targets"]) == 160
+    assert len(record["layer_weights"]) == 160 and len(record["layer_weights"][0]) == 2
+    assert record["metrics"]["accuracy"] == pytest.approx(
+        100 * np.mean(np.array(record["predictions"]) == np.array(record["targets"])), abs=1e-3)
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["heads"]) == {"stock", "hire"} and "vs_reference" in report["heads"]["hire"]
+    for name in ("report.md", "scores.png"):
+        assert (out / name).exists()
+    again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    assert again.returncode == 0 and "run RTE" not in again.stdout  # every run skipped
+    other = subprocess.run(command[:-2] + ["--lr", "1e-4"], capture_output=True, text=True, cwd=REPO, env=env)
+    assert other.returncode == 2 and "share one recipe" in other.stderr
