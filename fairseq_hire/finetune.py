@@ -114,11 +114,14 @@ def build_command(args, passthrough) -> list:
     model = "baseline" if args.baseline else "hire"
     source = args.mnli_init or args.pretrained
     flags = architecture_flags(args.pretrained)
-    check_data(task_recipe, data, int(flags[flags.index("--max-positions") + 1]))
     size = args.size or ("large" if int(flags[flags.index("--encoder-layers") + 1]) >= 24 else "base")
-    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
-                "train_examples": count_train_examples(data),
-                "num_classes": None if task_recipe.regression else len(data_labels(data))}
+    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
+    if args.dry_run and not data.exists():  # a command planned before the data is binarised
+        print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
+    else:
+        check_data(task_recipe, data, int(flags[flags.index("--max-positions") + 1]))
+        schedule.update(train_examples=count_train_examples(data),
+                        num_classes=None if task_recipe.regression else len(data_labels(data)))
     command = [
         sys.executable, "-m", "fairseq_cli.train", str(args.data),
         "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
