@@ -14,11 +14,12 @@ from conftest import REPO
 def test_demo_runs_every_step(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), "--out", str(out),
-                             "--max-rows", "400", "--epochs", "2"], capture_output=True, text=True, cwd=REPO)
+                             "--max-rows", "600", "--epochs", "3", "--lr", "1e-4"], capture_output=True, text=True,
+                            cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((out / "demo_result.json").read_text())
     assert summary["task"] == "SST-2" and 0 <= summary["dev"]["accuracy"] <= 100
-    # it learned something: a real encoder on 400 real SST-2 rows beats the majority class
+    # it learned something: a real encoder on 600 real SST-2 rows beats the majority class (77 vs 51 measured)
     assert summary["dev"]["accuracy"] > summary["majority_class_accuracy"] + 5, summary
     assert len(summary["layer_weights"]) == 6 and abs(sum(summary["layer_weights"]) - 1) < 1e-3
     assert (out / "layer_weights.png").stat().st_size > 1000
