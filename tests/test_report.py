@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import report  # noqa: E402
 
+pytestmark = pytest.mark.unit  # the fast tier: make test-unit
+
 
 def test_readme_tables_match_the_result_files():
     """Every generated README section equals what report.py makes of benchmarks/results now:

@@ -13,6 +13,8 @@ from fairseq_hire.modules.hire import HireHead
 from fairseq_setup import build_trainer, finetune_args, restore, save, write_task_dicts
 from roberta_checkpoints import write_original_roberta_checkpoint
 
+pytestmark = pytest.mark.unit  # the fast tier: make test-unit
+
 HEAD = "sentence_classification_head"
 MNLI_LABELS = ("entailment", "neutral", "contradiction")
 

@@ -9,6 +9,7 @@ from conftest import REPO, real_glue_task_dir
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import speed  # noqa: E402
+import speed_setup  # noqa: E402
 
 TINY = dict(layers=2, embed_dim=32, ffn_dim=64, heads=2)
 
@@ -21,9 +22,9 @@ def speed_work(tmp_path_factory):
 
 @pytest.fixture
 def tiny_speed(speed_work, monkeypatch):
-    monkeypatch.setitem(speed.SIZES, "tiny", TINY)
-    monkeypatch.setattr(speed, "WORK", speed_work)
-    monkeypatch.setattr(speed, "GLUE", real_glue_task_dir("RTE").parent)
+    monkeypatch.setitem(speed_setup.SIZES, "tiny", TINY)
+    monkeypatch.setattr(speed_setup, "WORK", speed_work)
+    monkeypatch.setattr(speed_setup, "GLUE", real_glue_task_dir("RTE").parent)
     return speed
 
 
@@ -60,7 +61,7 @@ def test_flop_ratio_counts_hire_on_real_tokens_only():
     tokens[1, :] = 5
     size = speed.SIZES["minilm"]
     real_macs = speed.hire_macs(size, size["embed_dim"] // 2, speed.HireOptions(), [4, 10])
-    padded_macs = speed.encoder_macs(size, [10, 10])
+    padded_macs = speed_setup.encoder_macs(size, [10, 10])
     assert speed.flop_ratio("hire", size, [tokens]) == pytest.approx(1 + real_macs / padded_macs)
     assert speed.flop_ratio("stock", size, [tokens]) == 1.0
 

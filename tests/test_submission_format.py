@@ -1,9 +1,12 @@
 """GLUE server file format, for the cases the end-to-end test does not train."""
 from pathlib import Path
 
+import pytest
 import numpy as np
 
 from fairseq_hire.evaluation import GlueSplit, submission_lines
+
+pytestmark = pytest.mark.unit  # the fast tier: make test-unit
 
 
 def rows(task, labels, regression=False, n=3):
