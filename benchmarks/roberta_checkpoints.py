@@ -9,16 +9,17 @@ from pathlib import Path
 import torch
 from fairseq import options, tasks
 
-TINY = dict(layers=2, embed_dim=32, ffn_dim=64, heads=2)
+TINY = dict(layers=2, embed_dim=32, ffn_dim=64, heads=2, positions=512)
 
 
-def pretraining_args(data_dir: Path, layers: int, embed_dim: int, ffn_dim: int, heads: int) -> argparse.Namespace:
+def pretraining_args(data_dir: Path, layers: int, embed_dim: int, ffn_dim: int, heads: int,
+                     positions: int = 512) -> argparse.Namespace:
     parser = options.get_training_parser()
     return options.parse_args_and_arch(parser, [
         str(data_dir), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta_base",
         "--encoder-layers", str(layers), "--encoder-embed-dim", str(embed_dim),
         "--encoder-ffn-embed-dim", str(ffn_dim), "--encoder-attention-heads", str(heads),
-        "--tokens-per-sample", "512", "--max-positions", "512", "--optimizer", "adam",
+        "--tokens-per-sample", str(positions), "--max-positions", str(positions), "--optimizer", "adam",
         "--lr", "0.0006", "--lr-scheduler", "polynomial_decay", "--total-num-update", "500000",
         "--max-update", "500000", "--cpu",
     ])
@@ -30,7 +31,8 @@ def build_pretrained_roberta(dict_path: Path, workdir: Path, seed: int = 0, **si
     data_dir = Path(workdir) / "mlm-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(dict_path, data_dir / "dict.txt")
-    args = pretraining_args(data_dir, sizes["layers"], sizes["embed_dim"], sizes["ffn_dim"], sizes["heads"])
+    args = pretraining_args(data_dir, sizes["layers"], sizes["embed_dim"], sizes["ffn_dim"], sizes["heads"],
+                            sizes["positions"])
     torch.manual_seed(seed)
     task = tasks.setup_task(args)
     model = task.build_model(args)
