@@ -162,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def majority_note(data_bin: Path) -> str:
+    """What the majority class scores on the validation split (glue_prep.json's label counts):
+    on imbalanced data, the figure every result should be read against."""
+    import json
+
+    meta_path = data_bin / "glue_prep.json"
+    counts = json.loads(meta_path.read_text()).get("label_counts", {}).get("valid") if meta_path.is_file() else None
+    if not counts:
+        return ""
+    label, count = max(counts.items(), key=lambda item: item[1])
+    return (f"finetune: note: the majority class ({label!r}) is {100 * count / sum(counts.values()):.1f}% of the "
+            f"validation rows: a model at that accuracy learned nothing")
+
+
 def main(argv=None) -> int:
     from .checkpoint_io import CheckpointError
 
@@ -171,6 +185,9 @@ def main(argv=None) -> int:
     except (DataMismatchError, CheckpointError, OSError, ValueError) as error:
         print(f"finetune: error: {error}", file=sys.stderr)
         return 2
+    note = majority_note(Path(args.data))
+    if note:
+        print(note, file=sys.stderr)
     print(shlex.join(command), flush=True)
     if args.dry_run:
         return 0

@@ -193,9 +193,9 @@ def label_names(label_dict) -> List[str]:
     return [s for s in label_dict.symbols[label_dict.nspecial:] if not _PADDING.match(s)]
 
 
-def format_score(text: str, scale: float = 5.0) -> str:
-    """A regression score on the training scale, as the recipe writes STS-B's:
-    awk '{print $1 / 5.0}' (OFMT %.6g)."""
+def format_score(text: str, scale: float) -> str:
+    """A regression score on the training scale (score / the task's target_scale), as the
+    recipe writes STS-B's: awk '{print $1 / 5.0}' (OFMT %.6g)."""
     value = float(text) / scale
     if value == int(value) and abs(value) < 1e16:  # awk prints integral values with %d
         return "%d" % int(value)

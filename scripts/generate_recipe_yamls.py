@@ -8,6 +8,10 @@ tests/test_recipes.py fails when the committed YAMLs differ from this output, an
 every flag of every YAML against the command line.
 
     python scripts/generate_recipe_yamls.py [--check]
+    python scripts/generate_recipe_yamls.py --task reviews --data data/reviews-bin --out reviews.yaml [--size large]
+
+The second form writes one YAML for any task, your own included (its recipe is derived from
+its binaries, as scripts/finetune.py derives it).
 """
 import argparse
 import dataclasses
@@ -41,9 +45,16 @@ CHOICE_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimize
                 "arch": "model"}
 
 
-def recipe_command(recipe: TaskRecipe, size: str) -> list:
-    """The flags fairseq-train gets for this recipe on a GPU (finetune.py's), but paths."""
-    return ["--arch", ARCHITECTURES[("hire", size)], "--max-positions", str(MAX_POSITIONS), *recipe.flags(),
+def recipe_command(recipe: TaskRecipe, size: str, data=None) -> list:
+    """The flags fairseq-train gets for this recipe on a GPU (finetune.py's), but paths; a
+    task whose schedule or classes follow from its data reads them from `data`."""
+    from fairseq_hire.finetune import count_train_examples, data_labels
+
+    derived = {}
+    if data is not None:
+        derived = {"train_examples": count_train_examples(Path(data)),
+                   "num_classes": None if recipe.regression else len(data_labels(Path(data)))}
+    return ["--arch", ARCHITECTURES[("hire", size)], "--max-positions", str(MAX_POSITIONS), *recipe.flags(**derived),
             *FP16_FLAGS]
 
 
@@ -91,8 +102,8 @@ def typed(value, group: str, key: str, fields: dict):
     return kind(value) if kind in (int, float) and isinstance(value, str) else value
 
 
-def recipe_config(recipe: TaskRecipe, size: str) -> dict:
-    command = recipe_command(recipe, size)
+def recipe_config(recipe: TaskRecipe, size: str, data=None) -> dict:
+    command = recipe_command(recipe, size, data)
     args = parsed(command)
     fields = group_fields(args)
     config = {
@@ -115,10 +126,10 @@ def recipe_config(recipe: TaskRecipe, size: str) -> dict:
     return {group: dict(sorted(config[group].items(), key=lambda item: item[0] != "_name")) for group in order}
 
 
-def render(recipe: TaskRecipe, size: str) -> str:
+def render(recipe: TaskRecipe, size: str, data=None) -> str:
     header = HEADER.format(task=recipe.name, size=size, name=recipe.yaml_name,
                            baseline=ARCHITECTURES[("baseline", size)])
-    return header + "\n" + yaml.safe_dump(recipe_config(recipe, size), sort_keys=False)
+    return header + "\n" + yaml.safe_dump(recipe_config(recipe, size, data), sort_keys=False)
 
 
 def expected_files() -> dict:
@@ -129,7 +140,20 @@ def expected_files() -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if a YAML is missing or differs")
+    parser.add_argument("--task", help="write one YAML for this task (a GLUE task, your own task's name, a task file)")
+    parser.add_argument("--data", type=Path, help="with --task: the task's binaries")
+    parser.add_argument("--size", choices=("base", "large"), default="base")
+    parser.add_argument("--out", type=Path, help="with --task: the YAML to write")
     args = parser.parse_args(argv)
+    if args.task:
+        from fairseq_hire.recipes import recipe
+        from glue_prep.atomic import write_atomically
+
+        if args.data is None or args.out is None:
+            parser.error("--task needs --data and --out")
+        write_atomically(args.out, render(recipe(args.task, args.data), args.size, args.data))
+        print(f"wrote {args.out}")
+        return 0
     files = expected_files()
     stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
     if args.check:

@@ -70,16 +70,21 @@ def test_sst2_rows_in_each_format_give_the_glue_binaries(file_format, tmp_path):
     assert meta["task_file"] == "task.json" and meta["label_names"] == ["1", "0"]  # fairseq's frequency order
 
 
-def test_stsb_regression_rows_as_csv_give_the_glue_binaries(tmp_path):
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_stsb_regression_rows_give_the_glue_binaries(file_format, tmp_path):
     source = real_glue_task_dir("STS-B")
     data = tmp_path / "data"
     data.mkdir()
     for split, name in (("train", "train"), ("dev", "valid")):
         rows = [(r[7], r[8], r[9]) for r in rows_of(source / f"{split}.tsv", 200)]
-        write_csv(data / f"{name}.csv", ["s1", "s2", "score"], rows)
+        if file_format == "csv":
+            write_csv(data / f"{name}.csv", ["s1", "s2", "score"], rows)
+        else:
+            write_jsonl(data / f"{name}.jsonl", ["s1", "s2", "score"], rows, numeric_label=True)
     (data / "task.json").write_text(json.dumps({
-        "name": "similarity", "format": "csv", "text": "s1", "text_pair": "s2", "label": "score",
-        "train": "train.csv", "valid": "valid.csv", "regression": True, "score_range": [0, 5]}))
+        "name": "similarity", "format": file_format, "text": "s1", "text_pair": "s2", "label": "score",
+        "train": f"train.{file_format}", "valid": f"valid.{file_format}", "regression": True,
+        "score_range": [0, 5]}))
     assert glue_prep(source.parent, "STS-B", tmp_path / "glue", "--max-rows", "200").returncode == 0
     made = glue_prep(data, data / "task.json", tmp_path / "own")
     assert made.returncode == 0, made.stderr
@@ -216,3 +221,28 @@ def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrain
     cut = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(save), str(data_bin),
                           str(long_file), "--out", str(tmp_path / "long.jsonl"), "--truncate"], cwd=REPO)
     assert cut.returncode == 0 and len((tmp_path / "long.jsonl").read_text().splitlines()) == 2
+
+
+def test_hydra_yaml_for_your_own_task_runs(tmp_path, tiny_pretrained):
+    """scripts/generate_recipe_yamls.py --task writes a YAML for any task; fairseq-hydra-train
+    runs it (the recipe derived from the binaries, the CPU overrides, the tiny model)."""
+    assert glue_prep(REVIEWS, REVIEWS / "reviews.json", tmp_path / "data").returncode == 0
+    data_bin = tmp_path / "data" / "reviews-bin"
+    config_dir = tmp_path / "config"
+    made = subprocess.run([sys.executable, str(REPO / "scripts" / "generate_recipe_yamls.py"), "--task", "reviews",
+                           "--data", str(data_bin), "--out", str(config_dir / "reviews.yaml")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert made.returncode == 0, made.stderr
+    import yaml
+
+    config = yaml.safe_load((config_dir / "reviews.yaml").read_text())
+    assert config["criterion"]["f1_positive_label"] == "positive" and config["checkpoint"]["best_checkpoint_metric"] == "f1"
+    run = subprocess.run([
+        sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(config_dir), "--config-name", "reviews",
+        f"task.data={data_bin}", f"checkpoint.finetune_from_model={tiny_pretrained}", "common.fp16=false",
+        "common.cpu=true", f"common.user_dir={REPO / 'fairseq_hire'}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+        "optimization.max_update=4", "+model.encoder_layers=2", "+model.encoder_embed_dim=32",
+        "+model.encoder_ffn_embed_dim=64", "+model.encoder_attention_heads=2"], capture_output=True, text=True,
+        cwd=tmp_path)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "valid_f1" in run.stdout + run.stderr

@@ -63,7 +63,7 @@ class Comparison:
         flags = list(self.train_flags)
         if "--best-checkpoint-metric" in flags:
             return flags[flags.index("--best-checkpoint-metric") + 1]
-        return recipe(self.task).best_metric
+        return recipe(self.task, self.data).best_metric
 
     def recipe(self) -> Dict:
         """What every run of this comparison shares; a run with another recipe is refused."""
