@@ -170,7 +170,7 @@ def layer_weight_sentence(task: str, head: str, weights: Dict) -> str:
 def plot_scores(summary: Dict, path: Path) -> None:
     plt = pyplot()
     heads = list(summary["heads"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(heads) + 2, 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(heads) + 2), 4))
     for i, head in enumerate(heads):
         data = summary["heads"][head]
         jitter = np.linspace(-0.15, 0.15, len(data["scores"])) if len(data["scores"]) > 1 else [0.0]
@@ -182,7 +182,7 @@ def plot_scores(summary: Dict, path: Path) -> None:
     ax.axhline(summary["constant_score"], color="grey", linestyle=":", label="best constant prediction")
     ax.set_xticks(range(len(heads)), heads, rotation=30, ha="right")
     ax.set_ylabel(summary["metric"])
-    ax.set_title(f"{summary['task']}: every seed's dev score, mean and 95% CI")
+    ax.set_title(f"{summary['task']}: dev score of every seed; mean and its 95% CI")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
