@@ -31,12 +31,12 @@ from fairseq_hire.compare import statistics as st  # noqa: E402
 from fairseq_hire.compare.report import markdown, write_report  # noqa: E402
 from fairseq_hire.modules.options import HEADS  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
+from quality import TASKS as STUDY_TASKS  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 STUDY = RESULTS / "compare"
-TASK_ORDER = ["MRPC", "STS-B", "CoLA", "RTE"]
+TASK_ORDER = STUDY_TASKS
 MIN_SEEDS = 5  # the study's requirement before a task counts for the answer and the recommendation
-SPEED_NAMES = {"stock": "stock"}  # a head's configuration in the speed JSONs: its own name but for these
 
 
 def study_summaries(refresh: bool = False) -> dict:
@@ -133,18 +133,18 @@ def recommendation(summaries: dict, costs: dict) -> str:
     if not tasks or not cpu:
         return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
                 "results of every head.")
-    heads = [h for h in HEADS if all(h in s["heads"] for s in tasks.values()) and SPEED_NAMES.get(h, h) in cpu]
+    heads = [h for h in HEADS if all(h in s["heads"] for s in tasks.values()) and h in cpu]
     best = {t: max(s["heads"], key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
     fits = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
     if not fits:
         return "No head is within the detectable-difference band of the best head on every task."
-    cheapest = min(fits, key=lambda h: cpu[SPEED_NAMES.get(h, h)]["ratio"])
-    elsewhere = "".join(f"; {device}: {c[SPEED_NAMES.get(cheapest, cheapest)]['ratio']:.2f}x"
-                        for device, c in costs.items() if device != "CPU" and SPEED_NAMES.get(cheapest, cheapest) in c)
+    cheapest = min(fits, key=lambda h: cpu[h]["ratio"])
+    elsewhere = "".join(f"; {device}: {c[cheapest]['ratio']:.2f}x"
+                        for device, c in costs.items() if device != "CPU" and cheapest in c)
     return (f"Recommended head: **{cheapest}** ({HEADS[cheapest].description}): the cheapest head within the "
             f"detectable-difference band of the best head on {', '.join(tasks)} (best: "
             + ", ".join(f"{t} {b}" for t, b in best.items())
-            + f"); its training step costs {cpu[SPEED_NAMES.get(cheapest, cheapest)]['ratio']:.2f}x the stock "
+            + f"); its training step costs {cpu[cheapest]['ratio']:.2f}x the stock "
             f"step on CPU at all-MiniLM-L6 dimensions on real GLUE batches{elsewhere}. Heads within the band "
             f"everywhere: {', '.join(fits)}.")
 
@@ -157,7 +157,7 @@ def cost_section(summaries: dict, costs: dict) -> str:
              + " | " + " | ".join(f"step time vs stock, {d}" for d in devices) + " | FLOP ratio |",
              "|---|" + "---|" * (len(tasks) + len(devices) + 1)]
     for head in heads:
-        config = SPEED_NAMES.get(head, head)
+        config = head
         scores = [f"{summaries[t]['heads'][head]['mean']:.1f} ({summaries[t]['heads'][head]['n']})"
                   if head in summaries[t]["heads"] else "-" for t in tasks]
         ratios = [f"{costs[d][config]['ratio']:.2f}x" if config in costs[d] else "-" for d in devices]

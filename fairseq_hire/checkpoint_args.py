@@ -10,9 +10,11 @@ roberta_base's, so fine-tuning must be told them:
 (the last one for fairseq without this plugin, which has no --encoder-layernorm-eps).
 
 Works for the original roberta.base / roberta.large ``model.pt`` (``args`` Namespace) and for
-checkpoints saved by newer fairseq (``cfg.model``). Loaded through the safe loader only; every
-value is checked against its type and printed shell-quoted, so that a checkpoint cannot add
-flags of its own to a command line built with ``$(...)``.
+checkpoints saved by newer fairseq (``cfg.model``). Loaded through the safe loader only. Every
+value is checked against its type (a positive integer, a known activation function, a positive
+epsilon): ``$(...)`` splits its output on spaces without reading quotes, so this check is what
+keeps a checkpoint from adding flags of its own; the line is also shell-quoted, for ``eval``
+and copying.
 """
 import argparse
 import math

@@ -1,9 +1,10 @@
-"""Score fine-tuned checkpoints on GLUE files through the hub interface, and write GLUE
-server submissions.
+"""Score fine-tuned checkpoints on a task's files through the hub interface (GLUE's, or a
+user task's TSV, CSV or JSON Lines), and write GLUE server submissions.
 
-The rows come from the GLUE file that glue_prep binarised (its glue_prep.json names it), read
-with glue_prep's own reader, so evaluation sees the same sentences as training did; the
-text goes through the hub's tokenizer, so this also checks tokenizer and dictionary.
+The rows come from the file that glue_prep binarised (its glue_prep.json names it), read with
+glue_prep's own reader, so evaluation sees the same sentences as training did, cut as
+training's were when glue_prep truncated them; the text goes through the hub's tokenizer, so
+this also checks tokenizer and dictionary.
 """
 import io
 import json
@@ -35,6 +36,7 @@ class GlueSplit:
     target_scale: float = 1.0  # regression: the model predicts score / target_scale (STS-B: 5)
     score_range: Optional[tuple] = None  # regression: where a submitted score is clipped to
     positive_label: Optional[str] = None
+    truncate_to: Optional[int] = None  # the positions glue_prep --truncate-to cut the rows to
 
 
 def load_metadata(data_bin) -> dict:
@@ -58,7 +60,7 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
         task=meta["task"], split=split, examples=list(zip(*data.inputs)), labels=data.labels,
         index=data.index, label_names=meta.get("label_names", []), regression=meta["regression"],
         source=source, target_scale=task.target_scale, score_range=task.score_range,
-        positive_label=task.positive_label,
+        positive_label=task.positive_label, truncate_to=meta.get("max_positions") if meta.get("truncated") else None,
     )
 
 
@@ -78,7 +80,8 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
 def predict_with_weights(hub, rows: GlueSplit, max_sentences: int = 32):
     """(class indices, or regression outputs on the training scale (score / 5 for STS-B);
     layer weights N x J, or None for a stock RoBERTa head)."""
-    logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences)
+    logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences,
+                                               truncate=rows.truncate_to or False)
     predictions = logits.view(-1).double().numpy() if rows.regression else logits.argmax(-1).numpy()
     return predictions, None if layer_weights is None else layer_weights.float().numpy()
 
@@ -100,17 +103,17 @@ def positive_of(rows: GlueSplit) -> int:
 
 
 def constant_baseline(rows: GlueSplit, targets: np.ndarray, positive: int) -> Dict:
-    """The metrics of the best constant prediction (the majority class; for F1 the class that
+    """Each metric of the best constant prediction (the majority class; for F1 the class that
     maximises it; none for regression, where a constant has no correlation): a result at or
-    below it learned nothing, which matters on imbalanced data."""
+    below it learned nothing, which matters on imbalanced data (compare.statistics)."""
+    from .compare.statistics import constant_score, metric_function
+
     if rows.regression:
         return {}
-    best = {}
-    for k in range(len(rows.label_names)):
-        scores = glue_metrics(np.full_like(targets, k), targets, False, positive)
-        for name, value in scores.items():
-            best[name] = max(best.get(name, value), value)
-    return best
+    classes = len(rows.label_names)
+    names = ["accuracy", "mcc", "macro_f1"] + (["f1", "acc_and_f1"] if positive >= 0 else [])
+    return {name: round(constant_score(targets, metric_function(name, False, positive, classes), False, classes), 4)
+            for name in names}
 
 
 def score(hub, rows: GlueSplit, max_sentences: int = 32, per_example: bool = False) -> Dict:
@@ -209,12 +212,12 @@ def main(argv=None) -> int:
         with torch.no_grad():
             result = score(hub, read_glue_split(args.data_bin, args.split, args.tsv), args.max_sentences,
                            per_example=args.per_example)
+        result["checkpoint"] = str(Path(args.checkpoint_dir) / args.checkpoint)
+        if args.out:
+            write_atomically(args.out, json.dumps(result, indent=1) + "\n")
     except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
         return 2
-    result["checkpoint"] = str(Path(args.checkpoint_dir) / args.checkpoint)
-    if args.out:
-        write_atomically(args.out, json.dumps(result, indent=1) + "\n")
     shown = {k: v for k, v in result.items() if k != "per_example"}
     print(json.dumps(shown, indent=1))
     return 0

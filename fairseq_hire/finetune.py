@@ -55,9 +55,10 @@ def count_train_examples(data_bin: Path) -> int:
 
 def data_labels(data_bin: Path):
     """The classes of binarised labels, in class-index order (label/dict.txt)."""
-    label_dict = data_bin / "label" / "dict.txt"
-    labels = [line.split()[0] for line in label_dict.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [label for label in labels if not label.startswith("madeupword")]
+    from fairseq.data import Dictionary
+    from glue_prep.binarize import label_names
+
+    return label_names(Dictionary.load(str(data_bin / "label" / "dict.txt")))
 
 
 def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:

@@ -24,6 +24,21 @@ SPEC_NAME = "tokenizer_spec.json"
 Example = Union[str, Tuple[str, ...], List[str]]
 
 
+class OverLengthError(ValueError):
+    """An input longer than the model's positions; `index` is its place in the batch asked for."""
+
+    def __init__(self, index: int, positions: int, limit: int):
+        self.index, self.positions, self.limit = index, positions, limit
+        super().__init__(f"example {index} takes {positions} positions, more than the model's max_positions="
+                         f"{limit}; cut it longest sentence first (the hub's truncate=True, predict.py --truncate, "
+                         "glue_prep --truncate-to at binarisation)")
+
+
+def check_length(tokens: torch.LongTensor, limit: int, index: int = 0) -> None:
+    if tokens.size(-1) > limit:
+        raise OverLengthError(index, tokens.size(-1), limit)
+
+
 def find_tokenizer_spec(model_dir: Path, data_dir: Path) -> Path:
     """The tokenizer the data was prepared with (glue_prep copies it into <TASK>-bin/tokenizer/),
     else one beside the checkpoint (the converter writes it), else RoBERTa's GPT-2 BPE."""
@@ -82,11 +97,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
     def _classify(self, head: str, tokens: torch.LongTensor):
         if tokens.dim() == 1:
             tokens = tokens.unsqueeze(0)
-        if tokens.size(-1) > self.model.max_positions():
-            raise ValueError(
-                f"input of {tokens.size(-1)} tokens is longer than the model's "
-                f"max_positions={self.model.max_positions()}"
-            )
+        check_length(tokens, self.model.max_positions())
         return self.model(tokens.to(device=self.device), classification_head_name=head)
 
     def predict(self, head: str, tokens: torch.LongTensor, return_logits: bool = False):
@@ -111,21 +122,22 @@ class RobertaHireHubInterface(RobertaHubInterface):
             raise ValueError(f"the model has heads {names}: name the one to use")
         return names[0]
 
-    def encode_example(self, example: Example, truncate: bool = False) -> torch.LongTensor:
-        """A sentence or sentence pair as the model reads it. With `truncate`, a row longer than
-        the model's positions is cut longest sentence first, exactly as glue_prep --truncate-to
-        cuts it (``glue_prep.lengths``)."""
+    def encode_example(self, example: Example, truncate: Union[bool, int] = False) -> torch.LongTensor:
+        """A sentence or sentence pair as the model reads it. With `truncate` (True: to the
+        model's positions; a number: to that many), a longer row is cut longest sentence first,
+        exactly as glue_prep --truncate-to cuts it (``glue_prep.lengths``)."""
         from glue_prep.lengths import longest_first, positions
 
         sentences = [s.strip() for s in ((example,) if isinstance(example, str) else example)]
         if not truncate:
             return self.encode(*sentences)
+        limit = self.model.max_positions() if truncate is True else min(int(truncate), self.model.max_positions())
         dictionary = self.task.source_dictionary
         pieces = [dictionary.encode_line(self.bpe.encode(s), append_eos=False, add_if_not_exist=False).long()
                   for s in sentences]
         lengths = [len(p) for p in pieces]
-        if positions(lengths) > self.model.max_positions():
-            lengths = longest_first(lengths, self.model.max_positions())
+        if positions(lengths) > limit:
+            lengths = longest_first(lengths, limit)
         parts = [torch.tensor([dictionary.bos()])]
         for k, (piece, keep) in enumerate(zip(pieces, lengths)):
             parts += ([torch.tensor([dictionary.eos()])] if k else []) + [piece[:keep], torch.tensor([dictionary.eos()])]
@@ -137,7 +149,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
         examples: Sequence[Example],
         max_sentences: int = 32,
         max_tokens: int = 8192,
-        truncate: bool = False,
+        truncate: Union[bool, int] = False,
         on_batch: Optional[Callable[[int], None]] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Logits (N x K) and layer weights (N x J, or None for a stock RoBERTa head) of many
@@ -146,20 +158,16 @@ class RobertaHireHubInterface(RobertaHubInterface):
         Examples are sorted by length and grouped into batches of at most `max_sentences`
         examples and `max_tokens` tokens including padding, so that almost no work is done
         on padding (HIRE's GRUs do none at all). The results equal one-at-a-time predict.
-        An example longer than the model's positions is refused, naming it, unless
-        `truncate` cuts it (``encode_example``). `on_batch` is told the size of every batch done
-        (a progress bar's update).
+        An example longer than the model's positions is refused with an OverLengthError naming
+        it, unless `truncate` cuts it (``encode_example``). `on_batch` is told the size of every
+        batch done (a progress bar's update).
         """
         if isinstance(examples, str):
             raise TypeError("examples must be a list of sentences or sentence pairs, not one string "
                             "(it would be read as one example per character): pass [text]")
         tokens = [self.encode_example(example, truncate) for example in examples]
-        limit = self.model.max_positions()
         for i, row in enumerate(tokens):
-            if len(row) > limit:
-                raise ValueError(f"example {i} takes {len(row)} positions, more than the model's "
-                                 f"max_positions={limit}; pass truncate=True to cut it longest sentence "
-                                 "first, as glue_prep --truncate-to does")
+            check_length(row, self.model.max_positions(), index=i)
         order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
         pad = self.task.source_dictionary.pad()
         logits: List[Optional[torch.Tensor]] = [None] * len(tokens)
@@ -196,7 +204,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
         max_sentences: int = 32,
         max_tokens: int = 8192,
         return_logits: bool = False,
-        truncate: bool = False,
+        truncate: Union[bool, int] = False,
     ) -> torch.Tensor:
         """Predict many sentences or sentence pairs: N x K log-probabilities (or logits) in
         input order, batched as ``classify_batch`` does; equal to one-at-a-time predict."""

@@ -26,14 +26,16 @@ from glue_prep.errors import GlueFormatError
 
 from .checkpoint_io import CheckpointError
 from .evaluation import HEAD, load_hub, load_metadata
+from .hub_interface import OverLengthError
 from .recipes import find_task
 
 
 def prediction_spec(task):
-    """How an input file is read: the task's test split, or its training columns without a label."""
+    """How an input file is read: the task's test split, or its training columns without a
+    label (with the task's id column)."""
     if any(s.name == "test" for s in task.splits):
         return task.split("test")
-    return replace(task.split("train"), name="test", label=None, index=None)
+    return replace(task.split("train"), name="test", label=None, index=task.id_column)
 
 
 def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, max_sentences: int = 32,
@@ -46,18 +48,16 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
     task = find_task(meta["task"], data_bin)
     rows = read_split(task, prediction_spec(task), input_path)
     examples = list(zip(*rows.inputs))
+    # cut as the training rows were: to glue_prep --truncate-to's length, else the model's
+    cut = (meta["max_positions"] if meta.get("truncated") else True) if truncate else False
     with tqdm(total=len(examples), desc="predict", unit=" rows", disable=not progress, file=sys.stderr) as bar:
         try:
-            logits, _ = hub.classify_batch(HEAD, examples, max_sentences=max_sentences, truncate=truncate,
+            logits, _ = hub.classify_batch(HEAD, examples, max_sentences=max_sentences, truncate=cut,
                                            on_batch=bar.update)
-        except ValueError as error:  # an over-long row: say where it is
-            message = str(error)
-            if message.startswith("example "):
-                index = int(message.split()[1])
-                raise GlueFormatError(message.replace(f"example {index}", "this row", 1)
-                                      .replace("truncate=True", "--truncate"), input_path,
-                                      rows.line_numbers[index]) from None
-            raise
+        except OverLengthError as error:  # say where the row is
+            raise GlueFormatError(f"this row takes {error.positions} positions, more than the model's "
+                                  f"{error.limit}; pass --truncate to cut it longest sentence first",
+                                  input_path, rows.line_numbers[error.index]) from None
     results = []
     if task.regression:
         for key, value in zip(rows.index, logits.view(-1).tolist()):
@@ -99,14 +99,15 @@ def main(argv=None) -> int:
     if args.out.suffix not in (".jsonl", ".tsv"):
         parser.error(f"--out {args.out}: expected a .jsonl or .tsv file")
     try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)
         with torch.no_grad():
             results = predict_file(hub, Path(args.data_bin), args.input, args.truncate, args.max_sentences,
                                    args.progress)
+        write_atomically(args.out, render(results, args.out))
     except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
         print(f"predict: error: {error}", file=sys.stderr)
         return 2
-    write_atomically(args.out, render(results, args.out))
     print(f"predict: wrote {len(results)} rows to {args.out}", file=sys.stderr)
     return 0
 

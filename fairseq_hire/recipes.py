@@ -86,10 +86,6 @@ class TaskRecipe:
         return self.task.recipe.batch_size if self.task.recipe else None
 
     @property
-    def lr(self) -> Optional[float]:
-        return self.task.recipe.lr if self.task.recipe else None
-
-    @property
     def valid_subsets(self) -> str:
         return ",".join(self.task.valid_subsets)
 
@@ -106,7 +102,7 @@ class TaskRecipe:
         if batch is None:
             if train_examples is None:
                 raise ValueError(f"{self.name}: the batch size follows from the training set's size: "
-                                 "pass the number of training examples")
+                                 "binarise the data first (glue_prep), then ask again")
             batch = 16 if train_examples < LARGE_TASK_EXAMPLES else 32
         rate = lr or (given and given.lr) or DERIVED_LR
         fixed = given is not None and given.total_updates and epochs is None and batch_size is None
@@ -115,7 +111,7 @@ class TaskRecipe:
                             max(1, round(WARMUP_RATIO * given.total_updates)), given.max_epoch or DERIVED_EPOCHS)
         if train_examples is None:
             raise ValueError(f"{self.name}: the number of updates follows from the training set's size: "
-                             "pass the number of training examples")
+                             "binarise the data first (glue_prep), then ask again")
         length = budget(batch, train_examples, epochs or (given and given.max_epoch) or DERIVED_EPOCHS)
         return Schedule(rate, batch, length["total_updates"], length["warmup_updates"], length["max_epoch"])
 
@@ -126,8 +122,8 @@ class TaskRecipe:
         schedule = self.schedule(epochs, train_examples, lr, batch_size)
         classes = num_classes or self.num_classes
         if classes is None:
-            raise ValueError(f"{self.name}: its labels are collected from the training file: pass the "
-                             "number of classes (glue_prep.json records it)")
+            raise ValueError(f"{self.name}: its labels are collected from the training file: binarise the "
+                             "data first (glue_prep records them), then ask again")
         flags = SHARED_FLAGS + [
             "--criterion", CRITERION, "--num-classes", str(classes),
             "--batch-size", str(schedule.batch_size), "--lr", str(schedule.lr),
@@ -153,10 +149,6 @@ def find_task(name, data_bin=None) -> TaskSpec:
     data_bin (glue_prep keeps its task file there as task.json)."""
     if isinstance(name, TaskSpec):
         return name
-    try:
-        return get_task(name)
-    except KeyError:
-        pass
     if data_bin is not None:
         from pathlib import Path
 
@@ -165,6 +157,10 @@ def find_task(name, data_bin=None) -> TaskSpec:
             task = get_task(str(task_file))
             if task.name == name:
                 return task
+    try:
+        return get_task(name)
+    except KeyError:
+        pass
     raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}, a task file (.json), or the "
                      "name of the user task whose binaries are given")
 

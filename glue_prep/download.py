@@ -11,7 +11,6 @@ splitting train/dev and numbering test exactly as download_glue_data.py's format
 """
 import argparse
 import io
-import os
 import shutil
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from .atomic import atomic_file, copy_atomically, replace_folder
 from .tasks import GLUE_ZIPS, TASK_ORDER, TASKS
 
 # where each task comes from is the registry's (TaskSpec.download): a zip, or built here
@@ -37,16 +37,8 @@ def _log(msg):
 
 def fetch(url: str, dest: Path) -> None:
     """Download to dest atomically (a partial file is never left under dest's name)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.part-")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as r:
-            shutil.copyfileobj(r, out)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(dest) as out, urllib.request.urlopen(url, timeout=60) as r:
+        shutil.copyfileobj(r, out)
 
 
 def download_zip(task: str, data_dir: Path) -> None:
@@ -59,10 +51,7 @@ def download_zip(task: str, data_dir: Path) -> None:
         src = Path(tmp) / task
         if not src.is_dir():
             raise RuntimeError(f"{ZIPS[task]} did not contain a {task}/ folder")
-        dest = data_dir / task
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(src, dest)
+        replace_folder(src, data_dir / task)
 
 
 def download_diagnostic(data_dir: Path) -> None:
@@ -87,13 +76,13 @@ def format_mrpc(data_dir: Path, path_to_mrpc=None) -> None:
             fetch(url, path)
     dev_ids_path = mrpc_dir / "dev_ids.tsv"
     if not dev_ids_path.is_file() and (src_dir / "dev_ids.tsv").is_file():
-        shutil.copyfile(src_dir / "dev_ids.tsv", dev_ids_path)
+        copy_atomically(src_dir / "dev_ids.tsv", dev_ids_path)
     if not dev_ids_path.is_file():
         _log(f"MRPC: {MRPC_DEV_IDS}")
         fetch(MRPC_DEV_IDS, dev_ids_path)
 
     with io.open(test_src, encoding="utf-8") as data_fh, \
-            io.open(mrpc_dir / "test.tsv", "w", encoding="utf-8") as test_fh:
+            atomic_file(mrpc_dir / "test.tsv", "w", encoding="utf-8") as test_fh:
         data_fh.readline()
         test_fh.write("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
         for idx, row in enumerate(data_fh):
@@ -106,8 +95,8 @@ def format_mrpc(data_dir: Path, path_to_mrpc=None) -> None:
             dev_ids.add(tuple(row.strip().split("\t")))
 
     with io.open(train_src, encoding="utf-8") as data_fh, \
-            io.open(mrpc_dir / "train.tsv", "w", encoding="utf-8") as train_fh, \
-            io.open(mrpc_dir / "dev.tsv", "w", encoding="utf-8") as dev_fh:
+            atomic_file(mrpc_dir / "train.tsv", "w", encoding="utf-8") as train_fh, \
+            atomic_file(mrpc_dir / "dev.tsv", "w", encoding="utf-8") as dev_fh:
         header = data_fh.readline()
         train_fh.write(header)
         dev_fh.write(header)

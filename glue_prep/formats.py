@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
 from .errors import GlueFormatError
+from .task_files import label_text
 from .tasks import SplitSpec, TaskSpec
 from .tsv import BOM, SplitData, check_label
 
@@ -28,7 +29,7 @@ def decoded_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise GlueFormatError("missing: the task file names this file", path) from None
+        raise GlueFormatError("missing: no such file", path) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -115,9 +116,8 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
                               if split.index is not None else str(len(data.line_numbers)))
         else:
             label = row[split.label]
-            if isinstance(label, bool):
-                label = str(label).lower()
-            data.labels.append(check_label(task, as_text(label, f"label {split.label!r}", path, line), path, line))
+            text = label_text(label) if isinstance(label, bool) else as_text(label, f"label {split.label!r}", path, line)
+            data.labels.append(check_label(task, text, path, line))
         data.line_numbers.append(line)
     if not data.line_numbers:
         raise GlueFormatError(f"no data rows; expected rows with {', '.join(map(repr, wanted))}", path)

@@ -2,15 +2,18 @@
 of the registry: binarised, trained, evaluated and predicted through the same code as GLUE.
 
     {
-      "name": "reviews",                     letters, digits, - _ . (the binaries: reviews-bin)
+      "name": "reviews",                     letters, digits, - _ . (the binaries: reviews-bin); not a
+                                             GLUE task's name
       "format": "csv",                       tsv, csv (with quoting) or jsonl
       "text": "review", "text_pair": null,   the column (header name) or key of the text(s)
-      "label": "stars", "id": "review_id",   the label's column; an optional id column
+      "label": "stars", "id": "review_id",   the label's column; an optional id column (test rows'
+                                             and predictions' ids; default: the row number)
       "train": "train.csv", "valid": "dev.csv", "test": "test.csv",   relative to the data folder
       "labels": ["bad", "good"],             optional: the classes, in this order; without it the
                                              labels are collected from train, most frequent first,
                                              ties by label (fairseq-preprocess's order, GLUE's)
-      "regression": false, "score_range": [0, 5],   regression: the model learns score / high end
+      "regression": false, "score_range": [0, 5],   regression: the model learns score divided by
+                                             the range's largest magnitude (5 here)
       "metric": "f1", "positive_label": "good",      accuracy (default), f1, acc_and_f1, mcc,
                                              macro_f1; regression: pearson_and_spearman (default),
                                              pearson, spearman
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .errors import GlueFormatError
-from .tasks import METRICS, REGRESSION_METRICS, Recipe, SplitSpec, TaskSpec
+from .tasks import METRICS, REGRESSION_METRICS, TASKS, Recipe, SplitSpec, TaskSpec
 
 FORMATS = ("tsv", "csv", "jsonl")
 KEYS = ("name", "format", "text", "text_pair", "label", "id", "train", "valid", "test", "labels",
@@ -43,6 +46,11 @@ def read_task_file(path) -> TaskSpec:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise GlueFormatError(f"not a readable JSON task file: {error}", path) from None
     return task_from_description(description, source=path)
+
+
+def label_text(value) -> str:
+    """A label as the files' rows give it: JSON booleans as true / false, the rest as text."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def task_from_description(description: Dict, source=None) -> TaskSpec:
@@ -70,6 +78,8 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
     name = get("name", required=True)
     if not NAME.match(name):
         refuse(f"name {name!r}: expected letters, digits, '-', '_' or '.' (it names the <name>-bin folder)")
+    if any(name.lower() in (glue.lower(), glue.lower().replace("-", "_")) for glue in TASKS):
+        refuse(f"name {name!r} is a GLUE task's: choose another, so that the task's name always means one task")
     file_format = get("format", required=True)
     if file_format not in FORMATS:
         refuse(f"format {file_format!r}: expected one of {', '.join(FORMATS)}")
@@ -77,11 +87,15 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
     inputs = (text,) if text_pair is None else (text, text_pair)
     label, index = get("label", required=True), get("id")
     regression = get("regression", bool, default=False)
-    labels = tuple(str(x) for x in get("labels", list, default=[]))
+    labels = tuple(label_text(x) for x in get("labels", list, default=[]))
     if regression and labels:
         refuse("'labels' and 'regression' exclude each other")
     if len(set(labels)) != len(labels):
         refuse(f"'labels' lists a label twice: {list(labels)}")
+    bad = [label for label in labels if not label or any(c.isspace() for c in label)]
+    if bad:
+        refuse(f"label {bad[0]!r}: expected a non-empty label without spaces (fairseq's label dictionary "
+               "splits on whitespace)")
     score_range = get("score_range", list)
     if score_range is not None:
         if not regression:
@@ -118,10 +132,11 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
         name=name, splits=tuple(splits), labels=labels, regression=regression, metric=metric,
         positive_label=positive_label,
         score_range=tuple(float(x) for x in score_range) if score_range else None,
-        target_scale=float(score_range[1]) if regression else 1.0,
+        # scores reach the model within [-1, 1]: STS-B's 0-5 become 0-1, as in fairseq's recipe
+        target_scale=float(max(abs(x) for x in score_range)) if regression else 1.0,
         label_order="listed" if labels else "frequency", recipe=recipe, in_fairseq_recipe=False,
         folders=(".",), file_format=file_format, source=str(source) if source is not None else None,
-        test_names={"test": name} if any(s.name == "test" for s in splits) else {},
+        test_names={"test": name} if any(s.name == "test" for s in splits) else {}, id_column=index,
     )
 
 
@@ -148,7 +163,7 @@ def task_description(task: TaskSpec) -> Dict:
     description = {
         "name": task.name, "format": task.file_format, "text": train.inputs[0],
         "text_pair": train.inputs[1] if len(train.inputs) > 1 else None, "label": train.label,
-        "id": split["test"].index if "test" in split else None,
+        "id": task.id_column,
         **{name: s.files[0] for name, s in split.items()},
         "labels": list(task.labels) or None, "regression": task.regression,
         "score_range": list(task.score_range) if task.score_range else None,

@@ -77,6 +77,7 @@ class TaskSpec:
     download: Optional[str] = None  # what download_glue.sh fetches: a zip URL, "mrpc" or "ax"
     file_format: str = "glue"  # glue (GLUE's own TSV files), or a user task's tsv, csv, jsonl
     source: Optional[str] = None  # the task file a user task was read from
+    id_column: Optional[Column] = None  # a user task's row ids (test rows, predictions)
 
     @property
     def num_classes(self) -> Optional[int]:
@@ -105,7 +106,8 @@ GLUE_ZIPS = "https://dl.fbaipublicfiles.com/glue/data/"
 
 
 def _pair(name, header, test_header, inputs, label, test_inputs, labels, extra=None, zip_name=None, **kw):
-    """A task with train/dev/test files named train.tsv, dev.tsv, test.tsv."""
+    """A task with train/dev/test files named train.tsv, dev.tsv, test.tsv, fetched as a GLUE
+    zip unless `download` says otherwise."""
     return TaskSpec(
         name=name,
         splits=(
@@ -116,7 +118,7 @@ def _pair(name, header, test_header, inputs, label, test_inputs, labels, extra=N
         labels=labels,
         test_names={"test": name},
         folders=(name,),
-        download=GLUE_ZIPS + f"{zip_name or name}.zip",
+        download=kw.pop("download", GLUE_ZIPS + f"{zip_name or name}.zip"),
         **kw,
     )
 
@@ -169,6 +171,7 @@ TASKS["SST-2"] = _pair(
 TASKS["MRPC"] = _pair(
     "MRPC", MRPC_HEADER, ("index",) + MRPC_HEADER[1:], (3, 4), 0, (3, 4), ("0", "1"),
     metric="acc_and_f1", positive_label="1", recipe=Recipe(1e-5, 16, 2296, 137),
+    download="mrpc",  # built from Microsoft's files, as download_glue_data.py builds it
 )
 TASKS["QQP"] = _pair(
     "QQP", QQP_HEADER, ("id", "question1", "question2"), (3, 4), 5, (1, 2), ("0", "1"),
@@ -224,7 +227,6 @@ TASKS["AX"] = TaskSpec(
     folders=("AX", "diagnostic", "."),
     download="ax",
 )
-TASKS["MRPC"] = TaskSpec(**{**TASKS["MRPC"].__dict__, "download": "mrpc"})  # built from Microsoft's files
 
 # ALL: MNLI before AX, so AX can reuse MNLI's label dictionary.
 TASK_ORDER: List[str] = ["CoLA", "SST-2", "MRPC", "QQP", "STS-B", "MNLI", "QNLI", "RTE", "WNLI", "AX"]

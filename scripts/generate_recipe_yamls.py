@@ -8,10 +8,12 @@ tests/test_recipes.py fails when the committed YAMLs differ from this output, an
 every flag of every YAML against the command line.
 
     python scripts/generate_recipe_yamls.py [--check]
-    python scripts/generate_recipe_yamls.py --task reviews --data data/reviews-bin --out reviews.yaml [--size large]
+    python scripts/generate_recipe_yamls.py --task reviews --data data/reviews-bin --out reviews.yaml \
+        [--pretrained model.pt] [--size large]
 
-The second form writes one YAML for any task, your own included (its recipe is derived from
-its binaries, as scripts/finetune.py derives it).
+The second form writes one YAML for any task, your own included: its recipe derived from its
+binaries and, with --pretrained, the encoder's dimensions, positions and LayerNorm epsilon
+from the checkpoint, as scripts/finetune.py derives them (without it: roberta.base/large's).
 """
 import argparse
 import dataclasses
@@ -45,17 +47,19 @@ CHOICE_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimize
                 "arch": "model"}
 
 
-def recipe_command(recipe: TaskRecipe, size: str, data=None) -> list:
+def recipe_command(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> list:
     """The flags fairseq-train gets for this recipe on a GPU (finetune.py's), but paths; a
-    task whose schedule or classes follow from its data reads them from `data`."""
+    task whose schedule or classes follow from its data reads them from `data`, the encoder's
+    shape comes from `pretrained` (default: roberta.base / roberta.large's)."""
+    from fairseq_hire.checkpoint_args import architecture_flags
     from fairseq_hire.finetune import count_train_examples, data_labels
 
     derived = {}
     if data is not None:
         derived = {"train_examples": count_train_examples(Path(data)),
                    "num_classes": None if recipe.regression else len(data_labels(Path(data)))}
-    return ["--arch", ARCHITECTURES[("hire", size)], "--max-positions", str(MAX_POSITIONS), *recipe.flags(**derived),
-            *FP16_FLAGS]
+    encoder = architecture_flags(pretrained) if pretrained else ["--max-positions", str(MAX_POSITIONS)]
+    return ["--arch", ARCHITECTURES[("hire", size)], *encoder, *recipe.flags(**derived), *FP16_FLAGS]
 
 
 def parsed(command: list) -> argparse.Namespace:
@@ -102,8 +106,8 @@ def typed(value, group: str, key: str, fields: dict):
     return kind(value) if kind in (int, float) and isinstance(value, str) else value
 
 
-def recipe_config(recipe: TaskRecipe, size: str, data=None) -> dict:
-    command = recipe_command(recipe, size, data)
+def recipe_config(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> dict:
+    command = recipe_command(recipe, size, data, pretrained)
     args = parsed(command)
     fields = group_fields(args)
     config = {
@@ -120,16 +124,17 @@ def recipe_config(recipe: TaskRecipe, size: str, data=None) -> dict:
         dest = flag[2:].replace("-", "_")
         group, key = location(dest, fields)
         config.setdefault(group, {})[key] = typed(getattr(args, dest), group, key, fields)
-    config["model"].update({**HireOptions().as_args(), "encoder_layernorm_eps": args.encoder_layernorm_eps})
+    config["model"].update({**HireOptions().as_args(), "encoder_layernorm_eps": args.encoder_layernorm_eps,
+                            **config["model"]})
     order = ["hydra", "common", "task", "checkpoint", "distributed_training", "criterion", "dataset", "optimizer",
              "lr_scheduler", "optimization", "model"]
     return {group: dict(sorted(config[group].items(), key=lambda item: item[0] != "_name")) for group in order}
 
 
-def render(recipe: TaskRecipe, size: str, data=None) -> str:
+def render(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> str:
     header = HEADER.format(task=recipe.name, size=size, name=recipe.yaml_name,
                            baseline=ARCHITECTURES[("baseline", size)])
-    return header + "\n" + yaml.safe_dump(recipe_config(recipe, size, data), sort_keys=False)
+    return header + "\n" + yaml.safe_dump(recipe_config(recipe, size, data, pretrained), sort_keys=False)
 
 
 def expected_files() -> dict:
@@ -142,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="fail if a YAML is missing or differs")
     parser.add_argument("--task", help="write one YAML for this task (a GLUE task, your own task's name, a task file)")
     parser.add_argument("--data", type=Path, help="with --task: the task's binaries")
+    parser.add_argument("--pretrained", type=Path, help="with --task: the checkpoint whose encoder the YAML builds")
     parser.add_argument("--size", choices=("base", "large"), default="base")
     parser.add_argument("--out", type=Path, help="with --task: the YAML to write")
     args = parser.parse_args(argv)
@@ -151,7 +157,7 @@ def main(argv=None):
 
         if args.data is None or args.out is None:
             parser.error("--task needs --data and --out")
-        write_atomically(args.out, render(recipe(args.task, args.data), args.size, args.data))
+        write_atomically(args.out, render(recipe(args.task, args.data), args.size, args.data, args.pretrained))
         print(f"wrote {args.out}")
         return 0
     files = expected_files()
@@ -160,9 +166,10 @@ def main(argv=None):
         for path in stale:
             print(f"out of date: {path}", file=sys.stderr)
         return 1 if stale else 0
+    from glue_prep.atomic import write_atomically
+
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_atomically(path, text)
     print(f"wrote {len(files)} YAMLs under {CONFIG_DIR}")
     return 0
 

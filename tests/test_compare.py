@@ -75,6 +75,8 @@ def test_verdicts_need_both_tests():
     assert same.verdict().startswith("not detected; a difference of")
     one = st.compare_heads(scores_a[:1], scores_b, a[:1], b, targets, metric)
     assert "seed noise is unknown" in one.verdict()
+    flat = st.compare_heads([87.5, 87.5], [50.0, 50.0], a[:2], b[:2], targets, metric)
+    assert flat.detectable is None and "every seed scoring the same" in flat.verdict()
 
 
 @pytest.mark.unit

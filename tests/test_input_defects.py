@@ -103,6 +103,11 @@ def test_hub_truncates_exactly_as_glue_prep_does_and_otherwise_names_the_example
     long_row = next(i for i, row in enumerate(rows) if len(hub.encode(row[1], row[2])) > 64)
     with pytest.raises(ValueError, match=f"example {long_row} takes .* positions, more than the model's max_positions=64"):
         hub.predict_batch(HEAD, [(r[1], r[2]) for r in rows])
+    # evaluate.py cuts the dev rows as glue_prep cut the training rows
+    scored = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(tmp_path), str(data_bin)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json.loads(scored.stdout[scored.stdout.index("{"):])["examples"] == 60
 
 
 def test_hub_input_is_stripped_checked_and_empty_batches_keep_their_width(trained_rte):

@@ -168,11 +168,18 @@ def test_task_file_mistakes_are_named():
                             ({"regression": True}, "needs 'score_range'"),
                             ({"labels": ["a", "a"]}, "lists a label twice"),
                             ({"recipe": {"lr": -1}}, "recipe: lr is -1"),
-                            ({"name": "a/b"}, "name 'a/b'")):
+                            ({"name": "a/b"}, "name 'a/b'"), ({"name": "rte"}, "is a GLUE task's"),
+                            ({"name": "sts_b"}, "is a GLUE task's"),
+                            ({"labels": ["very good", "bad"]}, "label 'very good'")):
         with pytest.raises(GlueFormatError, match=message):
             task_from_description({**base, **change}, source="task.json")
     task = read_task_file(REVIEWS / "reviews.json")
     assert task.labels == ("negative", "positive") and task.metric == "f1" and task.positive_label == "positive"
+    assert task.id_column == "id"
+    booleans = task_from_description({**base, "labels": [False, True]})
+    assert booleans.labels == ("false", "true")  # as JSON rows' booleans read
+    signed = task_from_description({**base, "regression": True, "score_range": [-3, 1]})
+    assert signed.target_scale == 3.0 and signed.score_range == (-3.0, 1.0)
 
 
 def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrained):
@@ -230,19 +237,18 @@ def test_hydra_yaml_for_your_own_task_runs(tmp_path, tiny_pretrained):
     data_bin = tmp_path / "data" / "reviews-bin"
     config_dir = tmp_path / "config"
     made = subprocess.run([sys.executable, str(REPO / "scripts" / "generate_recipe_yamls.py"), "--task", "reviews",
-                           "--data", str(data_bin), "--out", str(config_dir / "reviews.yaml")],
-                          capture_output=True, text=True, cwd=REPO)
+                           "--data", str(data_bin), "--pretrained", str(tiny_pretrained),
+                           "--out", str(config_dir / "reviews.yaml")], capture_output=True, text=True, cwd=REPO)
     assert made.returncode == 0, made.stderr
     import yaml
 
     config = yaml.safe_load((config_dir / "reviews.yaml").read_text())
     assert config["criterion"]["f1_positive_label"] == "positive" and config["checkpoint"]["best_checkpoint_metric"] == "f1"
+    assert config["model"]["encoder_layers"] == 2 and config["model"]["encoder_embed_dim"] == 32  # the checkpoint's
     run = subprocess.run([
         sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(config_dir), "--config-name", "reviews",
         f"task.data={data_bin}", f"checkpoint.finetune_from_model={tiny_pretrained}", "common.fp16=false",
         "common.cpu=true", f"common.user_dir={REPO / 'fairseq_hire'}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-        "optimization.max_update=4", "+model.encoder_layers=2", "+model.encoder_embed_dim=32",
-        "+model.encoder_ffn_embed_dim=64", "+model.encoder_attention_heads=2"], capture_output=True, text=True,
-        cwd=tmp_path)
+        "optimization.max_update=4"], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert "valid_f1" in run.stdout + run.stderr

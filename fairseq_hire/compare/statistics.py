@@ -127,13 +127,14 @@ def paired_bootstrap(predictions_a: np.ndarray, predictions_b: np.ndarray, targe
 
 def detectable_difference(sd_a: float, n_a: int, sd_b: float, n_b: int) -> Optional[float]:
     """The smallest true difference Welch's test detects with POWER at ALPHA (two-sided),
-    for these standard deviations and numbers of seeds; None below two seeds a side."""
+    for these standard deviations and numbers of seeds; None where the seed noise cannot be
+    estimated (below two seeds a side, or every seed scoring the same)."""
     if n_a < 2 or n_b < 2:
         return None
     var_a, var_b = sd_a ** 2 / n_a, sd_b ** 2 / n_b
     se = math.sqrt(var_a + var_b)
     if se == 0:
-        return 0.0
+        return None
     df = (var_a + var_b) ** 2 / (var_a ** 2 / (n_a - 1) + var_b ** 2 / (n_b - 1))
     critical = stats.t.ppf(1 - ALPHA / 2, df)
 
@@ -163,7 +164,8 @@ class Difference:
         if self.detected:
             return "detected"
         if self.detectable is None:
-            return "not detected; fewer than 2 seeds on a side, so the seed noise is unknown"
+            return ("not detected; the seed noise is unknown (fewer than 2 seeds on a side, or every seed "
+                    "scoring the same)")
         return f"not detected; a difference of {self.detectable:.1f} or more would have been"
 
     def as_dict(self) -> Dict:

@@ -60,7 +60,7 @@ class ConversionReport:
             f"{s.attention_heads} heads, max positions {s.max_positions}, "
             f"activation {s.activation_fn}, vocabulary {self.vocab_size}",
             f"  LayerNorm epsilon {s.layernorm_eps:g} recorded as args.encoder_layernorm_eps "
-            "(roberta_hire honours it; the stock roberta arch uses 1e-5)",
+            "(every RoBERTa architecture honours it when the plugin is loaded)",
         ]
         if self.lm_head_initialised:
             lines.append(
