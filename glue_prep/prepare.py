@@ -206,7 +206,7 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
     elif "train" in data:
         listed = task.labels if task.label_order == "listed" else None
         label_dict = build_label_dictionary(data["train"].labels, str(tmp / "label" / ".train.label"), listed)
-        _check_label_coverage(task, data, label_dict)
+        _check_label_coverage(task, data)
         label_dict.save(str(tmp / "label" / "dict.txt"))
         for split in task.splits:
             if not split.is_test:
@@ -290,7 +290,8 @@ def _save_task_file(task: TaskSpec, folder: Path) -> Optional[str]:
     return "task.json"
 
 
-def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData], label_dict) -> None:
+def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData]) -> None:
+    """Every label of every split, and every listed class, must have rows in train."""
     train = data["train"]
     present = set(train.labels)  # the classes the model can learn: those train has rows of
 

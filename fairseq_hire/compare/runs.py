@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from glue_prep.atomic import write_atomically
-from ..modules.options import HEADS
+from ..modules.options import HEADS, head_options
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.finetune"]
 EVALUATE = [sys.executable, "-m", "fairseq_hire.evaluation"]
@@ -103,8 +103,7 @@ class Runner:
     log: callable = field(default=lambda text: print(text, flush=True))
 
     def run(self, head: str, seed: int) -> RunOutcome:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; expected one of {', '.join(HEADS)}")
+        head_options(head)  # an unknown head is refused here, naming the known ones
         result = self.comparison.result_path(head, seed)
         if result.exists():
             return RunOutcome(head, seed, "skipped", f"{result} exists")
