@@ -86,6 +86,10 @@ class TaskRecipe:
         return self.task.recipe.batch_size if self.task.recipe else None
 
     @property
+    def lr(self) -> Optional[float]:
+        return self.task.recipe.lr if self.task.recipe else None
+
+    @property
     def valid_subsets(self) -> str:
         return ",".join(self.task.valid_subsets)
 
