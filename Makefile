@@ -30,7 +30,7 @@ demo: install
 
 # the full default suite (.ci/run); test-unit: the fast tier, no fairseq-train subprocesses
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests
+	$(PY) -m pytest -m "not slow" --durations=20 $(PYTEST_ARGS) tests
 
 test-unit: install
 	$(PY) -m pytest -m "unit and not slow" $(PYTEST_ARGS) tests

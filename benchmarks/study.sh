@@ -8,12 +8,13 @@
 #   bash benchmarks/study.sh                     # from the repository, in the background
 #   STUDY_CODE=/path/to/frozen/worktree bash benchmarks/study.sh   # train with a frozen copy of
 #                                                # the code while the checkout is being edited
+#   STUDY_JOBS=1 bash benchmarks/study.sh        # one run at a time (1 thread), leaving a core free
 set -u
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CODE="${STUDY_CODE:-$REPO}"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 run() {
-  (cd "$CODE" && PYTHONPATH="$CODE" "$PY" benchmarks/quality.py --jobs 2 \
+  (cd "$CODE" && PYTHONPATH="$CODE" "$PY" benchmarks/quality.py --jobs "${STUDY_JOBS:-2}" \
      --out "$REPO/benchmarks/results/compare" --work "$REPO/benchmarks/runs" "$@")
 }
 run --tasks MRPC --heads stock hire --seeds 1-5
