@@ -28,18 +28,21 @@ $(STAMP): requirements.txt requirements-fairseq.txt requirements-dev.txt constra
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
-# the full default suite (.ci/run); test-unit: the fast tier, no fairseq-train subprocesses
+# the full default suite (.ci/run); test-unit: the fast tier, no fairseq-train subprocesses.
+# One thread per test process: the tests' models are tiny, and the tests that start two
+# training processes at once would otherwise put four threads on two cores.
+TEST_ENV ?= OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: install
-	$(PY) -m pytest -m "not slow" --durations=20 $(PYTEST_ARGS) tests
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" --durations=20 $(PYTEST_ARGS) tests
 
 test-unit: install
-	$(PY) -m pytest -m "unit and not slow" $(PYTEST_ARGS) tests
+	$(TEST_ENV) $(PY) -m pytest -m "unit and not slow" $(PYTEST_ARGS) tests
 
 test-slow: install
-	$(PY) -m pytest -m slow $(PYTEST_ARGS) tests
+	$(TEST_ENV) $(PY) -m pytest -m slow $(PYTEST_ARGS) tests
 
 test-all: install
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) tests
 
 # the comparison study (hours on 2 CPU cores; resumable) and the speed benchmark, then the README
 bench-quality: install
