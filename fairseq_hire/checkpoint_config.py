@@ -10,6 +10,8 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 * an architecture that is not a RoBERTa model (``roberta*``, ``roberta_hire*``: what the
   hub and this plugin build), and a task other than RoBERTa's (sentence_prediction,
   masked_lm, multilingual_masked_lm);
+* an option fairseq evaluates as Python although RoBERTa's parser does not declare it
+  (``*xformers_att_config``), at any depth, and a model section that names no architecture;
 * a ``user_dir`` other than this plugin's, a BPE other than RoBERTa's (gpt2,
   sentencepiece, this plugin's hire_tokenizer);
 * any model or task option whose value does not have the type, or is not one of the
@@ -31,6 +33,9 @@ ALLOWED_MODELS = ("roberta", "roberta_hire")
 ALLOWED_TASKS = ("sentence_prediction", "masked_lm", "multilingual_masked_lm")
 ALLOWED_BPE = ("gpt2", "sentencepiece", "hire_tokenizer")
 PLUGIN_NAME = "fairseq_hire"
+MODEL_NAME_KEYS = ("_name", "arch")  # fairseq builds the model _name names, else arch
+TASK_NAME_KEYS = ("task", "_name")
+EVALUATED_SUFFIX = "xformers_att_config"
 
 
 def as_mapping(section) -> Optional[Dict]:
@@ -85,16 +90,21 @@ class Checker:
     def check_names(self, where: str, section: Dict) -> None:
         from fairseq.models import ARCH_MODEL_NAME_REGISTRY
 
-        for key in ("arch", "_name") if where in ("args", "cfg.model") else ():
-            arch = section.get(key)
-            if arch is None:
-                continue
-            if not isinstance(arch, str) or ARCH_MODEL_NAME_REGISTRY.get(arch) not in ALLOWED_MODELS:
-                self.refuse(f"{where}.{key}", arch, "a RoBERTa architecture (" + ", ".join(
-                    sorted(a for a, m in ARCH_MODEL_NAME_REGISTRY.items() if m in ALLOWED_MODELS)) + ")")
-        task_key = {"args": "task", "cfg.task": "_name"}.get(where)
-        if task_key and section.get(task_key) is not None and section[task_key] not in ALLOWED_TASKS:
-            self.refuse(f"{where}.{task_key}", section[task_key], "one of RoBERTa's tasks: " + ", ".join(ALLOWED_TASKS))
+        if where in ("args", "cfg.model"):
+            named = [key for key in MODEL_NAME_KEYS if section.get(key) is not None]
+            # fairseq takes the model's name from a section's only key when it names none
+            if where == "cfg.model" and section and not named:
+                self.refuse(where, sorted(section), "a model section that names its architecture (_name or arch)")
+            for key in named:
+                arch = section[key]
+                if not isinstance(arch, str) or ARCH_MODEL_NAME_REGISTRY.get(arch) not in ALLOWED_MODELS:
+                    self.refuse(f"{where}.{key}", arch, "a RoBERTa architecture (" + ", ".join(
+                        sorted(a for a, m in ARCH_MODEL_NAME_REGISTRY.items() if m in ALLOWED_MODELS)) + ")")
+        if where in ("args", "cfg.task"):
+            # fairseq's setup_task reads a string ``task`` before ``_name``
+            for key in TASK_NAME_KEYS:
+                if section.get(key) is not None and section[key] not in ALLOWED_TASKS:
+                    self.refuse(f"{where}.{key}", section[key], "one of RoBERTa's tasks: " + ", ".join(ALLOWED_TASKS))
         if where in ("args", "cfg.common"):
             user_dir = section.get("user_dir")
             if user_dir is not None and (not isinstance(user_dir, str)
@@ -103,17 +113,28 @@ class Checker:
         bpe_key = {"args": "bpe", "cfg.bpe": "_name"}.get(where)
         if bpe_key and section.get(bpe_key) is not None and section[bpe_key] not in ALLOWED_BPE:
             self.refuse(f"{where}.{bpe_key}", section[bpe_key], "one of RoBERTa's BPEs: " + ", ".join(ALLOWED_BPE))
+        self.check_evaluated(where, section)
+
+    def check_evaluated(self, where: str, section: Dict) -> None:
+        """RoBERTa's encoder passes any *xformers_att_config to eval(), although its parser
+        never declares it; nested sections (encoder, decoder, quant_noise) are read too."""
+        for name, value in section.items():
+            if isinstance(name, str) and name.endswith(EVALUATED_SUFFIX) and value is not None:
+                self.refuse(f"{where}.{name}", value, "none (fairseq evaluates this option as Python)")
+            nested = as_mapping(value)
+            if nested is not None:
+                self.check_evaluated(f"{where}.{name}", nested)
 
     def check_options(self, where: str, section: Dict) -> None:
         specs = {}
         if where in ("args", "cfg.model"):
-            arch = section.get("arch") or section.get("_name")
-            if arch is not None:
-                specs.update(model_options(arch))
+            for key in MODEL_NAME_KEYS:
+                if section.get(key) is not None:
+                    specs.update(model_options(section[key]))
         if where in ("args", "cfg.task"):
-            task = section.get("task") if where == "args" else section.get("_name")
-            if task is not None:
-                specs.update(task_options(task))
+            for key in TASK_NAME_KEYS:
+                if section.get(key) is not None:
+                    specs.update(task_options(section[key]))
         for name, value in section.items():
             # data is a path (a list of them in old checkpoints) that loading overrides
             if name in specs and value is not None and name != "data":

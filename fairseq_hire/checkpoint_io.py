@@ -197,7 +197,10 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
         if arg_overrides is not None:
             overwrite_args_by_name(state["cfg"], arg_overrides)
-    return checkpoint_utils._upgrade_state_dict(state)
+    state = checkpoint_utils._upgrade_state_dict(state)
+    # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
+    checkpoint_config.check(state, path)
+    return state
 
 
 def install() -> None:

@@ -120,7 +120,34 @@ def config_variants(base: dict, data_dir: Path, marker: Path, user_dir: Path) ->
         "activation-that-adds-flags": variant("activation_fn", "gelu --user-dir /tmp/elsewhere"),
         "foreign-user-dir": state_with_user_dir,
         "foreign-architecture-name": variant("arch", "transformer"),
+        "attention-config-that-evals": variant("encoder_xformers_att_config", f"__import__('os').system('touch {marker}') and None"),
+        "model-named-by-its-only-key": model_named_by_its_key(base, data_dir, marker),
+        "task-named-by-its-task-key": task_named_by_its_task_key(base, marker),
     }
+
+
+def model_named_by_its_key(base: dict, data_dir: Path, marker: Path) -> dict:
+    """fairseq builds the model a cfg.model section's only key names when it has no _name."""
+    state = copy.deepcopy(base)
+    evaluating = vars(eval_config_state(data_dir, marker)["args"])
+    state["args"] = None
+    if state.get("cfg") is None:
+        state["cfg"] = {}
+    state["cfg"]["model"] = {"transformer_lm": dict(evaluating)}
+    return state
+
+
+def task_named_by_its_task_key(base: dict, marker: Path) -> dict:
+    """fairseq's setup_task prefers cfg.task.task; multilingual_translation eval()s left_pad_source."""
+    state = copy.deepcopy(base)
+    if state.get("cfg") is None:
+        state["cfg"] = {}
+    task = state["cfg"].get("task") or {}
+    task = dict(vars(task) if isinstance(task, argparse.Namespace) else task)
+    task.update(task="multilingual_translation", lang_pairs="a-b",
+                left_pad_source=f"__import__('os').system('touch {marker}') or 'True'")
+    state["cfg"]["task"] = task
+    return state
 
 
 def write_plugin_that_creates(user_dir: Path, marker: Path) -> None:

@@ -33,7 +33,8 @@ from test_end_to_end import train_command
 FORCE = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 PICKLE_VARIANTS = ["top-level", "inside-args", "inside-extra-state", "inside-optimizer-history",
                    "defaultdict-factory", "numpy-object-array", "tensor-rebuild"]
-CONFIG_VARIANTS = ["architecture-that-evals", "string-where-an-integer-belongs", "activation-that-adds-flags",
+CONFIG_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "model-named-by-its-only-key",
+                   "task-named-by-its-task-key", "string-where-an-integer-belongs", "activation-that-adds-flags",
                    "foreign-user-dir", "foreign-architecture-name"]
 
 
