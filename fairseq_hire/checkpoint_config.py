@@ -22,6 +22,7 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 import argparse
 import dataclasses
 import enum
+import functools
 import math
 import typing
 from pathlib import Path
@@ -152,6 +153,7 @@ def check(state: Dict, path) -> None:
 # ------------------------------------------------------------------ what the models accept
 
 
+@functools.lru_cache(maxsize=None)  # a checkpoint is checked before and after fairseq upgrades it
 def model_options(arch: str) -> Dict[str, typing.Callable]:
     """option name -> check(value) -> None, or what was expected, from the architecture's
     own add_args (the argparse actions fairseq-train would parse them with)."""
@@ -195,6 +197,7 @@ def scalar_problem(kind, value) -> Optional[str]:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def task_options(task: str) -> Dict[str, typing.Callable]:
     from fairseq.tasks import TASK_DATACLASS_REGISTRY
 

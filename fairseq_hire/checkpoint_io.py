@@ -15,7 +15,8 @@ A checkpoint is a pickle, and its configuration is input too. ``load_state(path)
    types those models accept) before any model code sees it (``UnsafeConfigError``).
 
 ``install()`` makes fairseq use it: ``checkpoint_utils.load_checkpoint_to_cpu`` becomes this
-loader plus fairseq's own upgrades of old checkpoints. ``checkpoint_saving`` makes writing
+loader plus fairseq's own upgrades of old checkpoints, after which the configuration is
+checked again (the upgrades fill in what old checkpoints lack). ``checkpoint_saving`` makes writing
 checkpoints atomic and resuming robust.
 """
 import argparse
@@ -80,6 +81,8 @@ FAIRSEQ_CHECKPOINT_GLOBALS = [
 ]
 
 FORCE_UNSAFE_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+FORCE_SAFE_VARIABLE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+TRUE_VALUES = ("1", "y", "yes", "true")
 # what torch.save's legacy (pre-zip) format starts with: its magic number, pickled (protocol 2)
 LEGACY_PREFIX = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 
@@ -158,7 +161,13 @@ def safe_torch_load(path, map_location="cpu"):
     path = Path(path)
     check_file(path)
     allow_fairseq_checkpoint_contents()
-    if os.environ.get(FORCE_UNSAFE_VARIABLE, "0").lower() in ("1", "y", "yes", "true"):
+    if os.environ.get(FORCE_UNSAFE_VARIABLE, "0").lower() in TRUE_VALUES:
+        # torch refuses the pair before it opens the file: not the file's fault, so not "corrupt"
+        # (which would make a resume set checkpoint_last aside)
+        if os.environ.get(FORCE_SAFE_VARIABLE, "0").lower() in TRUE_VALUES:
+            raise CheckpointError(f"cannot load {path}: both {FORCE_SAFE_VARIABLE} and {FORCE_UNSAFE_VARIABLE} "
+                                  f"are set, which torch refuses; unset {FORCE_UNSAFE_VARIABLE} (fairseq_hire "
+                                  "ignores it and always loads with weights_only=True)")
         warn_once(f"{FORCE_UNSAFE_VARIABLE} is set; fairseq_hire ignores it and loads {path} with "
                   "weights_only=True all the same: the variable would let any checkpoint run code")
     try:

@@ -120,28 +120,39 @@ def config_variants(base: dict, data_dir: Path, marker: Path, user_dir: Path) ->
         "activation-that-adds-flags": variant("activation_fn", "gelu --user-dir /tmp/elsewhere"),
         "foreign-user-dir": state_with_user_dir,
         "foreign-architecture-name": variant("arch", "transformer"),
-        "attention-config-that-evals": variant("encoder_xformers_att_config", f"__import__('os').system('touch {marker}') and None"),
+        "attention-config-that-evals": attention_config_that_evals(variant, marker),
         "model-named-by-its-only-key": model_named_by_its_key(base, data_dir, marker),
         "task-named-by-its-task-key": task_named_by_its_task_key(base, marker),
     }
 
 
+def attention_config_that_evals(variant, marker: Path) -> dict:
+    """RoBERTa's attention layers eval() --encoder-xformers-att-config, which its parser never
+    declares; on plain roberta_base, so that fairseq without the plugin builds it too."""
+    state = variant("encoder_xformers_att_config", f"__import__('os').system('touch {marker}') and None")
+    section = config_section(state)
+    section.arch = section._name = "roberta_base"
+    return state
+
+
 def model_named_by_its_key(base: dict, data_dir: Path, marker: Path) -> dict:
-    """fairseq builds the model a cfg.model section's only key names when it has no _name."""
+    """fairseq builds the model a cfg.model section's only key names when it has no _name (on a
+    task that adds nothing to the section: masked_lm)."""
     state = copy.deepcopy(base)
-    evaluating = vars(eval_config_state(data_dir, marker)["args"])
     state["args"] = None
-    if state.get("cfg") is None:
-        state["cfg"] = {}
-    state["cfg"]["model"] = {"transformer_lm": dict(evaluating)}
+    state["cfg"] = state.get("cfg") or {}
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch() or [(1, 4)]"
+    state["cfg"]["model"] = {"transformer_lm": {
+        "character_embeddings": True, "character_filters": code, "decoder_layers": 1, "decoder_embed_dim": 8,
+        "decoder_ffn_embed_dim": 8, "decoder_attention_heads": 1, "max_target_positions": 64, "tokens_per_sample": 64}}
+    state["cfg"]["task"] = {"_name": "masked_lm", "data": str(data_dir)}
     return state
 
 
 def task_named_by_its_task_key(base: dict, marker: Path) -> dict:
     """fairseq's setup_task prefers cfg.task.task; multilingual_translation eval()s left_pad_source."""
     state = copy.deepcopy(base)
-    if state.get("cfg") is None:
-        state["cfg"] = {}
+    state["cfg"] = state.get("cfg") or {}
     task = state["cfg"].get("task") or {}
     task = dict(vars(task) if isinstance(task, argparse.Namespace) else task)
     task.update(task="multilingual_translation", lang_pairs="a-b",

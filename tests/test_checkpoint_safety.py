@@ -26,6 +26,7 @@ from fairseq_hire import RobertaHireModel, checkpoint_args
 from fairseq_hire.checkpoint_errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError,
                                             UnsafeConfigError)
 from fairseq_hire.checkpoint_io import load_state, safe_torch_load
+from fairseq_hire.checkpoint_saving import repair_last_checkpoint
 from fairseq_hire.evaluation import write_submission
 from fairseq_setup import build_trainer, finetune_args, save
 from test_end_to_end import train_command
@@ -172,15 +173,25 @@ def test_every_pickled_payload_is_live_when_loaded_unsafely(fine_tuned_state, tm
         marker.unlink()
 
 
-def test_configuration_payload_is_live_in_fairseq_without_the_plugin(fine_tuned_state, tmp_path, lm_data):
+EVALUATING_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "model-named-by-its-only-key",
+                       "task-named-by-its-task-key"]
+
+
+@pytest.mark.parametrize("name", EVALUATING_VARIANTS)
+def test_configuration_payload_is_live_in_fairseq_without_the_plugin(name, fine_tuned_state, tmp_path, lm_data,
+                                                                     rte_bin):
     """Plain fairseq (weights_only switched off, as users do to load the original checkpoints)
-    builds what the configuration names, and evaluates the option: the marker appears."""
-    path, marker = hostile_file("architecture-that-evals", "zip", fine_tuned_state, tmp_path, lm_data)
+    builds what the configuration names, and evaluates the option: the marker appears. Without
+    this control a refusal test would also pass where fairseq never reached the payload."""
+    path, marker = hostile_file(name, "zip", fine_tuned_state, tmp_path, lm_data)
+    # the data of the task it names
+    data = lm_data if name in ("architecture-that-evals", "model-named-by-its-only-key") else rte_bin
     code = ("import sys; from fairseq import checkpoint_utils; "
             "checkpoint_utils.load_model_ensemble_and_task([sys.argv[1]], arg_overrides={'data': sys.argv[2]})")
-    subprocess.run([sys.executable, "-c", code, str(path), str(lm_data)], capture_output=True,
-                   env={**os.environ, **FORCE}, cwd=tmp_path)
-    assert marker.exists()
+    result = subprocess.run([sys.executable, "-c", code, str(path), str(data)], capture_output=True, text=True,
+                            env={**os.environ, **FORCE}, cwd=tmp_path)
+    assert marker.exists(), (f"control: {name} never ran in plain fairseq, so its refusal test proves nothing: "
+                             + result.stderr[-1500:])
 
 
 # ------------------------------------------------------------------ fairseq-train and the scripts
@@ -199,8 +210,9 @@ def fairseq_train(mode, hostile_path, rte_bin, tiny_pretrained, save_dir):
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, **FORCE})
 
 
+TRAIN_CONFIG_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "string-where-an-integer-belongs"]
 TRAIN_CASES = [("top-level", "zip", "fine-tuned"), ("inside-extra-state", "legacy", "pretrained"),
-               ("architecture-that-evals", "zip", "fine-tuned")]
+               ("architecture-that-evals", "zip", "fine-tuned"), ("attention-config-that-evals", "zip", "fine-tuned")]
 
 
 @pytest.mark.parametrize("mode", ["finetune-from-model", "restore-file", "resume"])
@@ -217,7 +229,7 @@ def test_fairseq_train_refuses_hostile_checkpoints(name, format_name, base, mode
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["finetune-from-model", "restore-file", "resume"])
-@pytest.mark.parametrize("name, format_name", list(itertools.product(PICKLE_VARIANTS + CONFIG_VARIANTS[:2],
+@pytest.mark.parametrize("name, format_name", list(itertools.product(PICKLE_VARIANTS + TRAIN_CONFIG_VARIANTS,
                                                                      hostile.FORMATS)))
 def test_fairseq_train_refuses_every_hostile_checkpoint(name, format_name, mode, rte_bin, tiny_pretrained,
                                                         tmp_path, lm_data, pretrained_state):
@@ -228,12 +240,16 @@ def test_fairseq_train_refuses_every_hostile_checkpoint(name, format_name, mode,
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("script", ["evaluate.py", "glue_submission.py"])
-@pytest.mark.parametrize("name, format_name", [("inside-args", "legacy"), ("architecture-that-evals", "zip")])
+@pytest.mark.parametrize("script", ["evaluate.py", "glue_submission.py", "predict.py"])
+@pytest.mark.parametrize("name, format_name", [("inside-args", "legacy"), ("architecture-that-evals", "zip"),
+                                               ("task-named-by-its-task-key", "zip")])
 def test_scripts_refuse_hostile_checkpoints(script, name, format_name, rte_bin, tmp_path, lm_data, fine_tuned_state):
     path, marker = hostile_file(name, format_name, fine_tuned_state, tmp_path, lm_data)
     if script == "evaluate.py":
         arguments = [str(path.parent), str(rte_bin), "--checkpoint", path.name]
+    elif script == "predict.py":
+        arguments = [str(path.parent), str(rte_bin), str(REPO / "glue_prep" / "data" / "RTE" / "dev.tsv"),
+                     "--out", str(tmp_path / "predictions.jsonl"), "--checkpoint", path.name]
     else:
         arguments = [str(tmp_path / "out"), "--task", str(path.parent), str(rte_bin), "--checkpoint", path.name]
     result = subprocess.run([sys.executable, str(REPO / "scripts" / script), *arguments], capture_output=True,
@@ -290,6 +306,19 @@ def test_corrupt_files_are_called_corrupt(damage, expected, format_name, pretrai
         load_state(path)
     with pytest.raises(CorruptCheckpointError):
         via_fairseq_checkpoint_utils(path, None, tmp_path)
+
+
+def test_contradictory_torch_variables_are_not_called_corrupt(pretrained_state, tmp_path, monkeypatch):
+    """Both force variables set: torch refuses before reading the file. The file is intact, so a
+    resume must not set it aside as corrupt."""
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+    path = hostile.save(pretrained_state, tmp_path / "checkpoint_last.pt", "zip")
+    with pytest.raises(CheckpointError, match="both TORCH_FORCE_WEIGHTS_ONLY_LOAD and") as refused:
+        load_state(path)
+    assert not isinstance(refused.value, CorruptCheckpointError)
+    with pytest.raises(CheckpointError):
+        repair_last_checkpoint(path, "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]
 
 
 def test_refusal_names_the_object_and_gives_no_unsafe_advice(fine_tuned_state, tmp_path, lm_data):
