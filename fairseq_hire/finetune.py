@@ -82,11 +82,18 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
         kinds = {True: "regression targets (no label/dict.txt)", False: "class labels (label/dict.txt)"}
         raise DataMismatchError(f"{data_bin} holds {kinds[regression]}, but {task_recipe.name} is a "
                                 f"{'regression' if task_recipe.regression else 'classification'} task")
-    if not regression and task_recipe.num_classes is not None:
+    if not regression:
         labels = data_labels(data_bin)
-        if len(labels) != task_recipe.num_classes:
+        if task_recipe.num_classes is not None and len(labels) != task_recipe.num_classes:
             raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); "
                                     f"the {task_recipe.name} recipe trains {task_recipe.num_classes} classes")
+        positive = task_recipe.task.positive_label
+        if positive is not None and positive not in labels:
+            raise DataMismatchError(f"{label_dict} has no label {positive!r}, the {task_recipe.name} positive label "
+                                    f"whose F1 selects checkpoints; its labels are {', '.join(labels)}")
+        if task_recipe.best_metric in ("f1", "acc_and_f1") and len(labels) != 2:
+            raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); the "
+                                    f"{task_recipe.name} metric {task_recipe.best_metric} is for two classes")
     for split in task_recipe.valid_subsets.split(","):
         sizes = split_sizes(data_bin, split)
         if sizes is None:
@@ -156,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int,
                         help="shorter budget: N epochs, warmup 6%%, linear decay to 0 at the end")
     parser.add_argument("--lr", type=float, help="learning rate instead of the recipe's (e.g. for a shorter budget)")
-    parser.add_argument("--batch-size", type=int, help="batch size instead of the recipe's (the updates follow)")
+    parser.add_argument("--batch-size", type=int, help="batch size instead of the recipe's (a budget in epochs gives the updates; one "
+                                                     "in updates is scaled to see as many examples)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")
     parser.add_argument("--dry-run", action="store_true", help="print the fairseq-train command only")

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from glue_prep.tasks import TASKS, TaskSpec, get_task
+from glue_prep.tasks import TASKS, Recipe, TaskSpec, get_task
 
 SHARED_FLAGS = [
     "--task", "sentence_prediction", "--init-token", "0", "--separator-token", "2",
@@ -99,25 +99,41 @@ class TaskRecipe:
 
     def schedule(self, epochs: Optional[int] = None, train_examples: Optional[int] = None,
                  lr: Optional[float] = None, batch_size: Optional[int] = None) -> Schedule:
-        """The task's schedule; `epochs` (with the training set's size) asks for a shorter budget
-        of that many epochs; what the task does not fix is derived from the data."""
-        given = self.task.recipe
-        batch = batch_size or (given and given.batch_size)
-        if batch is None:
+        """The task's schedule; what the task does not fix is derived from the data.
+
+        `epochs` asks for another budget: that many epochs, warmup 6%. Otherwise a budget the
+        task fixes in updates (GLUE's recipes, a task file's total_updates) is kept with its
+        warmup; another `batch_size` scales both, so that the run still sees as many examples.
+        A budget in epochs (a task file's, else 10) gives the updates from the data, and a task
+        file's warmup_updates, if any, is kept."""
+        given = self.task.recipe or Recipe(max_epoch=None)
+
+        def derived_batch():
             if train_examples is None:
                 raise ValueError(f"{self.name}: the batch size follows from the training set's size: "
                                  "binarise the data first (glue_prep), then ask again")
-            batch = 16 if train_examples < LARGE_TASK_EXAMPLES else 32
-        rate = lr or (given and given.lr) or DERIVED_LR
-        fixed = given is not None and given.total_updates and epochs is None and batch_size is None
-        if fixed:
-            return Schedule(rate, batch, given.total_updates, given.warmup_updates or
-                            max(1, round(WARMUP_RATIO * given.total_updates)), given.max_epoch or DERIVED_EPOCHS)
-        if train_examples is None:
-            raise ValueError(f"{self.name}: the number of updates follows from the training set's size: "
-                             "binarise the data first (glue_prep), then ask again")
-        length = budget(batch, train_examples, epochs or (given and given.max_epoch) or DERIVED_EPOCHS)
-        return Schedule(rate, batch, length["total_updates"], length["warmup_updates"], length["max_epoch"])
+            return 16 if train_examples < LARGE_TASK_EXAMPLES else 32
+
+        batch = batch_size or given.batch_size or derived_batch()
+        rate = lr or given.lr or DERIVED_LR
+        if epochs is None and given.total_updates:
+            scale = (given.batch_size or derived_batch()) / batch
+            total = max(1, round(given.total_updates * scale))
+            warmup = (max(1, round(given.warmup_updates * scale)) if given.warmup_updates
+                      else max(1, round(WARMUP_RATIO * total)))
+            # 0 is fairseq's "no epoch limit": a budget in updates ends at its last update
+            max_epoch = given.max_epoch or 0
+        else:
+            if train_examples is None:
+                raise ValueError(f"{self.name}: the number of updates follows from the training set's size: "
+                                 "binarise the data first (glue_prep), then ask again")
+            length = budget(batch, train_examples, epochs or given.max_epoch or DERIVED_EPOCHS)
+            total, max_epoch = length["total_updates"], length["max_epoch"]
+            warmup = given.warmup_updates if epochs is None and given.warmup_updates else length["warmup_updates"]
+        if warmup >= total:
+            raise ValueError(f"{self.name}: {warmup} warmup updates in a run of {total} updates; expected "
+                             "fewer warmup updates than the run has (a shorter warmup_updates, or more epochs)")
+        return Schedule(rate, batch, total, warmup, max_epoch)
 
     def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None, lr: Optional[float] = None,
               batch_size: Optional[int] = None, num_classes: Optional[int] = None) -> List[str]:

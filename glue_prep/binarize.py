@@ -11,13 +11,13 @@ process appends the rows, in order, to a ``MMapIndexedDatasetBuilder`` whose dty
 import math
 import multiprocessing as mp
 import os
-import re
 import signal
 from typing import List, Sequence
 
 import numpy as np
 
-_PADDING = re.compile(r"^madeupword\d{4}$")  # Dictionary.pad_to_multiple_ symbols
+from .tasks import DICTIONARY_PADDING
+
 _STATE = None  # (tokenizer, symbol->index, unk index, eos index) in each worker
 
 
@@ -190,7 +190,7 @@ def write_labels(label_dict, labels: Sequence[str], prefix: str) -> None:
 
 def label_names(label_dict) -> List[str]:
     """Class index order: the symbols after the 4 specials, without madeupword padding."""
-    return [s for s in label_dict.symbols[label_dict.nspecial:] if not _PADDING.match(s)]
+    return [s for s in label_dict.symbols[label_dict.nspecial:] if not DICTIONARY_PADDING.match(s)]
 
 
 def format_score(text: str, scale: float) -> str:

@@ -163,7 +163,7 @@ USER_TASK_FLAGS = ("text", "text_pair", "label", "id", "train", "valid", "test",
 def user_tasks(args):
     """[the user's TaskSpec] from a task file (TASK ends in .json) or from the flags; None for
     GLUE task names."""
-    from .task_files import read_task_file, task_from_description
+    from .task_files import COMMAND_LINE, read_task_file, task_from_description
 
     given = [name for name in USER_TASK_FLAGS if getattr(args, name) is not None]
     if args.task.endswith(".json"):
@@ -183,7 +183,7 @@ def user_tasks(args):
     if args.regression is not None:
         description.update(regression=True, score_range=list(args.regression))
     return [task_from_description({k: v for k, v in description.items() if v is not None},
-                                  source="the command line")]
+                                  source=COMMAND_LINE)]
 
 
 def _on_sigterm(signum, frame):

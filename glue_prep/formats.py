@@ -16,10 +16,10 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from .errors import GlueFormatError
-from .task_files import label_text
+from .task_files import COMMAND_LINE, label_text
 from .tasks import SplitSpec, TaskSpec
 from .tsv import BOM, SplitData, check_label
 
@@ -39,41 +39,93 @@ def decoded_text(path: Path) -> str:
     return text[1:] if text.startswith(BOM) else text
 
 
-def rows_of(task: TaskSpec, path: Path) -> Iterator[Tuple[int, Dict[str, object]]]:
-    """(line number, row as column name -> value) of every data row."""
+def described_by(task: TaskSpec) -> str:
+    if task.source is None:
+        return "the task description"
+    return COMMAND_LINE if task.source == COMMAND_LINE else f"the task file {task.source}"
+
+
+def _unique_keys(pairs, path: Path, line: int) -> Dict[str, object]:
+    row = {}
+    for key, value in pairs:
+        if key in row:
+            raise GlueFormatError(f"key {key!r} appears twice in this object; expected each key once", path, line)
+        row[key] = value
+    return row
+
+
+def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple[int, Dict[str, object]]]:
+    """(line number, row as column name -> value) of every data row; the header (or each JSON
+    object) must name every column of `wanted`, each once."""
     text = decoded_text(path)
+    noun = "key" if task.file_format == "jsonl" else "column"
+
+    def check_names(names, line):
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            found = ", ".join(map(repr, names)) or "none"
+            raise GlueFormatError(f"no {noun} {missing[0]!r}; {described_by(task)} names "
+                                  f"{', '.join(map(repr, wanted))} (this {'object' if noun == 'key' else 'header'} "
+                                  f"has {found})", path, line)
+
     if task.file_format == "jsonl":
-        for number, line in enumerate(text.split("\n"), start=1):
+        lines = text.split("\n")
+        for number, line in enumerate(lines, start=1):
             line = line[:-1] if line.endswith("\r") else line
             if not line.strip():
-                if number == text.count("\n") + 1:  # after the final newline
+                if number == len(lines):  # after the final newline
                     continue
                 raise GlueFormatError("empty line; expected one JSON object per line", path, number)
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, number))
             except ValueError as error:
+                if isinstance(error, GlueFormatError):
+                    raise
                 raise GlueFormatError(f"not valid JSON ({error.msg} at column {error.colno})", path, number) from None
             if not isinstance(row, dict):
                 raise GlueFormatError(f"a JSON {type(row).__name__}; expected an object of keys", path, number)
+            check_names(row, number)
             yield number, row
         return
+    name = task.file_format.upper()
+    if name == "TSV":  # no quoting: a CR is never text, only the end of a CRLF
+        for number, line in enumerate(text.split("\n"), start=1):
+            if "\r" in line[:-1]:
+                raise GlueFormatError("carriage return (CR) inside the line; expected lines ending in LF or CRLF",
+                                      path, number)
     delimiter = "\t" if task.file_format == "tsv" else ","
     quoting = csv.QUOTE_NONE if task.file_format == "tsv" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    # lines end at LF only (newline="\n"), so that line numbers are an editor's and a lone CR
+    # is seen where it is rather than taken for a line end
+    reader = csv.reader(io.StringIO(text, newline="\n"), delimiter=delimiter, quoting=quoting, strict=True)
+
+    def next_row(line):
+        try:
+            return next(reader)
+        except csv.Error as error:
+            if "new-line character" in str(error):
+                raise GlueFormatError("carriage return (CR) inside the line; expected lines ending in LF or CRLF"
+                                      + (" (a CR that is text must be inside a quoted field)" if name == "CSV" else ""),
+                                      path, line) from None
+            raise GlueFormatError(f"not valid {name}: {error}", path, line) from None
+
     try:
-        header = next(reader)
+        header = next_row(1)
     except StopIteration:
         raise GlueFormatError("empty file; expected a header line naming the columns", path) from None
-    header = [name.strip() for name in header]
+    header = [column.strip() for column in header]
+    twice = sorted({column for column in header if header.count(column) > 1})
+    if twice:
+        raise GlueFormatError(f"the header names column {twice[0]!r} more than once; expected each column once",
+                              path, 1)
+    check_names(header, 1)
     line = reader.line_num
     while True:
         start = line + 1
         try:
-            fields = next(reader)
+            fields = next_row(start)
         except StopIteration:
             return
-        except csv.Error as error:
-            raise GlueFormatError(f"not valid {task.file_format.upper()}: {error}", path, start) from None
         line = reader.line_num
         if fields == []:
             raise GlueFormatError("empty line; expected a row of " + ", ".join(header), path, start)
@@ -98,11 +150,7 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
                      labels=None if split.is_test else [], index=[] if split.is_test else None)
     wanted = [*split.inputs, *([split.label] if not split.is_test else []),
               *([split.index] if split.is_test and split.index is not None else [])]
-    for line, row in rows_of(task, path):
-        missing = [name for name in wanted if name not in row]
-        if missing:
-            raise GlueFormatError(f"no {'column' if task.file_format != 'jsonl' else 'key'} {missing[0]!r}; "
-                                  f"the task file names {', '.join(map(repr, wanted))}", path, line)
+    for line, row in rows_of(task, path, wanted):
         if max_rows is not None and len(data.line_numbers) >= max_rows:
             break
         for k, column in enumerate(split.inputs):
@@ -116,8 +164,9 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
                               if split.index is not None else str(len(data.line_numbers)))
         else:
             label = row[split.label]
-            text = label_text(label) if isinstance(label, bool) else as_text(label, f"label {split.label!r}", path, line)
-            data.labels.append(check_label(task, text, path, line))
+            if not isinstance(label, bool):  # JSON true / false are labels too
+                as_text(label, f"label {split.label!r}", path, line)
+            data.labels.append(check_label(task, label_text(label), path, line))
         data.line_numbers.append(line)
     if not data.line_numbers:
         raise GlueFormatError(f"no data rows; expected rows with {', '.join(map(repr, wanted))}", path)

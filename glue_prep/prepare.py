@@ -312,6 +312,14 @@ def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData]) -> None:
                 f"{', '.join(task.labels)} in the train split (use more rows)",
                 train.path,
             )
+    if task.metric in ("f1", "acc_and_f1") and len(present) != 2:
+        raise GlueFormatError(
+            f"the {task.name} metric {task.metric} is for two classes; the train labels are "
+            f"{', '.join(map(repr, sorted(present)))}: choose accuracy or macro_f1", train.path)
+    if task.positive_label is not None and task.positive_label not in present:
+        raise GlueFormatError(
+            f"the {task.name} positive label {task.positive_label!r} (whose F1 is reported) is in no row of the "
+            f"train split; its labels are {', '.join(map(repr, sorted(present)))}", train.path)
 
 
 def _borrowed_label_dict(task: TaskSpec, dest: Path, glue_dir: Path, out_dir: Path,

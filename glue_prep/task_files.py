@@ -17,8 +17,13 @@ of the registry: binarised, trained, evaluated and predicted through the same co
       "metric": "f1", "positive_label": "good",      accuracy (default), f1, acc_and_f1, mcc,
                                              macro_f1; regression: pearson_and_spearman (default),
                                              pearson, spearman
-      "recipe": {"lr": 1e-5, "batch_size": 16, "epochs": 10}   optional: fairseq_hire.recipes
+      "recipe": {"lr": 1e-5, "batch_size": 16, "epochs": 10}   optional: fairseq_hire.recipes;
+                                             the budget as epochs or total_updates (not both),
+                                             and warmup_updates
     }
+
+Labels are one word each and not a symbol fairseq's dictionary reserves (<s>, <pad>, </s>,
+<unk>, madeupwordNNNN); JSON numbers that are whole are one label (1 and 1.0 are "1").
 
 Every mistake is refused naming the task file and the key.
 """
@@ -28,12 +33,13 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .errors import GlueFormatError
-from .tasks import METRICS, REGRESSION_METRICS, TASKS, Recipe, SplitSpec, TaskSpec
+from .tasks import METRICS, REGRESSION_METRICS, TASKS, Recipe, SplitSpec, TaskSpec, label_problem
 
 FORMATS = ("tsv", "csv", "jsonl")
 KEYS = ("name", "format", "text", "text_pair", "label", "id", "train", "valid", "test", "labels",
         "regression", "score_range", "metric", "positive_label", "recipe")
 RECIPE_KEYS = ("lr", "batch_size", "epochs", "total_updates", "warmup_updates")
+COMMAND_LINE = "the command line"  # the source of a task described by glue_prep's flags
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -49,8 +55,13 @@ def read_task_file(path) -> TaskSpec:
 
 
 def label_text(value) -> str:
-    """A label as the files' rows give it: JSON booleans as true / false, the rest as text."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """A label as text: JSON booleans as true / false, a whole number as an integer whichever way
+    JSON wrote it (1 and 1.0 are one class), the rest as written."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def task_from_description(description: Dict, source=None) -> TaskSpec:
@@ -92,10 +103,10 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
         refuse("'labels' and 'regression' exclude each other")
     if len(set(labels)) != len(labels):
         refuse(f"'labels' lists a label twice: {list(labels)}")
-    bad = [label for label in labels if not label or any(c.isspace() for c in label)]
-    if bad:
-        refuse(f"label {bad[0]!r}: expected a non-empty label without spaces (fairseq's label dictionary "
-               "splits on whitespace)")
+    for listed in labels:
+        problem = label_problem(listed)
+        if problem:
+            refuse(f"'labels': label {listed!r}: {problem}")
     score_range = get("score_range", list)
     if score_range is not None:
         if not regression:
@@ -112,7 +123,7 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
                f"expected one of {', '.join(allowed)}")
     positive_label = get("positive_label")
     if positive_label is not None:
-        positive_label = str(positive_label)
+        positive_label = label_text(positive_label)
     if metric in ("f1", "acc_and_f1"):
         if positive_label is None:
             refuse(f"metric {metric!r} needs 'positive_label': the class whose F1 is reported")
@@ -141,8 +152,9 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
 
 
 def recipe_from(given: Optional[Dict], refuse) -> Optional[Recipe]:
-    """A task file's recipe section: lr, batch_size and epochs (updates follow from the data),
-    or an explicit total_updates / warmup_updates; what is left out is derived from the data."""
+    """A task file's recipe section: lr, batch_size, the budget as epochs (the updates follow
+    from the data) or as total_updates (not both: one follows from the other), and
+    warmup_updates; what is left out is derived from the data (fairseq_hire.recipes)."""
     if not given:
         return None
     unknown = sorted(set(given) - set(RECIPE_KEYS))
@@ -152,6 +164,12 @@ def recipe_from(given: Optional[Dict], refuse) -> Optional[Recipe]:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or value <= 0 or (key != "lr" and not isinstance(value, int)):
             refuse(f"recipe: {key} is {value!r}; expected a positive {'number' if key == 'lr' else 'integer'}")
+    if "epochs" in given and "total_updates" in given:
+        refuse("recipe: give the budget as 'epochs' or as 'total_updates', not both (one follows from the "
+               "other and the training set's size)")
+    if given.get("warmup_updates", 0) >= given.get("total_updates", float("inf")):
+        refuse(f"recipe: warmup_updates {given['warmup_updates']} is not below total_updates "
+               f"{given['total_updates']}; expected a warmup shorter than the run")
     return Recipe(lr=given.get("lr"), batch_size=given.get("batch_size"), total_updates=given.get("total_updates"),
                   warmup_updates=given.get("warmup_updates"), max_epoch=given.get("epochs"))
 

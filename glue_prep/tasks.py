@@ -11,12 +11,38 @@ Column numbers of the GLUE tasks are 0-based; fairseq's examples/roberta/
 preprocess_GLUE_tasks.sh uses the same columns 1-based (``cut -f``). Header names are those
 of the files GLUE distributes.
 """
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 Column = Union[int, str]  # a 0-based column (GLUE files), or a header name / JSON key (user files)
 METRICS = ("accuracy", "f1", "acc_and_f1", "mcc", "macro_f1", "pearson", "spearman", "pearson_and_spearman")
 REGRESSION_METRICS = ("pearson", "spearman", "pearson_and_spearman")
+# fairseq's Dictionary reserves these symbols (the specials, and the padding that
+# pad_to_multiple_ adds): a label spelled like one would share its index with it
+RESERVED_LABELS = ("<s>", "<pad>", "</s>", "<unk>")
+DICTIONARY_PADDING = re.compile(r"^madeupword\d{4}$")
+# a score as text: ASCII decimal digits only (float() would also take "1_0" and other scripts' digits)
+DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def label_problem(label: str) -> Optional[str]:
+    """Why `label` cannot be a class in fairseq's label dictionary, or None."""
+    if not label or any(c.isspace() for c in label):
+        return "expected a non-empty label without spaces (fairseq's label dictionary splits on whitespace)"
+    if label in RESERVED_LABELS or DICTIONARY_PADDING.match(label):
+        return ("it is one of the symbols fairseq's dictionary reserves (<s>, <pad>, </s>, <unk>, madeupwordNNNN), "
+                "so its rows would share a class index with it: rename the label")
+    return None
+
+
+def score_value(text: str) -> Optional[float]:
+    """A regression score written as a finite ASCII decimal number, or None."""
+    if not DECIMAL.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

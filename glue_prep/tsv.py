@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .errors import GlueFormatError
-from .tasks import SplitSpec, TaskSpec
+from .tasks import SplitSpec, TaskSpec, label_problem, score_value
 
 BOM = "\ufeff"
 MAX_REPORTED = 5  # line numbers listed in a warning
@@ -64,19 +64,16 @@ def check_label(task: TaskSpec, text: str, path: Path, lineno: int) -> str:
     """The label as the recipe writes it, or a GlueFormatError naming what was expected."""
     label = text.strip()
     if task.regression:
-        try:
-            value = float(label)
-        except ValueError:
-            value = None
+        value = score_value(label)
         low, high = task.score_range or (-math.inf, math.inf)
-        if value is None or not math.isfinite(value) or not low <= value <= high:
+        if value is None or not low <= value <= high:
             expected = f"between {low:g} and {high:g}" if task.score_range else "(finite)"
             raise GlueFormatError(f"{task.name} score {text!r} is not a number {expected}", path, lineno)
         return label
-    if not task.labels:  # collected from the training file; any label but an empty one
-        if not label or any(c.isspace() for c in label):
-            raise GlueFormatError(f"{task.name} label {text!r}: expected a non-empty label without "
-                                  "spaces (fairseq's label dictionary splits on whitespace)", path, lineno)
+    if not task.labels:  # collected from the training file
+        problem = label_problem(label)
+        if problem:
+            raise GlueFormatError(f"{task.name} label {text!r}: {problem}", path, lineno)
         return label
     if label not in task.labels:
         raise GlueFormatError(

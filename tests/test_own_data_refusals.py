@@ -1,0 +1,249 @@
+"""What a user's own files may not do, each refused with the file, the line and what was
+expected: labels fairseq's dictionary reserves, one class written two ways, a positive label
+the data lacks, columns named twice, broken headers, numbers Python would read but no one
+meant, stray carriage returns; and task-file recipes whose parts must agree. Real rows: the
+shipped SST-2 sentences, STS-B's pairs where ../shared has them."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SHIPPED_GLUE, real_glue_task_dir
+from glue_prep.errors import GlueFormatError
+from glue_prep.task_files import COMMAND_LINE, task_from_description
+from glue_prep.tsv import read_split
+
+pytestmark = pytest.mark.unit
+
+
+def sst2_rows(n=40):
+    lines = (SHIPPED_GLUE / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:n + 1]
+    return [line.split("\t") for line in lines]
+
+
+def user_task(file_format="csv", source=COMMAND_LINE, **keys):
+    description = {"name": "own", "format": file_format, "text": "sentence", "label": "label",
+                   "train": f"train.{file_format}", "valid": f"valid.{file_format}", **keys}
+    return task_from_description(description, source=source)
+
+
+def read_train(task, path):
+    return read_split(task, task.split("train"), path)
+
+
+def write_csv(path: Path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def refusal(task, path) -> str:
+    with pytest.raises(GlueFormatError) as caught:
+        read_train(task, path)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("reserved", ["<unk>", "<pad>", "</s>", "<s>", "madeupword0001"])
+def test_a_label_spelled_like_a_reserved_dictionary_symbol_is_refused_at_its_line(reserved, tmp_path):
+    rows = [[sentence, reserved if label == "0" else "positive"] for sentence, label in sst2_rows()]
+    path = write_csv(tmp_path / "train.csv", ["sentence", "label"], rows)
+    first = 2 + next(i for i, (_, label) in enumerate(rows) if label == reserved)
+    message = refusal(user_task(), path)
+    assert message.startswith(f"{path}, line {first}: own label {reserved!r}") and "rename the label" in message
+    with pytest.raises(GlueFormatError, match=f"'labels': label '{reserved}'"):
+        user_task(labels=["positive", reserved])
+
+
+@pytest.mark.parametrize("reserved", ["<unk>", "madeupword0001"])
+def test_control_fairseq_would_give_such_a_label_the_index_of_its_symbol(reserved):
+    """Why the refusal matters: fairseq's label dictionary has the symbol already, so the class
+    would share its index (<unk>'s, or a padding slot that label_names drops)."""
+    from fairseq.data import Dictionary
+
+    labels = Dictionary()
+    labels.pad_to_multiple_(8)  # the padding fairseq-preprocess adds: madeupword0000 ...
+    before = len(labels)
+    index = labels.add_symbol(reserved)
+    assert len(labels) == before and index < before
+
+
+def test_jsonl_labels_1_and_1_point_0_are_one_class(tmp_path):
+    rows = sst2_rows()
+    path = tmp_path / "train.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for k, (sentence, label) in enumerate(rows):  # every other row writes the number as a float
+            f.write(json.dumps({"sentence": sentence, "label": float(label) if k % 2 else int(label)}) + "\n")
+    data = read_train(user_task("jsonl"), path)
+    assert data.labels == [label for _, label in rows]
+    assert user_task("jsonl", labels=[1.0, 0]).labels == ("1", "0")
+
+
+def prepare_in_process(data: Path, out: Path, *flags):
+    from glue_prep.cli import main
+
+    return main([str(data), "own", str(out), "--format", "csv", "--text", "sentence", "--label", "label",
+                 "--train", "train.csv", "--valid", "valid.csv", "--workers", "1", "--no-progress", *flags])
+
+
+def sst2_csv_folder(tmp_path: Path, relabel=lambda label, row: label) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = sst2_rows(60)
+    write_csv(data / "train.csv", ["sentence", "label"], [[s, relabel(label, k)] for k, (s, label) in enumerate(rows)])
+    write_csv(data / "valid.csv", ["sentence", "label"], [[s, relabel(label, k)] for k, (s, label) in enumerate(rows[:20])])
+    return data
+
+
+def test_a_positive_label_the_train_labels_lack_is_refused_before_anything_is_written(tmp_path, capsys):
+    data = sst2_csv_folder(tmp_path)
+    assert prepare_in_process(data, tmp_path / "out", "--metric", "f1", "--positive-label", "pos") == 1
+    error = capsys.readouterr().err
+    assert f"{data / 'train.csv'}: the own positive label 'pos'" in error and "'0', '1'" in error
+    assert not (tmp_path / "out" / "own-bin").exists()
+
+
+def test_f1_on_three_collected_classes_is_refused(tmp_path, capsys):
+    data = sst2_csv_folder(tmp_path, relabel=lambda label, k: "neutral" if k % 3 == 0 else label)
+    assert prepare_in_process(data, tmp_path / "out", "--metric", "f1", "--positive-label", "1") == 1
+    assert "metric f1 is for two classes" in capsys.readouterr().err
+    assert prepare_in_process(data, tmp_path / "out", "--metric", "macro_f1") == 0
+
+
+def test_finetune_refuses_binaries_without_the_positive_label(tmp_path):
+    from fairseq_hire.finetune import DataMismatchError, check_data
+    from fairseq_hire.recipes import recipe
+
+    data = sst2_csv_folder(tmp_path)
+    assert prepare_in_process(data, tmp_path / "out", "--metric", "f1", "--positive-label", "1") == 0
+    binaries = tmp_path / "out" / "own-bin"
+    check_data(recipe("own", binaries), binaries, 512)
+    task_file = binaries / "task.json"  # the task file edited after binarising
+    task_file.write_text(json.dumps({**json.loads(task_file.read_text()), "positive_label": "yes"}))
+    with pytest.raises(DataMismatchError, match="has no label 'yes', the own positive label"):
+        check_data(recipe("own", binaries), binaries, 512)
+
+
+def test_a_column_named_twice_is_refused_at_the_header(tmp_path):
+    path = write_csv(tmp_path / "train.csv", ["sentence", "label", "sentence"],
+                     [[s, label, s.upper()] for s, label in sst2_rows()])
+    assert refusal(user_task(), path) == (f"{path}, line 1: the header names column 'sentence' more than once; "
+                                          "expected each column once")
+
+
+def test_a_jsonl_key_given_twice_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    lines = [json.dumps({"sentence": s, "label": label}) for s, label in sst2_rows()]
+    lines[3] = lines[3][:-1] + ', "label": "1"}'
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert refusal(user_task("jsonl"), path) == (f"{path}, line 4: key 'label' appears twice in this object; "
+                                                 "expected each key once")
+
+
+def test_a_broken_quote_in_the_csv_header_names_line_1(tmp_path):
+    path = tmp_path / "train.csv"
+    rows = "".join(f'"{s}",{label}\n' for s, label in sst2_rows())
+    path.write_text('"sen"tence,label\n' + rows, encoding="utf-8")
+    message = refusal(user_task(), path)
+    assert message.startswith(f"{path}, line 1: not valid CSV")
+
+
+@pytest.mark.parametrize("score", ["0_5", "\u0663", "\uff13", "nan", "0x1"])
+def test_regression_scores_must_be_ascii_decimal_numbers(score, tmp_path):
+    source = real_glue_task_dir("STS-B")
+    rows = [line.split("\t") for line in (source / "train.tsv").read_text(encoding="utf-8").splitlines()[1:30]]
+    rows = [[r[7], r[8], r[9]] for r in rows]
+    rows[6][2] = score
+    path = write_csv(tmp_path / "train.csv", ["s1", "s2", "score"], rows)
+    task = user_task(text="s1", text_pair="s2", label="score", regression=True, score_range=[0, 5])
+    assert refusal(task, path) == f"{path}, line 8: own score {score!r} is not a number between 0 and 5"
+    rows[6][2] = "3.5e0"
+    assert read_train(task, write_csv(path, ["s1", "s2", "score"], rows)).labels[6] == "3.5e0"
+
+
+@pytest.mark.parametrize("source, named_by", [(COMMAND_LINE, COMMAND_LINE),
+                                              (Path("reviews.json"), "the task file reviews.json")])
+def test_a_missing_column_is_reported_at_the_header_even_without_rows(source, named_by, tmp_path):
+    path = write_csv(tmp_path / "train.csv", ["text", "label"], [[s, label] for s, label in sst2_rows()])
+    assert refusal(user_task(source=source), path) == (
+        f"{path}, line 1: no column 'sentence'; {named_by} names 'sentence', 'label' (this header has 'text', 'label')")
+    header_only = write_csv(tmp_path / "header.csv", ["text", "label"], [])
+    assert refusal(user_task(source=source), header_only).startswith(f"{header_only}, line 1: no column 'sentence'")
+    right_header = write_csv(tmp_path / "empty.csv", ["sentence", "label"], [])
+    assert refusal(user_task(), right_header) == f"{right_header}: no data rows; expected rows with 'sentence', 'label'"
+
+
+def test_a_missing_jsonl_key_names_its_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    lines = [json.dumps({"sentence": s, "label": label}) for s, label in sst2_rows()]
+    lines[5] = json.dumps({"text": "x", "label": "1"})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert refusal(user_task("jsonl"), path) == (
+        f"{path}, line 6: no key 'sentence'; {COMMAND_LINE} names 'sentence', 'label' (this object has 'text', 'label')")
+
+
+@pytest.mark.parametrize("file_format", ["tsv", "csv"])
+def test_a_stray_carriage_return_is_refused_at_its_line(file_format, tmp_path):
+    separator = "\t" if file_format == "tsv" else ","
+    rows = [f"{s.replace(',', ' ')}{separator}{label}" for s, label in sst2_rows()]
+    rows[2] = rows[2].replace(" ", "\r", 1)  # Mac-style break inside the 3rd row (line 4)
+    path = tmp_path / f"train.{file_format}"
+    path.write_bytes(("sentence" + separator + "label\r\n" + "\r\n".join(rows) + "\r\n").encode("utf-8"))
+    message = refusal(user_task(file_format), path)
+    assert message.startswith(f"{path}, line 4: carriage return (CR) inside the line; expected lines ending in LF or CRLF")
+    assert "universal-newline" not in message
+
+
+def test_a_carriage_return_quoted_in_a_csv_field_is_text(tmp_path):
+    rows = [[s, label] for s, label in sst2_rows()]
+    rows[2][0] = rows[2][0].replace(" ", "\r", 1)
+    path = write_csv(tmp_path / "train.csv", ["sentence", "label"], rows)
+    data = read_train(user_task(), path)
+    assert "\r" in data.inputs[0][2] and data.line_numbers[3] == 5
+
+
+class TestTaskFileRecipes:
+    def schedule(self, recipe, **asked):
+        from fairseq_hire.recipes import TaskRecipe
+
+        return TaskRecipe(user_task(recipe=recipe)).schedule(train_examples=300, **asked)
+
+    def test_a_warmup_alone_is_kept_and_the_updates_derived(self):
+        schedule = self.schedule({"warmup_updates": 5})
+        assert (schedule.total_updates, schedule.warmup_updates, schedule.batch_size) == (10 * 19, 5, 16)
+
+    def test_a_budget_in_updates_ends_at_its_last_update(self):
+        schedule = self.schedule({"total_updates": 100})
+        assert (schedule.total_updates, schedule.warmup_updates, schedule.max_epoch) == (100, 6, 0)
+
+    def test_another_batch_size_keeps_the_examples_of_a_budget_in_updates(self):
+        schedule = self.schedule({"total_updates": 100, "warmup_updates": 10}, batch_size=32)
+        assert (schedule.batch_size, schedule.total_updates, schedule.warmup_updates) == (32, 50, 5)
+
+    def test_epochs_asked_for_replace_the_file_s_budget(self):
+        schedule = self.schedule({"total_updates": 100, "warmup_updates": 10}, epochs=2)
+        assert (schedule.total_updates, schedule.warmup_updates, schedule.max_epoch) == (2 * 19, 2, 2)
+
+    @pytest.mark.parametrize("recipe, message", [
+        ({"epochs": 3, "total_updates": 100}, "'epochs' or as 'total_updates', not both"),
+        ({"total_updates": 100, "warmup_updates": 100}, "warmup_updates 100 is not below total_updates 100"),
+    ])
+    def test_parts_that_contradict_each_other_are_refused(self, recipe, message):
+        with pytest.raises(GlueFormatError, match=message):
+            user_task(recipe=recipe)
+
+    def test_a_warmup_longer_than_the_derived_run_is_refused(self):
+        with pytest.raises(ValueError, match="500 warmup updates in a run of 190 updates"):
+            self.schedule({"warmup_updates": 500})
+
+
+def test_a_glue_recipe_with_another_batch_size_sees_as_many_examples():
+    from fairseq_hire.recipes import recipe
+
+    rte = recipe("RTE")
+    given = rte.schedule()
+    halved = rte.schedule(batch_size=2 * given.batch_size)
+    assert halved.total_updates == round(given.total_updates / 2) and halved.max_epoch == given.max_epoch
+    assert halved.warmup_updates == round(given.warmup_updates / 2)
