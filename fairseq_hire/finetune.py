@@ -14,6 +14,7 @@ fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command 
 a crash and it resumes from SAVE_DIR/checkpoint_last.pt.
 """
 import argparse
+import math
 import os
 import shlex
 import subprocess
@@ -142,6 +143,19 @@ def build_command(args, passthrough) -> list:
     return command + passthrough
 
 
+def positive(kind):
+    """An argparse type: a number of `kind` above 0 (a recipe value of 0 would mean 'not given')."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a positive {'integer' if kind is int else 'number'}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finetune.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mnli-init", metavar="CHECKPOINT",
                         help="start from an MNLI fine-tuned checkpoint (RTE, MRPC, STS-B in the RoBERTa paper)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--epochs", type=positive(int),
                         help="shorter budget: N epochs, warmup 6%%, linear decay to 0 at the end")
-    parser.add_argument("--lr", type=float, help="learning rate instead of the recipe's (e.g. for a shorter budget)")
-    parser.add_argument("--batch-size", type=int, help="batch size instead of the recipe's (a budget in epochs gives the updates; one "
+    parser.add_argument("--lr", type=positive(float), help="learning rate instead of the recipe's (e.g. for a shorter budget)")
+    parser.add_argument("--batch-size", type=positive(int), help="batch size instead of the recipe's (a budget in epochs gives the updates; one "
                                                      "in updates is scaled to see as many examples)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")

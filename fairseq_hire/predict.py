@@ -8,7 +8,7 @@ its task file names; a GLUE task's test-file layout), without labels. Rows go th
 hub in batches grouped by length; OUTPUT (.jsonl, or .tsv) gets one row per input row, in
 order: its id (the task's id column, else the row number), the predicted label and its
 probability (JSON Lines also every class's probability; regression: the score on the task's
-own scale). A row longer than the model's positions is refused with its file and line
+own scale, clipped to its range as the GLUE submission is). A row longer than the model's positions is refused with its file and line
 unless --truncate cuts it as glue_prep --truncate-to does. The output is written atomically.
 """
 import argparse
@@ -59,9 +59,10 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
                                   f"{error.limit}; pass --truncate to cut it longest sentence first",
                                   input_path, rows.line_numbers[error.index]) from None
     results = []
-    if task.regression:
+    if task.regression:  # on the task's scale, clipped to its range as the GLUE submission is
+        low, high = task.score_range
         for key, value in zip(rows.index, logits.view(-1).tolist()):
-            results.append({"id": key, "label": round(value * task.target_scale, 6)})
+            results.append({"id": key, "label": round(min(max(value * task.target_scale, low), high), 6)})
         return results
     names = meta["label_names"]
     probabilities = torch.softmax(logits.float(), dim=-1)
@@ -77,7 +78,9 @@ def render(results, output: Path) -> str:
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     buffer = io.StringIO()
     columns = [c for c in ("id", "label", "probability") if c in results[0]] if results else ["id", "label"]
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    # TSV as GLUE's files are: no quoting (ids and labels hold no tab or line break: glue_prep
+    # refuses those), so that cut, awk and glue_prep read the ids back as they were
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
     writer.writerow(columns)
     writer.writerows([r[c] for c in columns] for r in results)
     return buffer.getvalue()

@@ -107,6 +107,10 @@ class TaskRecipe:
         A budget in epochs (a task file's, else 10) gives the updates from the data, and a task
         file's warmup_updates, if any, is kept."""
         given = self.task.recipe or Recipe(max_epoch=None)
+        asked = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+        for name, value in asked.items():
+            if value is not None and not value > 0:
+                raise ValueError(f"{self.name}: {name} {value!r}; expected a positive number")
 
         def derived_batch():
             if train_examples is None:

@@ -179,7 +179,10 @@ def user_tasks(args):
                    "label": args.label, "id": args.id, "train": args.train, "valid": args.valid,
                    "test": args.test, "metric": args.metric, "positive_label": args.positive_label}
     if args.labels is not None:
-        description["labels"] = [x for x in args.labels.split(",") if x]
+        labels = [x.strip() for x in args.labels.split(",")]
+        if "" in labels:
+            raise UsageError(f"--labels {args.labels!r}: an empty label; expected the classes separated by commas")
+        description["labels"] = labels
     if args.regression is not None:
         description.update(regression=True, score_range=list(args.regression))
     return [task_from_description({k: v for k, v in description.items() if v is not None},

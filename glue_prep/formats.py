@@ -98,6 +98,8 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
     # lines end at LF only (newline="\n"), so that line numbers are an editor's and a lone CR
     # is seen where it is rather than taken for a line end
     reader = csv.reader(io.StringIO(text, newline="\n"), delimiter=delimiter, quoting=quoting, strict=True)
+    # the csv module refuses fields over 128 KiB by default; no field is longer than its file
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
 
     def next_row(line):
         try:
@@ -114,7 +116,8 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
     except StopIteration:
         raise GlueFormatError("empty file; expected a header line naming the columns", path) from None
     header = [column.strip() for column in header]
-    twice = sorted({column for column in header if header.count(column) > 1})
+    # unnamed columns (a spreadsheet's trailing commas) are never read; a named one must be unique
+    twice = sorted({column for column in header if column and header.count(column) > 1})
     if twice:
         raise GlueFormatError(f"the header names column {twice[0]!r} more than once; expected each column once",
                               path, 1)
@@ -140,7 +143,29 @@ def as_text(value, what: str, path: Path, line: int) -> str:
         raise GlueFormatError(f"{what} is {value!r}; expected text", path, line)
     if isinstance(value, float) and not math.isfinite(value):
         raise GlueFormatError(f"{what} is {value!r}; expected a finite number", path, line)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:  # a JSON escape of half a surrogate pair, e.g. "\ud800"
+            raise GlueFormatError(f"{what} holds {value[error.start]!r}, half of a UTF-16 surrogate pair; "
+                                  "expected text that UTF-8 can encode", path, line) from None
     return str(value)
+
+
+def row_id(value, what: str, path: Path, line: int, seen: Dict[str, int]) -> str:
+    """A test row's id as text (a whole JSON number as an integer), unique, on one line."""
+    as_text(value, what, path, line)
+    text = label_text(value).strip()
+    if not text:
+        raise GlueFormatError(f"{what} is empty; expected an id for every row", path, line)
+    if any(c.isspace() and c != " " for c in text):
+        raise GlueFormatError(f"{what} {text!r} holds a tab or line break; expected an id on one line "
+                              "(it is written to test.index and the predictions, one per line)", path, line)
+    if text in seen:
+        raise GlueFormatError(f"{what} {text!r} is also the id of line {seen[text]}; expected each id once",
+                              path, line)
+    seen[text] = line
+    return text
 
 
 def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Optional[int] = None) -> SplitData:
@@ -150,6 +175,7 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
                      labels=None if split.is_test else [], index=[] if split.is_test else None)
     wanted = [*split.inputs, *([split.label] if not split.is_test else []),
               *([split.index] if split.is_test and split.index is not None else [])]
+    seen_ids: Dict[str, int] = {}
     for line, row in rows_of(task, path, wanted):
         if max_rows is not None and len(data.line_numbers) >= max_rows:
             break
@@ -160,7 +186,7 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
                 data.empty_inputs.append((line, k))
             data.inputs[k].append(text)
         if split.is_test:
-            data.index.append(as_text(row[split.index], f"{split.index!r}", path, line).strip()
+            data.index.append(row_id(row[split.index], f"id {split.index!r}", path, line, seen_ids)
                               if split.index is not None else str(len(data.line_numbers)))
         else:
             label = row[split.label]

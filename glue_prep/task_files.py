@@ -28,6 +28,7 @@ Labels are one word each and not a symbol fairseq's dictionary reserves (<s>, <p
 Every mistake is refused naming the task file and the key.
 """
 import json
+import math
 import re
 from pathlib import Path
 from typing import Dict, Optional
@@ -40,6 +41,10 @@ KEYS = ("name", "format", "text", "text_pair", "label", "id", "train", "valid", 
         "regression", "score_range", "metric", "positive_label", "recipe")
 RECIPE_KEYS = ("lr", "batch_size", "epochs", "total_updates", "warmup_updates")
 COMMAND_LINE = "the command line"  # the source of a task described by glue_prep's flags
+FLAGS = {"name": "TASK", "format": "--format", "text": "--text", "text_pair": "--text-pair", "label": "--label",
+         "id": "--id", "train": "--train", "valid": "--valid", "test": "--test", "labels": "--labels",
+         "regression": "--regression", "score_range": "--regression LOW HIGH", "metric": "--metric",
+         "positive_label": "--positive-label"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -70,6 +75,9 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
     def refuse(message):
         raise GlueFormatError(message, where)
 
+    def named(key):  # a key as the user wrote it: glue_prep's flag, or the task file's key
+        return FLAGS[key] if source == COMMAND_LINE else repr(key)
+
     if not isinstance(description, dict):
         refuse("expected a JSON object with name, format, text, label, train, valid")
     unknown = sorted(set(description) - set(KEYS))
@@ -80,11 +88,18 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
         value = description.get(key, default)
         if value is None:
             if required:
-                refuse(f"missing {key!r}")
+                refuse(f"missing {named(key)}")
             return default
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            refuse(f"{key!r} is {value!r}; expected {getattr(kind, '__name__', kind)}")
+            refuse(f"{named(key)} is {value!r}; expected {getattr(kind, '__name__', kind)}")
+        if kind is str and not value.strip():
+            refuse(f"{named(key)} is empty; expected a name")
         return value
+
+    def label_value(value, key):
+        if not isinstance(value, (str, int, float)) or isinstance(value, float) and not math.isfinite(value):
+            refuse(f"{named(key)}: {value!r} is not a label; expected text, a number or true/false")
+        return label_text(value)
 
     name = get("name", required=True)
     if not NAME.match(name):
@@ -98,37 +113,42 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
     inputs = (text,) if text_pair is None else (text, text_pair)
     label, index = get("label", required=True), get("id")
     regression = get("regression", bool, default=False)
-    labels = tuple(label_text(x) for x in get("labels", list, default=[]))
+    labels = tuple(label_value(x, "labels") for x in get("labels", list, default=[]))
+    if "labels" in description and not labels:
+        refuse(f"{named('labels')} lists no label; expected the classes in order, or no {named('labels')}")
     if regression and labels:
-        refuse("'labels' and 'regression' exclude each other")
+        refuse(f"{named('labels')} and {named('regression')} exclude each other")
     if len(set(labels)) != len(labels):
-        refuse(f"'labels' lists a label twice: {list(labels)}")
+        refuse(f"{named('labels')} lists a label twice: {list(labels)}")
     for listed in labels:
         problem = label_problem(listed)
         if problem:
-            refuse(f"'labels': label {listed!r}: {problem}")
+            refuse(f"{named('labels')}: label {listed!r}: {problem}")
     score_range = get("score_range", list)
     if score_range is not None:
         if not regression:
-            refuse("'score_range' is for regression tasks ('regression': true)")
+            refuse(f"{named('score_range')} is for regression tasks ('regression': true)")
         if len(score_range) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                            for x in score_range) or not score_range[0] < score_range[1]:
-            refuse(f"'score_range' {score_range!r}: expected [low, high] with low < high")
+                                            and math.isfinite(x) for x in score_range) or not score_range[0] < score_range[1]:
+            refuse(f"{named('score_range')} {score_range!r}: expected finite [low, high] with low < high")
     if regression and score_range is None:
-        refuse("a regression task needs 'score_range': [low, high] (the model learns score / high)")
+        refuse(f"a regression task needs {named('score_range')}: [low, high] (the model learns score / high)")
     metric = get("metric", default="pearson_and_spearman" if regression else "accuracy")
     allowed = REGRESSION_METRICS if regression else tuple(m for m in METRICS if m not in REGRESSION_METRICS)
     if metric not in allowed:
         refuse(f"metric {metric!r} for a {'regression' if regression else 'classification'} task: "
                f"expected one of {', '.join(allowed)}")
-    positive_label = get("positive_label")
+    positive_label = description.get("positive_label")
     if positive_label is not None:
-        positive_label = label_text(positive_label)
+        if regression:
+            refuse(f"{named('positive_label')} is for classification tasks (F1 of one class); this is a regression task")
+        positive_label = label_value(positive_label, "positive_label")
     if metric in ("f1", "acc_and_f1"):
         if positive_label is None:
-            refuse(f"metric {metric!r} needs 'positive_label': the class whose F1 is reported")
+            refuse(f"metric {metric!r} needs {named('positive_label')}: the class whose F1 is reported")
         if labels and (len(labels) != 2 or positive_label not in labels):
-            refuse(f"metric {metric!r} is for two classes, one of them {positive_label!r}; 'labels' is {list(labels)}")
+            refuse(f"metric {metric!r} is for two classes, one of them {positive_label!r}; "
+                   f"{named('labels')} is {list(labels)}")
     recipe = recipe_from(get("recipe", dict), refuse)
 
     splits = []

@@ -54,7 +54,7 @@ def test_a_label_spelled_like_a_reserved_dictionary_symbol_is_refused_at_its_lin
     message = refusal(user_task(), path)
     assert message.startswith(f"{path}, line {first}: own label {reserved!r}") and "rename the label" in message
     with pytest.raises(GlueFormatError, match=f"'labels': label '{reserved}'"):
-        user_task(labels=["positive", reserved])
+        user_task(labels=["positive", reserved], source=Path("task.json"))
 
 
 @pytest.mark.parametrize("reserved", ["<unk>", "madeupword0001"])
@@ -247,3 +247,161 @@ def test_a_glue_recipe_with_another_batch_size_sees_as_many_examples():
     halved = rte.schedule(batch_size=2 * given.batch_size)
     assert halved.total_updates == round(given.total_updates / 2) and halved.max_epoch == given.max_epoch
     assert halved.warmup_updates == round(given.warmup_updates / 2)
+
+
+@pytest.mark.parametrize("how", ["flags", "task file"])
+def test_an_infinite_score_range_is_refused(how, tmp_path, capsys):
+    """It made every target score / inf = 0."""
+    if how == "flags":
+        with pytest.raises(GlueFormatError, match=r"--regression LOW HIGH \[0.0, inf\]: expected finite"):
+            user_task(regression=True, score_range=[0.0, float("inf")])
+        return
+    task_file = tmp_path / "task.json"
+    task_file.write_text('{"name": "own", "format": "csv", "text": "s", "label": "y", "train": "t.csv", '
+                         '"valid": "v.csv", "regression": true, "score_range": [0, Infinity]}')
+    from glue_prep.task_files import read_task_file
+
+    with pytest.raises(GlueFormatError, match=r"'score_range' \[0, inf\]: expected finite"):
+        read_task_file(task_file)
+
+
+@pytest.mark.parametrize("key", ["sentence", "label"])
+def test_half_a_surrogate_pair_in_json_is_refused_at_its_line(key, tmp_path):
+    rows = [{"sentence": s, "label": label} for s, label in sst2_rows()]
+    rows[4][key] = rows[4][key] + "\ud800"
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")  # ensure_ascii: \ud800
+    assert refusal(user_task("jsonl"), path).startswith(f"{path}, line 5: ")
+    assert "half of a UTF-16 surrogate pair" in refusal(user_task("jsonl"), path)
+
+
+@pytest.mark.parametrize("file_format", ["csv", "tsv"])
+def test_a_field_longer_than_the_csv_module_s_default_limit_is_read(file_format, tmp_path):
+    rows = [[s, label] for s, label in sst2_rows()]
+    rows[1][0] = " ".join([rows[1][0]] * (200_000 // len(rows[1][0])))
+    assert len(rows[1][0]) > 131_072
+    path = tmp_path / f"train.{file_format}"
+    if file_format == "csv":
+        write_csv(path, ["sentence", "label"], rows)
+    else:
+        path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows), encoding="utf-8")
+    assert read_train(user_task(file_format), path).inputs[0][1] == rows[1][0].strip()
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"),
+                                         ("--batch-size", "-4"), ("--lr", "0"), ("--lr", "-1"), ("--lr", "nan")])
+def test_finetune_refuses_a_budget_that_is_not_positive(flag, value, capsys):
+    from fairseq_hire.finetune import build_parser
+    from fairseq_hire.recipes import recipe
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["RTE", "bin", "model.pt", "save", flag, value])
+    assert f"argument {flag}: {value!r}: expected a positive" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="expected a positive number"):
+        recipe("RTE").schedule(train_examples=100, **{flag[2:].replace("-", "_"): float(value)})
+
+
+def test_test_ids_must_be_present_unique_and_on_one_line(tmp_path):
+    rows = [[str(100 + k), s] for k, (s, _) in enumerate(sst2_rows(10))]
+    task = user_task(id="id", test="test.csv")
+    test = task.split("test")
+
+    def read(changed_rows):
+        path = write_csv(tmp_path / "test.csv", ["id", "sentence"], changed_rows)
+        return read_split(task, test, path)
+
+    assert read(rows).index == [str(100 + k) for k in range(10)]
+    for k, bad, message in ((3, "100", "id 'id' '100' is also the id of line 2; expected each id once"),
+                            (4, " ", "id 'id' is empty; expected an id for every row"),
+                            (5, "a\nb", "id 'id' 'a\\nb' holds a tab or line break")):
+        changed = [list(row) for row in rows]
+        changed[k][0] = bad
+        with pytest.raises(GlueFormatError) as caught:
+            read(changed)
+        assert str(caught.value).startswith(f"{tmp_path / 'test.csv'}, line {k + 2}: {message}")
+
+
+def test_json_ids_keep_their_value_as_text(tmp_path):
+    path = tmp_path / "test.jsonl"
+    ids = [7, 8.0, "r-9", 1e16]
+    path.write_text("".join(json.dumps({"id": i, "sentence": s}) + "\n" for i, (s, _) in zip(ids, sst2_rows())))
+    task = user_task("jsonl", id="id", test="test.jsonl")
+    assert read_split(task, task.split("test"), path).index == ["7", "8", "r-9", "10000000000000000"]
+
+
+def test_the_tsv_predictions_are_unquoted_like_glue_files():
+    from fairseq_hire.predict import render
+
+    rows = [{"id": '"r1"', "label": "pos", "probability": 0.75}, {"id": 'r"2', "label": "neg", "probability": 0.5}]
+    assert render(rows, Path("out.tsv")) == 'id\tlabel\tprobability\n"r1"\tpos\t0.75\nr"2\tneg\t0.5\n'
+
+
+@pytest.mark.parametrize("given, message", [(",", "an empty label"), ("y,,x", "an empty label"), ("", "an empty label")])
+def test_the_labels_flag_refuses_empty_items(given, message, tmp_path, capsys):
+    data = sst2_csv_folder(tmp_path)
+    assert prepare_in_process(data, tmp_path / "out", "--labels", given) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_labels_flag_strips_spaces_after_commas(tmp_path):
+    data = sst2_csv_folder(tmp_path)
+    assert prepare_in_process(data, tmp_path / "out", "--labels", "0, 1") == 0
+    meta = json.loads((tmp_path / "out" / "own-bin" / "glue_prep.json").read_text())
+    assert meta["label_names"] == ["0", "1"]
+
+
+def test_unnamed_trailing_columns_of_a_spreadsheet_are_ignored(tmp_path):
+    rows = [[s, label, "", ""] for s, label in sst2_rows()]
+    path = write_csv(tmp_path / "train.csv", ["sentence", "label", "", ""], rows)
+    assert read_train(user_task(), path).labels == [label for _, label in sst2_rows()]
+
+
+def test_task_file_labels_must_be_labels_and_the_positive_label_may_be_a_number():
+    with pytest.raises(GlueFormatError, match=r"'labels': None is not a label"):
+        user_task(labels=[None, "x"], source=Path("task.json"))
+    with pytest.raises(GlueFormatError, match=r"'labels': \['a'\] is not a label"):
+        user_task(labels=[["a"], "x"], source=Path("task.json"))
+    task = user_task(labels=[0, 1], metric="f1", positive_label=1)
+    assert (task.labels, task.positive_label) == (("0", "1"), "1")
+
+
+def test_a_positive_label_on_a_regression_task_is_refused():
+    with pytest.raises(GlueFormatError, match="--positive-label is for classification tasks"):
+        user_task(regression=True, score_range=[0, 5], positive_label="good")
+
+
+def test_a_task_described_by_flags_is_told_about_its_flags():
+    with pytest.raises(GlueFormatError, match=r"--regression LOW HIGH \[5.0, 0.0\]"):
+        user_task(regression=True, score_range=[5.0, 0.0])
+    with pytest.raises(GlueFormatError, match="needs --positive-label"):
+        user_task(metric="f1")
+    with pytest.raises(GlueFormatError, match="needs 'positive_label'"):
+        user_task(metric="f1", source=Path("task.json"))
+
+
+def test_regression_predictions_are_clipped_to_the_score_range(tmp_path):
+    """As the GLUE submission clips them (evaluation.submission_lines)."""
+    import torch
+
+    from fairseq_hire.predict import predict_file
+
+    source = real_glue_task_dir("STS-B")
+    rows = [line.split("\t") for line in (source / "train.tsv").read_text(encoding="utf-8").splitlines()[1:40]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "valid"):
+        write_csv(data / f"{name}.csv", ["s1", "s2", "score"], [[r[7], r[8], r[9]] for r in rows])
+    from glue_prep.cli import main
+
+    assert main([str(data), "similar", str(tmp_path / "out"), "--format", "csv", "--text", "s1", "--text-pair", "s2",
+                 "--label", "score", "--train", "train.csv", "--valid", "valid.csv", "--regression", "0", "5",
+                 "--workers", "1", "--no-progress"]) == 0
+    unlabelled = write_csv(tmp_path / "new.csv", ["s1", "s2"], [[r[7], r[8]] for r in rows[:3]])
+
+    class Hub:  # the model's outputs on the training scale (score / 5): above, below and inside 0-1
+        def classify_batch(self, head, examples, max_sentences, truncate, on_batch):
+            on_batch(len(examples))
+            return torch.tensor([[1.4], [-0.2], [0.5]]), None
+
+    predictions = predict_file(Hub(), tmp_path / "out" / "similar-bin", unlabelled, progress=False)
+    assert [p["label"] for p in predictions] == [5.0, 0.0, 2.5]
