@@ -10,7 +10,7 @@ import io
 import json
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -54,6 +54,12 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
 
     meta = load_metadata(data_bin)
     task = find_task(meta["task"], data_bin)
+    splits = [s.name for s in task.splits]
+    if split not in splits:
+        raise ValueError(f"{data_bin} has no split {split!r}; its splits are {', '.join(splits)}")
+    if not task.regression and not task.labels and meta.get("label_names"):
+        # a task whose labels were collected: a label the model never learned is refused at its line
+        task = replace(task, labels=tuple(meta["label_names"]))
     source = Path(tsv) if tsv is not None else Path(meta["source"][split])
     data = read_split(task, task.split(split), source, meta.get("max_rows"))
     return GlueSplit(
@@ -66,6 +72,7 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
 
 def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     """The fine-tuned model through the hub, on the GPU when there is one."""
+    from .finetune import check_training_labels
     from .hub_interface import from_pretrained
 
     checkpoint = Path(checkpoint_dir) / checkpoint_file
@@ -73,6 +80,7 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
         raise FileNotFoundError(f"no checkpoint {checkpoint}" + ("" if Path(checkpoint_dir).is_dir() else
                                 f": the folder {checkpoint_dir} does not exist"))
     load_metadata(data_bin)
+    check_training_labels(Path(checkpoint_dir), Path(data_bin))
     hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
     return hub.cuda() if torch.cuda.is_available() else hub
 
@@ -103,22 +111,19 @@ def positive_of(rows: GlueSplit) -> int:
 
 
 def constant_baseline(rows: GlueSplit, targets: np.ndarray, positive: int) -> Dict:
-    """Each metric of the best constant prediction (the majority class; for F1 the class that
-    maximises it; none for regression, where a constant has no correlation): a result at or
-    below it learned nothing, which matters on imbalanced data (compare.statistics)."""
-    from .compare.statistics import constant_score, metric_function
+    """Each metric of the best constant prediction (none for regression, where a constant has no
+    correlation): a result at or below it learned nothing, which matters on imbalanced data."""
+    from .compare.statistics import constant_baseline_scores
 
-    if rows.regression:
-        return {}
-    classes = len(rows.label_names)
-    names = ["accuracy", "mcc", "macro_f1"] + (["f1", "acc_and_f1"] if positive >= 0 else [])
-    return {name: round(constant_score(targets, metric_function(name, False, positive, classes), False, classes), 4)
-            for name in names}
+    return {} if rows.regression else constant_baseline_scores(targets, positive, len(rows.label_names))
 
 
 def score(hub, rows: GlueSplit, max_sentences: int = 32, per_example: bool = False) -> Dict:
     """Official metrics of the split; with `per_example`, also every prediction, target and
     (HIRE) layer-weight vector, in the file's row order."""
+    if rows.labels is None:
+        raise ValueError(f"the {rows.task} {rows.split} split has no labels to score (a test split); "
+                         "expected a validation split, e.g. --split valid")
     predictions, layer_weights = predict_with_weights(hub, rows, max_sentences)
     targets = targets_of(rows)
     positive = positive_of(rows)

@@ -111,6 +111,36 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
                 f"again with glue_prep --truncate-to {max_positions}")
 
 
+TRAINING_LABELS = "training_labels.json"  # beside the checkpoints: the classes, in the head's order
+
+
+def record_training_labels(save_dir: Path, data_bin: Path) -> None:
+    """Write which classes the head's outputs are, in order: the binaries of a collected-label
+    task built again from other rows may order them differently (most frequent first)."""
+    import json
+
+    from glue_prep.atomic import write_atomically
+
+    if (data_bin / "label" / "dict.txt").is_file():
+        record = {"data": str(data_bin.resolve()), "label_names": data_labels(data_bin)}
+        write_atomically(save_dir / TRAINING_LABELS, json.dumps(record, indent=1) + "\n")
+
+
+def check_training_labels(checkpoint_dir: Path, data_bin: Path) -> None:
+    """Refuse binaries whose classes are not those the checkpoint was trained on, in that order."""
+    import json
+
+    record_path = checkpoint_dir / TRAINING_LABELS
+    if not record_path.is_file() or not (data_bin / "label" / "dict.txt").is_file():
+        return
+    trained = json.loads(record_path.read_text(encoding="utf-8")).get("label_names")
+    given = data_labels(data_bin)
+    if trained != given:
+        raise DataMismatchError(
+            f"{checkpoint_dir} was trained on the classes {trained} ({record_path}), but {data_bin} has {given}: "
+            "the head's outputs would be read as the wrong classes. Use the binaries the model was trained on")
+
+
 def gpu_available() -> bool:
     import torch
 
@@ -185,18 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def majority_note(data_bin: Path) -> str:
-    """What the majority class scores on the validation split (glue_prep.json's label counts):
-    on imbalanced data, the figure every result should be read against."""
+def constant_note(data_bin: Path, task_recipe) -> str:
+    """What the best constant prediction scores on the validation split (glue_prep.json's label
+    counts), on the metric that selects checkpoints and the others: on imbalanced data, the
+    figure every result should be read against (the criterion logs it as constant_<metric>)."""
     import json
 
+    from .compare.statistics import constant_baseline_scores
+    from .metrics import positive_class
+
     meta_path = data_bin / "glue_prep.json"
-    counts = json.loads(meta_path.read_text()).get("label_counts", {}).get("valid") if meta_path.is_file() else None
-    if not counts:
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    counts, names = meta.get("label_counts", {}).get("valid"), meta.get("label_names")
+    if not counts or not names or any(label not in names for label in counts):
         return ""
+    targets = np.concatenate([np.full(count, names.index(label)) for label, count in counts.items()])
+    scores = constant_baseline_scores(targets, positive_class(names, task_recipe.task.positive_label or "1"),
+                                      len(names))
     label, count = max(counts.items(), key=lambda item: item[1])
-    return (f"finetune: note: the majority class ({label!r}) is {100 * count / sum(counts.values()):.1f}% of the "
-            f"validation rows: a model at that accuracy learned nothing")
+    metric = task_recipe.best_metric
+    others = ", ".join(f"{name} {value:.1f}" for name, value in scores.items() if name != metric)
+    return (f"finetune: note: a constant prediction scores {metric} {scores.get(metric, float('nan')):.1f} on the "
+            f"validation rows ({others}; the majority class {label!r} is {100 * count / len(targets):.1f}% of them): "
+            "a model at or below that learned nothing")
 
 
 def main(argv=None) -> int:
@@ -208,13 +249,14 @@ def main(argv=None) -> int:
     except (DataMismatchError, CheckpointError, OSError, ValueError) as error:
         print(f"finetune: error: {error}", file=sys.stderr)
         return 2
-    note = majority_note(Path(args.data))
+    note = constant_note(Path(args.data), recipe(args.task, Path(args.data)))
     if note:
         print(note, file=sys.stderr)
     print(shlex.join(command), flush=True)
     if args.dry_run:
         return 0
     Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+    record_training_labels(Path(args.save_dir), Path(args.data))
     return subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 

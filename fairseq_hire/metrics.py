@@ -21,11 +21,13 @@ def percent(value: float) -> float:
 
 def classification_metrics(pred: np.ndarray, targ: np.ndarray, positive: int) -> dict:
     """Official GLUE classification metrics, in percent. `positive` < 0: no F1."""
-    scores = {"accuracy": percent((pred == targ).mean()), "mcc": percent(matthews_corrcoef(targ, pred)),
+    accuracy = (pred == targ).mean()
+    scores = {"accuracy": percent(accuracy), "mcc": percent(matthews_corrcoef(targ, pred)),
               "macro_f1": percent(f1_score(targ, pred, average="macro", zero_division=0.0))}
     if positive >= 0:
-        scores["f1"] = percent(f1_score(targ == positive, pred == positive, zero_division=0.0))
-        scores["acc_and_f1"] = round((scores["accuracy"] + scores["f1"]) / 2, METRIC_DIGITS)
+        f1 = f1_score(targ == positive, pred == positive, zero_division=0.0)
+        scores["f1"] = percent(f1)
+        scores["acc_and_f1"] = percent((accuracy + f1) / 2)  # of the exact values, not the rounded ones
     return scores
 
 
@@ -38,8 +40,8 @@ def regression_metrics(pred: np.ndarray, targ: np.ndarray) -> dict:
             pearson = spearman = float("nan")
         else:
             pearson, spearman = pearsonr(pred, targ)[0], spearmanr(pred, targ)[0]
-    scores = {"pearson": percent(pearson), "spearman": percent(spearman)}
-    scores["pearson_and_spearman"] = round((scores["pearson"] + scores["spearman"]) / 2, METRIC_DIGITS)
+    scores = {"pearson": percent(pearson), "spearman": percent(spearman),
+              "pearson_and_spearman": percent((pearson + spearman) / 2)}
     return scores
 
 

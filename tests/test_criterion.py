@@ -60,8 +60,20 @@ def test_loss_equals_fairseq_sentence_prediction(tmp_path, num_classes):
 def classification_logs(pred, targ, positive, splits):
     return [{"loss": torch.tensor(1.0), "ntokens": 10 * len(p), "nsentences": len(p), "sample_size": len(p),
              "ncorrect": int((np.array(p) == np.array(t)).sum()), "pred": list(p), "targ": list(t),
-             "regression": False, "positive_class": positive}
+             "regression": False, "positive_class": positive, "num_classes": 2}
             for p, t in zip(np.split(pred, splits), np.split(targ, splits))]
+
+
+def test_the_best_constant_prediction_is_logged_beside_every_metric():
+    """Imbalanced: 150 of class 1, 50 of class 0 (the positive class): always-1 has the best
+    accuracy, always-0 the best F1."""
+    targ = np.array([1] * 150 + [0] * 50)
+    pred = np.where(np.arange(200) % 4 == 0, 1 - targ, targ)
+    stats = validate([[log] for log in classification_logs(pred, targ, 0, [64, 128])])
+    assert stats["constant_accuracy"] == 75.0 and stats["constant_mcc"] == 0.0
+    assert stats["constant_f1"] == round(100 * f1_score(targ == 0, np.zeros(200) == 0), 4) == 40.0
+    assert stats["constant_acc_and_f1"] == max(round(100 * (0.25 + 0.4) / 2, 4), round(100 * 0.75 / 2, 4))
+    assert stats["constant_macro_f1"] == round(100 * f1_score(targ, np.ones(200), average="macro"), 4)
 
 
 def test_classification_metrics_cover_the_whole_set_across_batches_and_workers():

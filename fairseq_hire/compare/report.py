@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from glue_prep.atomic import write_atomically
+from ..metrics import METRIC_DIGITS
 from ..modules.options import HEADS
 from ..plotting import pyplot, save_figure
 from . import statistics as st
@@ -76,7 +77,8 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     heads = {}
     for head in order:
         scores = [r["metrics"][metric_name] for r in by_head[head]]
-        failed = sum(score <= constant + 1e-9 for score in scores)
+        # the runs' scores are rounded to METRIC_DIGITS: so is the constant they are held against
+        failed = sum(score <= round(constant, METRIC_DIGITS) for score in scores)
         heads[head] = {
             "description": HEADS[head].description if head in HEADS else "",
             "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),

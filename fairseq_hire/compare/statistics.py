@@ -25,6 +25,8 @@ from typing import Callable, Dict, Optional
 import numpy as np
 from scipy import optimize, stats
 
+from ..metrics import METRIC_DIGITS
+
 ALPHA = 0.05
 POWER = 0.8
 BOOTSTRAP_RESAMPLES = 2000
@@ -103,6 +105,16 @@ def constant_score(targets: np.ndarray, metric: Callable, regression: bool, num_
     if regression:
         return 0.0
     return max(float(metric(np.full_like(targets, k), targets)) for k in range(num_classes))
+
+
+def constant_baseline_scores(targets: np.ndarray, positive: int, num_classes: int) -> Dict[str, float]:
+    """Every classification metric of the best constant prediction on these class targets (the
+    figure beside every result: at or below it, a model learned nothing), rounded as the
+    metrics are."""
+    names = ["accuracy", "mcc", "macro_f1"] + (["f1", "acc_and_f1"] if positive >= 0 else [])
+    targets = np.asarray(targets)
+    return {name: round(constant_score(targets, metric_function(name, False, positive, num_classes), False,
+                                       num_classes), METRIC_DIGITS) for name in names}
 
 
 def paired_bootstrap(predictions_a: np.ndarray, predictions_b: np.ndarray, targets: np.ndarray,

@@ -27,6 +27,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
+from ..compare.statistics import constant_baseline_scores
 from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
@@ -102,6 +103,7 @@ class SentencePredictionHireCriterion(FairseqCriterion):
             logging_output["targ"] = targets.detach().cpu().tolist()
             logging_output["regression"] = self.regression_target
             logging_output["positive_class"] = self.positive_class
+            logging_output["num_classes"] = 0 if self.regression_target else logits.size(-1)
             layer_weights = extra.get("layer_weights") if isinstance(extra, dict) else None
             if layer_weights is not None:
                 logging_output["layer_weights_sum"] = layer_weights.detach().float().sum(0).cpu().tolist()
@@ -146,6 +148,14 @@ class SentencePredictionHireCriterion(FairseqCriterion):
                     regression, positive,
                 )[name],
             )
+        num_classes = evaluated[0].get("num_classes")
+        if num_classes:  # beside every result, what the best constant prediction scores
+            for name in ["accuracy", *names]:
+                metrics.log_derived(
+                    f"constant_{name}",
+                    lambda meters, name=name: constant_baseline_scores(
+                        meters[TARG_KEY].tensor.numpy(), positive, num_classes)[name],
+                )
 
         weighted = [log for log in evaluated if "layer_weights_sum" in log]
         if weighted:
