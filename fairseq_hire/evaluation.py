@@ -147,14 +147,20 @@ def first_scored_layer(hub) -> Optional[int]:
     return getattr(head, "first_scored_layer", None)
 
 
+def on_task_scale(output: float, target_scale: float, score_range) -> float:
+    """A regression output (trained on score / target_scale) as a score on the task's own
+    scale, clipped to its range."""
+    low, high = score_range or (-np.inf, np.inf)
+    return min(max(float(output) * target_scale, low), high)
+
+
 def submission_lines(rows: GlueSplit, predictions: np.ndarray) -> List[str]:
     """The GLUE server's format: a header `index\tprediction`, then one row per test example
     with the label name (STS-B: the score on 0-5, clipped to the task's range)."""
     lines = ["index\tprediction"]
-    low, high = rows.score_range or (-np.inf, np.inf)
     for index, prediction in zip(rows.index, predictions):
         if rows.regression:
-            value = f"{min(max(float(prediction) * rows.target_scale, low), high):.3f}"
+            value = f"{on_task_scale(prediction, rows.target_scale, rows.score_range):.3f}"
         else:
             value = rows.label_names[int(prediction)]
         lines.append(f"{index}\t{value}")

@@ -206,9 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=positive(int),
                         help="shorter budget: N epochs, warmup 6%%, linear decay to 0 at the end")
-    parser.add_argument("--lr", type=positive(float), help="learning rate instead of the recipe's (e.g. for a shorter budget)")
-    parser.add_argument("--batch-size", type=positive(int), help="batch size instead of the recipe's (a budget in epochs gives the updates; one "
-                                                     "in updates is scaled to see as many examples)")
+    parser.add_argument("--lr", type=positive(float),
+                        help="learning rate instead of the recipe's (e.g. for a shorter budget)")
+    parser.add_argument("--batch-size", type=positive(int),
+                        help="batch size instead of the recipe's (a budget in epochs gives the updates; one in "
+                             "updates is scaled to see as many examples)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")
     parser.add_argument("--dry-run", action="store_true", help="print the fairseq-train command only")

@@ -8,8 +8,9 @@ its task file names; a GLUE task's test-file layout), without labels. Rows go th
 hub in batches grouped by length; OUTPUT (.jsonl, or .tsv) gets one row per input row, in
 order: its id (the task's id column, else the row number), the predicted label and its
 probability (JSON Lines also every class's probability; regression: the score on the task's
-own scale, clipped to its range as the GLUE submission is). A row longer than the model's positions is refused with its file and line
-unless --truncate cuts it as glue_prep --truncate-to does. The output is written atomically.
+own scale, clipped to its range as the GLUE submission is). A row longer than the model's
+positions is refused with its file and line unless --truncate cuts it as glue_prep
+--truncate-to does. The output is written atomically.
 """
 import argparse
 import csv
@@ -25,7 +26,7 @@ from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
 
 from .checkpoint_io import CheckpointError
-from .evaluation import HEAD, load_hub, load_metadata
+from .evaluation import HEAD, load_hub, load_metadata, on_task_scale
 from .hub_interface import OverLengthError
 from .recipes import find_task
 
@@ -59,10 +60,9 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
                                   f"{error.limit}; pass --truncate to cut it longest sentence first",
                                   input_path, rows.line_numbers[error.index]) from None
     results = []
-    if task.regression:  # on the task's scale, clipped to its range as the GLUE submission is
-        low, high = task.score_range
+    if task.regression:
         for key, value in zip(rows.index, logits.view(-1).tolist()):
-            results.append({"id": key, "label": round(min(max(value * task.target_scale, low), high), 6)})
+            results.append({"id": key, "label": round(on_task_scale(value, task.target_scale, task.score_range), 6)})
         return results
     names = meta["label_names"]
     probabilities = torch.softmax(logits.float(), dim=-1)

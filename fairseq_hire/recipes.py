@@ -58,7 +58,11 @@ def budget(batch_size: int, train_examples: int, epochs: int) -> Dict[str, int]:
     """Updates and warmup for `epochs` over `train_examples`: linear warmup over 6%, linear
     decay to 0 at the end (the recipe's shape)."""
     total = epochs * math.ceil(train_examples / batch_size)
-    return {"max_epoch": epochs, "total_updates": total, "warmup_updates": max(1, round(WARMUP_RATIO * total))}
+    return {"max_epoch": epochs, "total_updates": total, "warmup_updates": warmup_of(total)}
+
+
+def warmup_of(total_updates: int) -> int:
+    return max(1, round(WARMUP_RATIO * total_updates))
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,7 @@ class TaskRecipe:
         if epochs is None and given.total_updates:
             scale = (given.batch_size or derived_batch()) / batch
             total = max(1, round(given.total_updates * scale))
-            warmup = (max(1, round(given.warmup_updates * scale)) if given.warmup_updates
-                      else max(1, round(WARMUP_RATIO * total)))
+            warmup = max(1, round(given.warmup_updates * scale)) if given.warmup_updates else warmup_of(total)
             # 0 is fairseq's "no epoch limit": a budget in updates ends at its last update
             max_epoch = given.max_epoch or 0
         else:

@@ -78,9 +78,9 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
                 raise GlueFormatError("empty line; expected one JSON object per line", path, number)
             try:
                 row = json.loads(line, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, number))
+            except GlueFormatError:  # a key twice
+                raise
             except ValueError as error:
-                if isinstance(error, GlueFormatError):
-                    raise
                 raise GlueFormatError(f"not valid JSON ({error.msg} at column {error.colno})", path, number) from None
             if not isinstance(row, dict):
                 raise GlueFormatError(f"a JSON {type(row).__name__}; expected an object of keys", path, number)
@@ -88,7 +88,7 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
             yield number, row
         return
     name = task.file_format.upper()
-    if name == "TSV":  # no quoting: a CR is never text, only the end of a CRLF
+    if name == "TSV" and "\r" in text:  # no quoting: a CR is never text, only the end of a CRLF
         for number, line in enumerate(text.split("\n"), start=1):
             if "\r" in line[:-1]:
                 raise GlueFormatError("carriage return (CR) inside the line; expected lines ending in LF or CRLF",

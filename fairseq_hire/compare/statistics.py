@@ -107,14 +107,18 @@ def constant_score(targets: np.ndarray, metric: Callable, regression: bool, num_
     return max(float(metric(np.full_like(targets, k), targets)) for k in range(num_classes))
 
 
+def constant_metric(targets: np.ndarray, name: str, positive: int, num_classes: int) -> float:
+    """The classification metric `name` of the best constant prediction on these class targets,
+    rounded as the metrics are."""
+    metric = metric_function(name, False, positive, num_classes)
+    return round(constant_score(np.asarray(targets), metric, False, num_classes), METRIC_DIGITS)
+
+
 def constant_baseline_scores(targets: np.ndarray, positive: int, num_classes: int) -> Dict[str, float]:
-    """Every classification metric of the best constant prediction on these class targets (the
-    figure beside every result: at or below it, a model learned nothing), rounded as the
-    metrics are."""
+    """Every classification metric of the best constant prediction (the figure beside every
+    result: at or below it, a model learned nothing)."""
     names = ["accuracy", "mcc", "macro_f1"] + (["f1", "acc_and_f1"] if positive >= 0 else [])
-    targets = np.asarray(targets)
-    return {name: round(constant_score(targets, metric_function(name, False, positive, num_classes), False,
-                                       num_classes), METRIC_DIGITS) for name in names}
+    return {name: constant_metric(targets, name, positive, num_classes) for name in names}
 
 
 def paired_bootstrap(predictions_a: np.ndarray, predictions_b: np.ndarray, targets: np.ndarray,

@@ -27,7 +27,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from ..compare.statistics import constant_baseline_scores
+from ..compare.statistics import constant_metric
 from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
@@ -153,8 +153,8 @@ class SentencePredictionHireCriterion(FairseqCriterion):
             for name in ["accuracy", *names]:
                 metrics.log_derived(
                     f"constant_{name}",
-                    lambda meters, name=name: constant_baseline_scores(
-                        meters[TARG_KEY].tensor.numpy(), positive, num_classes)[name],
+                    lambda meters, name=name: constant_metric(
+                        meters[TARG_KEY].tensor.numpy(), name, positive, num_classes),
                 )
 
         weighted = [log for log in evaluated if "layer_weights_sum" in log]
