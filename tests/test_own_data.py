@@ -193,6 +193,11 @@ def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrain
                              capture_output=True, text=True, cwd=REPO)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "--f1-positive-label positive" in trained.stdout.splitlines()[0]
+    # the best constant prediction beside the results, and the classes the head was trained on
+    assert "a constant prediction scores f1" in trained.stderr
+    assert "valid | " in trained.stdout + trained.stderr and "constant_f1" in trained.stdout + trained.stderr
+    recorded = json.loads((save / "training_labels.json").read_text())
+    assert recorded["label_names"] == ["negative", "positive"]
     scores = tmp_path / "scores.json"
     evaluated = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(save), str(data_bin),
                                 "--out", str(scores)], capture_output=True, text=True, cwd=REPO)
