@@ -138,3 +138,34 @@ def test_end_to_end_on_tiny_roberta(rte_bin, tiny_pretrained, tmp_path):
     assert again.returncode == 0 and "run RTE" not in again.stdout  # every run skipped
     other = subprocess.run(command[:-2] + ["--lr", "1e-4"], capture_output=True, text=True, cwd=REPO, env=env)
     assert other.returncode == 2 and "share one recipe" in other.stderr
+
+
+def test_end_to_end_on_your_own_task(tiny_pretrained, tmp_path):
+    """The README's reviews task (string labels, f1 of "positive"): compare takes a task only
+    glue_prep's task file defines, scores it on that task's metric and positive label, and
+    holds the runs against the best constant prediction of that metric."""
+    reviews = REPO / "glue_prep" / "data" / "reviews"
+    made = subprocess.run([sys.executable, "-m", "glue_prep", str(reviews), str(reviews / "reviews.json"),
+                           str(tmp_path / "data"), "--workers", "1", "--no-progress"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "compare"
+    command = [sys.executable, "-m", "fairseq_hire.compare", "reviews", str(tmp_path / "data" / "reviews-bin"),
+               str(tiny_pretrained), str(out), "--heads", "stock", "hire", "--seeds", "1-2", "--jobs", "2",
+               "--epochs", "1", "--lr", "3e-4"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    valid = (reviews / "valid.csv").read_text(encoding="utf-8").splitlines()[1:]
+    wanted = [line.rsplit(",", 1)[1] for line in valid]
+    for path in sorted((out / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        assert record["metric"] == "f1" and record["label_names"] == ["negative", "positive"]
+        assert [record["label_names"][t] for t in record["targets"]] == wanted
+        f1 = 100 * f1_score(record["targets"], record["predictions"], pos_label=record["label_names"].index("positive"))
+        assert record["metrics"]["f1"] == pytest.approx(f1, abs=1e-3)
+    report = json.loads((out / "report.json").read_text())
+    positives = wanted.count("positive")
+    assert report["metric"] == "f1" and report["dev_examples"] == len(wanted) == 100
+    # always "positive": precision positives/100, recall 1
+    assert report["constant_score"] == pytest.approx(100 * 2 * positives / (positives + 100))
+    assert set(report["heads"]) == {"stock", "hire"} and report["heads"]["hire"]["n"] == 2
