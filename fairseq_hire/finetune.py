@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint_args import architecture_flags
-from .modules.options import HEADS
+from .modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, FP16_FLAGS, recipe
 
 USER_DIR = Path(__file__).resolve().parent
@@ -164,7 +164,7 @@ def build_command(args, passthrough) -> list:
     command = [
         sys.executable, "-m", "fairseq_cli.train", str(args.data),
         "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
-        *(HEADS[args.head].options.flags() if args.head else []),
+        *(head_options(args.head).flags() if args.head else []),
         "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
@@ -197,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     head = parser.add_mutually_exclusive_group()
     head.add_argument("--baseline", action="store_true",
                       help="fairseq's stock roberta architecture and head, same recipe")
-    head.add_argument("--head", choices=HEADS, metavar="NAME",
+    head.add_argument("--head", type=head_name, metavar="NAME",
                       help="a head HIRE is compared with, as roberta_hire options: "
-                           + "; ".join(f"{name}: {preset.description}" for name, preset in HEADS.items()))
+                           + "; ".join(f"{name}: {preset.description}" for name, preset in HEADS.items())
+                           + "; last<K>-mean, last<K>-concat: the same over the last K layers")
     parser.add_argument("--size", choices=["base", "large"], help="architecture name; default from the checkpoint")
     parser.add_argument("--mnli-init", metavar="CHECKPOINT",
                         help="start from an MNLI fine-tuned checkpoint (RTE, MRPC, STS-B in the RoBERTa paper)")

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from fairseq_hire.modules.options import HEADS, HireOptions, add_arguments, flag, head_options, set_defaults
+from fairseq_hire.modules.options import (HEADS, HireOptions, add_arguments, flag, head_name, head_options, head_preset,
+                                          set_defaults)
 
 pytestmark = pytest.mark.unit
 
@@ -34,6 +35,31 @@ def test_flags_of_the_presets_parse_back_to_the_presets():
         assert HireOptions.from_args(args) == preset.options == head_options(name), name
     with pytest.raises(ValueError, match="unknown head"):
         head_options("attention-pooling")
+
+
+def test_last_k_heads_for_any_k():
+    """BERT's feature-based heads with k a flag: last<K>-mean / last<K>-concat, k = 4 in HEADS."""
+    assert head_options("last2-concat") == HireOptions(extractor="concat", last_k=2, fusion=False)
+    assert head_options("last12-mean") == HireOptions(extractor="mean", last_k=12, fusion=False)
+    assert head_preset("last4-mean") is HEADS["last4-mean"]
+    assert head_preset("last4-concat") == HEADS["last4-concat"]
+    assert "last 12 layers" in head_preset("last12-mean").description
+    for bad in ("last0-mean", "last-mean", "last2-max", "last02-mean", "last2-mean "):
+        with pytest.raises(argparse.ArgumentTypeError, match="unknown head.*last<K>-mean"):
+            head_name(bad)
+
+
+def test_finetune_and_compare_take_a_last_k_head(tmp_path):
+    """--head / --heads last<K>-...: its flags in the fine-tuning command; a bad name refused."""
+    from fairseq_hire.compare.__main__ import build_parser
+    from fairseq_hire.compare.runs import Comparison
+
+    args, _ = build_parser().parse_known_args(["RTE", "bin", "model.pt", "out", "--heads", "stock", "last2-concat"])
+    assert args.heads == ["stock", "last2-concat"]
+    command = Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path).finetune_command("last2-concat", 1, tmp_path)
+    assert command[command.index("--head") + 1] == "last2-concat"
+    with pytest.raises(SystemExit):
+        build_parser().parse_known_args(["RTE", "bin", "model.pt", "out", "--heads", "last0-mean"])
 
 
 @pytest.mark.parametrize("values, message", [

@@ -94,6 +94,17 @@ def test_mnli_initialisation_and_budget(tiny_pretrained, tmp_path, rte_bin):
     assert command[command.index("--lr") + 1] == "3e-05" and command.count("--lr") == 1
 
 
+def test_a_last_k_head_of_any_k(tiny_pretrained, tmp_path, rte_bin):
+    """--head last<K>-concat: BERT's feature-based head over the last K layers, as HIRE options."""
+    command = dry_run("RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"), "--device", "cpu",
+                      "--head", "last2-concat")
+    assert command[command.index("--hire-extractor") + 1] == "concat"
+    assert command[command.index("--hire-last-k") + 1] == "2" and "--no-hire-fusion" in command
+    refused = subprocess.run([*FINETUNE, "RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"),
+                              "--head", "last0-mean", "--dry-run"], capture_output=True, text=True, cwd=REPO)
+    assert refused.returncode == 2 and "last<K>-mean" in refused.stderr
+
+
 def test_hydra_yaml_runs_on_cpu(rte_bin, tiny_pretrained, tmp_path):
     """fairseq-hydra-train with a shipped YAML, the documented CPU override and the tiny model."""
     save_dir = tmp_path / "hydra"

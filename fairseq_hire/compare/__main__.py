@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..modules.options import HEADS
+from ..modules.options import HEADS, head_name
 from .report import ReportError, markdown, write_report
 from .runs import Comparison, Runner, check_recipe, run_all
 
@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("data", type=Path)
     parser.add_argument("pretrained", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--heads", nargs="+", default=DEFAULT_HEADS, choices=HEADS, metavar="HEAD",
-                        help="heads to compare: " + ", ".join(HEADS) + f" (default {' '.join(DEFAULT_HEADS)})")
-    parser.add_argument("--reference", default="stock", choices=HEADS, help="the head the others are compared with")
+    parser.add_argument("--heads", nargs="+", default=DEFAULT_HEADS, type=head_name, metavar="HEAD",
+                        help="heads to compare: " + ", ".join(HEADS) + ", or last<K>-mean / last<K>-concat for "
+                             f"another K (default {' '.join(DEFAULT_HEADS)})")
+    parser.add_argument("--reference", default="stock", type=head_name, help="the head the others are compared with")
     parser.add_argument("--seeds", type=seed_list, default=seed_list("1-5"), help="e.g. 1-10 (default 1-5)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: the cores / jobs)")

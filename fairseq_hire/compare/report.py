@@ -19,7 +19,7 @@ import numpy as np
 
 from glue_prep.atomic import write_atomically
 from ..metrics import METRIC_DIGITS
-from ..modules.options import HEADS
+from ..modules.options import HEADS, head_preset
 from ..plotting import pyplot, save_figure
 from . import statistics as st
 
@@ -80,7 +80,7 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
         # the runs' scores are rounded to METRIC_DIGITS: so is the constant they are held against
         failed = sum(score <= round(constant, METRIC_DIGITS) for score in scores)
         heads[head] = {
-            "description": HEADS[head].description if head in HEADS else "",
+            "description": head_preset(head).description,
             "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),
             "median": pystats.median(scores), "mean": pystats.fmean(scores),
             "sd": pystats.stdev(scores) if len(scores) > 1 else None,

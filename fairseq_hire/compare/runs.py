@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from glue_prep.atomic import write_atomically
-from ..modules.options import HEADS, head_options
+from ..modules.options import head_options
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.finetune"]
 EVALUATE = [sys.executable, "-m", "fairseq_hire.evaluation"]
@@ -143,7 +143,7 @@ class Runner:
         record = {
             "version": RESULT_VERSION, "task": comparison.task, "head": head, "seed": seed,
             "metric": comparison.metric,
-            "head_options": HEADS[head].options.as_args(), "recipe": comparison.recipe(),
+            "head_options": head_options(head).as_args(), "recipe": comparison.recipe(),
             "metrics": scores["metrics"], "dev": {k: scores[k] for k in ("split", "examples", "source")},
             **scores["per_example"],
             "validations": parse_validations(train_log.read_text(encoding="utf-8")),

@@ -6,9 +6,11 @@ per field) and architecture defaults, and the Hydra YAML generator. A new option
 field here plus its branch in ``hire.py``. Plain Python: no torch, no fairseq.
 
 ``HEADS`` names the heads the literature compares HIRE with, as option values of this one
-model, so that every head of a comparison shares one recipe and one code path.
+model, so that every head of a comparison shares one recipe and one code path;
+``head_preset`` also names BERT's last-k heads for any k (``last2-mean``, ``last6-concat``).
 """
 import argparse
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List
 
@@ -148,23 +150,44 @@ HEADS: Dict[str, HeadPreset] = {
     "scalar-mix-ln": HeadPreset(
         HireOptions(extractor="scalar-mix", layer_norm=True, fusion=False),
         "scalar mix of all layers, each normalised first (AllenNLP ScalarMix, do_layer_norm=True)"),
-    "last4-mean": HeadPreset(
-        HireOptions(extractor="mean", last_k=4, fusion=False),
-        "mean of the last 4 layers, <s> into the head (Devlin et al. 2019, feature-based; "
-        "Sun et al. 2019)"),
-    "last4-concat": HeadPreset(
-        HireOptions(extractor="concat", last_k=4, fusion=False),
-        "concatenation of the last 4 layers, <s> into the head (Devlin et al. 2019, "
-        "feature-based; Sun et al. 2019)"),
 }
 
 
+def last_k_preset(k: int, how: str) -> HeadPreset:
+    """The last k layers averaged or concatenated (how: mean or concat)."""
+    verb = "mean" if how == "mean" else "concatenation"
+    return HeadPreset(HireOptions(extractor=how, last_k=k, fusion=False),
+                      f"{verb} of the last {k} layers, <s> into the head (Devlin et al. 2019, "
+                      "feature-based; Sun et al. 2019)")
+
+
+HEADS.update({f"last4-{how}": last_k_preset(4, how) for how in ("mean", "concat")})
+LAST_K_HEAD = re.compile(r"last([1-9][0-9]*)-(mean|concat)")
+
+
+def head_preset(name: str) -> HeadPreset:
+    """A head of HEADS, or last<K>-mean / last<K>-concat for any K (BERT's k, default 4)."""
+    if name in HEADS:
+        return HEADS[name]
+    match = LAST_K_HEAD.fullmatch(name)
+    if match:
+        return last_k_preset(int(match.group(1)), match.group(2))
+    raise ValueError(f"unknown head {name!r}; expected one of {', '.join(HEADS)}, or last<K>-mean / "
+                     "last<K>-concat for another number of layers K")
+
+
 def head_options(name: str) -> HireOptions:
+    return head_preset(name).options
+
+
+def head_name(text: str) -> str:
+    """An argparse type: the name of a head, an unknown one refused with the known ones."""
     try:
-        return HEADS[name].options
-    except KeyError:
-        raise ValueError(f"unknown head {name!r}; expected one of {', '.join(HEADS)}") from None
+        head_preset(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 __all__ = ["HireOptions", "HEADS", "EXTRACTORS", "POOLINGS", "add_arguments", "set_defaults",
-           "head_options", "flag"]
+           "head_preset", "head_options", "head_name", "flag"]
