@@ -79,18 +79,19 @@ def answer(summaries: dict) -> str:
                 f"{t} ({v['difference']:+.1f}, 95% CI {v['bootstrap_low']:+.1f} to {v['bootstrap_high']:+.1f})"
                 for t, v in detected.items()))
         if undetected:
-            bands = [v["detectable"] for v in undetected.values() if v["detectable"] is not None]
-            band = f"; differences of {min(bands):.1f} to {max(bands):.1f} points or more would have been" if bands else ""
+            bands = [f"{v['detectable']:.1f} points on {t}" for t, v in undetected.items() if v["detectable"] is not None]
+            band = f"; a difference of at least {', '.join(bands)} would have been" if bands else ""
             parts.append(f"not detected on {', '.join(undetected)}{band}")
         if few:
             parts.append(f"fewer than {MIN_SEEDS} seeds so far on {', '.join(few)}")
         sentences.append(f"- **{head}**: " + "; ".join(parts) + ".")
-    hire = [s["heads"]["hire"]["vs_reference"] for s in summaries.values()
-            if "hire" in s["heads"] and "vs_reference" in s["heads"]["hire"] and s["heads"]["hire"]["n"] >= MIN_SEEDS]
-    if hire and not any(v["detected"] for v in hire):
-        verdict = (f"**HIRE does not measurably help all-MiniLM-L6-v2** on the {len(hire)} task(s) with at least "
-                   f"{MIN_SEEDS} seeds of both heads.")
-    elif hire and all(v["detected"] and v["difference"] > 0 for v in hire):
+    hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in summaries.items()
+            if "vs_reference" in s["heads"].get("hire", {})
+            and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
+    if hire and not any(v["detected"] for v in hire.values()):
+        verdict = (f"**HIRE does not measurably help all-MiniLM-L6-v2** on {', '.join(hire)}, the task(s) with at "
+                   f"least {MIN_SEEDS} seeds of both heads.")
+    elif hire and all(v["detected"] and v["difference"] > 0 for v in hire.values()):
         verdict = "**HIRE helps all-MiniLM-L6-v2** on every task with enough seeds."
     elif hire:
         verdict = "HIRE's effect on all-MiniLM-L6-v2 depends on the task (see each table)."

@@ -44,8 +44,11 @@ def test_the_answer_says_not_detected_and_how_large_a_difference_would_have_been
         "RTE": {"metric": "accuracy", "heads": {
             "stock": head(56.0, 2.0, 5), "hire": head(57.0, 2.0, 5, versus(1.0, False, 3.9))}}}
     text = report.answer(summaries)
-    assert "not detected on MRPC, RTE; differences of 2.0 to 3.9 points or more would have been" in text
-    assert "**HIRE does not measurably help all-MiniLM-L6-v2** on the 2 task(s)" in text
+    assert "not detected on MRPC, RTE; a difference of at least 2.0 points on MRPC, 3.9 points on RTE would have been" in text
+    assert "**HIRE does not measurably help all-MiniLM-L6-v2** on MRPC, RTE, the task(s)" in text
+    summaries["RTE"]["heads"]["stock"]["n"] = 4  # both heads need the seeds
+    assert "help all-MiniLM-L6-v2** on MRPC, the task(s)" in report.answer(summaries)
+    summaries["RTE"]["heads"]["stock"]["n"] = 5
     summaries["MRPC"]["heads"]["hire"]["vs_reference"] = versus(1.5, True)
     text = report.answer(summaries)
     assert "detected on MRPC (+1.5, 95% CI +0.5 to +2.5)" in text and "depends on the task" in text
