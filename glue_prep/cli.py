@@ -2,12 +2,13 @@
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 
 from .errors import GlueFormatError, OutputExistsError
-from .tasks import TASK_ORDER
+from .tasks import DECIMAL, TASK_ORDER, score_value
 
 EPILOG = """\
 Writes OUT_DIR/<TASK>-bin/{input0,input1,label}/ exactly as fairseq's
@@ -19,6 +20,14 @@ no partial <TASK>-bin is ever left behind. See glue_prep/README.md.
 """ % " ".join(TASK_ORDER)
 
 
+def score(text: str) -> float:
+    """An argparse type: a regression score as the data files write one (a finite ASCII decimal)."""
+    value = score_value(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite decimal number, e.g. -1e-2 or 5")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .binarize import available_cores
 
@@ -26,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glue_prep", description="GLUE files -> fairseq RoBERTa GLUE binaries, offline.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # argparse takes a value like -1e-2 for a flag unless it matches this (its own pattern lacks exponents)
+    p._negative_number_matcher = re.compile(f"-{DECIMAL.pattern[len('[+-]?'):]}$", re.ASCII)
     p.add_argument("glue_dir", metavar="GLUE_DATA_DIR", help="glue_data folder as GLUE distributes it")
     p.add_argument("task", metavar="TASK|ALL", help="a GLUE task (or several: 'RTE,MRPC'), or ALL")
     p.add_argument("out_dir", metavar="OUTPUT_DIR", help="where <TASK>-bin/ is written")
@@ -57,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--test", metavar="FILE", help="the test file (optional; labels not needed)")
     u.add_argument("--labels", metavar="A,B,...", help="the classes, in this order (default: collected from "
                                                         "train, most frequent first, ties by label)")
-    u.add_argument("--regression", nargs=2, type=float, metavar=("LOW", "HIGH"),
+    u.add_argument("--regression", nargs=2, type=score, metavar=("LOW", "HIGH"),
                    help="a regression task with scores in [LOW, HIGH] (the model learns score / HIGH)")
     u.add_argument("--metric", help="the metric checkpoints are selected by (accuracy, f1, acc_and_f1, mcc, "
                                     "macro_f1; regression: pearson_and_spearman, pearson, spearman)")

@@ -379,6 +379,28 @@ def test_a_task_described_by_flags_is_told_about_its_flags():
         user_task(metric="f1", source=Path("task.json"))
 
 
+def test_regression_flag_takes_scores_as_the_files_write_them(tmp_path, capsys):
+    """--regression -1e-2 5: argparse's own pattern reads -1e-2 as a flag; 1_0 and nan are refused
+    as the files' scores are."""
+    from glue_prep.cli import main
+
+    source = real_glue_task_dir("STS-B")
+    rows = [line.split("\t") for line in (source / "train.tsv").read_text(encoding="utf-8").splitlines()[1:40]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "valid"):
+        write_csv(data / f"{name}.csv", ["s1", "s2", "score"], [[r[7], r[8], r[9]] for r in rows])
+    flags = [str(data), "similar", str(tmp_path / "out"), "--format", "csv", "--text", "s1", "--text-pair", "s2",
+             "--label", "score", "--train", "train.csv", "--valid", "valid.csv", "--workers", "1", "--no-progress"]
+    assert main([*flags, "--regression", "-1e-2", "5E+0"]) == 0
+    task = json.loads((tmp_path / "out" / "similar-bin" / "task.json").read_text())
+    assert task["score_range"] == [-0.01, 5.0]
+    for low in ("1_0", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            main([*flags, "--regression", low, "5", "--force"])
+        assert f"argument --regression: {low!r}: expected a finite decimal number" in capsys.readouterr().err
+
+
 def test_regression_predictions_are_clipped_to_the_score_range(tmp_path):
     """As the GLUE submission clips them (evaluation.submission_lines)."""
     import torch
