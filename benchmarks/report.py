@@ -59,8 +59,18 @@ def quality_section(summaries: dict) -> str:
                   f"Plots: [every seed's score](benchmarks/results/compare/{task}/scores.png)"
                   + (f", [per-example layer weights](benchmarks/results/compare/{task}/layer_weights.png)"
                      if (STUDY / task / "layer_weights.png").exists() else "") + ".", ""]
-    lines.append(answer(summaries))
+    lines += [run_minutes(summaries), "", answer(summaries)]
     return "\n".join(lines)
+
+
+def run_minutes(summaries: dict) -> str:
+    """How long a run trained, per task: the mean over its runs, from their own files."""
+    def mean(summary):
+        heads = summary["heads"].values()
+        return sum(h["train_minutes"] * h["n"] for h in heads) / sum(h["n"] for h in heads)
+
+    return ("Training minutes per run (the mean over the task's runs, from their files): "
+            + ", ".join(f"{task} {mean(summary):.0f}" for task, summary in summaries.items()) + ".")
 
 
 def answer(summaries: dict) -> str:
