@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from fairseq_hire.compare.__main__ import DEFAULT_HEADS, seed_list  # noqa: E402
 from fairseq_hire.compare.report import ReportError, write_report  # noqa: E402
 from fairseq_hire.compare.runs import Comparison, Runner, check_recipe, run_all  # noqa: E402
-from fairseq_hire.modules.options import HEADS  # noqa: E402
+from fairseq_hire.modules.options import head_name  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "compare"
 WORK = REPO / "benchmarks" / "runs"
@@ -66,7 +66,7 @@ def study(task: str, glue_data: Path, minilm: Path, out: Path, work: Path) -> Co
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
-    parser.add_argument("--heads", nargs="+", default=DEFAULT_HEADS, choices=HEADS)
+    parser.add_argument("--heads", nargs="+", default=DEFAULT_HEADS, type=head_name)
     parser.add_argument("--seeds", type=seed_list, default=seed_list("1-5"))
     parser.add_argument("--glue-data", type=Path, default=DEFAULT_GLUE)
     parser.add_argument("--out", type=Path, default=RESULTS)

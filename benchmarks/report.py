@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from fairseq_hire.compare import statistics as st  # noqa: E402
 from fairseq_hire.compare.report import markdown, write_report  # noqa: E402
-from fairseq_hire.modules.options import HEADS  # noqa: E402
+from fairseq_hire.modules.options import HEADS, head_preset, ordered_heads  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from quality import TASKS as STUDY_TASKS  # noqa: E402
 
@@ -74,13 +74,15 @@ def run_minutes(summaries: dict) -> str:
 
 
 def answer(summaries: dict) -> str:
-    """The answer in plain words, for HIRE and every other head against the stock head."""
-    heads = [h for h in HEADS if h != "stock" and any(h in s["heads"] for s in summaries.values())]
+    """The answer in plain words, for HIRE and every other head against the stock head (a
+    task's report made against another reference head says nothing of the stock head)."""
+    summaries = {t: s for t, s in summaries.items() if s.get("reference", "stock") == "stock" and "stock" in s["heads"]}
+    heads = [h for h in ordered_heads(h for s in summaries.values() for h in s["heads"]) if h != "stock"]
     sentences = []
     for head in heads:
         found = {task: s["heads"][head] for task, s in summaries.items() if head in s["heads"]}
         versus = {task: data["vs_reference"] for task, data in found.items() if "vs_reference" in data}
-        few = [t for t, data in found.items() if data["n"] < MIN_SEEDS]
+        few = [t for t, data in found.items() if min(data["n"], summaries[t]["heads"]["stock"]["n"]) < MIN_SEEDS]
         detected = {t: v for t, v in versus.items() if v["detected"]}
         undetected = {t: v for t, v in versus.items() if not v["detected"]}
         parts = []
@@ -96,8 +98,7 @@ def answer(summaries: dict) -> str:
             parts.append(f"fewer than {MIN_SEEDS} seeds so far on {', '.join(few)}")
         sentences.append(f"- **{head}**: " + "; ".join(parts) + ".")
     hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in summaries.items()
-            if "vs_reference" in s["heads"].get("hire", {})
-            and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
+            if "hire" in s["heads"] and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
     if hire and not any(v["detected"] for v in hire.values()):
         verdict = (f"**HIRE does not measurably help all-MiniLM-L6-v2** on {', '.join(hire)}, the task(s) with at "
                    f"least {MIN_SEEDS} seeds of both heads.")
@@ -144,26 +145,31 @@ def recommendation(summaries: dict, costs: dict) -> str:
     if not tasks or not cpu:
         return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
                 "results of every head.")
-    heads = [h for h in HEADS if all(h in s["heads"] for s in tasks.values()) and h in cpu]
+    heads = [h for h in ordered_heads(h for s in tasks.values() for h in s["heads"])
+             if all(h in s["heads"] for s in tasks.values())]
+    unpriced = [h for h in heads if h not in cpu]
+    heads = [h for h in heads if h in cpu]
     best = {t: max(s["heads"], key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
     fits = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
+    unpriced_note = (f" ({', '.join(unpriced)}: no speed results, so not recommended)" if unpriced else "")
     if not fits:
-        return "No head is within the detectable-difference band of the best head on every task."
+        return "No head with speed results is within the detectable-difference band of the best head on every task" \
+            + unpriced_note + "."
     cheapest = min(fits, key=lambda h: cpu[h]["ratio"])
     elsewhere = "".join(f"; {device}: {c[cheapest]['ratio']:.2f}x"
                         for device, c in costs.items() if device != "CPU" and cheapest in c)
-    return (f"Recommended head: **{cheapest}** ({HEADS[cheapest].description}): the cheapest head within the "
+    return (f"Recommended head: **{cheapest}** ({head_preset(cheapest).description}): the cheapest head within the "
             f"detectable-difference band of the best head on {', '.join(tasks)} (best: "
             + ", ".join(f"{t} {b}" for t, b in best.items())
             + f"); its training step costs {cpu[cheapest]['ratio']:.2f}x the stock "
             f"step on CPU at all-MiniLM-L6 dimensions on real GLUE batches{elsewhere}. Heads within the band "
-            f"everywhere: {', '.join(fits)}.")
+            f"everywhere: {', '.join(fits)}{unpriced_note}.")
 
 
 def cost_section(summaries: dict, costs: dict) -> str:
     devices = list(costs)
     tasks = list(summaries)
-    heads = [h for h in HEADS if any(h in s["heads"] for s in summaries.values())]
+    heads = ordered_heads(h for s in summaries.values() for h in s["heads"])
     lines = ["| head | " + " | ".join(f"{t} {summaries[t]['metric']} (mean, seeds)" for t in tasks)
              + " | " + " | ".join(f"step time vs stock, {d}" for d in devices) + " | FLOP ratio |",
              "|---|" + "---|" * (len(tasks) + len(devices) + 1)]

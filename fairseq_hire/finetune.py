@@ -153,6 +153,8 @@ def build_command(args, passthrough) -> list:
     model = "baseline" if args.baseline else "hire"
     source = args.mnli_init or args.pretrained
     flags = architecture_flags(args.pretrained)
+    if args.head:
+        check_head_fits(args.head, int(flags[flags.index("--encoder-layers") + 1]))
     size = args.size or ("large" if int(flags[flags.index("--encoder-layers") + 1]) >= 24 else "base")
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
@@ -171,6 +173,14 @@ def build_command(args, passthrough) -> list:
     use_gpu = args.device == "gpu" or (args.device == "auto" and gpu_available())
     command += FP16_FLAGS if use_gpu else ["--cpu"]
     return command + passthrough
+
+
+def check_head_fits(head: str, encoder_layers: int) -> None:
+    """Refuse a last-k head that takes more layers than the encoder has, before it trains."""
+    options = head_options(head)
+    scored = encoder_layers + options.include_embeddings
+    if options.extractor in ("mean", "concat") and options.last_k > scored:
+        raise ValueError(f"head {head} takes the last {options.last_k} layers; the encoder has {scored}")
 
 
 def positive(kind):

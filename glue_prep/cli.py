@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import GlueFormatError, OutputExistsError
-from .tasks import DECIMAL, TASK_ORDER, score_value
+from .tasks import TASK_ORDER, score_value
 
 EPILOG = """\
 Writes OUT_DIR/<TASK>-bin/{input0,input1,label}/ exactly as fairseq's
@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glue_prep", description="GLUE files -> fairseq RoBERTa GLUE binaries, offline.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # argparse takes a value like -1e-2 for a flag unless it matches this (its own pattern lacks exponents)
-    p._negative_number_matcher = re.compile(f"-{DECIMAL.pattern[len('[+-]?'):]}$", re.ASCII)
+    # argparse (before 3.14) takes -1e-2 or -1,1 for a flag: no flag of ours starts with a digit
+    p._negative_number_matcher = re.compile(r"-\.?\d")
     p.add_argument("glue_dir", metavar="GLUE_DATA_DIR", help="glue_data folder as GLUE distributes it")
     p.add_argument("task", metavar="TASK|ALL", help="a GLUE task (or several: 'RTE,MRPC'), or ALL")
     p.add_argument("out_dir", metavar="OUTPUT_DIR", help="where <TASK>-bin/ is written")

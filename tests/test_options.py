@@ -62,6 +62,21 @@ def test_finetune_and_compare_take_a_last_k_head(tmp_path):
         build_parser().parse_known_args(["RTE", "bin", "model.pt", "out", "--heads", "last0-mean"])
 
 
+
+def test_a_last_k_head_longer_than_the_encoder_is_refused_before_training(rte_bin, tiny_pretrained, tmp_path):
+    from fairseq_hire.compare.__main__ import main as compare
+    from fairseq_hire.finetune import main as finetune
+
+    layers = 2  # the tiny RoBERTa's
+    assert finetune(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"), "--head", f"last{layers}-concat",
+                     "--dry-run"]) == 0
+    assert finetune(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"), "--head",
+                     f"last{layers + 1}-mean", "--dry-run"]) == 2
+    assert compare(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "out"), "--heads", "stock",
+                    f"last{layers + 1}-mean"]) == 2
+    assert not (tmp_path / "out" / "runs").exists()  # nothing ran
+
+
 @pytest.mark.parametrize("values, message", [
     (dict(pooling="cls"), "--hire-pooling 'cls'"), (dict(gru_dim=-1), "--hire-gru-dim -1"),
     (dict(gru_dim="8"), "expected an integer"), (dict(fusion="yes"), "expected true or false"),

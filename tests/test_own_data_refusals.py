@@ -380,8 +380,8 @@ def test_a_task_described_by_flags_is_told_about_its_flags():
 
 
 def test_regression_flag_takes_scores_as_the_files_write_them(tmp_path, capsys):
-    """--regression -1e-2 5: argparse's own pattern reads -1e-2 as a flag; 1_0 and nan are refused
-    as the files' scores are."""
+    """--regression -1e-2 5 and --labels -1,1: argparse's own pattern reads -1e-2 and -1,1 as
+    flags; 1_0 and nan are refused as the files' scores are."""
     from glue_prep.cli import main
 
     source = real_glue_task_dir("STS-B")
@@ -395,10 +395,13 @@ def test_regression_flag_takes_scores_as_the_files_write_them(tmp_path, capsys):
     assert main([*flags, "--regression", "-1e-2", "5E+0"]) == 0
     task = json.loads((tmp_path / "out" / "similar-bin" / "task.json").read_text())
     assert task["score_range"] == [-0.01, 5.0]
-    for low in ("1_0", "nan", "inf"):
+    for low in ("1_0", "-1_0", "nan", "inf"):
         with pytest.raises(SystemExit):
             main([*flags, "--regression", low, "5", "--force"])
         assert f"argument --regression: {low!r}: expected a finite decimal number" in capsys.readouterr().err
+    from glue_prep.cli import build_parser
+
+    assert build_parser().parse_args(["d", "t", "o", "--labels", "-1,1", "--positive-label", "-1"]).labels == "-1,1"
 
 
 def test_regression_predictions_are_clipped_to_the_score_range(tmp_path):

@@ -75,6 +75,41 @@ def test_recommendation_is_the_cheapest_head_within_the_band_of_the_best():
     assert "within the band everywhere: hire, scalar-mix, last4-mean" in text
 
 
+def test_a_last_k_head_of_another_k_is_answered_tabled_and_recommended():
+    summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
+        "stock": head(80.0, 1.0, 10), "hire": head(80.2, 1.0, 10, versus(0.2, False, 1.3)),
+        "last2-mean": head(83.0, 1.0, 10, versus(3.0, True))}}}
+    costs = {"CPU": {"stock": {"ratio": 1.0, "flop_ratio": 1.0}, "hire": {"ratio": 1.6, "flop_ratio": 1.5}}}
+    assert "- **last2-mean**: a difference from the stock head is detected on MRPC (+3.0" in report.answer(summaries)
+    assert "| last2-mean | 83.0 (10) | - | - |" in report.cost_section(summaries, costs)
+    # the best head has no speed results: it cannot be recommended, and the text says why
+    assert "last2-mean: no speed results" in report.recommendation(summaries, costs)
+    costs["CPU"]["last2-mean"] = {"ratio": 0.9, "flop_ratio": 1.0}
+    assert "Recommended head: **last2-mean** (mean of the last 2 layers" in report.recommendation(summaries, costs)
+
+
+def test_the_answer_speaks_only_of_tasks_compared_with_the_stock_head():
+    summaries = {"MRPC": {"metric": "acc_and_f1", "reference": "hire-no-fusion", "heads": {
+        "hire-no-fusion": head(81.0, 1.0, 5), "hire": head(81.4, 1.0, 5, versus(0.4, False, 2.0))}},
+        "RTE": {"metric": "accuracy", "heads": {
+            "stock": head(56.0, 2.0, 3), "hire": head(57.0, 2.0, 5, versus(1.0, False, 3.9))}}}
+    text = report.answer(summaries)
+    assert "MRPC" not in text and "fewer than 5 seeds so far on RTE" in text and "no answer" in text
+
+
+def test_a_run_of_a_head_this_version_does_not_know_is_still_reported():
+    from fairseq_hire.compare.report import summarise
+
+    runs = [{"task": "RTE", "recipe": {"train_flags": []}, "targets": [0, 1, 1], "head": name, "seed": 1,
+             "metric": "accuracy", "regression": False, "label_names": ["0", "1"], "positive_class": -1,
+             "predictions": [0, 1, 0], "metrics": {"accuracy": 66.6667}, "train_seconds": 60.0,
+             "layer_weights": None, "file": f"{name}.json"} for name in ("stock", "attention-pooling", "last12-mean",
+                                                                        "last2-mean")]
+    summary = summarise(runs)
+    assert list(summary["heads"]) == ["stock", "last2-mean", "last12-mean", "attention-pooling"]
+    assert summary["heads"]["attention-pooling"]["description"] == ""
+
+
 def test_write_atomically_replaces_whole_files_and_keeps_permissions(tmp_path):
     path = tmp_path / "deep" / "result.json"
     write_atomically(path, "first\n")

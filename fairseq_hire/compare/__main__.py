@@ -14,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..modules.options import HEADS, head_name
+from ..checkpoint_args import architecture_flags
+from ..checkpoint_errors import CheckpointError
+from ..finetune import check_head_fits
+from ..modules.options import HEADS, head_name, ordered_heads
 from .report import ReportError, markdown, write_report
 from .runs import Comparison, Runner, check_recipe, run_all
 
@@ -61,7 +64,11 @@ def main(argv=None) -> int:
     if not args.report_only:
         try:
             check_recipe(comparison)
-        except ValueError as error:
+            flags = architecture_flags(args.pretrained)
+            layers = int(flags[flags.index("--encoder-layers") + 1])
+            for head in args.heads:
+                check_head_fits(head, layers)
+        except (ValueError, OSError, CheckpointError) as error:
             print(f"compare: error: {error}", file=sys.stderr)
             return 2
         threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))

@@ -19,7 +19,7 @@ import numpy as np
 
 from glue_prep.atomic import write_atomically
 from ..metrics import METRIC_DIGITS
-from ..modules.options import HEADS, head_preset
+from ..modules.options import head_preset, ordered_heads
 from ..plotting import pyplot, save_figure
 from . import statistics as st
 
@@ -55,6 +55,14 @@ def check_comparable(runs: List[Dict]) -> None:
             raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
 
 
+def description(head: str) -> str:
+    """The head's one line, or none for a name this version does not know (an older run's)."""
+    try:
+        return head_preset(head).description
+    except ValueError:
+        return ""
+
+
 def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     if not runs:
         raise ReportError("no finished runs to report on")
@@ -69,7 +77,7 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     by_head: Dict[str, List[Dict]] = {}
     for run in sorted(runs, key=lambda r: r["seed"]):
         by_head.setdefault(run["head"], []).append(run)
-    order = [h for h in HEADS if h in by_head] + sorted(h for h in by_head if h not in HEADS)
+    order = ordered_heads(by_head)
 
     def predictions(head):
         return np.asarray([r["predictions"] for r in by_head[head]], float if regression else int)
@@ -80,7 +88,7 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
         # the runs' scores are rounded to METRIC_DIGITS: so is the constant they are held against
         failed = sum(score <= round(constant, METRIC_DIGITS) for score in scores)
         heads[head] = {
-            "description": head_preset(head).description,
+            "description": description(head),
             "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),
             "median": pystats.median(scores), "mean": pystats.fmean(scores),
             "sd": pystats.stdev(scores) if len(scores) > 1 else None,

@@ -176,6 +176,16 @@ def head_preset(name: str) -> HeadPreset:
                      "last<K>-concat for another number of layers K")
 
 
+def ordered_heads(names) -> List[str]:
+    """Heads in HEADS' order, then the other last<K> heads by extractor and K, then the rest."""
+    def key(name):
+        if name in HEADS:
+            return 0, list(HEADS).index(name), 0, name
+        match = LAST_K_HEAD.fullmatch(name)
+        return (1, match.group(2), int(match.group(1)), name) if match else (2, "", 0, name)
+    return sorted(set(names), key=key)
+
+
 def head_options(name: str) -> HireOptions:
     return head_preset(name).options
 
@@ -190,4 +200,4 @@ def head_name(text: str) -> str:
 
 
 __all__ = ["HireOptions", "HEADS", "EXTRACTORS", "POOLINGS", "add_arguments", "set_defaults",
-           "head_preset", "head_options", "head_name", "flag"]
+           "head_preset", "head_options", "head_name", "ordered_heads", "flag"]
