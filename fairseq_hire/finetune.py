@@ -153,9 +153,10 @@ def build_command(args, passthrough) -> list:
     model = "baseline" if args.baseline else "hire"
     source = args.mnli_init or args.pretrained
     flags = architecture_flags(args.pretrained)
+    layers = encoder_layers(flags)
     if args.head:
-        check_head_fits(args.head, int(flags[flags.index("--encoder-layers") + 1]))
-    size = args.size or ("large" if int(flags[flags.index("--encoder-layers") + 1]) >= 24 else "base")
+        head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
+    size = args.size or ("large" if layers >= 24 else "base")
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
@@ -175,12 +176,9 @@ def build_command(args, passthrough) -> list:
     return command + passthrough
 
 
-def check_head_fits(head: str, encoder_layers: int) -> None:
-    """Refuse a last-k head that takes more layers than the encoder has, before it trains."""
-    options = head_options(head)
-    scored = encoder_layers + options.include_embeddings
-    if options.extractor in ("mean", "concat") and options.last_k > scored:
-        raise ValueError(f"head {head} takes the last {options.last_k} layers; the encoder has {scored}")
+def encoder_layers(flags) -> int:
+    """The encoder's number of layers, from its architecture flags."""
+    return int(flags[flags.index("--encoder-layers") + 1])
 
 
 def positive(kind):

@@ -379,17 +379,23 @@ def test_a_task_described_by_flags_is_told_about_its_flags():
         user_task(metric="f1", source=Path("task.json"))
 
 
-def test_regression_flag_takes_scores_as_the_files_write_them(tmp_path, capsys):
-    """--regression -1e-2 5 and --labels -1,1: argparse's own pattern reads -1e-2 and -1,1 as
-    flags; 1_0 and nan are refused as the files' scores are."""
-    from glue_prep.cli import main
-
+def stsb_pairs_as_csv(tmp_path):
+    """The first 39 real STS-B training pairs as train.csv and valid.csv (s1, s2, score)."""
     source = real_glue_task_dir("STS-B")
     rows = [line.split("\t") for line in (source / "train.tsv").read_text(encoding="utf-8").splitlines()[1:40]]
     data = tmp_path / "data"
     data.mkdir()
     for name in ("train", "valid"):
         write_csv(data / f"{name}.csv", ["s1", "s2", "score"], [[r[7], r[8], r[9]] for r in rows])
+    return data, rows
+
+
+def test_regression_flag_takes_scores_as_the_files_write_them(tmp_path, capsys):
+    """--regression -1e-2 5 and --labels -1,1: argparse's own pattern reads -1e-2 and -1,1 as
+    flags; 1_0 and nan are refused as the files' scores are."""
+    from glue_prep.cli import main
+
+    data, rows = stsb_pairs_as_csv(tmp_path)
     flags = [str(data), "similar", str(tmp_path / "out"), "--format", "csv", "--text", "s1", "--text-pair", "s2",
              "--label", "score", "--train", "train.csv", "--valid", "valid.csv", "--workers", "1", "--no-progress"]
     assert main([*flags, "--regression", "-1e-2", "5E+0"]) == 0
@@ -410,12 +416,7 @@ def test_regression_predictions_are_clipped_to_the_score_range(tmp_path):
 
     from fairseq_hire.predict import predict_file
 
-    source = real_glue_task_dir("STS-B")
-    rows = [line.split("\t") for line in (source / "train.tsv").read_text(encoding="utf-8").splitlines()[1:40]]
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("train", "valid"):
-        write_csv(data / f"{name}.csv", ["s1", "s2", "score"], [[r[7], r[8], r[9]] for r in rows])
+    data, rows = stsb_pairs_as_csv(tmp_path)
     from glue_prep.cli import main
 
     assert main([str(data), "similar", str(tmp_path / "out"), "--format", "csv", "--text", "s1", "--text-pair", "s2",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..checkpoint_args import architecture_flags
 from ..checkpoint_errors import CheckpointError
-from ..finetune import check_head_fits
-from ..modules.options import HEADS, head_name, ordered_heads
+from ..finetune import encoder_layers
+from ..modules.options import HEADS, head_name, head_options
 from .report import ReportError, markdown, write_report
 from .runs import Comparison, Runner, check_recipe, run_all
 
@@ -64,10 +64,9 @@ def main(argv=None) -> int:
     if not args.report_only:
         try:
             check_recipe(comparison)
-            flags = architecture_flags(args.pretrained)
-            layers = int(flags[flags.index("--encoder-layers") + 1])
-            for head in args.heads:
-                check_head_fits(head, layers)
+            layers = encoder_layers(architecture_flags(args.pretrained))
+            for head in args.heads:  # a last-k head longer than the encoder: refused before any run
+                head_options(head).scored_layers(layers)
         except (ValueError, OSError, CheckpointError) as error:
             print(f"compare: error: {error}", file=sys.stderr)
             return 2

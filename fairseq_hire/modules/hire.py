@@ -161,8 +161,6 @@ class LastLayersExtractor(nn.Module):
 
     def __init__(self, embed_dim: int, num_layers: int, k: int, concat: bool):
         super().__init__()
-        if k > num_layers:
-            raise ValueError(f"--hire-last-k {k}: the head scores only {num_layers} layers")
         self.num_layers, self.k, self.concat = num_layers, k, concat
         self.output_dim = embed_dim * (k if concat else 1)
 
@@ -248,7 +246,7 @@ class HireHead(nn.Module):
         self.gru_backend = gru_backend
         gru_dim = options.gru_dim or embed_dim // 2
         inner_dim = inner_dim or embed_dim
-        num_scored = num_encoder_layers + int(options.include_embeddings)
+        num_scored = options.scored_layers(num_encoder_layers)
         self.extractor = build_extractor(options, embed_dim, gru_dim, num_scored)
         self.fusion = FusionLayer(embed_dim, gru_dim) if options.fusion else None
         features_dim = 2 * gru_dim if options.fusion else self.extractor.output_dim

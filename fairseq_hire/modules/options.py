@@ -72,6 +72,14 @@ class HireOptions:
             raise ValueError(f"{flag('extractor')} concat gives A of k x C channels, which the fusion "
                              f"layer cannot combine with R (C channels): add --no-hire-fusion")
 
+    def scored_layers(self, encoder_layers: int) -> int:
+        """How many layer outputs the head scores (the encoder's, and the embeddings' if asked);
+        refused where the mean / concat extractor wants more of them than that."""
+        scored = encoder_layers + int(self.include_embeddings)
+        if self.extractor in ("mean", "concat") and self.last_k > scored:
+            raise ValueError(f"{flag('last_k')} {self.last_k}: the head scores only {scored} layers")
+        return scored
+
     @classmethod
     def from_args(cls, args) -> "HireOptions":
         """The options of a fairseq args Namespace / model config (``args.hire_<name>``)."""
