@@ -73,11 +73,16 @@ def run_minutes(summaries: dict) -> str:
             + ", ".join(f"{task} {mean(summary):.0f}" for task, summary in summaries.items()) + ".")
 
 
+def heads_of(summaries: dict) -> list:
+    """Every head of these tasks' reports, in the report's order."""
+    return ordered_heads(h for s in summaries.values() for h in s["heads"])
+
+
 def answer(summaries: dict) -> str:
     """The answer in plain words, for HIRE and every other head against the stock head (a
     task's report made against another reference head says nothing of the stock head)."""
     summaries = {t: s for t, s in summaries.items() if s.get("reference", "stock") == "stock" and "stock" in s["heads"]}
-    heads = [h for h in ordered_heads(h for s in summaries.values() for h in s["heads"]) if h != "stock"]
+    heads = [h for h in heads_of(summaries) if h != "stock"]
     sentences = []
     for head in heads:
         found = {task: s["heads"][head] for task, s in summaries.items() if head in s["heads"]}
@@ -145,8 +150,7 @@ def recommendation(summaries: dict, costs: dict) -> str:
     if not tasks or not cpu:
         return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
                 "results of every head.")
-    heads = [h for h in ordered_heads(h for s in tasks.values() for h in s["heads"])
-             if all(h in s["heads"] for s in tasks.values())]
+    heads = [h for h in heads_of(tasks) if all(h in s["heads"] for s in tasks.values())]
     unpriced = [h for h in heads if h not in cpu]
     heads = [h for h in heads if h in cpu]
     best = {t: max(s["heads"], key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
@@ -169,7 +173,7 @@ def recommendation(summaries: dict, costs: dict) -> str:
 def cost_section(summaries: dict, costs: dict) -> str:
     devices = list(costs)
     tasks = list(summaries)
-    heads = ordered_heads(h for s in summaries.values() for h in s["heads"])
+    heads = heads_of(summaries)
     lines = ["| head | " + " | ".join(f"{t} {summaries[t]['metric']} (mean, seeds)" for t in tasks)
              + " | " + " | ".join(f"step time vs stock, {d}" for d in devices) + " | FLOP ratio |",
              "|---|" + "---|" * (len(tasks) + len(devices) + 1)]
