@@ -72,7 +72,6 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
 
 def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     """The fine-tuned model through the hub, on the GPU when there is one."""
-    from .finetune import check_training_labels
     from .hub_interface import from_pretrained
 
     checkpoint = Path(checkpoint_dir) / checkpoint_file
@@ -80,7 +79,6 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
         raise FileNotFoundError(f"no checkpoint {checkpoint}" + ("" if Path(checkpoint_dir).is_dir() else
                                 f": the folder {checkpoint_dir} does not exist"))
     load_metadata(data_bin)
-    check_training_labels(Path(checkpoint_dir), Path(data_bin))
     hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
     return hub.cuda() if torch.cuda.is_available() else hub
 

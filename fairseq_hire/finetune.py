@@ -111,36 +111,6 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
                 f"again with glue_prep --truncate-to {max_positions}")
 
 
-TRAINING_LABELS = "training_labels.json"  # beside the checkpoints: the classes, in the head's order
-
-
-def record_training_labels(save_dir: Path, data_bin: Path) -> None:
-    """Write which classes the head's outputs are, in order: the binaries of a collected-label
-    task built again from other rows may order them differently (most frequent first)."""
-    import json
-
-    from glue_prep.atomic import write_atomically
-
-    if (data_bin / "label" / "dict.txt").is_file():
-        record = {"data": str(data_bin.resolve()), "label_names": data_labels(data_bin)}
-        write_atomically(save_dir / TRAINING_LABELS, json.dumps(record, indent=1) + "\n")
-
-
-def check_training_labels(checkpoint_dir: Path, data_bin: Path) -> None:
-    """Refuse binaries whose classes are not those the checkpoint was trained on, in that order."""
-    import json
-
-    record_path = checkpoint_dir / TRAINING_LABELS
-    if not record_path.is_file() or not (data_bin / "label" / "dict.txt").is_file():
-        return
-    trained = json.loads(record_path.read_text(encoding="utf-8")).get("label_names")
-    given = data_labels(data_bin)
-    if trained != given:
-        raise DataMismatchError(
-            f"{checkpoint_dir} was trained on the classes {trained} ({record_path}), but {data_bin} has {given}: "
-            "the head's outputs would be read as the wrong classes. Use the binaries the model was trained on")
-
-
 def gpu_available() -> bool:
     import torch
 
@@ -267,7 +237,6 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-    record_training_labels(Path(args.save_dir), Path(args.data))
     return subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 

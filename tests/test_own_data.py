@@ -184,6 +184,9 @@ def test_task_file_mistakes_are_named():
 
 def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrained):
     """The README's example, as a user runs it: glue_prep, finetune.py, evaluate.py, predict.py."""
+    from fairseq_hire.checkpoint_io import load_state
+    from fairseq_hire.head_classes import STATE_KEY
+
     made = glue_prep(REVIEWS, REVIEWS / "reviews.json", tmp_path / "data")
     assert made.returncode == 0, made.stderr
     data_bin = tmp_path / "data" / "reviews-bin"
@@ -196,8 +199,7 @@ def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrain
     # the best constant prediction beside the results, and the classes the head was trained on
     assert "a constant prediction scores f1" in trained.stderr
     assert "valid | " in trained.stdout + trained.stderr and "constant_f1" in trained.stdout + trained.stderr
-    recorded = json.loads((save / "training_labels.json").read_text())
-    assert recorded["label_names"] == ["negative", "positive"]
+    assert load_state(save / "checkpoint_best.pt")["task_state"][STATE_KEY] == ["negative", "positive"]
     scores = tmp_path / "scores.json"
     evaluated = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(save), str(data_bin),
                                 "--out", str(scores)], capture_output=True, text=True, cwd=REPO)

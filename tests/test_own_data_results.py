@@ -106,11 +106,20 @@ def test_evaluate_refuses_a_label_the_model_never_learned_at_its_line(tmp_path):
     assert str(caught.value).startswith(f"{other}, line 6: own label '2' is not one of")
 
 
-def test_binaries_whose_classes_are_in_another_order_are_refused_on_every_loading_path(tmp_path):
+@pytest.mark.parametrize("arch, criterion", [("roberta_hire_base", "sentence_prediction_hire"),
+                                             ("roberta_base", "sentence_prediction")])
+def test_binaries_whose_classes_are_in_another_order_are_refused_on_every_loading_path(tmp_path, arch, criterion):
     """More rows of one class, binarised again, reorder collected labels (most frequent first):
-    the head's outputs would be read as the wrong classes."""
+    the head's outputs would be read as the wrong classes. The checkpoint records its classes
+    whichever architecture and criterion fairseq-train ran with."""
+    from fairseq_setup import build_trainer, finetune_args, restore, save
+
+    from fairseq_hire import RobertaHireModel
+    from fairseq_hire.checkpoint_io import load_state
     from fairseq_hire.evaluation import load_hub
-    from fairseq_hire.finetune import DataMismatchError, data_labels, record_training_labels
+    from fairseq_hire.evaluation import main as evaluate
+    from fairseq_hire.finetune import DataMismatchError, data_labels
+    from fairseq_hire.head_classes import STATE_KEY
     from fairseq_hire.predict import main as predict
 
     trained = binarise(sst2_folder(tmp_path / "a"), tmp_path / "out_a")
@@ -119,13 +128,28 @@ def test_binaries_whose_classes_are_in_another_order_are_refused_on_every_loadin
     assert data_labels(trained) == list(reversed(data_labels(flipped)))
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    record_training_labels(checkpoints, trained)
-    (checkpoints / "checkpoint_best.pt").write_bytes(b"refused before it is read")
-    with pytest.raises(DataMismatchError, match=r"was trained on the classes \['\d', '\d'\].* but .* has"):
-        load_hub(checkpoints, "checkpoint_best.pt", flipped)
+    save(build_trainer(finetune_args(trained, arch=arch, extra=["--criterion", criterion])),
+         checkpoints / "checkpoint_best.pt", {"epoch": 1})
+    assert load_state(checkpoints / "checkpoint_best.pt")["task_state"][STATE_KEY] == data_labels(trained)
+    assert load_hub(checkpoints, "checkpoint_best.pt", trained).task.state.state_dict[STATE_KEY] == data_labels(trained)
+
+    refusal = r"the checkpoint's head was trained on the classes \['\d', '\d'\], but .*out_b/own-bin has"
+    for load in (lambda: load_hub(checkpoints, "checkpoint_best.pt", flipped),
+                 lambda: RobertaHireModel.from_pretrained(str(checkpoints), "checkpoint_best.pt",
+                                                          data_name_or_path=str(flipped))):
+        with pytest.raises(DataMismatchError, match=refusal):
+            load()
     assert predict([str(checkpoints), str(flipped), str(tmp_path / "a" / "valid.csv"), "--out",
                     str(tmp_path / "p.jsonl"), "--no-progress"]) == 2
     assert not (tmp_path / "p.jsonl").exists()
+    assert evaluate([str(checkpoints), str(flipped), "--out", str(tmp_path / "e.json")]) == 2
+    assert not (tmp_path / "e.json").exists()
+
+    # fine-tuning the checkpoint on other classes (--restore-file) is not refused, and records those
+    retrained = build_trainer(finetune_args(flipped, arch=arch, extra=["--criterion", criterion]))
+    restore(retrained, checkpoints / "checkpoint_best.pt")
+    save(retrained, tmp_path / "retrained.pt", {"epoch": 1})
+    assert load_state(tmp_path / "retrained.pt")["task_state"][STATE_KEY] == data_labels(flipped)
 
 
 def test_the_yaml_of_your_own_task_names_its_own_folder(tmp_path):

@@ -28,6 +28,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..compare.statistics import constant_metric
+from ..head_classes import head_classes
 from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
@@ -54,10 +55,8 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         self.classification_head_name = cfg.classification_head_name
         self.regression_target = cfg.regression_target
         self.positive_class = -1
-        label_dict = getattr(task, "label_dictionary", None)
-        if not self.regression_target and label_dict is not None:
-            num_classes = getattr(task.cfg, "num_classes", len(label_dict) - label_dict.nspecial)
-            labels = label_dict.symbols[label_dict.nspecial:label_dict.nspecial + num_classes]
+        labels = head_classes(task)
+        if not self.regression_target and labels is not None:
             self.positive_class = positive_class(labels, cfg.f1_positive_label)
 
     def forward(self, model, sample, reduce=True):

@@ -1,0 +1,66 @@
+"""The classes a sentence-prediction head was trained on, kept in every checkpoint.
+
+fairseq reads a head's outputs as the classes of the ``label/dict.txt`` of whatever data
+folder the model is loaded with, in that file's order. Binaries of a task whose labels are
+collected from train, built again from other rows, may order them differently (most
+frequent first), and every prediction would then be read as the wrong class.
+
+fairseq's trainer saves the task's state (``task.state``) in every checkpoint, and
+``checkpoint_utils.load_model_ensemble_and_task`` (the hub, evaluate.py, predict.py, the
+comparison tool, fairseq-validate) restores it before the task builds the model. So the
+sentence_prediction task records its head's classes there when it builds a model to train,
+whichever command trains it (finetune.py, fairseq-train, fairseq-hydra-train, stock
+architecture or roberta_hire), and refuses to build one from a checkpoint whose recorded
+classes are not those of the data it is given. ``--restore-file`` does not restore the task
+state, so fine-tuning an MNLI checkpoint on RTE records RTE's classes, as it should.
+"""
+import functools
+from typing import List, Optional
+
+STATE_KEY = "hire_head_classes"
+
+
+def head_classes(task) -> Optional[List[str]]:
+    """The classes of the head's outputs, in output order; None for a regression task."""
+    labels = getattr(task, "label_dictionary", None)
+    if labels is None or getattr(task.cfg, "regression_target", True):
+        return None
+    count = getattr(task.cfg, "num_classes", -1)
+    end = labels.nspecial + count if count > 0 else len(labels)
+    return list(labels.symbols[labels.nspecial:end])
+
+
+def record_or_check(task) -> None:
+    """Record the classes in the task state, or, when a checkpoint's state was restored into it,
+    refuse data whose classes differ from those recorded."""
+    given = head_classes(task)
+    if given is None:
+        return
+    trained = task.state.state_dict.get(STATE_KEY)
+    if trained is None:
+        task.state.merge_state_dict({STATE_KEY: given})
+    elif list(trained) != given:
+        from .finetune import DataMismatchError
+
+        raise DataMismatchError(
+            f"the checkpoint's head was trained on the classes {list(trained)}, but {task.cfg.data} has {given} "
+            "(label/dict.txt): the head's outputs would be read as the wrong classes. Use the binaries the model "
+            "was trained on"
+        )
+
+
+def install() -> None:
+    from fairseq.tasks.sentence_prediction import SentencePredictionTask
+
+    build_model = SentencePredictionTask.build_model
+    if getattr(build_model, "__wrapped_by_fairseq_hire__", False):
+        return
+
+    # from_checkpoint is spelled out: fairseq passes it only to a build_model whose argspec names it
+    @functools.wraps(build_model)
+    def build_model_with_head_classes(self, cfg, from_checkpoint=False):
+        record_or_check(self)
+        return build_model(self, cfg, from_checkpoint)
+
+    build_model_with_head_classes.__wrapped_by_fairseq_hire__ = True
+    SentencePredictionTask.build_model = build_model_with_head_classes
