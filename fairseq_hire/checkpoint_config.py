@@ -17,7 +17,8 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 * any model or task option whose value does not have the type, or is not one of the
   choices, that the architecture's own argument parser and the task's config accept
   (e.g. a string where an integer belongs). Options those models do not know are never
-  read by them and are left alone, so checkpoints of older fairseq versions still load.
+  read by them and are left alone, so checkpoints of older fairseq versions still load;
+* a ``task_state`` that is not a dict, or whose head classes are not a list of names.
 """
 import argparse
 import dataclasses
@@ -87,6 +88,20 @@ class Checker:
             self.check_names(where, section)
         for where, section in sections(state):
             self.check_options(where, section)
+        self.check_task_state(state.get("task_state"))
+
+    def check_task_state(self, task_state) -> None:
+        """fairseq merges a checkpoint's task_state into the task it builds the model with; the
+        only entry a RoBERTa task reads is the head's classes (head_classes.py)."""
+        from .head_classes import STATE_KEY
+
+        if task_state is None:
+            return
+        if not isinstance(task_state, dict):
+            self.refuse("task_state", task_state, "a dict")
+        classes = task_state.get(STATE_KEY)
+        if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            self.refuse(f"task_state.{STATE_KEY}", classes, "a list of class names")
 
     def check_names(self, where: str, section: Dict) -> None:
         from fairseq.models import ARCH_MODEL_NAME_REGISTRY

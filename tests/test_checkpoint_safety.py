@@ -331,3 +331,17 @@ def test_refusal_names_the_object_and_gives_no_unsafe_advice(fine_tuned_state, t
         assert reason in message, message
         assert "weights_only=False" not in message and "Nothing from it was executed" in message
     assert isinstance(refused.value, pickle.UnpicklingError)
+
+
+@pytest.mark.parametrize("task_state, field", [([("hire_head_classes", ["0", "1"])], "task_state ="),
+                                               ({"hire_head_classes": "01"}, "task_state.hire_head_classes ="),
+                                               ({"hire_head_classes": [0, 1]}, "task_state.hire_head_classes =")])
+def test_a_task_state_that_is_not_what_the_task_reads_is_refused(task_state, field, fine_tuned_state, tmp_path):
+    """fairseq merges task_state into the task before the model is built."""
+    assert sorted(fine_tuned_state["task_state"]["hire_head_classes"]) == ["entailment", "not_entailment"]
+    path = tmp_path / "checkpoint_best.pt"
+    torch.save({**fine_tuned_state, "task_state": task_state}, path)
+    with pytest.raises(UnsafeConfigError, match=f"its configuration field {field}"):
+        load_state(path)
+    torch.save(fine_tuned_state, path)
+    load_state(path)
