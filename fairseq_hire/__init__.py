@@ -4,9 +4,9 @@ Importing the package (``--user-dir fairseq_hire``) registers the ``roberta_hire
 and architectures, the ``sentence_prediction_hire`` criterion and the ``hire_tokenizer``
 BPE, makes fairseq's checkpoint loading safe (``checkpoint_io``: every loader, pickle and
 configuration) and its saving atomic with a resume that survives a kill
-(``checkpoint_saving``), gives every RoBERTa model
-``--encoder-layernorm-eps`` (``models/layernorm_eps``), records a sentence-prediction head's
-classes in its checkpoints and refuses data whose classes differ (``head_classes``), and installs the small fixes to
+(``checkpoint_saving``), gives every RoBERTa model ``--encoder-layernorm-eps``
+(``models/layernorm_eps``), records a sentence-prediction head's classes in its checkpoints
+and refuses data whose classes differ (``head_classes``), and installs the small fixes to
 fairseq in ``compat`` and ``cpu_distributed`` (fairseq's distributed training on CPU, over
 gloo).
 """
