@@ -169,3 +169,13 @@ def test_end_to_end_on_your_own_task(tiny_pretrained, tmp_path):
     # always "positive": precision positives/100, recall 1
     assert report["constant_score"] == pytest.approx(100 * 2 * positives / (positives + 100))
     assert set(report["heads"]) == {"stock", "hire"} and report["heads"]["hire"]["n"] == 2
+
+
+def test_the_layer_weight_sentence_never_shows_a_distance_rounded_onto_the_threshold():
+    from fairseq_hire.compare.report import STATIC_TV, layer_weight_sentence
+
+    weights = {"layers": [1, 2], "mean": [0.4, 0.6], "tv_from_mean_mean": STATIC_TV - 3e-4, "dynamic": False}
+    sentence = layer_weight_sentence("CoLA", "hire", weights)
+    assert f"weights 0.0497 < {STATIC_TV}" in sentence and "barely depend" in sentence
+    dynamic = layer_weight_sentence("CoLA", "hire", {**weights, "tv_from_mean_mean": STATIC_TV, "dynamic": True})
+    assert f"weights 0.0500, threshold {STATIC_TV}" in dynamic

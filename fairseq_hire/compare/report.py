@@ -169,10 +169,10 @@ def layer_weight_sentence(task: str, head: str, weights: Dict) -> str:
     means = ", ".join(f"{layer}: {w:.2f}" for layer, w in zip(weights["layers"], weights["mean"]))
     if weights["dynamic"]:
         what = (f"the weights depend on the input (mean total-variation distance from the mean "
-                f"weights {tv:.3f}, threshold {STATIC_TV})")
+                f"weights {tv:.4f}, threshold {STATIC_TV})")
     else:
         what = (f"the weights barely depend on the input (mean total-variation distance from the "
-                f"mean weights {tv:.3f} < {STATIC_TV}): the dynamic extractor is doing what a "
+                f"mean weights {tv:.4f} < {STATIC_TV}): the dynamic extractor is doing what a "
                 "global scalar mix does")
     return f"{task}, {head}: mean layer weights ({means}); {what}."
 
