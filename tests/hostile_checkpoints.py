@@ -123,6 +123,9 @@ def config_variants(base: dict, data_dir: Path, marker: Path, user_dir: Path) ->
         "attention-config-that-evals": attention_config_that_evals(variant, marker),
         "model-named-by-its-only-key": model_named_by_its_key(base, data_dir, marker),
         "task-named-by-its-task-key": task_named_by_its_task_key(base, marker),
+        # fairseq merges task_state into the task before building the model (head_classes.py)
+        "task-state-that-is-not-a-dict": {**copy.deepcopy(base), "task_state": [("hire_head_classes", ["0", "1"])]},
+        "head-classes-that-are-not-names": {**copy.deepcopy(base), "task_state": {"hire_head_classes": [0, 1]}},
     }
 
 

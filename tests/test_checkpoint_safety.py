@@ -36,7 +36,8 @@ PICKLE_VARIANTS = ["top-level", "inside-args", "inside-extra-state", "inside-opt
                    "defaultdict-factory", "numpy-object-array", "tensor-rebuild"]
 CONFIG_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "model-named-by-its-only-key",
                    "task-named-by-its-task-key", "string-where-an-integer-belongs", "activation-that-adds-flags",
-                   "foreign-user-dir", "foreign-architecture-name"]
+                   "foreign-user-dir", "foreign-architecture-name", "task-state-that-is-not-a-dict",
+                   "head-classes-that-are-not-names"]
 
 
 @pytest.fixture(autouse=True)
@@ -212,6 +213,7 @@ def fairseq_train(mode, hostile_path, rte_bin, tiny_pretrained, save_dir):
 
 TRAIN_CONFIG_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "string-where-an-integer-belongs"]
 TRAIN_CASES = [("top-level", "zip", "fine-tuned"), ("inside-extra-state", "legacy", "pretrained"),
+               ("head-classes-that-are-not-names", "zip", "fine-tuned"),
                ("architecture-that-evals", "zip", "fine-tuned"), ("attention-config-that-evals", "zip", "fine-tuned")]
 
 
@@ -242,7 +244,8 @@ def test_fairseq_train_refuses_every_hostile_checkpoint(name, format_name, mode,
 
 @pytest.mark.parametrize("script", ["evaluate.py", "glue_submission.py", "predict.py"])
 @pytest.mark.parametrize("name, format_name", [("inside-args", "legacy"), ("architecture-that-evals", "zip"),
-                                               ("task-named-by-its-task-key", "zip")])
+                                               ("task-named-by-its-task-key", "zip"),
+                                               ("head-classes-that-are-not-names", "zip")])
 def test_scripts_refuse_hostile_checkpoints(script, name, format_name, rte_bin, tmp_path, lm_data, fine_tuned_state):
     path, marker = hostile_file(name, format_name, fine_tuned_state, tmp_path, lm_data)
     if script == "evaluate.py":
