@@ -171,7 +171,7 @@ def test_end_to_end_on_your_own_task(tiny_pretrained, tmp_path):
     assert set(report["heads"]) == {"stock", "hire"} and report["heads"]["hire"]["n"] == 2
 
 
-def test_the_layer_weight_sentence_never_shows_a_distance_rounded_onto_the_threshold():
+def test_the_layer_weight_sentence_shows_the_distance_to_four_decimals_beside_the_threshold():
     from fairseq_hire.compare.report import STATIC_TV, layer_weight_sentence
 
     weights = {"layers": [1, 2], "mean": [0.4, 0.6], "tv_from_mean_mean": STATIC_TV - 3e-4, "dynamic": False}
