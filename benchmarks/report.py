@@ -124,7 +124,8 @@ def step_costs() -> dict:
         speed = json.loads(path.read_text())
         device = speed["machine"].get("gpu", "CPU")
         loads = speed["train_step"].get("minilm", {})
-        configs = {c for load in loads.values() for c in load["configs"]}
+        # first-seen order, not a set's: the generated JSON must not change from run to run
+        configs = dict.fromkeys(c for load in loads.values() for c in load["configs"])
         for config in configs:
             rows = [load["configs"][config] for name, load in loads.items()
                     if name.endswith("batches") and config in load["configs"]]

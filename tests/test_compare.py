@@ -171,7 +171,7 @@ def test_end_to_end_on_your_own_task(tiny_pretrained, tmp_path):
     assert set(report["heads"]) == {"stock", "hire"} and report["heads"]["hire"]["n"] == 2
 
 
-def test_the_layer_weight_sentence_shows_the_distance_to_four_decimals_beside_the_threshold():
+def test_the_layer_weight_sentence_shows_the_distance_beside_the_threshold_without_rounding_onto_it():
     from fairseq_hire.compare.report import STATIC_TV, layer_weight_sentence
 
     weights = {"layers": [1, 2], "mean": [0.4, 0.6], "tv_from_mean_mean": STATIC_TV - 3e-4, "dynamic": False}
@@ -179,3 +179,7 @@ def test_the_layer_weight_sentence_shows_the_distance_to_four_decimals_beside_th
     assert f"weights 0.0497 < {STATIC_TV}" in sentence and "barely depend" in sentence
     dynamic = layer_weight_sentence("CoLA", "hire", {**weights, "tv_from_mean_mean": STATIC_TV, "dynamic": True})
     assert f"weights 0.0500, threshold {STATIC_TV}" in dynamic
+    just_below = layer_weight_sentence("CoLA", "hire", {**weights, "tv_from_mean_mean": STATIC_TV - 3e-6})
+    assert f"weights 0.049997 < {STATIC_TV}" in just_below
+    just_above = layer_weight_sentence("CoLA", "hire", {**weights, "tv_from_mean_mean": STATIC_TV + 4e-7, "dynamic": True})
+    assert f"weights 0.0500004, threshold {STATIC_TV}" in just_above

@@ -133,3 +133,17 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_atomically(path, "new\n")
     assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_step_costs_come_in_the_same_order_under_any_hash_seed():
+    """A set's order changes with the hash seed, which rewrote study_summary.json on every refresh."""
+    import json
+    import os
+    import subprocess
+
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import report; "
+            "print(json.dumps({d: list(c) for d, c in report.step_costs().items()}))")
+    orders = [json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, text=True,
+                                        capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout)
+              for seed in ("1", "2", "3")]
+    assert orders[0] and orders[0] == orders[1] == orders[2]

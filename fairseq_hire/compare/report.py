@@ -164,15 +164,24 @@ def markdown(summary: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def beside_threshold(distance: float, threshold: float = STATIC_TV) -> str:
+    """The distance to four decimals, or as many more as it takes not to print as the threshold
+    itself (0.049996 must not read "0.0500 < 0.05")."""
+    digits = 4
+    while distance != threshold and float(f"{distance:.{digits}f}") == threshold and digits < 17:
+        digits += 1
+    return f"{distance:.{digits}f}"
+
+
 def layer_weight_sentence(task: str, head: str, weights: Dict) -> str:
-    tv = weights["tv_from_mean_mean"]
+    tv = beside_threshold(weights["tv_from_mean_mean"])
     means = ", ".join(f"{layer}: {w:.2f}" for layer, w in zip(weights["layers"], weights["mean"]))
     if weights["dynamic"]:
         what = (f"the weights depend on the input (mean total-variation distance from the mean "
-                f"weights {tv:.4f}, threshold {STATIC_TV})")
+                f"weights {tv}, threshold {STATIC_TV})")
     else:
         what = (f"the weights barely depend on the input (mean total-variation distance from the "
-                f"mean weights {tv:.4f} < {STATIC_TV}): the dynamic extractor is doing what a "
+                f"mean weights {tv} < {STATIC_TV}): the dynamic extractor is doing what a "
                 "global scalar mix does")
     return f"{task}, {head}: mean layer weights ({means}); {what}."
 
