@@ -120,8 +120,11 @@ def bench_train(size_name, device, configs, repeats, quick, half, fixed_only=Fal
         for model in models.values():  # warm up
             train_step(model, batches[:1], device)
         times = {c: [] for c in configs}
-        for _ in range(repeats):
-            for config, model in models.items():
+        order = list(models.items())
+        for repeat in range(repeats):
+            # each repeat starts one configuration later, so the stock model is not always timed first
+            shift = repeat % len(order)
+            for config, model in order[shift:] + order[:shift]:
                 times[config].append(timed(lambda: train_step(model, batches, device), device))
         memory = {}
         for config, model in models.items():

@@ -76,3 +76,24 @@ def test_cpu_memory_probe_reports_its_own_peak():
     assert ballast.sum() == 2**29
     assert stock < 2048, "the probe reported the parent's memory, not its own"
     assert hire > stock
+
+
+def test_each_repeat_times_the_configurations_starting_one_later(tiny_speed, monkeypatch):
+    """With a fixed order the stock model always ran first, and every light head timed below it."""
+    timed_order = []
+
+    def record(model, batches, device):
+        timed_order.append(model.config)
+
+    class Stub:
+        def __init__(self, config):
+            self.config = config
+
+    monkeypatch.setattr(tiny_speed, "build_model", lambda config, *args: Stub(config))
+    monkeypatch.setattr(tiny_speed, "workloads", lambda *args: {"B8xT128": [torch.ones(2, 4, dtype=torch.long)]})
+    monkeypatch.setattr(tiny_speed, "train_step", record)
+    monkeypatch.setattr(tiny_speed, "flop_ratio", lambda *args: 1.0)
+    configs = ["stock", "hire", "scalar-mix"]
+    tiny_speed.bench_train("tiny", torch.device("cpu"), configs, repeats=3, quick=True, half=False)
+    timed = timed_order[len(configs):]  # after one warm-up step each
+    assert timed[:9] == ["stock", "hire", "scalar-mix", "hire", "scalar-mix", "stock", "scalar-mix", "stock", "hire"]
