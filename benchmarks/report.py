@@ -13,7 +13,8 @@ Sections (between <!-- NAME:start --> and <!-- NAME:end --> in README.md):
   difference the seeds could have detected, then the answer in plain words;
 * cost: each head's quality next to its training-step cost (benchmarks/speed.py, all-MiniLM-L6
   dimensions, real GLUE batches) and the recommendation: the cheapest head within the
-  detectable-difference band of the best head on every task;
+  detectable-difference band of the best head on every task, where overlapping per-repeat
+  step-time ratios are a tie on cost and a tie goes to the reference head;
 * speed and glue-prep: the speed and glue_prep benchmarks' tables.
 
 --refresh first rewrites every task's report from its run files (fairseq_hire.compare.report).
@@ -117,8 +118,9 @@ def answer(summaries: dict) -> str:
 
 
 def step_costs() -> dict:
-    """device -> configuration -> {ratio, flop_ratio}: training-step time / stock at all-MiniLM-L6
-    dimensions, mean over the real GLUE batches (RTE, MRPC) of every speed JSON of that device."""
+    """device -> configuration -> {ratio, flop_ratio, ranges}: training-step time / stock at
+    all-MiniLM-L6 dimensions, mean over the real GLUE batches (RTE, MRPC) of every speed JSON of
+    that device; ranges holds each batch set's spread of the paired per-repeat ratios."""
     costs = {}
     for path in sorted(RESULTS.glob("speed-*.json")):
         speed = json.loads(path.read_text())
@@ -132,8 +134,20 @@ def step_costs() -> dict:
             if rows:
                 costs.setdefault(device, {})[config] = {
                     "ratio": statistics.fmean(r["ratio"] for r in rows),
-                    "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows), "source": path.name}
+                    "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows), "source": path.name,
+                    "ranges": {name: load["configs"][config]["paired_ratio_range"] for name, load in loads.items()
+                               if name.endswith("batches") and "paired_ratio_range" in load["configs"].get(config, {})}}
     return costs
+
+
+def costs_less(a: dict, b: dict) -> bool:
+    """Whether cost `a` is measurably below cost `b`: on every batch set timed for both, the highest
+    of a's paired per-repeat ratios is below the lowest of b's. Overlapping spreads are a tie, so
+    repeat noise cannot rank two heads of equal FLOPs. Without ranges the mean ratios decide."""
+    shared = [name for name in a.get("ranges", {}) if name in b.get("ranges", {})]
+    if not shared:
+        return a["ratio"] < b["ratio"]
+    return all(a["ranges"][name][1] < b["ranges"][name][0] for name in shared)
 
 
 def within_band(summary: dict, head: str, best: str) -> bool:
@@ -160,15 +174,23 @@ def recommendation(summaries: dict, costs: dict) -> str:
     if not fits:
         return "No head with speed results is within the detectable-difference band of the best head on every task" \
             + unpriced_note + "."
-    cheapest = min(fits, key=lambda h: cpu[h]["ratio"])
+    # the heads no other fitting head is measurably cheaper than; on a tie the reference head
+    # (no extra parameters) is preferred, as nothing measured pays for the extra ones
+    reference = next(iter(tasks.values())).get("reference", "stock")
+    cheapest_tie = [h for h in fits if not any(costs_less(cpu[o], cpu[h]) for o in fits if o != h)]
+    cheapest = reference if reference in cheapest_tie else min(cheapest_tie, key=lambda h: cpu[h]["ratio"])
+    others = [h for h in cheapest_tie if h != cheapest]
+    tie_note = ((f" Its cost cannot be told apart from {'those' if len(others) > 1 else 'that'} of {', '.join(others)}: their paired step-time "
+                 "ranges overlap" + (", so the reference head is preferred" if cheapest == reference else "") + ".")
+                if others else "")
     elsewhere = "".join(f"; {device}: {c[cheapest]['ratio']:.2f}x"
                         for device, c in costs.items() if device != "CPU" and cheapest in c)
     return (f"Recommended head: **{cheapest}** ({head_preset(cheapest).description}): the cheapest head within the "
             f"detectable-difference band of the best head on {', '.join(tasks)} (best: "
             + ", ".join(f"{t} {b}" for t, b in best.items())
             + f"); its training step costs {cpu[cheapest]['ratio']:.2f}x the stock "
-            f"step on CPU at all-MiniLM-L6 dimensions on real GLUE batches{elsewhere}. Heads within the band "
-            f"everywhere: {', '.join(fits)}{unpriced_note}.")
+            f"step on CPU at all-MiniLM-L6 dimensions on real GLUE batches{elsewhere}.{tie_note} Heads within the "
+            f"band everywhere: {', '.join(fits)}{unpriced_note}.")
 
 
 def cost_section(summaries: dict, costs: dict) -> str:

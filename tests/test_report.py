@@ -75,6 +75,39 @@ def test_recommendation_is_the_cheapest_head_within_the_band_of_the_best():
     assert "within the band everywhere: hire, scalar-mix, last4-mean" in text
 
 
+def test_overlapping_step_time_ranges_are_a_tie_on_cost_and_a_tie_goes_to_the_stock_head():
+    summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
+        "stock": head(81.4, 1.0, 10), "hire": head(82.0, 1.0, 10), "scalar-mix": head(81.8, 1.0, 10)}}}
+    stock = {"ratio": 1.0, "ranges": {"RTE batches": [1.0, 1.0], "MRPC batches": [1.0, 1.0]}}
+    hire = {"ratio": 1.6, "ranges": {"RTE batches": [1.45, 1.5], "MRPC batches": [1.7, 1.8]}}
+    # below stock on the mean, but its repeats straddle stock on one batch set: noise, not a saving
+    scalar_mix = {"ratio": 0.98, "ranges": {"RTE batches": [0.95, 0.97], "MRPC batches": [0.97, 1.01]}}
+    costs = {"CPU": {"stock": stock, "hire": hire, "scalar-mix": scalar_mix}}
+    text = report.recommendation(summaries, costs)
+    assert "Recommended head: **stock**" in text
+    assert "cannot be told apart from that of scalar-mix: their paired step-time ranges overlap, so the " \
+        "reference head is preferred." in text
+    assert "apart from that of scalar-mix:" in text  # hire's spread lies wholly above: not in the tie
+    # wholly below stock on every batch set: measurably cheaper, so it is recommended, with no tie
+    scalar_mix["ranges"]["MRPC batches"] = [0.97, 0.99]
+    text = report.recommendation(summaries, costs)
+    assert "Recommended head: **scalar-mix**" in text and "told apart" not in text
+    # a tie without the reference head among the cheapest falls to the lower mean ratio
+    del summaries["MRPC"]["heads"]["stock"], costs["CPU"]["stock"]
+    costs["CPU"]["last4-mean"] = {"ratio": 0.99, "ranges": {"RTE batches": [0.96, 1.0], "MRPC batches": [0.98, 1.0]}}
+    summaries["MRPC"]["heads"]["last4-mean"] = head(81.7, 1.0, 10)
+    text = report.recommendation(summaries, costs)
+    assert "Recommended head: **scalar-mix**" in text and "apart from that of last4-mean: their paired " \
+        "step-time ranges overlap." in text
+
+
+def test_step_costs_carry_each_batch_sets_paired_ratio_range():
+    cpu = report.step_costs()["CPU"]
+    assert set(cpu["stock"]["ranges"]) == {"RTE batches", "MRPC batches"}
+    assert all(low <= high for cost in cpu.values() for low, high in cost["ranges"].values())
+    assert report.costs_less(cpu["stock"], cpu["hire"]) and not report.costs_less(cpu["hire"], cpu["stock"])
+
+
 def test_a_last_k_head_of_another_k_is_answered_tabled_and_recommended():
     summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
         "stock": head(80.0, 1.0, 10), "hire": head(80.2, 1.0, 10, versus(0.2, False, 1.3)),
