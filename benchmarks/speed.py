@@ -117,8 +117,10 @@ def bench_train(size_name, device, configs, repeats, quick, half, fixed_only=Fal
     models = {c: build_model(c, size, device, half) for c in configs}
     results = {}
     for name, batches in workloads(size_name, quick, fixed_only).items():
-        for model in models.values():  # warm up
-            train_step(model, batches[:1], device)
+        # warm up on every batch, not the first: a shape first seen inside a timed repeat pays for
+        # its kernel selection there (on an H200 one such repeat timed stock 20x slower)
+        for model in models.values():
+            train_step(model, batches, device)
         times = {c: [] for c in configs}
         order = list(models.items())
         for repeat in range(repeats):

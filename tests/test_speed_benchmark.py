@@ -97,3 +97,23 @@ def test_each_repeat_times_the_configurations_starting_one_later(tiny_speed, mon
     tiny_speed.bench_train("tiny", torch.device("cpu"), configs, repeats=3, quick=True, half=False)
     timed = timed_order[len(configs):]  # after one warm-up step each
     assert timed[:9] == ["stock", "hire", "scalar-mix", "hire", "scalar-mix", "stock", "scalar-mix", "stock", "hire"]
+
+
+def test_the_warm_up_runs_every_batch_shape_of_the_workload(tiny_speed, monkeypatch):
+    """Warming up on the first batch alone left the other shapes' first pass inside a timed repeat."""
+    steps = []
+
+    class Stub:
+        def __init__(self, config):
+            self.config = config
+
+    shapes = [(2, 4), (3, 7), (1, 9)]
+    monkeypatch.setattr(tiny_speed, "build_model", lambda config, *args: Stub(config))
+    monkeypatch.setattr(tiny_speed, "workloads", lambda *args: {
+        "RTE batches": [torch.ones(shape, dtype=torch.long) for shape in shapes]})
+    monkeypatch.setattr(tiny_speed, "train_step", lambda model, batches, device: steps.append(
+        (model.config, [tuple(b.shape) for b in batches])))
+    monkeypatch.setattr(tiny_speed, "flop_ratio", lambda *args: 1.0)
+    configs = ["stock", "hire"]
+    tiny_speed.bench_train("tiny", torch.device("cpu"), configs, repeats=2, quick=True, half=False)
+    assert steps[:len(configs)] == [(config, shapes) for config in configs]
