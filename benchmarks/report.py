@@ -129,14 +129,13 @@ def step_costs() -> dict:
         # first-seen order, not a set's: the generated JSON must not change from run to run
         configs = dict.fromkeys(c for load in loads.values() for c in load["configs"])
         for config in configs:
-            rows = [load["configs"][config] for name, load in loads.items()
-                    if name.endswith("batches") and config in load["configs"]]
+            rows = {name: load["configs"][config] for name, load in loads.items()
+                    if name.endswith("batches") and config in load["configs"]}
             if rows:
                 costs.setdefault(device, {})[config] = {
-                    "ratio": statistics.fmean(r["ratio"] for r in rows),
-                    "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows), "source": path.name,
-                    "ranges": {name: load["configs"][config]["paired_ratio_range"] for name, load in loads.items()
-                               if name.endswith("batches") and "paired_ratio_range" in load["configs"].get(config, {})}}
+                    "ratio": statistics.fmean(r["ratio"] for r in rows.values()),
+                    "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows.values()), "source": path.name,
+                    "ranges": {name: r["paired_ratio_range"] for name, r in rows.items() if "paired_ratio_range" in r}}
     return costs
 
 
@@ -180,9 +179,11 @@ def recommendation(summaries: dict, costs: dict) -> str:
     cheapest_tie = [h for h in fits if not any(costs_less(cpu[o], cpu[h]) for o in fits if o != h)]
     cheapest = reference if reference in cheapest_tie else min(cheapest_tie, key=lambda h: cpu[h]["ratio"])
     others = [h for h in cheapest_tie if h != cheapest]
-    tie_note = ((f" Its cost cannot be told apart from {'those' if len(others) > 1 else 'that'} of {', '.join(others)}: their paired step-time "
-                 "ranges overlap" + (", so the reference head is preferred" if cheapest == reference else "") + ".")
-                if others else "")
+    tie_note = ""
+    if others:
+        tie_note = (f" Its cost cannot be told apart from {'those' if len(others) > 1 else 'that'} of "
+                    f"{', '.join(others)}: their paired step-time ranges overlap"
+                    + (", so the reference head is preferred." if cheapest == reference else "."))
     elsewhere = "".join(f"; {device}: {c[cheapest]['ratio']:.2f}x"
                         for device, c in costs.items() if device != "CPU" and cheapest in c)
     return (f"Recommended head: **{cheapest}** ({head_preset(cheapest).description}): the cheapest head within the "

@@ -78,42 +78,36 @@ def test_cpu_memory_probe_reports_its_own_peak():
     assert hire > stock
 
 
+class StubModel:
+    def __init__(self, config):
+        self.config = config
+
+
+def steps_of_bench_train(speed_module, monkeypatch, batches, configs, repeats):
+    """Every train_step bench_train takes, as (configuration, batch shapes), with stub models on
+    one workload of these batches."""
+    steps = []
+    monkeypatch.setattr(speed_module, "build_model", lambda config, *args: StubModel(config))
+    monkeypatch.setattr(speed_module, "workloads", lambda *args: {"RTE batches": batches})
+    monkeypatch.setattr(speed_module, "train_step", lambda model, batches, device: steps.append(
+        (model.config, [tuple(b.shape) for b in batches])))
+    monkeypatch.setattr(speed_module, "flop_ratio", lambda *args: 1.0)
+    speed_module.bench_train("tiny", torch.device("cpu"), configs, repeats=repeats, quick=True, half=False)
+    return steps
+
+
 def test_each_repeat_times_the_configurations_starting_one_later(tiny_speed, monkeypatch):
     """With a fixed order the stock model always ran first, and every light head timed below it."""
-    timed_order = []
-
-    def record(model, batches, device):
-        timed_order.append(model.config)
-
-    class Stub:
-        def __init__(self, config):
-            self.config = config
-
-    monkeypatch.setattr(tiny_speed, "build_model", lambda config, *args: Stub(config))
-    monkeypatch.setattr(tiny_speed, "workloads", lambda *args: {"B8xT128": [torch.ones(2, 4, dtype=torch.long)]})
-    monkeypatch.setattr(tiny_speed, "train_step", record)
-    monkeypatch.setattr(tiny_speed, "flop_ratio", lambda *args: 1.0)
     configs = ["stock", "hire", "scalar-mix"]
-    tiny_speed.bench_train("tiny", torch.device("cpu"), configs, repeats=3, quick=True, half=False)
-    timed = timed_order[len(configs):]  # after one warm-up step each
+    steps = steps_of_bench_train(tiny_speed, monkeypatch, [torch.ones(2, 4, dtype=torch.long)], configs, repeats=3)
+    timed = [config for config, _ in steps[len(configs):]]  # after one warm-up step each
     assert timed[:9] == ["stock", "hire", "scalar-mix", "hire", "scalar-mix", "stock", "scalar-mix", "stock", "hire"]
 
 
 def test_the_warm_up_runs_every_batch_shape_of_the_workload(tiny_speed, monkeypatch):
     """Warming up on the first batch alone left the other shapes' first pass inside a timed repeat."""
-    steps = []
-
-    class Stub:
-        def __init__(self, config):
-            self.config = config
-
     shapes = [(2, 4), (3, 7), (1, 9)]
-    monkeypatch.setattr(tiny_speed, "build_model", lambda config, *args: Stub(config))
-    monkeypatch.setattr(tiny_speed, "workloads", lambda *args: {
-        "RTE batches": [torch.ones(shape, dtype=torch.long) for shape in shapes]})
-    monkeypatch.setattr(tiny_speed, "train_step", lambda model, batches, device: steps.append(
-        (model.config, [tuple(b.shape) for b in batches])))
-    monkeypatch.setattr(tiny_speed, "flop_ratio", lambda *args: 1.0)
     configs = ["stock", "hire"]
-    tiny_speed.bench_train("tiny", torch.device("cpu"), configs, repeats=2, quick=True, half=False)
+    batches = [torch.ones(shape, dtype=torch.long) for shape in shapes]
+    steps = steps_of_bench_train(tiny_speed, monkeypatch, batches, configs, repeats=2)
     assert steps[:len(configs)] == [(config, shapes) for config in configs]
