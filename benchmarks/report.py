@@ -119,23 +119,27 @@ def answer(summaries: dict) -> str:
 
 def step_costs() -> dict:
     """device -> configuration -> {ratio, flop_ratio, ranges}: training-step time / stock at
-    all-MiniLM-L6 dimensions, mean over the real GLUE batches (RTE, MRPC) of every speed JSON of
-    that device; ranges holds each batch set's spread of the paired per-repeat ratios."""
-    costs = {}
+    all-MiniLM-L6 dimensions, mean over the real GLUE batches (RTE, MRPC); ranges holds each
+    batch set's spread of the paired per-repeat ratios. Each device's figures come from one
+    speed JSON, the one that times the most configurations there (the first by name on a tie),
+    so that every ratio of a device is paired against the same stock timings."""
+    chosen = {}
     for path in sorted(RESULTS.glob("speed-*.json")):
         speed = json.loads(path.read_text())
         device = speed["machine"].get("gpu", "CPU")
-        loads = speed["train_step"].get("minilm", {})
+        loads = {name: load for name, load in speed["train_step"].get("minilm", {}).items() if name.endswith("batches")}
         # first-seen order, not a set's: the generated JSON must not change from run to run
-        configs = dict.fromkeys(c for load in loads.values() for c in load["configs"])
+        configs = list(dict.fromkeys(c for load in loads.values() for c in load["configs"]))
+        if len(configs) > len(chosen.get(device, (None, {}, []))[2]):
+            chosen[device] = (path, loads, configs)
+    costs = {}
+    for device, (path, loads, configs) in chosen.items():
         for config in configs:
-            rows = {name: load["configs"][config] for name, load in loads.items()
-                    if name.endswith("batches") and config in load["configs"]}
-            if rows:
-                costs.setdefault(device, {})[config] = {
-                    "ratio": statistics.fmean(r["ratio"] for r in rows.values()),
-                    "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows.values()), "source": path.name,
-                    "ranges": {name: r["paired_ratio_range"] for name, r in rows.items() if "paired_ratio_range" in r}}
+            rows = {name: load["configs"][config] for name, load in loads.items() if config in load["configs"]}
+            costs.setdefault(device, {})[config] = {
+                "ratio": statistics.fmean(r["ratio"] for r in rows.values()),
+                "flop_ratio": statistics.fmean(r["flop_ratio"] for r in rows.values()), "source": path.name,
+                "ranges": {name: r["paired_ratio_range"] for name, r in rows.items() if "paired_ratio_range" in r}}
     return costs
 
 

@@ -1,5 +1,6 @@
 """The results report: README tables come from the result files, the plain-words answer and
 the recommendation follow the statistics, and the atomic writer everything is saved through."""
+import json
 import stat
 import sys
 from pathlib import Path
@@ -106,6 +107,24 @@ def test_step_costs_carry_each_batch_sets_paired_ratio_range():
     assert set(cpu["stock"]["ranges"]) == {"RTE batches", "MRPC batches"}
     assert all(low <= high for cost in cpu.values() for low, high in cost["ranges"].values())
     assert report.costs_less(cpu["stock"], cpu["hire"]) and not report.costs_less(cpu["hire"], cpu["stock"])
+
+
+def test_a_devices_costs_come_from_its_speed_file_that_times_the_most_heads(tmp_path, monkeypatch):
+    def speed_file(name, gpu, ratios):
+        configs = {c: {"ratio": r, "flop_ratio": 1.0, "paired_ratio_range": [r - 0.1, r + 0.1]} for c, r in ratios.items()}
+        machine = {"gpu": gpu} if gpu else {}
+        train_step = {"minilm": {"B8xT128": {"configs": configs}, "RTE batches": {"configs": configs}}}
+        (tmp_path / name).write_text(json.dumps({"machine": machine, "train_step": train_step}))
+
+    # sorted by name the smaller GPU file comes last: merging file by file would take its hire
+    speed_file("speed-GPU-heads.json", "GPU", {"stock": 1.0, "hire": 2.0, "scalar-mix": 1.2})
+    speed_file("speed-GPU.json", "GPU", {"stock": 1.0, "hire": 3.0})
+    speed_file("speed-cpu.json", None, {"stock": 1.0, "hire": 1.5})
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    costs = report.step_costs()
+    assert {c: v["ratio"] for c, v in costs["GPU"].items()} == {"stock": 1.0, "hire": 2.0, "scalar-mix": 1.2}
+    assert {v["source"] for v in costs["GPU"].values()} == {"speed-GPU-heads.json"}
+    assert costs["CPU"]["hire"]["ratio"] == 1.5 and costs["CPU"]["hire"]["ranges"] == {"RTE batches": [1.4, 1.6]}
 
 
 def test_a_last_k_head_of_another_k_is_answered_tabled_and_recommended():
