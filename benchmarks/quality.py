@@ -57,9 +57,9 @@ def ensure_data(glue_data: Path, task: str, minilm: Path, work: Path) -> Path:
     return out / f"{task}-bin"
 
 
-def study(task: str, glue_data: Path, minilm: Path, out: Path, work: Path) -> Comparison:
+def study(task: str, glue_data: Path, minilm: Path, out: Path, work: Path, device: str = "cpu") -> Comparison:
     return Comparison(task, ensure_data(glue_data, task, minilm, work), minilm / "model.pt", out / task,
-                      ("--epochs", str(EPOCHS), "--lr", str(LEARNING_RATES[task])), device="cpu",
+                      ("--epochs", str(EPOCHS), "--lr", str(LEARNING_RATES[task])), device=device,
                       work=work / "compare" / task)
 
 
@@ -72,10 +72,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=WORK, help="converted encoder, binaries, checkpoints")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                        help="gpu trains in fp16 (fairseq's recipe): a separate study, in its own --out")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     minilm = ensure_minilm(args.work)
-    comparisons = {task: study(task, args.glue_data, minilm, args.out, args.work) for task in args.tasks}
+    comparisons = {task: study(task, args.glue_data, minilm, args.out, args.work, args.device) for task in args.tasks}
     failed = []
     if not args.report_only:
         for comparison in comparisons.values():
