@@ -17,10 +17,11 @@ converted checkpoint (87 MB in float32) alone is over the limit. So `pack`:
   read train and valid only), the vocabulary once per task, and the dev TSVs scoring reads,
   their paths in glue_prep.json rewritten there;
 - the speed benchmark's GPT-2 binaries of RTE and MRPC (without the BPE files, which it does
-  not read), and MRPC's train.tsv (speed.py reads
-  real batches only for a task whose train.tsv it finds; RTE's is in glue_prep/data).
+  not read), and MRPC's train.tsv (speed.py reads real batches only for a task whose
+  train.tsv it finds; RTE's is in glue_prep/data).
 
-    python benchmarks/device_carry.py pack .devcarry --tasks MRPC RTE     # here
+    python benchmarks/device_carry.py pack .devcarry --tasks MRPC RTE     # here (converts the
+                                                                          # encoder if needed)
     python3 benchmarks/device_carry.py unpack .devcarry /tmp/work           # there
 """
 import argparse
@@ -87,7 +88,7 @@ def pack_checkpoint(checkpoint: Path, carry: Path) -> None:
     with open(carry / "weights.planes", "wb") as out:
         out.write(pairs[:, 1].tobytes())
         out.write(pairs[:, 0].tobytes())
-    subprocess.run(["xz", "-T2", "-6", "-f", str(carry / "weights.planes")], check=True)
+    subprocess.run(["xz", "-T1", "-6", "-f", str(carry / "weights.planes")], check=True)
 
 
 def unpack_checkpoint(carry: Path, out: Path) -> None:
@@ -158,17 +159,28 @@ def restore_binaries(source: Path, target: Path) -> None:
     write_atomically(meta_path, json.dumps(meta, indent=2) + "\n")
 
 
+def speed_binaries(glue_data: Path, task: str, work: Path) -> Path:
+    """The GPT-2 binaries speed.py draws its real batches from (it makes them the same way)."""
+    out = work / "speed" / "data"
+    if not (out / f"{task}-bin" / "glue_prep.json").exists():
+        subprocess.run([sys.executable, "-m", "glue_prep", str(glue_data), task, str(out), "--no-progress", "--force"],
+                       check=True, cwd=REPO)
+    return out / f"{task}-bin"
+
+
 def pack(args) -> None:
+    import quality  # the study's encoder and binaries, made here if missing
+
     carry = args.carry
     carry.mkdir(parents=True, exist_ok=True)
     pack_site(carry)
-    minilm = args.work / "minilm"
+    minilm = quality.ensure_minilm(args.work)
     pack_checkpoint(minilm / "model.pt", carry)
     shutil.copy2(minilm / "dict.txt", carry / "dict.txt")
     for task in args.tasks:
-        copy_binaries(args.work / "data" / f"{task}-bin", carry / "data" / f"{task}-bin")
+        copy_binaries(quality.ensure_data(args.glue_data, task, minilm, args.work), carry / "data" / f"{task}-bin")
     for task in ["RTE", "MRPC"]:
-        copy_binaries(args.work / "speed" / "data" / f"{task}-bin", carry / "speed" / f"{task}-bin", dev_files=False)
+        copy_binaries(speed_binaries(args.glue_data, task, args.work), carry / "speed" / f"{task}-bin", dev_files=False)
         shutil.rmtree(carry / "speed" / f"{task}-bin" / "tokenizer")  # GPT-2's BPE files: in the repo
     (carry / "glue" / "MRPC").mkdir(parents=True, exist_ok=True)
     shutil.copy2(args.glue_data / "MRPC" / "train.tsv", carry / "glue" / "MRPC" / "train.tsv")
