@@ -64,6 +64,7 @@ def pack_site(carry: Path) -> None:
 
 
 def pack_checkpoint(checkpoint: Path, carry: Path) -> None:
+    import numpy as np
     import torch
 
     from fairseq_hire.checkpoint_io import load_state
@@ -82,9 +83,7 @@ def pack_checkpoint(checkpoint: Path, carry: Path) -> None:
     state["model"] = {m["key"]: state["model"][m["key"]] for m in manifest if m.get("kept")}
     torch.save(state, carry / "skeleton.pt")
     (carry / "manifest.json").write_text(json.dumps(manifest))
-    import numpy as np
-
-    pairs = np.concatenate(planes).view(np.uint8).reshape(-1, 2)
+    pairs = np.concatenate(planes).view(np.uint8).reshape(-1, 2)  # (low, high) bytes: x86-64 both ends
     with open(carry / "weights.planes", "wb") as out:
         out.write(pairs[:, 1].tobytes())
         out.write(pairs[:, 0].tobytes())
