@@ -158,17 +158,9 @@ def restore_binaries(source: Path, target: Path) -> None:
     write_atomically(meta_path, json.dumps(meta, indent=2) + "\n")
 
 
-def speed_binaries(glue_data: Path, task: str, work: Path) -> Path:
-    """The GPT-2 binaries speed.py draws its real batches from (it makes them the same way)."""
-    out = work / "speed" / "data"
-    if not (out / f"{task}-bin" / "glue_prep.json").exists():
-        subprocess.run([sys.executable, "-m", "glue_prep", str(glue_data), task, str(out), "--no-progress", "--force"],
-                       check=True, cwd=REPO)
-    return out / f"{task}-bin"
-
-
 def pack(args) -> None:
     import quality  # the study's encoder and binaries, made here if missing
+    import speed_setup  # the speed benchmark's binaries, likewise
 
     carry = args.carry
     carry.mkdir(parents=True, exist_ok=True)
@@ -179,7 +171,7 @@ def pack(args) -> None:
     for task in args.tasks:
         copy_binaries(quality.ensure_data(args.glue_data, task, minilm, args.work), carry / "data" / f"{task}-bin")
     for task in ["RTE", "MRPC"]:
-        copy_binaries(speed_binaries(args.glue_data, task, args.work), carry / "speed" / f"{task}-bin", dev_files=False)
+        copy_binaries(speed_setup.gpt2_binaries(args.glue_data, task), carry / "speed" / f"{task}-bin", dev_files=False)
         shutil.rmtree(carry / "speed" / f"{task}-bin" / "tokenizer")  # GPT-2's BPE files: in the repo
     (carry / "glue" / "MRPC").mkdir(parents=True, exist_ok=True)
     shutil.copy2(args.glue_data / "MRPC" / "train.tsv", carry / "glue" / "MRPC" / "train.tsv")
@@ -188,13 +180,15 @@ def pack(args) -> None:
 
 
 def unpack(args) -> None:
+    import speed_setup
+
     carry, work = args.carry, args.work
     unpack_checkpoint(carry, work / "minilm")
     shutil.copy2(carry / "dict.txt", work / "minilm" / "dict.txt")
     for folder in (carry / "data").iterdir():
         restore_binaries(folder, work / "data" / folder.name)
     for folder in (carry / "speed").iterdir():
-        restore_binaries(folder, REPO / "benchmarks" / "runs" / "speed" / "data" / folder.name)
+        restore_binaries(folder, speed_setup.WORK / "data" / folder.name)
 
 
 def main(argv=None) -> int:

@@ -92,6 +92,15 @@ def build_model(config, size, device, half):
     return model.half() if half else model
 
 
+def gpt2_binaries(source: Path, task: str) -> Path:
+    """glue_prep's GPT-2 binaries of `task` from the GLUE folder `source`, made once under WORK."""
+    data = WORK / "data"
+    if not (data / f"{task}-bin" / "glue_prep.json").exists():
+        subprocess.run([sys.executable, "-m", "glue_prep", str(source), task, str(data), "--no-progress", "--force"],
+                       check=True, cwd=REPO, capture_output=True)
+    return data / f"{task}-bin"
+
+
 def real_batches(task, count, seed=1):
     """The first `count` training batches fairseq's sentence_prediction task would draw
     (recipe batch size, shuffled), from glue_prep's GPT-2 binaries of the real files."""
@@ -102,13 +111,10 @@ def real_batches(task, count, seed=1):
         print(f"{task}: no files in {GLUE}, using {source}", flush=True)
     if not (source / task / "train.tsv").exists():
         return None
-    data = WORK / "data"
-    if not (data / f"{task}-bin" / "glue_prep.json").exists():
-        subprocess.run([sys.executable, "-m", "glue_prep", str(source), task, str(data), "--no-progress", "--force"],
-                       check=True, cwd=REPO, capture_output=True)
+    data_bin = gpt2_binaries(source, task)
     batch_size = recipe(task).batch_size
     args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(data / f"{task}-bin"), "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0",
+        str(data_bin), "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0",
         "--separator-token", "2", "--arch", "roberta_base", "--criterion", "sentence_prediction",
         "--max-positions", "512"])
     fairseq_task = tasks.setup_task(args)

@@ -47,7 +47,7 @@ def test_the_binaries_come_back_without_the_test_split_and_score_from_the_carrie
     assert kept < files and kept <= restored and not any(p.name.startswith("test.") for p in restored)
     assert all((there / p).read_bytes() == (rte_bin / p).read_bytes() for p in kept if p.name != "glue_prep.json")
     # the label dictionary is not the vocabulary: it travels itself; input1's is restored from input0's
-    assert (carried.parent / "there" / "copies.txt").read_text().split() == ["input1/dict.txt"]
+    assert (there / "copies.txt").read_text().split() == ["input1/dict.txt"]
 
     meta = json.loads((there / "glue_prep.json").read_text())
     original = json.loads((rte_bin / "glue_prep.json").read_text())
