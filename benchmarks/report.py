@@ -11,13 +11,16 @@ Sections (between <!-- NAME:start --> and <!-- NAME:end --> in README.md):
   benchmarks/results/compare/<TASK>/report.json: every head's scores over seeds against the
   stock head, with the paired bootstrap interval, the seed-level tests and the smallest
   difference the seeds could have detected, then the answer in plain words;
+* quality-gpu: the same for the study on a lent GPU (benchmarks/gpu_replicate.sh, fp16), from
+  benchmarks/results/compare-gpu/<TASK>/, kept apart from the CPU study as another recipe;
 * cost: each head's quality next to its training-step cost (benchmarks/speed.py, all-MiniLM-L6
   dimensions, real GLUE batches) and the recommendation: the cheapest head within the
   detectable-difference band of the best head on every task, where overlapping per-repeat
   step-time ratios are a tie on cost and a tie goes to the reference head;
 * speed and glue-prep: the speed and glue_prep benchmarks' tables.
 
---refresh first rewrites every task's report from its run files (fairseq_hire.compare.report).
+--refresh first rewrites every task's report of both studies from its run files
+(fairseq_hire.compare.report).
 """
 import argparse
 import json
@@ -29,21 +32,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from fairseq_hire.compare import statistics as st  # noqa: E402
-from fairseq_hire.compare.report import markdown, write_report  # noqa: E402
+from fairseq_hire.compare.report import load_runs, markdown, write_report  # noqa: E402
 from fairseq_hire.modules.options import HEADS, head_preset, ordered_heads  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from quality import TASKS as STUDY_TASKS  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 STUDY = RESULTS / "compare"
+GPU_STUDY = RESULTS / "compare-gpu"  # benchmarks/gpu_replicate.sh's compare-gpu.tar.gz, unpacked here
 TASK_ORDER = STUDY_TASKS
 MIN_SEEDS = 5  # the study's requirement before a task counts for the answer and the recommendation
 
 
-def study_summaries(refresh: bool = False) -> dict:
+def study_summaries(refresh: bool = False, study: Path = STUDY) -> dict:
     """task -> its comparison summary (report.json), in TASK_ORDER."""
     summaries = {}
-    for folder in sorted(STUDY.glob("*"), key=lambda p: TASK_ORDER.index(p.name) if p.name in TASK_ORDER else 99):
+    for folder in sorted(study.glob("*"), key=lambda p: TASK_ORDER.index(p.name) if p.name in TASK_ORDER else 99):
         if refresh and (folder / "runs").is_dir() and any((folder / "runs").glob("*.json")):
             write_report(folder)
         if (folder / "report.json").exists():
@@ -51,17 +55,30 @@ def study_summaries(refresh: bool = False) -> dict:
     return summaries
 
 
-def quality_section(summaries: dict) -> str:
+def quality_section(summaries: dict, study: Path = STUDY) -> str:
     if not summaries:
         return "(no comparison results yet: python benchmarks/quality.py)"
     lines = []
     for task, summary in summaries.items():
+        folder = (study / task).relative_to(REPO)
         lines += [markdown(summary).rstrip(), "",
-                  f"Plots: [every seed's score](benchmarks/results/compare/{task}/scores.png)"
-                  + (f", [per-example layer weights](benchmarks/results/compare/{task}/layer_weights.png)"
-                     if (STUDY / task / "layer_weights.png").exists() else "") + ".", ""]
+                  f"Plots: [every seed's score]({folder}/scores.png)"
+                  + (f", [per-example layer weights]({folder}/layer_weights.png)"
+                     if (study / task / "layer_weights.png").exists() else "") + ".", ""]
     lines += [run_minutes(summaries), "", answer(summaries)]
     return "\n".join(lines)
+
+
+def gpu_quality_section(summaries: dict, study: Path = GPU_STUDY) -> str:
+    """The GPU study: where it came from (the cards its runs name), then its tables and answer."""
+    if not summaries:
+        return ("No GPU study has results yet. `benchmarks/gpu_replicate.sh` runs it on a lent GPU after "
+                "`benchmarks/device_carry.py pack` has fitted what the machine lacks into the device tool's "
+                f"64 MiB transfer; unpack its `compare-gpu.tar.gz` into `{study.parent.relative_to(REPO)}/`.")
+    cards = sorted({run.get("gpu") or "an unnamed GPU" for task in summaries for run in load_runs(study / task / "runs")})
+    return "\n".join([f"The same heads and seeds trained in fp16 (fairseq's GPU recipe) on {', '.join(cards)}, "
+                      f"from `{study.relative_to(REPO)}/`: another recipe than the CPU study's fp32, so "
+                      "the two are never pooled.", "", quality_section(summaries, study)])
 
 
 def run_minutes(summaries: dict) -> str:
@@ -313,12 +330,14 @@ def replace_section(text, name, body):
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
-def readme_sections(summaries=None, costs=None):
+def readme_sections(summaries=None, costs=None, gpu_summaries=None):
     """The README's generated sections, by marker name."""
     summaries = study_summaries() if summaries is None else summaries
+    gpu_summaries = study_summaries(study=GPU_STUDY) if gpu_summaries is None else gpu_summaries
     costs = step_costs() if costs is None else costs
     return {"options": options_table(), "heads": heads_table(), "quality": quality_section(summaries),
-            "cost": cost_section(summaries, costs), "speed": speed_tables(), "glue-prep": glue_prep_table()}
+            "quality-gpu": gpu_quality_section(gpu_summaries), "cost": cost_section(summaries, costs),
+            "speed": speed_tables(), "glue-prep": glue_prep_table()}
 
 
 def generated_readme(text, sections):
@@ -336,16 +355,18 @@ def main(argv=None):
     parser.add_argument("--refresh", action="store_true", help="rewrite every task's report from its runs first")
     args = parser.parse_args(argv)
     summaries = study_summaries(refresh=args.refresh)
+    gpu_summaries = study_summaries(refresh=args.refresh, study=GPU_STUDY)
     costs = step_costs()
-    sections = readme_sections(summaries, costs)
+    sections = readme_sections(summaries, costs, gpu_summaries)
     readme = REPO / "README.md"
     if args.check_readme:
         stale = generated_readme(readme.read_text(), sections) != readme.read_text()
         print("README.md is out of date: run python benchmarks/report.py --update-readme" if stale
               else "README.md matches benchmarks/results")
         return int(stale)
-    write_atomically(RESULTS / "study_summary.json", json.dumps({"quality": summaries, "cost": costs}, indent=1) + "\n")
-    for name in ("quality", "cost", "speed"):
+    write_atomically(RESULTS / "study_summary.json",
+                     json.dumps({"quality": summaries, "quality_gpu": gpu_summaries, "cost": costs}, indent=1) + "\n")
+    for name in ("quality", "quality-gpu", "cost", "speed"):
         print(sections[name])
     if args.update_readme:
         write_atomically(readme, generated_readme(readme.read_text(), sections))

@@ -12,8 +12,8 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 from conftest import REPO
 from fairseq_hire.compare import statistics as st
-from fairseq_hire.compare.report import ReportError, check_comparable, layer_weight_summary
-from fairseq_hire.compare.runs import Claim
+from fairseq_hire.compare.report import ReportError, check_comparable, layer_weight_summary, load_runs
+from fairseq_hire.compare.runs import Claim, Comparison, check_recipe
 
 
 
@@ -98,6 +98,53 @@ def test_runs_of_another_recipe_are_not_compared():
         check_comparable([run, {**run, "recipe": {"train_flags": ["--epochs", "2"]}, "file": "b.json"}])
     with pytest.raises(ReportError, match="different dev sets"):
         check_comparable([run, {**run, "targets": [1, 1], "file": "b.json"}])
+
+
+@pytest.mark.unit
+def test_the_device_is_resolved_once_recorded_in_the_recipe_and_trained_on(tmp_path, monkeypatch):
+    """fp16 on a GPU and fp32 on the CPU are two recipes: auto is resolved when the comparison
+    starts, the run is trained on that device and its file names it; a GPU run is then refused
+    by a CPU comparison of the same folder, at run time and at report time."""
+    import fairseq_hire.finetune as finetune
+
+    def comparison(device, gpu):
+        monkeypatch.setattr(finetune, "gpu_available", lambda: gpu)
+        made = Comparison("RTE", tmp_path / "RTE-bin", tmp_path / "model.pt", tmp_path / "out", ("--epochs", "3"), device)
+        made.recipe()  # resolved here, while gpu_available says `gpu`
+        return made
+
+    on_gpu, on_cpu = comparison("auto", True), comparison("auto", False)
+    assert (on_gpu.recipe()["device"], on_cpu.recipe()["device"], comparison("cpu", True).recipe()["device"]) \
+        == ("gpu", "cpu", "cpu")
+    command = on_gpu.finetune_command("stock", 1, tmp_path / "run")
+    assert command[command.index("--device") + 1] == "gpu"
+    runs = on_cpu.runs_dir
+    runs.mkdir(parents=True)
+    (runs / "stock-seed1.json").write_text(json.dumps({"recipe": on_gpu.recipe(), "targets": [0, 1]}))
+    (runs / "stock-seed2.json").write_text(json.dumps({"recipe": on_cpu.recipe(), "targets": [0, 1]}))
+    with pytest.raises(ValueError, match="stock-seed2.json was trained with .*'device': 'cpu'"):
+        check_recipe(on_gpu)
+    with pytest.raises(ReportError, match="share one recipe"):
+        check_comparable(load_runs(runs))
+
+
+@pytest.mark.unit
+def test_a_run_file_older_than_the_device_in_the_recipe_is_read_by_its_command(tmp_path, monkeypatch):
+    """The study's first runs recorded the device only in their fine-tuning command."""
+    import fairseq_hire.finetune as finetune
+
+    monkeypatch.setattr(finetune, "gpu_available", lambda: False)
+    comparison = Comparison("RTE", tmp_path / "RTE-bin", tmp_path / "model.pt", tmp_path / "out", ("--epochs", "3"))
+    older = {key: value for key, value in comparison.recipe().items() if key != "device"}
+    comparison.runs_dir.mkdir(parents=True)
+    on_cpu = comparison.runs_dir / "stock-seed1.json"
+    on_cpu.write_text(json.dumps({"recipe": older, "train_command": ["--seed", "1", "--device", "cpu"], "targets": [0]}))
+    check_recipe(comparison)  # the same recipe: accepted
+    assert load_runs(comparison.runs_dir)[0]["recipe"] == comparison.recipe()
+    (comparison.runs_dir / "stock-seed2.json").write_text(
+        json.dumps({"recipe": older, "train_command": ["--device", "auto"], "targets": [0]}))
+    with pytest.raises(ValueError, match="stock-seed2.json was trained with .*'device': 'not recorded'"):
+        check_recipe(comparison)
 
 
 @pytest.mark.unit

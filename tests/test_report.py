@@ -162,6 +162,27 @@ def test_a_run_of_a_head_this_version_does_not_know_is_still_reported():
     assert summary["heads"]["attention-pooling"]["description"] == ""
 
 
+def test_the_gpu_study_gets_its_own_section_naming_its_card_and_plots(tmp_path, monkeypatch):
+    """compare-gpu.tar.gz unpacked into benchmarks/results/ is reported on its own, from its own
+    run files (never pooled with the CPU study's), and says which GPU trained it."""
+    monkeypatch.setattr(report, "REPO", tmp_path)
+    study = tmp_path / "benchmarks" / "results" / "compare-gpu"
+    assert "No GPU study has results yet" in report.gpu_quality_section(report.study_summaries(study=study), study)
+    runs = study / "RTE" / "runs"
+    runs.mkdir(parents=True)
+    for name, predictions in (("stock", [0, 1, 0]), ("hire", [0, 1, 1])):
+        run = {"task": "RTE", "recipe": {"train_flags": [], "device": "gpu"}, "targets": [0, 1, 1], "head": name,
+               "seed": 1, "metric": "accuracy", "regression": False, "label_names": ["0", "1"], "positive_class": -1,
+               "predictions": predictions, "metrics": {"accuracy": 100 * sum(p == t for p, t in zip(predictions, [0, 1, 1])) / 3},
+               "train_seconds": 60.0, "layer_weights": None, "gpu": "NVIDIA H200"}
+        (runs / f"{name}-seed1.json").write_text(json.dumps(run))
+    text = report.gpu_quality_section(report.study_summaries(refresh=True, study=study), study)
+    assert "trained in fp16 (fairseq's GPU recipe) on NVIDIA H200, from `benchmarks/results/compare-gpu/`" in text
+    assert "**RTE** (3 dev examples" in text and "| hire | 1 |" in text
+    assert "[every seed's score](benchmarks/results/compare-gpu/RTE/scores.png)" in text
+    assert "fewer than 5 seeds so far on RTE" in text
+
+
 def test_write_atomically_replaces_whole_files_and_keeps_permissions(tmp_path):
     path = tmp_path / "deep" / "result.json"
     write_atomically(path, "first\n")

@@ -22,6 +22,7 @@ from ..metrics import METRIC_DIGITS
 from ..modules.options import head_preset, ordered_heads
 from ..plotting import pyplot, save_figure
 from . import statistics as st
+from .runs import recorded_recipe
 
 # below this mean total-variation distance the weights barely depend on the input
 STATIC_TV = 0.05
@@ -40,6 +41,7 @@ def load_runs(runs_dir: Path) -> List[Dict]:
         except ValueError as error:
             raise ReportError(f"{path}: not a run file: {error}") from None
         run["file"] = str(path)
+        run["recipe"] = recorded_recipe(run)
         runs.append(run)
     return runs
 

@@ -19,6 +19,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -65,22 +66,42 @@ class Comparison:
             return flags[flags.index("--best-checkpoint-metric") + 1]
         return recipe(self.task, self.data).best_metric
 
+    @cached_property
+    def training_device(self) -> str:
+        """cpu or gpu, resolved once: on a GPU fine-tuning runs in fp16 (fairseq's recipe), on
+        the CPU in fp32, so the device is part of the recipe and every run uses the same one."""
+        from ..finetune import gpu_available
+
+        return "gpu" if self.device == "gpu" or (self.device == "auto" and gpu_available()) else "cpu"
+
     def recipe(self) -> Dict:
         """What every run of this comparison shares; a run with another recipe is refused."""
         return {"task": self.task, "data": str(Path(self.data).resolve()),
-                "pretrained": str(Path(self.pretrained).resolve()), "train_flags": list(self.train_flags)}
+                "pretrained": str(Path(self.pretrained).resolve()), "train_flags": list(self.train_flags),
+                "device": self.training_device}
 
     def finetune_command(self, head: str, seed: int, save_dir: Path) -> List[str]:
         return [*FINETUNE, self.task, str(self.data), str(self.pretrained), str(save_dir),
-                "--head", head, "--seed", str(seed), "--device", self.device,
+                "--head", head, "--seed", str(seed), "--device", self.training_device,
                 *self.train_flags, *LOG_FLAGS]
+
+
+def recorded_recipe(record: Dict) -> Optional[Dict]:
+    """A run file's recipe. Files written before the recipe held the device name it in their
+    fine-tuning command's --device; where that said auto, the device is not known."""
+    recipe = record.get("recipe")
+    if recipe is None or "device" in recipe:
+        return recipe
+    command = record.get("train_command", [])
+    device = command[command.index("--device") + 1] if "--device" in command else "auto"
+    return {**recipe, "device": device if device in ("cpu", "gpu") else "not recorded"}
 
 
 def check_recipe(comparison: Comparison) -> None:
     """Refuse to add runs to a comparison whose finished runs were trained another way."""
     wanted = comparison.recipe()
     for path in sorted(comparison.runs_dir.glob("*.json")):
-        recipe = json.loads(path.read_text(encoding="utf-8")).get("recipe")
+        recipe = recorded_recipe(json.loads(path.read_text(encoding="utf-8")))
         if recipe != wanted:
             raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
                              "Every head must share one recipe: use another OUT folder")
@@ -150,6 +171,7 @@ class Runner:
             "train_command": command[1:], "train_seconds": round(train_seconds, 1),
             "threads": self.threads, "code_version": code_version(), "torch": torch_version(),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, {socket.gethostname()}",
+            "gpu": gpu_name() if comparison.training_device == "gpu" else None,
         }
         write_atomically(result, json.dumps(record) + "\n")
         if not self.keep_checkpoints:
@@ -244,3 +266,9 @@ def torch_version() -> str:
     import torch
 
     return torch.__version__
+
+
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name()
