@@ -1,0 +1,335 @@
+"""A seeded training subset of a task's binaries: N training rows, stratified by label.
+
+    python -m glue_prep.subset DATA_BIN N SEED OUT
+
+OUT is DATA_BIN with only N of its training rows: input0/, input1/ and label/ hold those rows,
+copied row by row through fairseq's indexed-dataset reader and builder (so the files are in
+the format fairseq-preprocess writes), in their original order; every other file (the valid
+and test splits, dictionaries, tokenizer, task file) is carried over unchanged. Its
+glue_prep.json counts the subset's rows (so a budget in epochs follows the subset) and
+records the draw under ``train_subset``; ``train_subset.rows`` lists the chosen rows of
+DATA_BIN's training split (0-based, one a line).
+
+The draw depends only on DATA_BIN's training labels, N and SEED: a classification task gets a
+stratified sample (each class its share of N by largest remainder, at least one row each),
+a regression task (STS-B) a simple random sample, both drawn with numpy's Generator seeded
+with SEED. Calling again with the same arguments reuses OUT; an OUT made from other
+arguments or other data is rebuilt, and anything else at OUT is refused.
+"""
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .atomic import remove_stale, replace_folder, temporary_name
+from .errors import GlueFormatError
+
+META = "glue_prep.json"
+ROWS_FILE = "train_subset.rows"
+REGRESSION_LABELS = Path("label") / "train.label"
+
+
+@dataclass
+class SubsetInfo:
+    folder: Path
+    rows: np.ndarray  # the chosen rows of the full training split, ascending
+    record: dict  # glue_prep.json's train_subset
+    reused: bool  # the folder was already there, made with the same arguments from the same data
+    label_counts: Dict[str, int] = field(default_factory=dict)  # rows per class (empty for regression)
+
+
+def stratified_allocation(class_counts: Sequence[int], size: int) -> List[int]:
+    """Rows to draw from each class: its share of `size` (size * count / total), rounded by
+    largest remainder (ties to the earlier class), then at least one row for every class that
+    has rows, taken from the class furthest above its share. Every class then differs from its
+    share by less than one row unless the minimum of one forced it."""
+    counts = [int(c) for c in class_counts]
+    total = sum(counts)
+    allocation = [size * c // total for c in counts]
+    remainders = [size * c % total for c in counts]
+    for k in sorted(range(len(counts)), key=lambda k: (-remainders[k], k))[:size - sum(allocation)]:
+        allocation[k] += 1
+    for empty in [k for k, c in enumerate(counts) if c and not allocation[k]]:
+        donor = max((k for k in range(len(counts)) if allocation[k] > 1),
+                    key=lambda k: (allocation[k] * total - size * counts[k], -k))
+        allocation[donor] -= 1
+        allocation[empty] += 1
+    return allocation
+
+
+def choose_rows(classes: Optional[np.ndarray], total: int, size: int, seed: int) -> np.ndarray:
+    """The chosen rows, ascending: per class (in class order) a uniform draw without
+    replacement of its allocation when `classes` (each row's class) is given, else a uniform
+    draw of `size` of `total` rows."""
+    generator = np.random.default_rng(seed)
+    if classes is None:
+        return np.sort(generator.choice(total, size=size, replace=False))
+    present = np.unique(classes)
+    allocation = stratified_allocation([int((classes == c).sum()) for c in present], size)
+    chosen = [generator.choice(np.flatnonzero(classes == c), size=k, replace=False)
+              for c, k in zip(present, allocation)]
+    return np.sort(np.concatenate(chosen))
+
+
+def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> SubsetInfo:
+    """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed`.
+    Raises GlueFormatError (one line: the folder and what was expected) for bad arguments."""
+    data_bin, out = Path(data_bin), Path(out)
+    meta = _read_meta(data_bin)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise GlueFormatError(f"seed {seed!r}: expected an integer >= 0", data_bin)
+    if out.resolve() == data_bin.resolve() or data_bin.resolve() in out.resolve().parents:
+        raise GlueFormatError(f"the subset folder {out} is the data folder or inside it; "
+                              "expected a folder elsewhere", data_bin)
+    full = _TrainSplit(data_bin, meta)
+    classes = None if full.regression else full.classes()
+    _check_size(data_bin, size, full.rows, None if classes is None else len(np.unique(classes)))
+    rows = choose_rows(classes, full.rows, size, int(seed))
+    rows_text = "".join(f"{r}\n" for r in rows.tolist()).encode("ascii")
+    counts = {} if classes is None else full.label_counts(classes[rows])
+    record = {
+        "size": int(size), "seed": int(seed), "stratified": classes is not None,
+        "label_counts": counts or None,
+        "source": str(data_bin.resolve()), "source_sha256": _folder_digest(data_bin),
+        "rows_file": ROWS_FILE, "rows_sha256": hashlib.sha256(rows_text).hexdigest(),
+        "full_train": {"rows": full.rows, "label_counts": meta.get("label_counts", {}).get("train"),
+                       "over_length": meta.get("over_length", {}).get("train")},
+    }
+
+    existing = _existing_record(out)
+    if existing == record:
+        return SubsetInfo(out, rows, record, True, counts)
+    if existing is None and out.exists():
+        raise GlueFormatError(f"exists and is not a training subset made by glue_prep.subset; expected a new "
+                              f"folder (or one this command made) for the subset of {data_bin}", out)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out.parent, prefix=f".{out.name}.")
+    built = temporary_name(out)
+    built.mkdir()
+    try:
+        full.write_rows(rows, built)
+        _carry_over(data_bin, built, skip=full.files)
+        (built / ROWS_FILE).write_bytes(rows_text)
+        (built / META).write_text(json.dumps(_subset_meta(meta, record, counts), indent=2) + "\n",
+                                  encoding="utf-8")
+        reused = not _publish(built, out, record)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
+    return SubsetInfo(out, rows, record, reused, counts)
+
+
+def _publish(built: Path, out: Path, record: dict) -> bool:
+    """Put the built folder at OUT, unless another process (a head of the same comparison)
+    has just put the same subset there: then False, and OUT is left as it is."""
+    if _existing_record(out) == record:
+        return False
+    try:
+        replace_folder(built, out)
+    except OSError:  # OUT appeared between the check and the rename
+        if _existing_record(out) != record:
+            raise
+        return False
+    return True
+
+
+class _TrainSplit:
+    """The training split of a glue_prep folder: its files, rows and labels."""
+
+    def __init__(self, data_bin: Path, meta: dict):
+        self.data_bin = data_bin
+        self.regression = bool(meta.get("regression"))
+        self.inputs = [f"input{k}" for k in range(2) if _prefix_exists(data_bin / f"input{k}" / "train")]
+        if "input0" not in self.inputs:
+            raise GlueFormatError("no training split (input0/train.bin and .idx); expected a task's binaries "
+                                  "from glue_prep with a train split", data_bin)
+        self.rows = len(self._load("input0"))
+        for name in self.inputs[1:] + ([] if self.regression else ["label"]):
+            if not _prefix_exists(data_bin / name / "train"):
+                raise GlueFormatError(f"no {name}/train.bin and .idx; expected them beside input0/train", data_bin)
+            rows = len(self._load(name))
+            if rows != self.rows:
+                raise GlueFormatError(f"{rows} rows; expected {self.rows}, as input0/train has",
+                                      data_bin / name / "train.bin")
+        if self.regression:
+            self.scores = self._score_lines()
+        self.files = {Path(name) / f"train{ext}" for name in self.inputs + ["label"] for ext in (".bin", ".idx")}
+        self.files |= {REGRESSION_LABELS, Path(META)}
+
+    def _load(self, name: str):
+        from fairseq.data import data_utils
+
+        prefix = self.data_bin / name / "train"
+        try:
+            dataset = data_utils.load_indexed_dataset(str(prefix), None)
+        except Exception as e:  # fairseq raises what numpy or its own asserts raise
+            raise GlueFormatError(f"cannot read this fairseq indexed dataset: {e!r}", prefix.with_suffix(".idx")) from None
+        if dataset is None:
+            raise GlueFormatError("not a fairseq indexed dataset; expected the .idx that fairseq-preprocess "
+                                  "or glue_prep writes", prefix.with_suffix(".idx"))
+        return dataset
+
+    def _dictionary(self, name: str):
+        from fairseq.data import Dictionary
+
+        path = self.data_bin / name / "dict.txt"
+        try:
+            return Dictionary.load(str(path))
+        except Exception as e:  # fairseq raises ValueError, RuntimeError or a bare Exception
+            raise GlueFormatError(f"cannot read this fairseq dictionary: {e}", path) from None
+
+    def _score_lines(self) -> List[bytes]:
+        path = self.data_bin / REGRESSION_LABELS
+        if not path.is_file():
+            raise GlueFormatError("missing: expected the regression targets of the train split, one a line", path)
+        lines = path.read_bytes().splitlines()  # the lines fairseq's text-mode readlines() sees
+        if len(lines) != self.rows:
+            raise GlueFormatError(f"{len(lines)} lines; expected {self.rows}, one per row of input0/train", path)
+        return lines
+
+    def classes(self) -> np.ndarray:
+        """Each row's label index in label/dict.txt."""
+        dataset = self._load("label")
+        return np.array([int(dataset[i][0]) for i in range(len(dataset))], dtype=np.int64)
+
+    def label_counts(self, classes: np.ndarray) -> Dict[str, int]:
+        symbols = self._dictionary("label").symbols
+        values, counts = np.unique(classes, return_counts=True)
+        pairs = sorted(((symbols[v], int(n)) for v, n in zip(values.tolist(), counts)), key=lambda p: (-p[1], p[0]))
+        return dict(pairs)
+
+    def write_rows(self, rows: np.ndarray, folder: Path) -> None:
+        """The chosen rows of every train file, in order, into the same paths under `folder`."""
+        from fairseq.data import indexed_dataset
+
+        for name in self.inputs + ([] if self.regression else ["label"]):
+            (folder / name).mkdir(exist_ok=True)
+            source = str(self.data_bin / name / "train")
+            dataset = self._load(name)
+            builder = indexed_dataset.make_builder(
+                indexed_dataset.data_file_path(str(folder / name / "train")),
+                impl=indexed_dataset.infer_dataset_impl(source), vocab_size=len(self._dictionary(name)))
+            for row in rows.tolist():
+                builder.add_item(dataset[row])
+            builder.finalize(indexed_dataset.index_file_path(str(folder / name / "train")))
+        if self.regression:
+            (folder / "label").mkdir(exist_ok=True)
+            (folder / REGRESSION_LABELS).write_bytes(b"".join(self.scores[r] + b"\n" for r in rows.tolist()))
+
+
+def _prefix_exists(prefix: Path) -> bool:
+    return prefix.with_suffix(".bin").is_file() and prefix.with_suffix(".idx").is_file()
+
+
+def _read_meta(data_bin: Path) -> dict:
+    path = data_bin / META
+    if not data_bin.is_dir():
+        raise GlueFormatError("not a folder; expected a task's binaries from glue_prep (<TASK>-bin)", data_bin)
+    if not path.is_file():
+        raise GlueFormatError(f"no {META}; expected a task's binaries from glue_prep (<TASK>-bin)", data_bin)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GlueFormatError(f"not glue_prep's JSON record ({e})", path) from None
+    if not isinstance(meta, dict) or "task" not in meta:
+        raise GlueFormatError("no task named; expected glue_prep's JSON record of a task's binaries", path)
+    return meta
+
+
+def _check_size(data_bin: Path, size, rows: int, classes: Optional[int]) -> None:
+    smallest = classes or 1
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not smallest <= size <= rows:
+        why = f"one row of each of its {classes} classes" if classes else "one row"
+        raise GlueFormatError(f"a training subset of {size!r} rows: expected an integer from {smallest} "
+                              f"(at least {why}) to {rows} (its training rows)", data_bin)
+
+
+def _existing_record(out: Path) -> Optional[dict]:
+    """OUT's train_subset record, or None if OUT is not a subset this module made."""
+    try:
+        return json.loads((out / META).read_text(encoding="utf-8")).get("train_subset")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _data_files(folder: Path) -> List[Path]:
+    return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+def _folder_digest(folder: Path) -> str:
+    """SHA-256 over every file's relative path and content: a subset is reused only for the
+    very data it was drawn from."""
+    digest = hashlib.sha256()
+    for relative in _data_files(folder):
+        digest.update(f"{relative.as_posix()}\0{(folder / relative).stat().st_size}\0".encode())
+        with open(folder / relative, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _carry_over(data_bin: Path, folder: Path, skip) -> None:
+    """Every file but the training split's, as it is: a hard link where the file system
+    allows one (glue_prep replaces files, never rewrites them in place), else a copy."""
+    for relative in _data_files(data_bin):
+        if relative in skip:
+            continue
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(data_bin / relative, target)
+        except OSError:
+            shutil.copyfile(data_bin / relative, target)
+
+
+def _subset_meta(meta: dict, record: dict, counts: Dict[str, int]) -> dict:
+    """DATA_BIN's record with the subset's training rows; the full split's over-length rows
+    (named by their lines) move to the train_subset record."""
+    meta = json.loads(json.dumps(meta))
+    meta.setdefault("splits", {})["train"] = record["size"]
+    if counts:
+        meta.setdefault("label_counts", {})["train"] = counts
+    meta.get("over_length", {}).pop("train", None)
+    meta["train_subset"] = record
+    return meta
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m glue_prep.subset", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_bin", type=Path, help="a task's binaries from glue_prep (<TASK>-bin)")
+    parser.add_argument("size", type=int, help="training rows to keep")
+    parser.add_argument("seed", type=int, help="seed of the draw (an integer >= 0)")
+    parser.add_argument("out", type=Path, help="the subset's folder")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("fairseq").setLevel(logging.WARNING)  # its "loaded N examples" lines
+    try:
+        info = make_train_subset(args.data_bin, args.size, args.seed, args.out)
+    except GlueFormatError as e:
+        print(f"glue_prep.subset: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. an output folder we may not write to; nothing was left behind
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"glue_prep.subset: error: {where}{e.strerror or e}; nothing was written", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{label} {n}" for label, n in info.label_counts.items())
+    print(f"{'reused' if info.reused else 'wrote'} {info.folder}: {info.record['size']} of "
+          f"{info.record['full_train']['rows']} training rows, seed {info.record['seed']}"
+          + (f" ({counts})" if counts else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
