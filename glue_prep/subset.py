@@ -168,10 +168,19 @@ class _TrainSplit:
         from fairseq.data import data_utils
 
         prefix = self.data_bin / name / "train"
+        problem = None
+        # a reader whose __init__ failed fails again in its __del__ (AttributeError
+        # _bin_buffer_mmap), printed as "Exception ignored": that is not the user's error
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
         try:
-            dataset = data_utils.load_indexed_dataset(str(prefix), None)
-        except Exception as e:  # fairseq raises what numpy or its own asserts raise
-            raise GlueFormatError(f"cannot read this fairseq indexed dataset: {e!r}", prefix.with_suffix(".idx")) from None
+            try:
+                dataset = data_utils.load_indexed_dataset(str(prefix), None)
+            except Exception as e:  # fairseq raises what numpy or its own asserts raise
+                problem = repr(e)
+        finally:  # the failed reader is gone once its exception is
+            sys.unraisablehook = hook
+        if problem:
+            raise GlueFormatError(f"cannot read this fairseq indexed dataset: {problem}", prefix.with_suffix(".idx"))
         if dataset is None:
             raise GlueFormatError("not a fairseq indexed dataset; expected the .idx that fairseq-preprocess "
                                   "or glue_prep writes", prefix.with_suffix(".idx"))
@@ -197,8 +206,18 @@ class _TrainSplit:
 
     def classes(self) -> np.ndarray:
         """Each row's label index in label/dict.txt."""
-        dataset = self._load("label")
-        return np.array([int(dataset[i][0]) for i in range(len(dataset))], dtype=np.int64)
+        return np.array([int(tokens[0]) for tokens in self._rows("label", range(self.rows))], dtype=np.int64)
+
+    def _rows(self, name: str, rows):
+        """The token tensors of these rows of name/train."""
+        dataset = self._load(name)
+        for row in rows:
+            try:
+                tokens = dataset[row]
+            except Exception as e:  # a .bin shorter than its .idx says: numpy's ValueError
+                raise GlueFormatError(f"row {row} cannot be read ({e}); expected the rows that "
+                                      f"{name}/train.idx lists", self.data_bin / name / "train.bin") from None
+            yield tokens
 
     def label_counts(self, classes: np.ndarray) -> Dict[str, int]:
         symbols = self._dictionary("label").symbols
@@ -213,12 +232,11 @@ class _TrainSplit:
         for name in self.inputs + ([] if self.regression else ["label"]):
             (folder / name).mkdir(exist_ok=True)
             source = str(self.data_bin / name / "train")
-            dataset = self._load(name)
             builder = indexed_dataset.make_builder(
                 indexed_dataset.data_file_path(str(folder / name / "train")),
                 impl=indexed_dataset.infer_dataset_impl(source), vocab_size=len(self._dictionary(name)))
-            for row in rows.tolist():
-                builder.add_item(dataset[row])
+            for tokens in self._rows(name, rows.tolist()):
+                builder.add_item(tokens)
             builder.finalize(indexed_dataset.index_file_path(str(folder / name / "train")))
         if self.regression:
             (folder / "label").mkdir(exist_ok=True)

@@ -112,7 +112,8 @@ def test_class_counts_are_proportional(rte_bin, tmp_path, size):
         assert abs(np.sum(chosen == label) - share) < 1, (label, np.sum(chosen == label), share)
     names = meta_of(info.folder)["label_names"]
     assert sum(info.label_counts.values()) == size and set(info.label_counts) == set(names)
-    assert meta_of(info.folder)["label_counts"]["train"] == info.label_counts == meta_of(info.folder)["train_subset"]["label_counts"]
+    meta = meta_of(info.folder)
+    assert meta["label_counts"]["train"] == info.label_counts == meta["train_subset"]["label_counts"]
 
 
 def test_allocation_by_largest_remainder_with_one_row_per_class():
@@ -248,6 +249,25 @@ def test_folders_that_are_not_glue_prep_binaries_are_refused(rte_bin, tmp_path):
             make_train_subset(folder, 10, 1, tmp_path / "subset")
         assert str(e.value).startswith(message)
     assert not (tmp_path / "subset").exists()
+
+
+@pytest.mark.parametrize("task, damaged, expected", [
+    ("RTE", "input1/train.bin", "input1/train.bin: row "),
+    ("RTE", "input1/train.idx", "input1/train.idx: cannot read this fairseq indexed dataset"),
+    ("RTE", "label/train.idx", "label/train.idx: cannot read this fairseq indexed dataset"),
+    ("STS-B", "label/train.label", "label/train.label: 80 lines; expected 160, one per row of input0/train"),
+])
+def test_damaged_training_files_are_refused(request, tmp_path, task, damaged, expected):
+    source = tmp_path / f"{task}-bin"
+    shutil.copytree(request.getfixturevalue("rte_bin" if task == "RTE" else "stsb_bin"), source)
+    path = source / damaged
+    data = path.read_bytes()
+    path.write_bytes(b"".join(data.splitlines(keepends=True)[:80]) if damaged.endswith(".label") else data[:100])
+    with pytest.raises(GlueFormatError) as e:
+        make_train_subset(source, 150, 1, tmp_path / "subset")
+    assert str(e.value).startswith(f"{source}/{expected}") and "\n" not in str(e.value)
+    assert not (tmp_path / "subset").exists()
+    assert_no_temporary(tmp_path)
 
 
 def test_an_output_that_is_not_a_subset_is_left_alone(rte_bin, tmp_path):
