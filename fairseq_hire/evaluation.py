@@ -8,6 +8,7 @@ this also checks tokenizer and dictionary.
 """
 import io
 import json
+import reprlib
 import sys
 import zipfile
 from dataclasses import dataclass, replace
@@ -18,9 +19,14 @@ import numpy as np
 import torch
 
 from glue_prep.atomic import write_atomically
+from glue_prep.errors import GlueFormatError
+
+from .head_classes import head_classes
 from .metrics import glue_metrics, positive_class
 
 HEAD = "sentence_classification_head"
+SHORT = reprlib.Repr()  # a list in an error: a hostile file's may be huge, and repr keeps it on one line
+SHORT.maxlist, SHORT.maxstring = 20, 60
 
 
 @dataclass
@@ -37,10 +43,15 @@ class GlueSplit:
     score_range: Optional[tuple] = None  # regression: where a submitted score is clipped to
     positive_label: Optional[str] = None
     truncate_to: Optional[int] = None  # the positions glue_prep --truncate-to cut the rows to
+    metadata: Optional[Path] = None  # the glue_prep.json that names the labels
+
+
+def metadata_path(data_bin) -> Path:
+    return Path(data_bin) / "glue_prep.json"
 
 
 def load_metadata(data_bin) -> dict:
-    path = Path(data_bin) / "glue_prep.json"
+    path = metadata_path(data_bin)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: {data_bin} was not made by glue_prep")
     return json.loads(path.read_text())
@@ -67,6 +78,7 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
         index=data.index, label_names=meta.get("label_names", []), regression=meta["regression"],
         source=source, target_scale=task.target_scale, score_range=task.score_range,
         positive_label=task.positive_label, truncate_to=meta.get("max_positions") if meta.get("truncated") else None,
+        metadata=metadata_path(data_bin),
     )
 
 
@@ -83,9 +95,27 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     return hub.cuda() if torch.cuda.is_available() else hub
 
 
+def check_label_names(hub, label_names, metadata: Optional[Path]) -> None:
+    """Refuse to name the head's outputs by a glue_prep.json whose label_names are not the
+    head's classes in output order.
+
+    The head's classes are those of the loaded data's label/dict.txt, in its order (fairseq's
+    class indices), which the hub's task has already checked against the classes the checkpoint
+    recorded (head_classes.py). glue_prep.json keeps a copy of them, by which predictions,
+    targets and submissions are named: an edited copy, or one left from another build, would
+    swap every label while the scripts exit 0."""
+    classes = head_classes(hub.task)
+    if classes is not None and label_names != classes:
+        raise GlueFormatError(
+            f"label_names is {SHORT.repr(label_names)}, but the model's head outputs the classes "
+            f"{SHORT.repr(classes)} in that order (label/dict.txt, fairseq's class indices): expected "
+            "label_names to list them in that order; run glue_prep again to rebuild the folder", metadata)
+
+
 def predict_with_weights(hub, rows: GlueSplit, max_sentences: int = 32):
     """(class indices, or regression outputs on the training scale (score / 5 for STS-B);
     layer weights N x J, or None for a stock RoBERTa head)."""
+    check_label_names(hub, rows.label_names, rows.metadata)
     logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences,
                                                truncate=rows.truncate_to or False)
     predictions = logits.view(-1).double().numpy() if rows.regression else logits.argmax(-1).numpy()
@@ -171,16 +201,17 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
     named in each data_bin's glue_prep.json (MNLI: MNLI-m, MNLI-mm; AX-bin: AX) and, with
     `pack`, submission.zip holding them all."""
     out_dir = Path(out_dir)
-    written = []
+    files = {}  # every task predicted before any file is written: a refused task leaves none behind
     for checkpoint_dir, data_bin in entries:
         hub = load_hub(checkpoint_dir, checkpoint_file, data_bin)
         for split, glue_name in load_metadata(data_bin)["test_splits"].items():
             rows = read_glue_split(data_bin, split)
             with torch.no_grad():
                 lines = submission_lines(rows, predict(hub, rows, max_sentences))
-            path = out_dir / f"{glue_name}.tsv"
-            write_atomically(path, "\n".join(lines) + "\n")
-            written.append(path)
+            files[out_dir / f"{glue_name}.tsv"] = "\n".join(lines) + "\n"
+    for path, text in files.items():
+        write_atomically(path, text)
+    written = list(files)
     if pack:
         archive = out_dir / "submission.zip"
         buffer = io.BytesIO()

@@ -26,7 +26,7 @@ from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
 
 from .checkpoint_io import CheckpointError
-from .evaluation import HEAD, load_hub, load_metadata, on_task_scale
+from .evaluation import HEAD, check_label_names, load_hub, load_metadata, metadata_path, on_task_scale
 from .hub_interface import OverLengthError
 from .recipes import find_task
 
@@ -46,6 +46,8 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
     from tqdm import tqdm
 
     meta = load_metadata(data_bin)
+    names = meta.get("label_names", [])
+    check_label_names(hub, names, metadata_path(data_bin))
     task = find_task(meta["task"], data_bin)
     rows = read_split(task, prediction_spec(task), input_path)
     examples = list(zip(*rows.inputs))
@@ -64,7 +66,6 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
         for key, value in zip(rows.index, logits.view(-1).tolist()):
             results.append({"id": key, "label": round(on_task_scale(value, task.target_scale, task.score_range), 6)})
         return results
-    names = meta["label_names"]
     probabilities = torch.softmax(logits.float(), dim=-1)
     for key, row in zip(rows.index, probabilities.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
