@@ -6,6 +6,13 @@ a ``HireHead`` built from the ``--hire-*`` options (``modules/options.py``, one 
 each): HIRE by default, or one of the heads it is compared with, the stock RoBERTa head
 included. It reads every layer's output (``inner_states``) and the final features, so
 ``forward`` asks the encoder for all hidden states whenever a head is used.
+
+``--freeze-encoder`` trains the heads alone: the encoder (embeddings, every layer, the LM
+head) always runs in eval mode (no dropout, whatever ``model.train()`` says) and its
+parameters have ``requires_grad`` False, so fairseq's trainer, which builds the optimizer from
+the parameters that require gradients, never updates or decays them. ``--layer-cache DIR``
+(frozen runs only) reads the encoder's layer outputs from a cache built once per encoder and
+data set (``layer_cache``).
 """
 import logging
 
@@ -20,9 +27,14 @@ from fairseq.utils import safe_getattr
 from ..modules import options
 from ..modules.hire import HireHead
 from ..modules.options import HireOptions
+from .layer_cache import LayerCache
 from .layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
 logger = logging.getLogger(__name__)
+
+# The frozen-encoder options and their defaults, which the architecture fills in (add_args
+# sets none, so that Hydra configs, which never run add_args, get the same ones).
+ENCODER_DEFAULTS = {"freeze_encoder": False, "layer_cache": None}
 
 
 def head_parts(param_names) -> frozenset:
@@ -33,10 +45,18 @@ def head_parts(param_names) -> frozenset:
 
 @register_model("roberta_hire")
 class RobertaHireModel(RobertaModel):
+    layer_cache = None  # a LayerCache with --layer-cache
+
     @staticmethod
     def add_args(parser):
         RobertaModel.add_args(parser)
         options.add_arguments(parser)
+        parser.add_argument("--freeze-encoder", action="store_true", default=None,
+                            help="train the classification heads only: the encoder (embeddings, layers, LM "
+                                 "head) runs without dropout and is never updated")
+        parser.add_argument("--layer-cache", metavar="DIR",
+                            help="with --freeze-encoder: read the encoder's layer outputs from a cache in DIR, "
+                                 "computed once per encoder and data set (fairseq_hire/models/layer_cache.py)")
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe=None, **kwargs):
@@ -55,7 +75,28 @@ class RobertaHireModel(RobertaModel):
                 "output, so the set of layers must not change between steps "
                 "(use --encoder-layers-to-keep to prune layers once, at load time)"
             )
-        return super().build_model(args, task)
+        if args.layer_cache and not args.freeze_encoder:
+            raise ValueError(f"--layer-cache {args.layer_cache}: a cache holds a frozen encoder's outputs; "
+                             "add --freeze-encoder")
+        model = super().build_model(args, task)
+        if args.freeze_encoder:
+            model.encoder.requires_grad_(False)
+            model.encoder.eval()
+            if args.layer_cache:
+                model.layer_cache = LayerCache(args.layer_cache, model.encoder.sentence_encoder, task.datasets,
+                                               model.encoder.sentence_encoder.padding_idx)
+        return model
+
+    @property
+    def frozen_encoder(self) -> bool:
+        return bool(safe_getattr(self.args, "freeze_encoder", False))
+
+    def train(self, mode: bool = True):
+        """A frozen encoder stays in eval mode (no dropout) while the heads train."""
+        super().train(mode)
+        if self.frozen_encoder:
+            self.encoder.eval()
+        return self
 
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
         """A HireHead with this model's --hire-* options; fairseq's head flags
@@ -95,12 +136,18 @@ class RobertaHireModel(RobertaModel):
         B x J. Without one: RobertaModel.forward."""
         if classification_head_name is None:
             return super().forward(src_tokens, features_only, return_all_hiddens, **kwargs)
-        features, extra = self.encoder(
-            src_tokens, features_only=True, return_all_hiddens=True, **kwargs
-        )
+        if self.frozen_encoder:
+            with torch.no_grad():
+                final, inner_states = self.frozen_encoder_states(src_tokens, **kwargs)
+            extra = {"inner_states": inner_states}
+        else:
+            features, extra = self.encoder(
+                src_tokens, features_only=True, return_all_hiddens=True, **kwargs
+            )
+            final = features.transpose(0, 1)
         padding_mask = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
         logits, layer_weights = self.classification_heads[classification_head_name](
-            extra["inner_states"], features.transpose(0, 1), padding_mask
+            extra["inner_states"], final, padding_mask
         )
         if not return_all_hiddens:
             extra["inner_states"] = None
@@ -109,6 +156,16 @@ class RobertaHireModel(RobertaModel):
             classification_head_name
         ].first_scored_layer
         return logits, extra
+
+    def frozen_encoder_states(self, src_tokens, **kwargs):
+        """The frozen encoder's final features and inner states (T x B x C), from the layer
+        cache when it holds every row of the batch."""
+        if self.layer_cache is not None and kwargs.get("token_embeddings") is None:
+            cached = self.layer_cache.lookup(src_tokens)
+            if cached is not None:
+                return cached
+        features, extra = self.encoder(src_tokens, features_only=True, return_all_hiddens=True, **kwargs)
+        return features.transpose(0, 1), extra["inner_states"]
 
     def upgrade_state_dict_named(self, state_dict, name):
         """Make a checkpoint fit this model.
@@ -172,6 +229,9 @@ class RobertaHireModel(RobertaModel):
 @register_model_architecture("roberta_hire", "roberta_hire")
 def roberta_hire_architecture(args):
     options.set_defaults(args, safe_getattr)
+    for name, default in ENCODER_DEFAULTS.items():
+        value = safe_getattr(args, name, None)  # an argparse Namespace holds None for an absent flag
+        setattr(args, name, default if value is None else value)
     args.encoder_layernorm_eps = safe_getattr(args, "encoder_layernorm_eps", FAIRSEQ_LAYERNORM_EPS)
     base_architecture(args)
 
