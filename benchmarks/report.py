@@ -1,29 +1,37 @@
 #!/usr/bin/env python
-"""The README's results, generated from the benchmarks' own files; nothing is typed by hand.
+"""The generated parts of the README and docs/, from the benchmarks' own files; nothing is typed
+by hand.
 
     python benchmarks/report.py [--update-readme | --check-readme] [--refresh]
 
-Sections (between <!-- NAME:start --> and <!-- NAME:end --> in README.md):
+Sections (between <!-- NAME:start --> and <!-- NAME:end -->, each in the page PAGES names):
 
-* options and heads: every --hire-* option and every head of the comparison, from their one
-  definition (fairseq_hire/modules/options.py);
-* quality: the comparison study (benchmarks/quality.py, fairseq_hire.compare) per task, from
-  benchmarks/results/compare/<TASK>/report.json: every head's scores over seeds against the
-  stock head, with the paired bootstrap interval, the seed-level tests and the smallest
-  difference the seeds could have detected, then the answer in plain words;
-* quality-gpu: the same for the study on a lent GPU (benchmarks/gpu_replicate.sh, fp16), from
-  benchmarks/results/compare-gpu/<TASK>/, kept apart from the CPU study as another recipe;
-* cost: each head's quality next to its training-step cost (benchmarks/speed.py, all-MiniLM-L6
-  dimensions, real GLUE batches) and the recommendation: the cheapest head within the
-  detectable-difference band of the best head on every task, where overlapping per-repeat
-  step-time ratios are a tie on cost and a tie goes to the reference head;
-* speed and glue-prep: the speed and glue_prep benchmarks' tables.
+* headline (README.md): the one-line answer of the comparison study and HIRE against the stock
+  head per task, from the same report.json files as quality;
+* options and heads (docs/OPTIONS.md): every --hire-* option and every head of the comparison,
+  from their one definition (fairseq_hire/modules/options.py);
+* glue-prep (docs/USAGE.md): the glue_prep benchmark's table;
+* quality (docs/RESULTS.md): the comparison study (benchmarks/quality.py,
+  fairseq_hire.compare) per task, from benchmarks/results/compare/<TASK>/report.json: every
+  head's scores over seeds against the stock head, with the paired bootstrap interval, the
+  seed-level tests and the smallest difference the seeds could have detected, then the answer
+  in plain words;
+* quality-gpu (docs/RESULTS.md): the same for the study on a lent GPU
+  (benchmarks/gpu_replicate.sh, fp16), from benchmarks/results/compare-gpu/<TASK>/, kept apart
+  from the CPU study as another recipe;
+* cost (docs/RESULTS.md): each head's quality next to its training-step cost
+  (benchmarks/speed.py, all-MiniLM-L6 dimensions, real GLUE batches) and the recommendation:
+  the cheapest head within the detectable-difference band of the best head on every task, where
+  overlapping per-repeat step-time ratios are a tie on cost and a tie goes to the reference head;
+* speed (docs/RESULTS.md): the speed benchmark's tables.
 
+--update-readme rewrites every page's sections, --check-readme exits 1 if any page is stale.
 --refresh first rewrites every task's report of both studies from its run files
 (fairseq_hire.compare.report).
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -32,16 +40,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from fairseq_hire.compare import statistics as st  # noqa: E402
-from fairseq_hire.compare.report import load_runs, markdown, write_report  # noqa: E402
-from fairseq_hire.modules.options import HEADS, head_preset, ordered_heads  # noqa: E402
+from fairseq_hire.compare.report import load_runs, markdown, number, write_report  # noqa: E402
+from fairseq_hire.modules.options import head_preset, ordered_heads  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from quality import TASKS as STUDY_TASKS  # noqa: E402
+from report_tables import glue_prep_table, heads_table, options_table, speed_tables  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 STUDY = RESULTS / "compare"
 GPU_STUDY = RESULTS / "compare-gpu"  # benchmarks/gpu_replicate.sh's compare-gpu.tar.gz, unpacked here
 TASK_ORDER = STUDY_TASKS
 MIN_SEEDS = 5  # the study's requirement before a task counts for the answer and the recommendation
+# the page (relative to the repository) that holds each generated section
+PAGES = {"headline": "README.md", "options": "docs/OPTIONS.md", "heads": "docs/OPTIONS.md",
+         "glue-prep": "docs/USAGE.md", "quality": "docs/RESULTS.md", "quality-gpu": "docs/RESULTS.md",
+         "cost": "docs/RESULTS.md", "speed": "docs/RESULTS.md"}
 
 
 def study_summaries(refresh: bool = False, study: Path = STUDY) -> dict:
@@ -55,12 +68,14 @@ def study_summaries(refresh: bool = False, study: Path = STUDY) -> dict:
     return summaries
 
 
-def quality_section(summaries: dict, study: Path = STUDY) -> str:
+def quality_section(summaries: dict, study: Path = STUDY, page_dir: Path = None) -> str:
+    """Each task's table and plots (linked relative to page_dir, the folder of the page that
+    holds the section; the repository by default), then the answer."""
     if not summaries:
         return "(no comparison results yet: python benchmarks/quality.py)"
     lines = []
     for task, summary in summaries.items():
-        folder = (study / task).relative_to(REPO)
+        folder = Path(os.path.relpath(study / task, REPO if page_dir is None else page_dir)).as_posix()
         lines += [markdown(summary).rstrip(), "",
                   f"Plots: [every seed's score]({folder}/scores.png)"
                   + (f", [per-example layer weights]({folder}/layer_weights.png)"
@@ -69,7 +84,7 @@ def quality_section(summaries: dict, study: Path = STUDY) -> str:
     return "\n".join(lines)
 
 
-def gpu_quality_section(summaries: dict, study: Path = GPU_STUDY) -> str:
+def gpu_quality_section(summaries: dict, study: Path = GPU_STUDY, page_dir: Path = None) -> str:
     """The GPU study: where it came from (the cards its runs name), then its tables and answer."""
     if not summaries:
         return ("No GPU study has results yet. `benchmarks/gpu_replicate.sh` runs it on a lent GPU after "
@@ -78,7 +93,7 @@ def gpu_quality_section(summaries: dict, study: Path = GPU_STUDY) -> str:
     cards = sorted({run.get("gpu") or "an unnamed GPU" for task in summaries for run in load_runs(study / task / "runs")})
     return "\n".join([f"The same heads and seeds trained in fp16 (fairseq's GPU recipe) on {', '.join(cards)}, "
                       f"from `{study.relative_to(REPO)}/`: another recipe than the CPU study's fp32, so "
-                      "the two are never pooled.", "", quality_section(summaries, study)])
+                      "the two are never pooled.", "", quality_section(summaries, study, page_dir)])
 
 
 def run_minutes(summaries: dict) -> str:
@@ -99,7 +114,7 @@ def heads_of(summaries: dict) -> list:
 def answer(summaries: dict) -> str:
     """The answer in plain words, for HIRE and every other head against the stock head (a
     task's report made against another reference head says nothing of the stock head)."""
-    summaries = {t: s for t, s in summaries.items() if s.get("reference", "stock") == "stock" and "stock" in s["heads"]}
+    summaries = against_stock(summaries)
     heads = [h for h in heads_of(summaries) if h != "stock"]
     sentences = []
     for head in heads:
@@ -120,18 +135,46 @@ def answer(summaries: dict) -> str:
         if few:
             parts.append(f"fewer than {MIN_SEEDS} seeds so far on {', '.join(few)}")
         sentences.append(f"- **{head}**: " + "; ".join(parts) + ".")
-    hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in summaries.items()
+    return "\n".join(["In plain words, against the stock RoBERTa head:", "", *sentences, "", verdict(summaries)])
+
+
+def against_stock(summaries: dict) -> dict:
+    """The tasks whose report compares the heads with the stock head (one made against another
+    reference head says nothing of the stock head)."""
+    return {t: s for t, s in summaries.items() if s.get("reference", "stock") == "stock" and "stock" in s["heads"]}
+
+
+def verdict(summaries: dict) -> str:
+    """The study's answer for HIRE in one line, from the tasks compared with the stock head that
+    have MIN_SEEDS seeds of both."""
+    hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in against_stock(summaries).items()
             if "hire" in s["heads"] and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
     if hire and not any(v["detected"] for v in hire.values()):
-        verdict = (f"**HIRE does not measurably help all-MiniLM-L6-v2** on {', '.join(hire)}, the task(s) with at "
-                   f"least {MIN_SEEDS} seeds of both heads.")
-    elif hire and all(v["detected"] and v["difference"] > 0 for v in hire.values()):
-        verdict = "**HIRE helps all-MiniLM-L6-v2** on every task with enough seeds."
-    elif hire:
-        verdict = "HIRE's effect on all-MiniLM-L6-v2 depends on the task (see each table)."
-    else:
-        verdict = f"No task has {MIN_SEEDS} seeds of both HIRE and the stock head yet: no answer."
-    return "\n".join(["In plain words, against the stock RoBERTa head:", "", *sentences, "", verdict])
+        return (f"**HIRE does not measurably help all-MiniLM-L6-v2** on {', '.join(hire)}, the task(s) with at "
+                f"least {MIN_SEEDS} seeds of both heads.")
+    if hire and all(v["detected"] and v["difference"] > 0 for v in hire.values()):
+        return "**HIRE helps all-MiniLM-L6-v2** on every task with enough seeds."
+    if hire:
+        return "HIRE's effect on all-MiniLM-L6-v2 depends on the task (see each table)."
+    return f"No task has {MIN_SEEDS} seeds of both HIRE and the stock head yet: no answer."
+
+
+def headline_section(summaries: dict) -> str:
+    """The README's headline: the verdict, and HIRE against the stock head on every task."""
+    summaries = {t: s for t, s in against_stock(summaries).items() if "hire" in s["heads"]}
+    if not summaries:
+        return "(no comparison of HIRE with the stock head yet: python benchmarks/quality.py)"
+    lines = [verdict(summaries), "",
+             "| task | metric | seeds (stock, HIRE) | stock, mean ± sd | HIRE, mean ± sd | HIRE - stock "
+             "[95% bootstrap CI] | detectable (80% power) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for task, summary in summaries.items():
+        stock, hire = summary["heads"]["stock"], summary["heads"]["hire"]
+        versus = hire["vs_reference"]
+        lines.append(f"| {task} | {summary['metric']} | {stock['n']}, {hire['n']} | {number(stock['mean'])} ± "
+                     f"{number(stock['sd'])} | {number(hire['mean'])} ± {number(hire['sd'])} | "
+                     f"{versus['difference']:+.2f} [{versus['bootstrap_low']:+.2f}, {versus['bootstrap_high']:+.2f}] | "
+                     f"{number(versus['detectable'], 2)} | {versus['verdict']} |")
+    return "\n".join(lines)
 
 
 def step_costs() -> dict:
@@ -233,144 +276,62 @@ def cost_section(summaries: dict, costs: dict) -> str:
     return "\n".join(lines)
 
 
-def speed_tables():
-    """Train-step, padding and inference tables of every speed-*.json (one per device or run)."""
-    out = []
-    for path in sorted(RESULTS.glob("speed-*.json")):
-        speed = json.loads(path.read_text())
-        device = speed["machine"].get("gpu") or f"CPU, {speed['machine']['cpu_count']} cores"
-        configs = sorted({c for loads in speed["train_step"].values() for load in loads.values()
-                          for c in load["configs"] if c != "stock"},
-                         key=lambda c: (list(HEADS).index(c) if c in HEADS else len(HEADS), c))
-        out.append(f"**{device}** ({speed['dtype']}, torch {speed['machine']['torch']}, median of "
-                   f"{speed['repeats']} alternating repeats; `{path.relative_to(REPO)}`, plot `{path.with_suffix('.png').name}`)\n")
-        out.append("| size | workload | padding | stock s/step | " + " | ".join(configs)
-                   + " | peak memory, HIRE / stock |")
-        out.append("|---|---|---|---|" + "---|" * len(configs) + "---|")
-        for size, loads in speed["train_step"].items():
-            for name, load in loads.items():
-                rows = load["configs"]
-                cells = [f"{rows[c]['ratio']:.2f}x ({rows[c]['flop_ratio']:.2f}x)" if c in rows else "-" for c in configs]
-                memory = rows["hire"].get("memory_ratio") if "hire" in rows else None
-                out.append(f"| {size} | {name} | {load['padding_fraction']:.0%} | {rows['stock']['median_seconds']:.3f} | "
-                           + " | ".join(cells) + f" | {f'{memory:.2f}x' if memory else '-'} |")
-        out.append("\nEach cell: measured step time / stock (FLOP ratio of that configuration).\n")
-        if speed.get("padding"):
-            out.append("| size | task batches | padding | HIRE's GRUs as the model runs them | time / the same code over "
-                       "the padding | time / naive nn.GRU over the padding | cuDNN packed / naive |")
-            out.append("|---|---|---|---|---|---|---|")
-            for size, tasks in speed["padding"].items():
-                for task, p in tasks.items():
-                    same = p.get("model_over_same_path_over_padding")  # not timed before this column existed
-                    packed = p.get("cudnn_packed_over_naive")
-                    out.append(f"| {size} | {task} | {p['padding_fraction']:.0%} | {p['model_gru_path']} | "
-                               f"{f'{same:.2f}x' if same else '-'} | {p['model_over_naive']:.2f}x | "
-                               f"{f'{packed:.2f}x' if packed else '-'} |")
-            out.append("")
-        if speed.get("inference"):
-            out.append("| model | encoder | one at a time (pairs/s) | naive batches of 32 | grouped by length | speed-up |")
-            out.append("|---|---|---|---|---|---|")
-            for model, inf in speed["inference"].items():
-                rate = inf["pairs_per_second"]
-                out.append(f"| {model} | {inf.get('encoder', 'minilm')} | {rate['one_at_a_time']} | {rate['naive_batches']} | "
-                           f"{rate['grouped']} | {inf['batched_speedup']:.2f}x |")
-            out.append("")
-    return "\n".join(out)
-
-
-def glue_prep_table():
-    path = RESULTS / "glue_prep_speed.json"
-    if not path.exists():
-        return "(no glue_prep benchmark yet: python benchmarks/bench_glue_prep.py)"
-    r = json.loads(path.read_text())
-    median = r["median_s"]
-    return "\n".join([
-        f"SST-2 train ({r['train_rows']} rows), {r['workers']} workers, median of {r['repeats']} alternating runs "
-        f"(`{path.relative_to(REPO)}`):\n",
-        "| pipeline | seconds |", "|---|---|",
-        f"| glue_prep, whole task | {median['glue_prep']:.1f} |",
-        f"| fairseq's recipe, whole task | {median['recipe']:.1f} |",
-        f"| fairseq's recipe, train split only | {median['recipe_train_only']:.1f} |",
-        f"\nglue_prep / recipe = {r['ratio_glue_prep_over_recipe']:.2f}; outputs identical to the recipe's: "
-        f"{r['outputs_identical_to_recipe']}.",
-    ])
-
-
-def options_table() -> str:
-    """Every --hire-* option, from its one definition (modules/options.HireOptions)."""
-    import dataclasses
-
-    from fairseq_hire.modules.options import HireOptions, flag
-
-    lines = ["| flag | default | meaning |", "|---|---|---|"]
-    for option in dataclasses.fields(HireOptions):
-        default = option.default
-        shown = ("on" if default else "off") if option.type is bool else default
-        choices = option.metadata.get("choices")
-        name = flag(option.name) + (f" {{{','.join(choices)}}}" if choices else
-                                    f" {option.metadata['metavar']}" if option.metadata.get("metavar") else "")
-        if option.type is bool and default:
-            name += f" / --no-{flag(option.name)[2:]}"
-        lines.append(f"| `{name}` | {shown} | {option.metadata['help']} |")
-    return "\n".join(lines)
-
-
-def heads_table() -> str:
-    """The heads HIRE is compared with, from modules/options.HEADS."""
-    lines = ["| head | options | what it is |", "|---|---|---|"]
-    for name, preset in HEADS.items():
-        lines.append(f"| `{name}` | `{' '.join(preset.options.flags()) or '(the defaults)'}` | {preset.description} |")
-    return "\n".join(lines)
-
-
-def replace_section(text, name, body):
+def replace_section(text, name, body, where="README.md"):
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        raise ValueError(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> section")
+        raise ValueError(f"{where} has no <!-- {name}:start --> ... <!-- {name}:end --> section")
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
 def readme_sections(summaries=None, costs=None, gpu_summaries=None):
-    """The README's generated sections, by marker name."""
+    """Every generated section of the README and docs/, by marker name (PAGES says where each goes)."""
     summaries = study_summaries() if summaries is None else summaries
     gpu_summaries = study_summaries(study=GPU_STUDY) if gpu_summaries is None else gpu_summaries
     costs = step_costs() if costs is None else costs
-    return {"options": options_table(), "heads": heads_table(), "quality": quality_section(summaries),
-            "quality-gpu": gpu_quality_section(gpu_summaries), "cost": cost_section(summaries, costs),
-            "speed": speed_tables(), "glue-prep": glue_prep_table()}
+    results_dir = (REPO / PAGES["quality"]).parent  # the plots are linked from the page holding the tables
+    return {"headline": headline_section(summaries), "options": options_table(), "heads": heads_table(),
+            "glue-prep": glue_prep_table(), "quality": quality_section(summaries, page_dir=results_dir),
+            "quality-gpu": gpu_quality_section(gpu_summaries, page_dir=results_dir),
+            "cost": cost_section(summaries, costs), "speed": speed_tables()}
 
 
-def generated_readme(text, sections):
+def generated_pages(sections) -> dict:
+    """page path -> (its text now, its text with the sections regenerated), for every page of PAGES."""
+    pages = {}
     for name, body in sections.items():
-        text = replace_section(text, name, body)
-    return text
+        path = REPO / PAGES[name]
+        old, new = pages.get(path, (path.read_text(), path.read_text()))
+        pages[path] = (old, replace_section(new, name, body, PAGES[name]))
+    return pages
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--update-readme", action="store_true")
+    action.add_argument("--update-readme", action="store_true", help="rewrite the generated sections of every page")
     action.add_argument("--check-readme", action="store_true",
-                        help="only check that the README's sections match the results; exit 1 if not")
+                        help="only check that every page's sections match the results; exit 1 if not")
     parser.add_argument("--refresh", action="store_true", help="rewrite every task's report from its runs first")
     args = parser.parse_args(argv)
     summaries = study_summaries(refresh=args.refresh)
     gpu_summaries = study_summaries(refresh=args.refresh, study=GPU_STUDY)
     costs = step_costs()
     sections = readme_sections(summaries, costs, gpu_summaries)
-    readme = REPO / "README.md"
+    pages = generated_pages(sections)
     if args.check_readme:
-        stale = generated_readme(readme.read_text(), sections) != readme.read_text()
-        print("README.md is out of date: run python benchmarks/report.py --update-readme" if stale
-              else "README.md matches benchmarks/results")
-        return int(stale)
+        stale = [str(path.relative_to(REPO)) for path, (old, new) in pages.items() if old != new]
+        print(f"out of date: {', '.join(stale)}: run python benchmarks/report.py --update-readme" if stale
+              else f"{', '.join(str(p.relative_to(REPO)) for p in pages)} match benchmarks/results")
+        return int(bool(stale))
     write_atomically(RESULTS / "study_summary.json",
                      json.dumps({"quality": summaries, "quality_gpu": gpu_summaries, "cost": costs}, indent=1) + "\n")
     for name in ("quality", "quality-gpu", "cost", "speed"):
         print(sections[name])
     if args.update_readme:
-        write_atomically(readme, generated_readme(readme.read_text(), sections))
-        print("README.md updated")
+        for path, (old, new) in pages.items():
+            if new != old:
+                write_atomically(path, new)
+                print(f"{path.relative_to(REPO)} updated")
     return 0
 
 

@@ -17,13 +17,43 @@ pytestmark = pytest.mark.unit  # the fast tier: make test-unit
 
 
 def test_readme_tables_match_the_result_files():
-    """Every generated README section equals what report.py makes of benchmarks/results now:
-    no table is typed by hand or left stale after new results."""
+    """Every generated section of the README and docs/ equals what report.py makes of
+    benchmarks/results now, in the page it lives in: no table is typed by hand or left stale
+    after new results."""
     sections = report.readme_sections()
-    readme = (REPO / "README.md").read_text()
+    assert set(sections) == set(report.PAGES)
     for name, body in sections.items():
-        assert report.replace_section(readme, name, body) == readme, (
-            f"README section {name!r} is stale: run python benchmarks/report.py --update-readme")
+        page = (REPO / report.PAGES[name]).read_text()
+        assert report.replace_section(page, name, body) == page, (
+            f"{report.PAGES[name]} section {name!r} is stale: run python benchmarks/report.py --update-readme")
+    assert all(old == new for old, new in report.generated_pages(sections).values())
+
+
+def test_each_generated_section_lives_in_one_page_only():
+    """A section moved to docs/ leaves no stale copy behind in the README or another page."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for name, home in report.PAGES.items():
+        holders = [str(p.relative_to(REPO)) for p in pages if f"<!-- {name}:start -->" in p.read_text()]
+        assert holders == [home], f"section {name!r} is in {holders}, expected only {home}"
+
+
+def test_the_readme_headline_is_the_verdict_and_hire_against_stock_per_task():
+    summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
+        "stock": head(81.0, 1.0, 10), "hire": head(81.4, 0.8, 10, {**versus(0.4, False, 1.14), "verdict": "not detected"}),
+        "last4-mean": head(81.2, 1.0, 10, versus(0.2, False))}},
+        "CoLA": {"metric": "mcc", "reference": "hire-no-fusion", "heads": {
+            "hire-no-fusion": head(25.0, 1.0, 5), "hire": head(27.0, 1.0, 5, versus(2.0, False))}}}
+    text = report.headline_section(summaries)
+    assert text.splitlines()[0] == report.verdict(summaries) and "does not measurably help" in text
+    assert "| MRPC | acc_and_f1 | 10, 10 | 81.0 ± 1.0 | 81.4 ± 0.8 | +0.40 [-0.60, +1.40] | 1.14 | not detected |" in text
+    assert "CoLA" not in text and "last4-mean" not in text  # not against the stock head; not HIRE
+    assert report.headline_section({}).startswith("(no comparison of HIRE")
+
+
+def test_plot_links_are_relative_to_the_page_that_holds_them():
+    summaries = report.study_summaries()
+    assert "](../benchmarks/results/compare/RTE/scores.png)" in report.readme_sections()["quality"]
+    assert "](benchmarks/results/compare/RTE/scores.png)" in report.quality_section(summaries)
 
 
 def head(mean, sd, n, vs=None):
