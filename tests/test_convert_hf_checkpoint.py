@@ -25,7 +25,7 @@ from fairseq_hire.checkpoint_args import architecture_flags
 from fairseq_hire.checkpoint_io import safe_torch_load
 from fairseq_hire.conversion import convert
 from fairseq_setup import build_trainer, finetune_args, restore
-from hf_sources import MINILM_PACKAGE, TINY_SIZES, build_tiny_bert, minilm_source, perturb
+from hf_sources import MINILM_PACKAGE, TINY_SIZES, minilm_source, perturb, tiny_bert  # noqa: F401  (fixture)
 
 SCRIPT = REPO / "scripts" / "convert_hf_checkpoint.py"
 TOLERANCE = 1e-4
@@ -346,11 +346,6 @@ def test_pytorch_bin_and_classic_vocab_files_convert_the_same(tiny_roberta, tmp_
 
 
 # ---------------------------------------------------------------- random tiny BERT with heads
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "hf")
 
 
 def test_tiny_bert_with_heads_matches_transformers(tiny_bert, tmp_path, capsys):

@@ -1,51 +1,18 @@
 """The converter refuses what it cannot convert, naming the file and what was expected, and
 leaves nothing behind (scripts/convert_hf_checkpoint.py / fairseq_hire.conversion)."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from conftest import REPO
-from fairseq_hire.conversion import ConversionError, convert
-from hf_sources import build_tiny_bert
+from fairseq_hire.conversion import convert
+from hf_sources import assert_refused, edit_weights, small_bert, tiny_bert  # noqa: F401  (fixtures)
 
 SCRIPT = REPO / "scripts" / "convert_hf_checkpoint.py"
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "hf")
-
-
-@pytest.fixture
-def small_bert(tmp_path, tiny_bert):
-    """A copy of the tiny BERT folder to break."""
-    source, _ = tiny_bert
-    copy = tmp_path / "source"
-    shutil.copytree(source, copy)
-    return copy
-
-
-def assert_refused(source, out_dir, *expected_fragments, force=False):
-    with pytest.raises(ConversionError) as refusal:
-        convert(source, out_dir, force=force)
-    message = str(refusal.value)
-    for fragment in expected_fragments:
-        assert fragment in message, message
-    leftovers = [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
-    assert leftovers == [], "a staging folder was left behind"
-    return message
-
-
-def edit_weights(source: Path, edit) -> None:
-    weights = load_file(str(source / "model.safetensors"))
-    edit(weights)
-    save_file(weights, str(source / "model.safetensors"), metadata={"format": "pt"})
 
 
 @pytest.mark.parametrize("missing, expected", [

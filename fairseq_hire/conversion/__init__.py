@@ -13,8 +13,12 @@ merges.txt or tokenizer.json) and writes into out_dir:
 * ``tokenizer_spec.json`` and the tokenizer files it names (WordPiece ``vocab.txt``, or
   GPT-2 BPE ``encoder.json`` + ``vocab.bpe``), read by glue_prep and the hub.
 
-Nothing is written to out_dir until everything succeeded: the files go to a staging folder
-beside it, which is renamed at the end (glue_prep.atomic).
+Every source file is input: it is read only when it is a regular file of the folder (no FIFO,
+no link elsewhere), its values are checked for type and range before use, the weights' shapes
+against config.json before any tensor is read, and nothing in it is evaluated or imported; a
+refusal is one ConversionError line naming the file and the field or line. Nothing is written
+to out_dir until everything succeeded: the files go to a staging folder beside it, which is
+renamed at the end (glue_prep.atomic).
 
 ``source`` reads the HF folder, ``vocabulary`` builds dict.txt, ``state`` the weights and args;
 this module puts them together.
@@ -30,8 +34,10 @@ import torch
 from glue_prep.atomic import remove_stale, replace_folder, temporary_name
 
 from .errors import ConversionError
-from .source import EncoderShape, Family, load_pytorch_bin, load_weights, package_model_dir, read_config
-from .state import WORD_EMBEDDINGS, LM_HEAD_INIT_STD, fairseq_state, normalise_names, pretraining_args
+from .source import (CONFIG_FILE, EncoderShape, Family, SourceFolder, load_pytorch_bin, load_weights,
+                     package_model_dir, read_config)
+from .state import (WORD_EMBEDDINGS, LM_HEAD_INIT_STD, check_weight_shapes, fairseq_state, normalise_names,
+                    pretraining_args)
 from .vocabulary import Vocabulary, check_dictionary, dict_txt_text, fairseq_row_order, read_vocabulary
 
 TOKENIZER_SPEC_FILE = "tokenizer_spec.json"
@@ -92,7 +98,7 @@ def check_out_dir(out_dir: Path, source_dir: Path, force: bool) -> None:
 def write_tokenizer_files(folder: Path, vocabulary: Vocabulary, family: Family) -> None:
     if family.tokenizer == "wordpiece":
         if vocabulary.vocab_txt is not None:
-            shutil.copyfile(vocabulary.vocab_txt, folder / "vocab.txt")
+            (folder / "vocab.txt").write_bytes(vocabulary.vocab_txt)
         else:
             by_row = sorted(vocabulary.token_to_row.items(), key=lambda item: item[1])
             (folder / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in by_row), encoding="utf-8")
@@ -113,12 +119,16 @@ def convert(source_dir, out_dir, force: bool = False) -> ConversionReport:
         raise ConversionError(f"{source_dir}: not a folder; expected a Hugging Face model folder")
     check_out_dir(out_dir, source_dir, force)
 
-    family, shape = read_config(source_dir)
-    vocabulary = read_vocabulary(source_dir, family)
-    weights, weights_file = load_weights(source_dir)
-    weights = normalise_names(weights, family)
-    if WORD_EMBEDDINGS not in weights:
-        raise ConversionError(f"{weights_file}: missing expected weights: {WORD_EMBEDDINGS}")
+    folder = SourceFolder(source_dir)
+    family, shape = read_config(folder)
+    vocabulary = read_vocabulary(folder, family)
+
+    def check(shapes, weights_file):
+        check_weight_shapes(normalise_names(shapes, family, weights_file), family, shape, weights_file,
+                            source_dir / CONFIG_FILE)
+
+    weights, weights_file = load_weights(folder, check)
+    weights = normalise_names(weights, family, weights_file)
     num_rows = weights[WORD_EMBEDDINGS].shape[0]
     order, tokens = fairseq_row_order(vocabulary, family, num_rows, weights_file)
     state, fields = fairseq_state(weights, family, shape, order, weights_file)
@@ -126,31 +136,35 @@ def convert(source_dir, out_dir, force: bool = False) -> ConversionReport:
         out_dir.resolve(), shape, fields["untied_lm_head"], fields["lm_head_initialised"], source_dir.resolve(),
     )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out_dir.parent, prefix=f".{out_dir.name}.")
-    staging = temporary_name(out_dir)
-    staging.mkdir()
+    checkpoint = {
+        "args": args,
+        "model": state,
+        # as in the original releases; fine-tuning resets the optimizer (--reset-optimizer)
+        "optimizer_history": [{
+            "criterion_name": "MaskedLmLoss", "optimizer_name": "converted_from_hugging_face",
+            "lr_scheduler_state": {"best": None}, "num_updates": 0,
+        }],
+        "extra_state": {"epoch": 1},
+        "last_optimizer_state": None,
+    }
     try:
-        (staging / "dict.txt").write_text(dict_txt_text(tokens), encoding="utf-8")
-        check_dictionary(staging / "dict.txt", tokens, num_rows, vocabulary.described_by)
-        write_tokenizer_files(staging, vocabulary, family)
-        torch.save({
-            "args": args,
-            "model": state,
-            # as in the original releases; fine-tuning resets the optimizer (--reset-optimizer)
-            "optimizer_history": [{
-                "criterion_name": "MaskedLmLoss", "optimizer_name": "converted_from_hugging_face",
-                "lr_scheduler_state": {"best": None}, "num_updates": 0,
-            }],
-            "extra_state": {"epoch": 1},
-            "last_optimizer_state": None,
-        }, staging / "model.pt")
-        if out_dir.exists() and not force:
-            raise ConversionError(f"{out_dir} appeared while converting; pass --force to replace it")
-        replace_folder(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(out_dir.parent, prefix=f".{out_dir.name}.")
+        staging = temporary_name(out_dir)
+        staging.mkdir()
+        try:
+            (staging / "dict.txt").write_text(dict_txt_text(tokens), encoding="utf-8")
+            check_dictionary(staging / "dict.txt", tokens, num_rows, vocabulary.described_by)
+            write_tokenizer_files(staging, vocabulary, family)
+            torch.save(checkpoint, staging / "model.pt")
+            if out_dir.exists() and not force:
+                raise ConversionError(f"{out_dir} appeared while converting; pass --force to replace it")
+            replace_folder(staging, out_dir)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    except OSError as error:  # a full disk, an unwritable folder, a file where a folder should be
+        raise ConversionError(f"{out_dir}: cannot write the converted folder: {error}") from None
     return ConversionReport(
         source_dir=source_dir, out_dir=out_dir, model_type=family.model_type,
         weights_file=weights_file, shape=shape, vocab_size=num_rows, **fields,

@@ -2,9 +2,12 @@
 weights (safetensors, a sharded index, or pytorch_model.bin through the safe loader)."""
 import importlib.util
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -72,6 +75,15 @@ ROBERTA = Family(
 
 FAMILIES = {family.model_type: family for family in (BERT, ROBERTA)}
 
+WeightShape = Tuple[tuple, bool]  # a weight's shape, and whether it is floating point
+
+
+def listed(names, limit: int = 10) -> str:
+    """The first `limit` names, comma-separated, and how many more: an error stays one short line."""
+    names = list(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
 @dataclass
 class EncoderShape:
     """The source's encoder hyper-parameters, as fairseq names them."""
@@ -92,6 +104,11 @@ class EncoderShape:
     def max_positions(self) -> int:
         """How many tokens the position table serves."""
         return self.source_positions - self.first_position_row
+
+    def described(self) -> str:
+        """The dimensions as config.json names them."""
+        return (f"hidden_size {self.embed_dim}, intermediate_size {self.ffn_embed_dim}, max_position_embeddings "
+                f"{self.source_positions}, type_vocab_size {self.type_vocab_size}")
 
 def package_model_dir(package: str) -> Path:
     """The model folder (the one holding config.json) inside an installed Python package,
@@ -114,81 +131,197 @@ def package_model_dir(package: str) -> Path:
         )
     return candidates[0]
 
-def read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConversionError(f"{path}: not found; expected {what}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConversionError(f"{path}: cannot read {what}: {error}") from None
+def shown(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: an error quotes a hostile value, never all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
-def read_json_object_if_present(path: Path, what: str) -> Optional[dict]:
-    if not path.is_file():
-        return None
-    data = read_json(path, what)
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected {what} (a JSON object)")
-    return data
 
-def read_config(source_dir: Path):
+def flag(value, key: str, path: Path) -> bool:
+    """A JSON true / false (a string "false" would read as true)."""
+    if not isinstance(value, bool):
+        raise ConversionError(f"{path}: {key!r} should be true or false, got {shown(value)}")
+    return value
+
+
+def in_hub_cache(target: Path) -> bool:
+    """Whether `target` is a file huggingface_hub keeps in its cache, models--<org>--<name>/blobs/<hash>:
+    what its snapshots (snapshots/<revision>/<file>) and older --local-dir downloads link to."""
+    return target.parent.name == "blobs" and target.parent.parent.name.startswith("models--")
+
+
+class SourceFolder:
+    """The Hugging Face model folder; the converter reads every file through it. A file is read
+    only when it is a regular file inside the folder, or a link into huggingface_hub's cache
+    (in_hub_cache): never a FIFO (opening one waits for a writer), a device, a folder, or a
+    link elsewhere."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.root = self.path.resolve()
+
+    def has(self, name: str) -> bool:
+        """Whether the folder holds an entry of that name (of any kind: what it is, is checked on reading)."""
+        return os.path.lexists(self.path / name)
+
+    def file(self, name: str, what: str, named_in: Optional[Path] = None) -> Path:
+        """The checked, resolved path of the folder's file `name` (`named_in`: the file that named it)."""
+        path = self.path / name
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ConversionError(
+                f"{named_in or path}: names {what} {shown(name)}, outside {self.path}; expected a file name in it"
+            )
+        try:
+            target = path.resolve()
+        except (RuntimeError, OSError) as error:  # RuntimeError: a link loop
+            raise ConversionError(f"{path}: cannot read {what}: {error}") from None
+        if self.root not in target.parents and not in_hub_cache(target):
+            raise ConversionError(
+                f"{path}: a link to {target}, outside {self.path}; the converter reads the model folder's own "
+                f"files only (expected {what}; copy the file into the folder to convert it)"
+            )
+        try:
+            mode = os.stat(target).st_mode
+        except FileNotFoundError:
+            raise ConversionError(f"{path}: not found; expected {what}") from None
+        except OSError as error:
+            raise ConversionError(f"{path}: cannot read {what}: {error.strerror}") from None
+        if not stat.S_ISREG(mode):
+            raise ConversionError(f"{path}: not a regular file; expected {what}")
+        return target
+
+    def read_bytes(self, name: str, what: str) -> bytes:
+        target = self.file(name, what)
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the check opens at once, and is refused below
+            descriptor = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+            with open(descriptor, "rb") as file:
+                if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                    raise ConversionError(f"{self.path / name}: not a regular file; expected {what}")
+                return file.read()
+        except OSError as error:
+            raise ConversionError(f"{self.path / name}: cannot read {what}: {error.strerror}") from None
+
+    def read_text(self, name: str, what: str) -> str:
+        return self.decoded(name, self.read_bytes(name, what), what)
+
+    def decoded(self, name: str, data: bytes, what: str) -> str:
+        """The file's bytes as UTF-8 text, line ends read as Python's text mode reads them
+        (universal newlines); an error names the line."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data.count(b"\n", 0, error.start) + 1
+            raise ConversionError(
+                f"{self.path / name}: line {line}: not UTF-8 text ({error.reason}, byte {error.start}); expected {what}"
+            ) from None
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+    def read_json(self, name: str, what: str):
+        path = self.path / name
+        if not self.has(name):
+            raise ConversionError(f"{path}: not found; expected {what}")
+        try:
+            return json.loads(self.read_text(name, what))
+        except RecursionError:
+            raise ConversionError(f"{path}: cannot read {what}: nested deeper than a JSON reader allows") from None
+        except ValueError as error:
+            # json's own errors give the line and column; Python's int limit adds advice for programmers
+            raise ConversionError(f"{path}: cannot read {what}: {str(error).split(';')[0]}") from None
+
+    def json_object(self, name: str, what: str, required: bool = True) -> Optional[dict]:
+        """The file's JSON object; None when it is absent and not required."""
+        if not required and not self.has(name):
+            return None
+        data = self.read_json(name, what)
+        if not isinstance(data, dict):
+            raise ConversionError(f"{self.path / name}: expected {what} (a JSON object)")
+        return data
+
+
+def read_config(folder: SourceFolder):
     """(family, encoder shape) from config.json; refuses what fairseq RoBERTa cannot express."""
-    path = source_dir / CONFIG_FILE
-    config = read_json(path, "the Hugging Face model config (config.json)")
-    if not isinstance(config, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
+    path = folder.path / CONFIG_FILE
+    config = folder.json_object(CONFIG_FILE, "the Hugging Face model config (config.json)")
     model_type = config.get("model_type")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ConversionError(
-            f"{path}: model_type {model_type!r} is not supported; expected one of "
+            f"{path}: model_type {shown(model_type)} is not supported; expected one of "
             f"{', '.join(sorted(FAMILIES))} (BERT-family WordPiece or RoBERTa byte-level BPE encoders)"
         )
     family = FAMILIES[model_type]
+    if "auto_map" in config:
+        raise ConversionError(
+            f"{path}: auto_map names custom modelling code ({shown(config['auto_map'])}); the converter "
+            "converts the stock transformers BERT and RoBERTa architectures only"
+        )
 
-    def value(key, kind=int, hf_default=None):
-        """config[key], or HF's own default for it (so an omitted key means what it means to
-        HF), checked to be a number of the right kind."""
+    def raw(key, hf_default):
+        """config[key], or HF's own default for it (so an omitted key means what it means to HF)."""
         if key not in config and hf_default is not None:
             return hf_default
         if key not in config:
             raise ConversionError(f"{path}: missing {key!r}")
-        number = config[key]
-        if isinstance(number, bool) or not isinstance(number, (int, float) if kind is float else int):
-            raise ConversionError(f"{path}: {key!r} should be a{'' if kind is float else 'n'} {kind.__name__}, got {number!r}")
-        return kind(number)
+        return config[key]
+
+    def integer(key, hf_default=None, least=1):
+        number = raw(key, hf_default)
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ConversionError(f"{path}: {key!r} should be an int, got {shown(number)}")
+        if number < least:
+            expected = "a positive integer" if least == 1 else f"an integer of at least {least}"
+            raise ConversionError(f"{path}: {key!r} is {number}; expected {expected}")
+        return number
+
+    def real(key, hf_default, allowed, expected):
+        number = raw(key, hf_default)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ConversionError(f"{path}: {key!r} should be a float, got {shown(number)}")
+        try:
+            number = float(number)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConversionError(f"{path}: {key!r} is {shown(config[key])}; expected a finite number")
+        if not allowed(number):
+            raise ConversionError(f"{path}: {key!r} is {number}; expected {expected}")
+        return number
+
+    def probability(key):
+        return real(key, 0.1, lambda p: 0 <= p < 1, "a probability between 0 and 1")
 
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise ConversionError(
-            f"{path}: position_embedding_type {position_type!r}; fairseq RoBERTa has learned "
+            f"{path}: position_embedding_type {shown(position_type)}; fairseq RoBERTa has learned "
             "absolute positions only (expected 'absolute')"
         )
-    if config.get("is_decoder") or config.get("add_cross_attention"):
+    if flag(config.get("is_decoder", False), "is_decoder", path) or flag(
+            config.get("add_cross_attention", False), "add_cross_attention", path):
         raise ConversionError(f"{path}: a decoder / cross-attention model; expected a plain encoder")
     hidden_act = config.get("hidden_act", "gelu")
-    if hidden_act not in HF_TO_FAIRSEQ_ACTIVATION:
+    if not isinstance(hidden_act, str) or hidden_act not in HF_TO_FAIRSEQ_ACTIVATION:
         raise ConversionError(
-            f"{path}: hidden_act {hidden_act!r} has no fairseq equivalent; expected one of "
+            f"{path}: hidden_act {shown(hidden_act)} has no fairseq equivalent; expected one of "
             f"{', '.join(HF_TO_FAIRSEQ_ACTIVATION)}"
         )
     shape = EncoderShape(
-        layers=value("num_hidden_layers"),
-        embed_dim=value("hidden_size"),
-        ffn_embed_dim=value("intermediate_size"),
-        attention_heads=value("num_attention_heads"),
-        source_positions=value("max_position_embeddings"),
-        first_position_row=value("pad_token_id", hf_default=1) + 1 if family.positions_offset_by_padding else 0,
-        type_vocab_size=value("type_vocab_size", hf_default=2),
+        layers=integer("num_hidden_layers"),
+        embed_dim=integer("hidden_size"),
+        ffn_embed_dim=integer("intermediate_size"),
+        attention_heads=integer("num_attention_heads"),
+        source_positions=integer("max_position_embeddings"),
+        first_position_row=integer("pad_token_id", hf_default=1, least=0) + 1 if family.positions_offset_by_padding else 0,
+        type_vocab_size=integer("type_vocab_size", hf_default=2),
         activation_fn=HF_TO_FAIRSEQ_ACTIVATION[hidden_act],
-        layernorm_eps=value("layer_norm_eps", float, hf_default=1e-12),
-        dropout=value("hidden_dropout_prob", float, hf_default=0.1),
-        attention_dropout=value("attention_probs_dropout_prob", float, hf_default=0.1),
+        layernorm_eps=real("layer_norm_eps", 1e-12, lambda eps: eps > 0, "a positive number"),
+        dropout=probability("hidden_dropout_prob"),
+        attention_dropout=probability("attention_probs_dropout_prob"),
     )
     if shape.embed_dim % shape.attention_heads:
         raise ConversionError(
             f"{path}: hidden_size {shape.embed_dim} is not a multiple of num_attention_heads {shape.attention_heads}"
         )
-    if shape.type_vocab_size < 1:
-        raise ConversionError(f"{path}: type_vocab_size {shape.type_vocab_size}; expected at least 1")
     if shape.max_positions < 1:
         raise ConversionError(
             f"{path}: max_position_embeddings {shape.source_positions} leaves no positions after "
@@ -196,14 +329,31 @@ def read_config(source_dir: Path):
         )
     return family, shape
 
-def load_safetensors(path: Path) -> Dict[str, torch.Tensor]:
+
+FLOATING_POINT_DTYPES = {"F16", "BF16", "F32", "F64"}  # safetensors' names
+
+
+def safetensors_shapes(path: Path, shown_as: Path) -> Dict[str, WeightShape]:
+    """name -> (shape, floating point?) from a safetensors file's header: no tensor is read."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            slices = {name: file.get_slice(name) for name in file.keys()}
+            return {name: (tuple(s.get_shape()), s.get_dtype() in FLOATING_POINT_DTYPES) for name, s in slices.items()}
+    except (SafetensorError, OSError) as error:
+        raise ConversionError(f"{shown_as}: not a readable safetensors file: {error}") from None
+
+
+def load_safetensors(path: Path, shown_as: Path) -> Dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as error:
-        raise ConversionError(f"{path}: not a readable safetensors file: {error}") from None
+        raise ConversionError(f"{shown_as}: not a readable safetensors file: {error}") from None
+
 
 def load_pytorch_bin(path: Path) -> Dict[str, torch.Tensor]:
     """A pytorch_model.bin, through the plugin's safe loader (weights_only, always): tensors
@@ -220,26 +370,40 @@ def load_pytorch_bin(path: Path) -> Dict[str, torch.Tensor]:
         raise ConversionError(f"{path}: expected a state dict (weight name -> tensor)")
     return weights
 
-def load_weights(source_dir: Path):
-    """(weights, the file they came from), preferring safetensors."""
-    single = source_dir / SAFETENSORS_FILE
-    index = source_dir / SAFETENSORS_INDEX_FILE
-    pickled = source_dir / PYTORCH_BIN_FILE
-    if single.is_file():
-        return load_safetensors(single), single
-    if index.is_file():
-        weight_map = (read_json_object_if_present(index, "a safetensors shard index") or {}).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
+
+def load_weights(folder: SourceFolder, check: Callable[[Dict[str, WeightShape], Path], None]):
+    """(weights, the file they came from), preferring safetensors. check(shapes, file) sees every
+    weight's shape first: a safetensors file's from its header, before any tensor is read."""
+    single = folder.path / SAFETENSORS_FILE
+    index = folder.path / SAFETENSORS_INDEX_FILE
+    pickled = folder.path / PYTORCH_BIN_FILE
+    if folder.has(SAFETENSORS_FILE):
+        path = folder.file(SAFETENSORS_FILE, "safetensors weights")
+        check(safetensors_shapes(path, single), single)
+        return load_safetensors(path, single), single
+    if folder.has(SAFETENSORS_INDEX_FILE):
+        weight_map = folder.json_object(SAFETENSORS_INDEX_FILE, "a safetensors shard index").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(f, str) for f in weight_map.values()):
             raise ConversionError(f"{index}: expected a 'weight_map' of weight name -> shard file")
-        weights = {}
-        for shard in sorted(set(weight_map.values())):
-            weights.update(load_safetensors(source_dir / shard))
-        missing = sorted(set(weight_map) - set(weights))
+        shards = {name: folder.file(name, "a safetensors shard", named_in=index) for name in sorted(set(weight_map.values()))}
+        shapes = {}
+        for name, path in shards.items():
+            for weight, weight_shape in safetensors_shapes(path, folder.path / name).items():
+                if weight in shapes:
+                    raise ConversionError(f"{index}: {weight} is in more than one shard")
+                shapes[weight] = weight_shape
+        missing = sorted(set(weight_map) - set(shapes))
         if missing:
-            raise ConversionError(f"{index}: the shards lack weights it lists: {', '.join(missing)}")
+            raise ConversionError(f"{index}: the shards lack weights it lists: {listed(missing)}")
+        check(shapes, index)
+        weights = {}
+        for name, path in shards.items():
+            weights.update(load_safetensors(path, folder.path / name))
         return weights, index
-    if pickled.is_file():
-        return load_pytorch_bin(pickled), pickled
+    if folder.has(PYTORCH_BIN_FILE):
+        weights = load_pytorch_bin(folder.file(PYTORCH_BIN_FILE, "pytorch weights"))
+        check({name: (tuple(t.shape), t.is_floating_point()) for name, t in weights.items()}, pickled)
+        return weights, pickled
     raise ConversionError(
-        f"{source_dir}: no weights; expected {SAFETENSORS_FILE}, {SAFETENSORS_INDEX_FILE} or {PYTORCH_BIN_FILE}"
+        f"{folder.path}: no weights; expected {SAFETENSORS_FILE}, {SAFETENSORS_INDEX_FILE} or {PYTORCH_BIN_FILE}"
     )

@@ -1,13 +1,14 @@
 """The source's weights as a fairseq RoBERTa state dict with the original release's key names,
 and the ``args`` of a masked_lm pre-training run with the source's dimensions."""
 import argparse
+import re
 from pathlib import Path
 from typing import Dict
 
 import torch
 
 from .errors import ConversionError
-from .source import CONFIG_FILE, EncoderShape, Family
+from .source import EncoderShape, Family, WeightShape, listed
 
 FAIRSEQ_PADDING_IDX = 1  # fairseq Dictionary: <s>=0 <pad>=1 </s>=2 <unk>=3
 
@@ -39,18 +40,24 @@ DERIVED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 DERIVED_BUFFER_REASON = "a buffer HF recomputes"
 
-def normalise_names(weights: Dict[str, torch.Tensor], family: Family) -> Dict[str, torch.Tensor]:
+LAYER_NAME = re.compile(r"encoder\.layer\.([^.]+)\.")
+
+def normalise_names(weights: Dict[str, object], family: Family, weights_file: Path) -> Dict[str, object]:
     """Drop the *ForMaskedLM model prefix ("bert.", "roberta."); rename the LayerNorm.gamma /
-    .beta of older BERT checkpoints (e.g. bert-base-uncased) to weight / bias."""
-    normalised = {}
+    .beta of older BERT checkpoints (e.g. bert-base-uncased) to weight / bias. A name reached
+    twice is refused: one of the two would be dropped silently."""
+    normalised, source_names = {}, {}
     for name, tensor in weights.items():
+        source = name
         if name.startswith(family.base_prefix):
             name = name[len(family.base_prefix):]
         if name.endswith("LayerNorm.gamma"):
             name = name[: -len("gamma")] + "weight"
         elif name.endswith("LayerNorm.beta"):
             name = name[: -len("beta")] + "bias"
-        normalised[name] = tensor
+        if name in normalised:
+            raise ConversionError(f"{weights_file}: holds {name} twice (as {source_names[name]} and {source})")
+        normalised[name], source_names[name] = tensor, source
     return normalised
 
 def expected_shapes(shape: EncoderShape, num_rows: int) -> Dict[str, tuple]:
@@ -72,19 +79,54 @@ def expected_shapes(shape: EncoderShape, num_rows: int) -> Dict[str, tuple]:
             expected[f"encoder.layer.{i}.{source}.bias"] = (weight_shape[0],)
     return expected
 
-def check_shapes(weights, expected: Dict[str, tuple], weights_file: Path) -> None:
-    missing = sorted(name for name in expected if name not in weights)
+def optional_shapes(family: Family, shape: EncoderShape, num_rows: int) -> Dict[str, tuple]:
+    """Source name -> shape of every other weight the conversion takes or drops: the LM head,
+    the pooler and next-sentence head, HF's derived buffers."""
+    d, head = shape.embed_dim, family.lm_head_prefix
+    shapes = {head + source: (d, d) if fairseq == "dense.weight" else (d,) for fairseq, source in family.lm_head_names.items()}
+    shapes.update({head + "decoder.weight": (num_rows, d), head + "decoder.bias": (num_rows,), head + "bias": (num_rows,)})
+    droppable = {"pooler.dense.weight": (d, d), "pooler.dense.bias": (d,),
+                 "cls.seq_relationship.weight": (2, d), "cls.seq_relationship.bias": (2,)}
+    shapes.update({name: s for name, s in droppable.items() if name.startswith(family.droppable_prefixes)})
+    shapes.update({name: (1, shape.source_positions) for name in DERIVED_BUFFERS})
+    return shapes
+
+def check_weight_shapes(shapes: Dict[str, WeightShape], family: Family, shape: EncoderShape, weights_file: Path,
+                        config_file: Path) -> None:
+    """Refuse weights that config.json does not describe, from their shapes alone (normalised
+    names -> (shape, floating point?)): for safetensors, before any tensor is read, so that no
+    memory goes to a tensor the conversion has no place for or of a size config.json disagrees with."""
+    if WORD_EMBEDDINGS not in shapes:
+        raise ConversionError(f"{weights_file}: missing expected weights: {WORD_EMBEDDINGS}")
+    if len(shapes[WORD_EMBEDDINGS][0]) != 2:
+        raise ConversionError(f"{weights_file}: {WORD_EMBEDDINGS} has shape {shapes[WORD_EMBEDDINGS][0]}; "
+                              "expected a 2-D matrix (vocabulary x hidden_size)")
+    layers = {match.group(1) for match in map(LAYER_NAME.match, shapes) if match}
+    if len(layers) != shape.layers:
+        raise ConversionError(f"{config_file}: num_hidden_layers {shape.layers}, but {weights_file} holds "
+                              f"{len(layers)} layers")
+    num_rows = shapes[WORD_EMBEDDINGS][0][0]
+    expected = expected_shapes(shape, num_rows)
+    known = {**expected, **optional_shapes(family, shape, num_rows)}
+    missing = [name for name in expected if name not in shapes]
     if missing:
-        raise ConversionError(f"{weights_file}: missing expected weights: {', '.join(missing)}")
-    wrong = [
-        f"{name} {tuple(weights[name].shape)} (expected {shape})"
-        for name, shape in expected.items()
-        if tuple(weights[name].shape) != shape
-    ]
+        raise ConversionError(f"{weights_file}: missing expected weights: {listed(missing)}")
+    unknown = sorted(set(shapes) - set(known))
+    if unknown:
+        raise ConversionError(
+            f"{weights_file}: weights this converter has no place for (refusing to drop them silently): "
+            f"{listed(unknown)}"
+        )
+    wrong = [f"{name} {shapes[name][0]} (expected {known[name]})" for name in known
+             if name in shapes and shapes[name][0] != known[name]]
     if wrong:
         raise ConversionError(
-            f"{weights_file}: weights whose shape does not match {CONFIG_FILE}: {', '.join(wrong)}"
+            f"{weights_file}: weights whose shape does not match {config_file} (num_hidden_layers {shape.layers}, "
+            f"{shape.described()}): {listed(wrong, 5)}"
         )
+    not_floating = [name for name in known if name in shapes and not shapes[name][1] and name not in DERIVED_BUFFERS]
+    if not_floating:
+        raise ConversionError(f"{weights_file}: weights that are not floating-point: {listed(not_floating)}")
 
 def convert_lm_head(head: Dict[str, torch.Tensor], family: Family, embeddings, order, weights_file: Path):
     """(fairseq lm_head weights, untied?, ignored) from the source's LM head weights (names
@@ -125,12 +167,10 @@ def initial_lm_head(embed_dim: int, num_rows: int) -> Dict[str, torch.Tensor]:
 
 def fairseq_state(weights, family: Family, shape: EncoderShape, order, weights_file: Path):
     """(fairseq state dict with original key names, report fields) from the source's
-    weights (normalised names)."""
+    weights (normalised names, shapes checked by check_weight_shapes)."""
     # fairseq trains in float32; a half-precision source is widened once, here
     weights = {k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}
     num_rows = len(order)
-    expected = expected_shapes(shape, num_rows)
-    check_shapes(weights, expected, weights_file)
 
     state = {ENCODER + "version": torch.tensor([3.0])}  # TransformerEncoder's current format
     embeddings = weights.pop(WORD_EMBEDDINGS)
@@ -162,16 +202,10 @@ def fairseq_state(weights, family: Family, shape: EncoderShape, order, weights_f
         lm_head["weight"] = state[ENCODER + "embed_tokens.weight"]  # tied, as fairseq's default
     state.update({LM_HEAD + name: tensor for name, tensor in lm_head.items()})
 
-    buffers = sorted(name for name in weights if name in DERIVED_BUFFERS)
-    ignored += [f"{name} ({DERIVED_BUFFER_REASON})" for name in buffers]
+    # what is left: HF's buffers and what fairseq RoBERTa has no place for (check_weight_shapes
+    # refused anything else)
+    ignored += [f"{name} ({DERIVED_BUFFER_REASON})" for name in sorted(weights) if name in DERIVED_BUFFERS]
     dropped = sorted(name for name in weights if name.startswith(family.droppable_prefixes))
-    unmapped = sorted(set(weights) - set(buffers) - set(dropped))
-    unmapped += [family.lm_head_prefix + name for name in sorted(head)]  # what convert_lm_head left
-    if unmapped:
-        raise ConversionError(
-            f"{weights_file}: weights this converter has no place for (refusing to drop them "
-            f"silently): {', '.join(unmapped)}"
-        )
     return state, dict(
         lm_head_initialised=not has_lm_head, untied_lm_head=untied, dropped=dropped,
         ignored=ignored,

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 import torch
 
 from .errors import ConversionError
-from .source import Family, read_json, read_json_object_if_present
+from .source import Family, SourceFolder, flag, listed, shown
 
 TOKENIZER_JSON_FILE = "tokenizer.json"
 
@@ -26,100 +26,157 @@ class Vocabulary:
     described_by: Path  # the file the vocabulary came from, for error messages
     lowercase: Optional[bool] = None  # WordPiece only
     merges: Optional[List[str]] = None  # GPT-2 BPE only, without the #version header
-    vocab_txt: Optional[Path] = None  # WordPiece vocab.txt to copy as is, when the source has one
+    vocab_txt: Optional[bytes] = None  # WordPiece vocab.txt as read, to copy byte for byte
 
-def token_content(token) -> Optional[str]:
+def json_object_field(data: dict, key: str, path: Path) -> dict:
+    """data[key] when it is a JSON object, {} when absent or null."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConversionError(f"{path}: {key!r} should be a JSON object, got {shown(value)}")
+    return value
+
+def token_content(token, key: str, path: Path) -> Optional[str]:
     """A special token as tokenizer_config.json writes it: a string or an AddedToken dict."""
-    if isinstance(token, dict):
-        return token.get("content")
-    return token
+    content = token.get("content") if isinstance(token, dict) else token
+    if content is not None and not isinstance(content, str):
+        raise ConversionError(
+            f"{path}: {key} should be a string or an object with a string 'content', got {shown(token)}"
+        )
+    return content
 
-def bert_normalizer(tokenizer_json: dict) -> Optional[dict]:
-    normalizer = tokenizer_json.get("normalizer") or {}
-    for candidate in [normalizer, *normalizer.get("normalizers", [])]:
+def token_ids(vocab, path: Path) -> Dict[str, int]:
+    """A JSON vocabulary, checked to map tokens to integer ids."""
+    if not isinstance(vocab, dict):
+        raise ConversionError(f"{path}: expected a JSON object of token -> integer id, got {shown(vocab)}")
+    for token, row in vocab.items():
+        if isinstance(row, bool) or not isinstance(row, int):
+            raise ConversionError(
+                f"{path}: expected a JSON object of token -> integer id; {shown(token)} has {shown(row)}"
+            )
+    return dict(vocab)
+
+def merge_text(merge):
+    """A tokenizer.json merge as a merges.txt line: tokenizers writes "a b" (older) or ["a", "b"] (newer)."""
+    if isinstance(merge, list) and all(isinstance(token, str) for token in merge):
+        return " ".join(merge)
+    return merge
+
+def merge_pairs(merges: list, path: Path, where) -> List[str]:
+    """BPE merges, checked to be "a b" lines; where(i) says where the i-th is, for the error."""
+    for i, merge in enumerate(merges):
+        if not isinstance(merge, str) or len(merge.split(" ")) != 2 or "" in merge.split(" "):
+            raise ConversionError(f"{path}: {where(i)}: expected two tokens separated by a space (a BPE merge), "
+                                  f"got {shown(merge)}")
+    return merges
+
+def added_token_ids(tokenizer_json: dict, path: Path) -> Dict[str, int]:
+    added = tokenizer_json.get("added_tokens") or []
+    if not isinstance(added, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("content"), str) and isinstance(t.get("id"), int) for t in added
+    ):
+        raise ConversionError(
+            f"{path}: added_tokens should be a list of objects with a string 'content' and an integer 'id'"
+        )
+    return {t["content"]: t["id"] for t in added}
+
+def bert_normalizer(tokenizer_json: dict, path: Path) -> Optional[dict]:
+    normalizer = json_object_field(tokenizer_json, "normalizer", path)
+    sequence = normalizer.get("normalizers") or []
+    if not isinstance(sequence, list) or not all(isinstance(n, dict) for n in sequence):
+        raise ConversionError(f"{path}: normalizer.normalizers should be a list of JSON objects")
+    for candidate in [normalizer, *sequence]:
         if candidate.get("type") == "BertNormalizer":
             return candidate
     return None
 
-def read_vocabulary(source_dir: Path, family: Family) -> Vocabulary:
+def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
+    source_dir = folder.path
     tokenizer_json_path = source_dir / TOKENIZER_JSON_FILE
-    tokenizer_json = read_json_object_if_present(tokenizer_json_path, "a tokenizers tokenizer.json")
-    tokenizer_config = read_json_object_if_present(source_dir / TOKENIZER_CONFIG_FILE, "a tokenizer config") or {}
-    special_tokens_map = read_json_object_if_present(source_dir / SPECIAL_TOKENS_MAP_FILE, "a special tokens map") or {}
-    model = (tokenizer_json or {}).get("model") or {}
+    tokenizer_config_path = source_dir / TOKENIZER_CONFIG_FILE
+    special_tokens_map_path = source_dir / SPECIAL_TOKENS_MAP_FILE
+    tokenizer_json = folder.json_object(TOKENIZER_JSON_FILE, "a tokenizers tokenizer.json", required=False) or {}
+    tokenizer_config = folder.json_object(TOKENIZER_CONFIG_FILE, "a tokenizer config", required=False) or {}
+    special_tokens_map = folder.json_object(SPECIAL_TOKENS_MAP_FILE, "a special tokens map", required=False) or {}
+    model = json_object_field(tokenizer_json, "model", tokenizer_json_path)
 
     if family.tokenizer == "wordpiece":
-        vocab_txt = source_dir / "vocab.txt"
-        if vocab_txt.is_file():
-            lines = vocab_txt.read_text(encoding="utf-8").split("\n")
+        if folder.has("vocab.txt"):
+            what = "a WordPiece vocabulary (one token a line)"
+            vocab_txt = folder.read_bytes("vocab.txt", what)
+            lines = folder.decoded("vocab.txt", vocab_txt, what).split("\n")
             if lines[-1] == "":
                 lines.pop()
             # later duplicates win, as in HF's and the tokenizers library's vocab loading
             vocabulary = Vocabulary(
                 token_to_row={token: row for row, token in enumerate(lines)}, special_rows={},
-                described_by=vocab_txt, vocab_txt=vocab_txt,
+                described_by=source_dir / "vocab.txt", vocab_txt=vocab_txt,
             )
         elif model.get("type") == "WordPiece":
             if model.get("continuing_subword_prefix", "##") != "##":
                 raise ConversionError(
                     f"{tokenizer_json_path}: WordPiece continuing_subword_prefix "
-                    f"{model['continuing_subword_prefix']!r}; expected '##' (BERT's)"
+                    f"{shown(model['continuing_subword_prefix'])}; expected '##' (BERT's)"
                 )
             vocabulary = Vocabulary(
-                token_to_row=dict(model.get("vocab") or {}), special_rows={}, described_by=tokenizer_json_path
+                token_to_row=token_ids(model.get("vocab"), tokenizer_json_path), special_rows={},
+                described_by=tokenizer_json_path,
             )
         else:
             raise ConversionError(
                 f"{source_dir}: no WordPiece vocabulary; expected vocab.txt or a "
                 f"{TOKENIZER_JSON_FILE} with a WordPiece model"
             )
-        normalizer = bert_normalizer(tokenizer_json) if tokenizer_json else None
+        normalizer = bert_normalizer(tokenizer_json, tokenizer_json_path)
         if normalizer is not None and "lowercase" in normalizer:
-            vocabulary.lowercase = bool(normalizer["lowercase"])
+            vocabulary.lowercase = flag(normalizer["lowercase"], "lowercase", tokenizer_json_path)
         elif "do_lower_case" in tokenizer_config:
-            vocabulary.lowercase = bool(tokenizer_config["do_lower_case"])
+            vocabulary.lowercase = flag(tokenizer_config["do_lower_case"], "do_lower_case", tokenizer_config_path)
         else:
             raise ConversionError(
                 f"{source_dir}: cannot tell whether the WordPiece vocabulary is lowercased; expected "
                 f"do_lower_case in {TOKENIZER_CONFIG_FILE} or a BertNormalizer in {TOKENIZER_JSON_FILE}"
             )
     else:
-        vocab_json, merges_txt = source_dir / "vocab.json", source_dir / "merges.txt"
-        if vocab_json.is_file() and merges_txt.is_file():
-            token_to_row = read_json(vocab_json, "a byte-level BPE vocabulary (token -> id)")
-            merges = merges_txt.read_text(encoding="utf-8").split("\n")
-            described_by = vocab_json
+        if folder.has("vocab.json") and folder.has("merges.txt"):
+            described_by = source_dir / "vocab.json"
+            token_to_row = token_ids(folder.read_json("vocab.json", "a byte-level BPE vocabulary (token -> id)"),
+                                     described_by)
+            lines = folder.read_text("merges.txt", "byte-level BPE merges (two tokens a line)").split("\n")
+            numbered = [(number, line) for number, line in enumerate(lines, start=1)
+                        if line.strip() and not line.startswith("#version")]
+            merges = merge_pairs([line for _, line in numbered], source_dir / "merges.txt",
+                                 lambda i: f"line {numbered[i][0]}")
         elif model.get("type") == "BPE":
-            pre_tokenizer = (tokenizer_json.get("pre_tokenizer") or {}).get("type")
+            pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path).get("type")
             if pre_tokenizer != "ByteLevel":
                 raise ConversionError(
-                    f"{tokenizer_json_path}: BPE with pre_tokenizer {pre_tokenizer!r}; expected "
+                    f"{tokenizer_json_path}: BPE with pre_tokenizer {shown(pre_tokenizer)}; expected "
                     "byte-level BPE (ByteLevel), which fairseq's GPT-2 encoder implements"
                 )
-            token_to_row = model.get("vocab")
-            # tokenizers writes a merge as "a b" (older) or ["a", "b"] (newer)
-            merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
             described_by = tokenizer_json_path
+            token_to_row = token_ids(model.get("vocab"), described_by)
+            merges = model.get("merges") or []
+            if not isinstance(merges, list):
+                raise ConversionError(f"{described_by}: model.merges should be a list, got {shown(merges)}")
+            merges = merge_pairs(list(map(merge_text, merges)), described_by, lambda i: f"model.merges[{i}]")
         else:
             raise ConversionError(
                 f"{source_dir}: no byte-level BPE vocabulary; expected vocab.json and merges.txt, "
                 f"or a {TOKENIZER_JSON_FILE} with a BPE model"
             )
-        if not isinstance(token_to_row, dict) or not all(isinstance(i, int) for i in token_to_row.values()):
-            raise ConversionError(f"{described_by}: expected a JSON object of token -> integer id")
-        merges = [m for m in merges if m.strip() and not m.startswith("#version")]
-        vocabulary = Vocabulary(
-            token_to_row=dict(token_to_row), special_rows={}, described_by=described_by, merges=merges
-        )
+        vocabulary = Vocabulary(token_to_row=token_to_row, special_rows={}, described_by=described_by, merges=merges)
 
-    added_tokens = {t.get("content"): t.get("id") for t in (tokenizer_json or {}).get("added_tokens", [])}
+    added_tokens = added_token_ids(tokenizer_json, tokenizer_json_path)
     for role, default in family.default_special_tokens.items():
         key = f"{role}_token"
-        token = token_content(tokenizer_config.get(key)) or token_content(special_tokens_map.get(key)) or default
+        token = (token_content(tokenizer_config.get(key), key, tokenizer_config_path)
+                 or token_content(special_tokens_map.get(key), key, special_tokens_map_path) or default)
         row = vocabulary.token_to_row.get(token, added_tokens.get(token))
         if row is None:
             raise ConversionError(
-                f"{vocabulary.described_by}: the {key} {token!r} is not in the vocabulary"
+                f"{vocabulary.described_by}: the {key} {shown(token)} is not in the vocabulary"
             )
         vocabulary.special_rows[role] = row
     return vocabulary
@@ -144,8 +201,7 @@ def fairseq_row_order(vocabulary: Vocabulary, family: Family, num_rows: int, wei
     if beyond:
         raise ConversionError(
             f"{vocabulary.described_by}: ids outside the {num_rows} embedding rows of "
-            f"{weights_file} for {', '.join(map(repr, beyond[:10]))}"
-            + (f" and {len(beyond) - 10} more" if len(beyond) > 10 else "")
+            f"{weights_file} for {listed(map(shown, beyond))}"
         )
     token_of_row = {
         row: token if family.tokenizer == "wordpiece" else str(row)
@@ -181,6 +237,6 @@ def check_dictionary(dict_txt: Path, tokens: List[str], num_rows: int, described
         raise ConversionError(
             f"{described_by}: fairseq's Dictionary does not read its tokens back at their rows "
             f"({len(dictionary)} entries for {num_rows} rows; misplaced: "
-            f"{', '.join(map(repr, misplaced[:10])) or 'none'}); tokens that clash with "
+            f"{listed(map(shown, misplaced)) or 'none'}); tokens that clash with "
             "<s> <pad> </s> <unk> <mask> or hold whitespace cannot go into dict.txt"
         )
