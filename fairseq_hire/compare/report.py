@@ -47,14 +47,22 @@ def load_runs(runs_dir: Path) -> List[Dict]:
 
 
 def check_comparable(runs: List[Dict]) -> None:
-    """Every run: the same task, encoder, data and training flags, and the same dev targets."""
+    """Every run: the same task, encoder, data and training flags, and the same dev targets;
+    the runs of one seed trained on a training subset (--train-size): the same rows."""
     first = runs[0]
+    rows_of_seed = {}
     for run in runs[1:]:
         if run["recipe"] != first["recipe"]:
             raise ReportError(f"{run['file']} was trained with {run['recipe']}, {first['file']} with "
                               f"{first['recipe']}: heads must share one recipe")
         if run["targets"] != first["targets"]:
             raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
+    for run in runs:
+        rows = (run.get("train_subset") or {}).get("rows_sha256")
+        same_seed = rows_of_seed.setdefault(run["seed"], run)
+        if rows != (same_seed.get("train_subset") or {}).get("rows_sha256"):
+            raise ReportError(f"{run['file']} and {same_seed['file']} (seed {run['seed']}) were trained on "
+                              "different training rows: the heads of a seed must share them")
 
 
 def description(head: str) -> str:
