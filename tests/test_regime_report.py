@@ -193,7 +193,7 @@ def test_runs_go_seed_major_and_cheapest_points_first_within_a_seed():
     assert regimes.run_order(points, ["stock"], [1], costs, "grid")[0][0] == "RTE/finetuned-n100"
 
 
-def test_the_reused_points_recipe_is_todays_study(tmp_path):
+def test_the_reused_points_recipe_is_todays_study():
     """The fine-tuned full-set points of MRPC and RTE use the very flags today's runs recorded."""
     for task in ("MRPC", "RTE"):
         run = json.loads(next((REPO / "benchmarks" / "results" / "compare" / task / "runs").glob("stock-seed1.json")).read_text())
