@@ -17,17 +17,22 @@ fails at once. ``install()`` changes three functions of ``fairseq.checkpoint_uti
    save dir (the most updates), with a warning: the run resumes and, fairseq's training being
    deterministic, ends where an uninterrupted run ends. With no intact checkpoint left it
    stops with an error instead of silently starting over. Temporary files of dead writers
-   are removed.
+   are removed. After resuming, a run whose budget is spent (``budget_spent``) ends there,
+   with exit status 0: fairseq checks --max-update and --stop-time-hours only after an
+   update, so a finished run started again would train one more and overwrite its
+   checkpoints.
 
 Remote paths (ioPath handlers) keep fairseq's own behaviour.
 """
 import functools
 import glob
 import logging
+import math
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 from .checkpoint_errors import CheckpointError, CorruptCheckpointError
@@ -90,6 +95,22 @@ def repair_last_checkpoint(last: Path, suffix: str) -> None:
     copy_atomically(path, last)
 
 
+def budget_spent(trainer, extra_state, epoch_itr) -> Optional[str]:
+    """Which of fairseq-train's limits a resumed run (``checkpoint_utils.load_checkpoint``'s
+    result) has already reached: its --max-update, --max-epoch or --stop-time-hours, tested
+    as fairseq tests them. None while it has training left."""
+    limits = trainer.cfg.optimization
+    updates = trainer.get_num_updates()
+    if updates >= (limits.max_update or math.inf):
+        return f"{updates} updates (--max-update {limits.max_update})"
+    if epoch_itr.next_epoch_idx > (limits.max_epoch or math.inf):
+        return f"the end of epoch {limits.max_epoch} (--max-epoch {limits.max_epoch})"
+    hours = (extra_state or {}).get("previous_training_time", 0) / 3600
+    if 0 < limits.stop_time_hours < hours:
+        return f"{hours:.3g} hours of training (--stop-time-hours {limits.stop_time_hours})"
+    return None
+
+
 def install() -> None:
     from fairseq import checkpoint_utils
 
@@ -128,7 +149,13 @@ def install() -> None:
                 logger.info(f"removed {removed} temporary files of killed runs from {cfg.save_dir}")
             if cfg.restore_file == "checkpoint_last.pt" and last.exists():
                 repair_last_checkpoint(last, suffix)
-        return fairseq_load_checkpoint(cfg, trainer, **passthrough_args)
+        extra_state, epoch_itr = fairseq_load_checkpoint(cfg, trainer, **passthrough_args)
+        spent = budget_spent(trainer, extra_state, epoch_itr)
+        if spent:
+            # every rank loaded the same state, so every rank ends here, before any update or save
+            logger.info(f"nothing left to train: the run has reached {spent}; its checkpoints are unchanged")
+            raise SystemExit(0)
+        return extra_state, epoch_itr
 
     load_checkpoint.__wrapped_by_fairseq_hire__ = True
     checkpoint_utils.torch_persistent_save = torch_persistent_save

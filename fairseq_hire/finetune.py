@@ -11,7 +11,8 @@ fairseq-train as is (e.g. --hire-gru-dim 96, --log-interval 10).
 
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
-a crash and it resumes from SAVE_DIR/checkpoint_last.pt.
+a crash and it resumes from SAVE_DIR/checkpoint_last.pt. Run again once finished, it ends at
+once and changes nothing (fairseq_hire/checkpoint_saving.py).
 """
 import argparse
 import math

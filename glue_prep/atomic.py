@@ -2,10 +2,14 @@
 
 A file is written under a temporary name beside its destination, flushed to disk and
 renamed over it (``os.replace`` is atomic on POSIX); a folder is built under a temporary
-name and renamed into place. Temporary names end in ``.tmp-<pid>``, so that what a killed
-writer left behind can be told from a live writer's work and removed (``remove_stale``).
+name, flushed to disk and renamed into place. After every rename the folders it changed
+are synced too: a rename lives in its directory, and until that is on disk a power loss can
+undo a rename the caller already treats as done. Temporary names end in ``.tmp-<pid>``, so
+that what a killed writer left behind can be told from a live writer's work and removed
+(``remove_stale``).
 """
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -19,6 +23,37 @@ def temporary_name(path: Path) -> Path:
     """A hidden sibling of `path` that names this process: .<name>.<random>.tmp-<pid>."""
     path = Path(path)
     return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{TEMPORARY_MARK}{os.getpid()}"
+
+
+def sync_directory(folder: Path) -> None:
+    """fsync a folder, which makes the renames, creations and removals in it durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # EINVAL: a file system that cannot sync folders
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file and folder under `folder`, and `folder` itself (a link is an entry
+    of its folder; what it points to is not the tree's)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+        sync_directory(Path(root))
+
+
+def rename(source: Path, destination: Path) -> None:
+    """os.replace, made durable: the folders of both names are synced after it."""
+    os.replace(source, destination)
+    for folder in {Path(source).parent, Path(destination).parent}:
+        sync_directory(folder)
 
 
 @contextlib.contextmanager
@@ -36,7 +71,7 @@ def atomic_file(path: Path, mode: str = "wb", **open_kwargs) -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, permissions)
-        os.replace(temporary, path)
+        rename(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -56,17 +91,19 @@ def copy_atomically(source: Path, destination: Path) -> None:
 
 def replace_folder(built: Path, destination: Path) -> None:
     """Put the finished folder `built` at `destination`, replacing an old one: the old one is
-    renamed aside first and removed only once the new one is in place."""
+    renamed aside first and removed only once the new one is in place. `built`'s content is
+    flushed to disk before it takes the name."""
     built, destination = Path(built), Path(destination)
+    sync_tree(built)
     if not destination.exists():
-        os.replace(built, destination)
+        rename(built, destination)
         return
     old = temporary_name(destination)
-    os.replace(destination, old)
+    rename(destination, old)
     try:
-        os.replace(built, destination)
+        rename(built, destination)
     except BaseException:
-        os.replace(old, destination)
+        rename(old, destination)
         raise
     shutil.rmtree(old, ignore_errors=True)
 
