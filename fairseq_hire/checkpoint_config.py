@@ -7,6 +7,14 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 
 ``check(state, path)`` runs before any model code does and refuses, naming the field:
 
+* an OmegaConf interpolation (``${...}``) in any string of ``args`` or ``cfg``, at any depth
+  (also one that an ``args`` string becomes under ``ast.literal_eval``, which fairseq applies
+  to them before Hydra parses them): fairseq resolves them when it reads the configuration,
+  into values and whole sections this check would not see, while the configurations fairseq
+  saves hold none (fairseq-train and fairseq-hydra-train resolve theirs when a run starts). So
+  the configuration checked is exactly the one fairseq reads;
+* a ``cfg`` that is no mapping, or a section of it that is no mapping (nor none), and ``args``
+  that are no Namespace;
 * an architecture that is not a RoBERTa model (``roberta*``, ``roberta_hire*``: what the
   hub and this plugin build), and a task other than RoBERTa's (sentence_prediction,
   masked_lm, multilingual_masked_lm);
@@ -21,9 +29,11 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 * a ``task_state`` that is not a dict, or whose head classes are not a list of names.
 """
 import argparse
+import ast
 import dataclasses
 import enum
 import functools
+import itertools
 import math
 import typing
 from pathlib import Path
@@ -38,6 +48,8 @@ PLUGIN_NAME = "fairseq_hire"
 MODEL_NAME_KEYS = ("_name", "arch")  # fairseq builds the model _name names, else arch
 TASK_NAME_KEYS = ("task", "_name")
 EVALUATED_SUFFIX = "xformers_att_config"
+INTERPOLATION = "${"  # how OmegaConf and Hydra start an interpolation, also inside a longer string
+SHOWN_CHARACTERS = 200  # of a refused value
 
 
 def as_mapping(section) -> Optional[Dict]:
@@ -50,9 +62,50 @@ def as_mapping(section) -> Optional[Dict]:
         return section
     from omegaconf import OmegaConf
 
-    if OmegaConf.is_config(section):
+    if OmegaConf.is_dict(section):
         return OmegaConf.to_container(section, resolve=False)
     return None
+
+
+def model_name(section) -> Optional[str]:
+    """The model fairseq builds from a model section: its _name, else its arch."""
+    mapping = as_mapping(section) or {}
+    return mapping.get("_name") or mapping.get("arch")
+
+
+def task_name(section) -> Optional[str]:
+    """The task fairseq's setup_task builds from a task section: a string task, else _name."""
+    mapping = as_mapping(section) or {}
+    named = mapping.get("task")
+    return named if isinstance(named, str) else mapping.get("_name")
+
+
+def strings(value, where: str, evaluate: bool = False) -> Iterable[Tuple[str, str]]:
+    """(where, text) of every string in a configuration value, at any depth (iteratively: a
+    configuration may be nested deeper than Python recurses). With evaluate, also of what
+    ast.literal_eval makes of each string, as fairseq's convert_namespace_to_omegaconf does to
+    an args string for an option that is not a string."""
+    from omegaconf import OmegaConf
+
+    stack = [(where, value, evaluate)]
+    while stack:
+        where, value, evaluate = stack.pop()
+        mapping = as_mapping(value)
+        if mapping is not None:
+            stack.extend((f"{where}.{key}", item, evaluate) for key, item in mapping.items())
+        elif isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+            stack.extend((f"{where}[{i}]", item, evaluate) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            yield where, value
+            if evaluate:
+                stack.append((where, literal(value), False))
+
+
+def literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def sections(state: Dict) -> Iterable[Tuple[str, Dict]]:
@@ -74,21 +127,48 @@ class Checker:
         self.path = path
 
     def refuse(self, where: str, value, expected: str):
+        shown = repr(value)
+        if len(shown) > SHOWN_CHARACTERS:
+            shown = f"{shown[:SHOWN_CHARACTERS]}... ({len(shown)} characters)"
         raise UnsafeConfigError(
             f"refusing to load checkpoint {self.path}: its configuration field {where} = "
-            f"{value!r}; expected {expected}. fairseq would build what the configuration names, "
-            "so a checkpoint can run code through it; nothing from this one was run."
+            f"{shown}; expected {expected}. fairseq would build what the configuration names, so a "
+            "checkpoint can run code through it; nothing from this one was run."
         )
 
     def check(self, state: Dict) -> None:
         if not isinstance(state, dict):
             raise UnsafeConfigError(f"refusing to load checkpoint {self.path}: expected a dict of "
                                     f"model, args/cfg, ..., found a {type(state).__name__}")
+        self.check_containers(state)
+        self.check_no_interpolation(state)
         for where, section in sections(state):
             self.check_names(where, section)
         for where, section in sections(state):
             self.check_options(where, section)
         self.check_task_state(state.get("task_state"))
+
+    def check_containers(self, state: Dict) -> None:
+        """Sections fairseq reads as mappings must be mappings: a string there would be taken
+        for another kind of value (e.g. an interpolation) that no check here reads."""
+        args = state.get("args")
+        if args is not None and as_mapping(args) is None:
+            self.refuse("args", args, "a Namespace of options")
+        cfg = state.get("cfg")
+        if cfg is None:
+            return
+        if as_mapping(cfg) is None:
+            self.refuse("cfg", cfg, "a mapping of configuration sections")
+        for name, section in as_mapping(cfg).items():
+            if name != "_name" and section is not None and as_mapping(section) is None:
+                self.refuse(f"cfg.{name}", section, "a section (a mapping of options), or none")
+
+    def check_no_interpolation(self, state: Dict) -> None:
+        found = itertools.chain(strings(state.get("args"), "args", evaluate=True), strings(state.get("cfg"), "cfg"))
+        for where, text in found:
+            if INTERPOLATION in text:
+                self.refuse(where, text, "no OmegaConf interpolation (${...}): fairseq resolves it into values this "
+                                         "check cannot see, and the configurations fairseq saves hold none")
 
     def check_task_state(self, task_state) -> None:
         """fairseq merges a checkpoint's task_state into the task it builds the model with; the
@@ -232,7 +312,5 @@ def field_check(annotation) -> typing.Callable:
         names = [member.value for member in annotation]
         return lambda value: None if str(value) in map(str, names) else "one of " + ", ".join(map(str, names))
     if annotation in (int, float, bool, str):
-        # a Hydra interpolation (${...}) stands for a value of another field
-        return lambda value: None if isinstance(value, str) and value.startswith("${") \
-            else scalar_problem(annotation, value)
+        return functools.partial(scalar_problem, annotation)
     return lambda value: None

@@ -16,3 +16,9 @@ class UnsafeConfigError(CheckpointError, ValueError):
 
 class CorruptCheckpointError(CheckpointError, ValueError):
     """The file is empty, truncated or not a PyTorch checkpoint at all."""
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    first = next(iter(str(error).strip().splitlines()), "")
+    return f"{type(error).__name__}: {first[:limit]}"

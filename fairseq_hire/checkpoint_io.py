@@ -11,12 +11,15 @@ A checkpoint is a pickle, and its configuration is input too. ``load_state(path)
    arrays, also as numpy 1.x pickled them, tensors, and the placeholder of fairseq's
    distributed checkpoint broadcast); anything else is refused, naming the object
    (``UnsafeCheckpointError``), and nothing from the file runs;
-3. checks the configuration (``checkpoint_config``: only RoBERTa models, options of the
-   types those models accept) before any model code sees it (``UnsafeConfigError``).
+3. checks the configuration (``checkpoint_config``: no interpolation, only RoBERTa models,
+   options of the types those models accept) before any model code sees it, and that it
+   builds the model the weights are (``checkpoint_shapes``: sizes), before any model is
+   built (``UnsafeConfigError``).
 
 ``install()`` makes fairseq use it: ``checkpoint_utils.load_checkpoint_to_cpu`` becomes this
 loader plus fairseq's own upgrades of old checkpoints, after which the configuration is
-checked again (the upgrades fill in what old checkpoints lack). ``checkpoint_saving`` makes writing
+checked again (the upgrades fill in what old checkpoints lack; a configuration fairseq cannot
+read there is refused in one line, not a traceback). ``checkpoint_saving`` makes writing
 checkpoints atomic and resuming robust.
 """
 import argparse
@@ -31,13 +34,15 @@ import typing
 import zipfile
 from pathlib import Path
 
+import hydra.errors
 import numpy as np
 import omegaconf
 import torch
 from numpy._core import multiarray
 
-from . import checkpoint_config
-from .checkpoint_errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError, UnsafeConfigError
+from . import checkpoint_config, checkpoint_shapes
+from .checkpoint_errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError, UnsafeConfigError,
+                                one_line)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,9 @@ FAIRSEQ_CHECKPOINT_GLOBALS = [
     *NUMERIC_DTYPE_CLASSES,
 ]
 
+# what omegaconf, Hydra and fairseq's upgrade raise on a configuration they cannot read
+CONFIGURATION_ERRORS = (omegaconf.errors.OmegaConfBaseException, hydra.errors.HydraException, ValueError, TypeError,
+                        KeyError, AttributeError, SyntaxError, RecursionError, AssertionError)
 FORCE_UNSAFE_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 FORCE_SAFE_VARIABLE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 TRUE_VALUES = ("1", "y", "yes", "true")
@@ -186,6 +194,7 @@ def load_state(path, map_location="cpu"):
     """A checkpoint's contents, safely unpickled and with its configuration checked."""
     state = safe_torch_load(path, map_location)
     checkpoint_config.check(state, path)
+    checkpoint_shapes.check(state, path)
     return state
 
 
@@ -202,11 +211,16 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     if state.get("args") is not None and arg_overrides is not None:
         for name, value in arg_overrides.items():
             setattr(state["args"], name, value)
-    if state.get("cfg") is not None:
-        state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
-        if arg_overrides is not None:
-            overwrite_args_by_name(state["cfg"], arg_overrides)
-    state = checkpoint_utils._upgrade_state_dict(state)
+    try:
+        if state.get("cfg") is not None:
+            state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
+            if arg_overrides is not None:
+                overwrite_args_by_name(state["cfg"], arg_overrides)
+        # converts args through Hydra, whose parser and ast.literal_eval read their strings
+        state = checkpoint_utils._upgrade_state_dict(state)
+    except CONFIGURATION_ERRORS as error:
+        raise UnsafeConfigError(f"refusing to load checkpoint {path}: fairseq cannot read its configuration "
+                                f"({one_line(error)}); nothing from it was run") from None
     # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
     checkpoint_config.check(state, path)
     return state

@@ -6,8 +6,11 @@ extra_state and optimizer_history, as a defaultdict's factory, inside a numpy ob
 and behind a tensor-rebuild function; config-level payloads are clean pickles whose
 configuration makes fairseq run code (an architecture that evaluates an option), or names
 what this plugin does not build (another task, a user_dir, a BPE, a string where an integer
-belongs). Every variant exists in torch's zip format and in the legacy format of the
-original releases.
+belongs). Interpolation payloads are clean Hydra-era configurations whose strings fairseq's
+OmegaConf resolves into what the unresolved configuration does not show (``${payload}``,
+``${oc.create:...}``, ``${oc.env:...}``). Size payloads name dimensions their weights do not
+have (an FFN of 2**31), so that building the model allocates what they name. Every variant
+exists in torch's zip format and in the legacy format of the original releases.
 """
 import argparse
 import collections
@@ -126,6 +129,101 @@ def config_variants(base: dict, data_dir: Path, marker: Path, user_dir: Path) ->
         # fairseq merges task_state into the task before building the model (head_classes.py)
         "task-state-that-is-not-a-dict": {**copy.deepcopy(base), "task_state": [("hire_head_classes", ["0", "1"])]},
         "head-classes-that-are-not-names": {**copy.deepcopy(base), "task_state": {"hire_head_classes": [0, 1]}},
+        **interpolation_variants(base, marker),
+        **size_variants(base, variant),
+    }
+
+
+def touch(marker: Path) -> str:
+    """Python that creates the marker and evaluates to None."""
+    return f"__import__('pathlib').Path({str(marker)!r}).touch()"
+
+
+def with_plain_cfg(base: dict, change) -> dict:
+    """A copy of a Hydra-era state whose cfg sections are plain dicts (a clean pickle), changed."""
+    state = copy.deepcopy(base)
+    cfg = state["cfg"]
+    for name in ("model", "task"):
+        if isinstance(cfg.get(name), argparse.Namespace):
+            cfg[name] = dict(vars(cfg[name]))
+    change(cfg)
+    return state
+
+
+def interpolation_variants(base: dict, marker: Path) -> dict:
+    """Configurations whose payload only shows once OmegaConf resolves them, as fairseq does when
+    it builds the model: an ``encoder`` section that carries an xformers_att_config, which
+    RoBERTa's attention layers eval(); a whole model or task section replaced by another
+    architecture (transformer_lm eval()s character_filters) or task (multilingual_translation
+    eval()s left_pad_source); an option read from the environment. Hydra-era states only (the
+    original format's args Namespace is no OmegaConf container)."""
+    if base.get("cfg") is None:
+        return {}
+
+    # on plain roberta_base, so that fairseq without the plugin builds it too
+    def encoder_from_payload(cfg):
+        cfg["model"].update(encoder="${payload}", arch="roberta_base", _name="roberta_base")
+        cfg["payload"] = {"xformers_att_config": touch(marker)}
+
+    def encoder_from_oc_create(cfg):
+        cfg["model"].update(encoder='${oc.create:{xformers_att_config: "' + touch(marker) + '"}}',
+                            arch="roberta_base", _name="roberta_base")
+
+    def model_from_payload(cfg):
+        cfg["model"] = "${payload}"
+        cfg["payload"] = {"_name": "transformer_lm", "character_embeddings": True,
+                          "character_filters": touch(marker) + " or [(1, 4)]", "decoder_layers": 1,
+                          "decoder_embed_dim": 8, "decoder_ffn_embed_dim": 8, "decoder_attention_heads": 1,
+                          "max_target_positions": 64, "tokens_per_sample": 64}
+
+    def task_from_payload(cfg):
+        cfg["payload"] = {**cfg["task"], "task": "multilingual_translation", "lang_pairs": "a-b",
+                          "left_pad_source": touch(marker) + " or 'True'"}
+        cfg["task"] = "${payload}"
+
+    return {
+        "interpolated-attention-config": with_plain_cfg(base, encoder_from_payload),
+        "attention-config-from-oc-create": with_plain_cfg(base, encoder_from_oc_create),
+        "interpolated-model-section": with_plain_cfg(base, model_from_payload),
+        "interpolated-task-section": with_plain_cfg(base, task_from_payload),
+        "task-option-from-the-environment": with_plain_cfg(
+            base, lambda cfg: cfg["task"].update(classification_head_name="${oc.env:HOME}")),
+    }
+
+
+def with_task_option(base: dict, name: str, value) -> dict:
+    """A copy of base whose task section (args, or cfg.task) sets name to value."""
+    if base.get("args") is not None:
+        state = copy.deepcopy(base)
+        setattr(state["args"], name, value)
+        return state
+    return with_plain_cfg(base, lambda cfg: cfg["task"].update({name: value}))
+
+
+HUGE = 2 ** 31  # an FFN, class count or head size fairseq would allocate (x 4 bytes x the embed dim)
+
+
+def size_variants(base: dict, variant) -> dict:
+    """Configurations that name sizes their weights do not have: building the model allocates
+    hundreds of GiB before load_state_dict could notice (no marker: the effect is the
+    allocation, which the tests bound)."""
+    def expanded_weights():
+        """The FFN's weights as views of one number: their shapes match the configuration, yet
+        they add 4 bytes each to the file."""
+        state = variant("encoder_ffn_embed_dim", HUGE)
+        model = state["model"]
+        for key in [k for k in model if k.endswith((".fc1.weight", ".fc1.bias", ".fc2.weight"))]:
+            shape = list(model[key].shape)
+            shape[1 if key.endswith(".fc2.weight") else 0] = HUGE
+            model[key] = torch.zeros(1, dtype=model[key].dtype).expand(*shape)
+        return state
+
+    return {
+        "ffn-dim-that-allocates": variant("encoder_ffn_embed_dim", HUGE),
+        "ffn-dim-under-another-name": variant("ffn_embed_dim", HUGE),
+        "expanded-weights-that-allocate": expanded_weights(),
+        "head-size-that-allocates": variant("hire_gru_dim", 2 ** 20),
+        "classes-that-allocate": with_task_option(base, "num_classes", HUGE),
     }
 
 

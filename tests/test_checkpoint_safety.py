@@ -11,6 +11,7 @@ live: loaded the unsafe way, it creates its marker.
 import itertools
 import os
 import pickle
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,20 @@ from test_end_to_end import train_command
 FORCE = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 PICKLE_VARIANTS = ["top-level", "inside-args", "inside-extra-state", "inside-optimizer-history",
                    "defaultdict-factory", "numpy-object-array", "tensor-rebuild"]
+INTERPOLATION_VARIANTS = ["interpolated-attention-config", "attention-config-from-oc-create",
+                          "interpolated-model-section", "interpolated-task-section",
+                          "task-option-from-the-environment"]
+SIZE_VARIANTS = ["ffn-dim-that-allocates", "ffn-dim-under-another-name", "expanded-weights-that-allocate",
+                 "head-size-that-allocates", "classes-that-allocate"]
 CONFIG_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "model-named-by-its-only-key",
                    "task-named-by-its-task-key", "string-where-an-integer-belongs", "activation-that-adds-flags",
                    "foreign-user-dir", "foreign-architecture-name", "task-state-that-is-not-a-dict",
-                   "head-classes-that-are-not-names"]
+                   "head-classes-that-are-not-names", *INTERPOLATION_VARIANTS, *SIZE_VARIANTS]
+# a configuration is read the same from either format: the newer variants in the zip format only,
+# but for the weights that are views, which each format stores its own way
+CONFIG_CASES = [(name, format_name) for name, format_name in itertools.product(CONFIG_VARIANTS, hostile.FORMATS)
+                if format_name == "zip" or name not in INTERPOLATION_VARIANTS + SIZE_VARIANTS
+                or name == "expanded-weights-that-allocate"]
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +56,19 @@ def force_unsafe_loading_everywhere(monkeypatch):
     """Every test here runs with the variable that used to switch the protection off."""
     for name, value in FORCE.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def bounded_memory():
+    """A size payload that gets through allocates what it names: with this limit on the address
+    space (inherited by subprocesses) that fails at once instead of exhausting the machine. It is
+    far above what loading a tiny model takes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    limit = in_use + 16 * 2 ** 30
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +173,10 @@ def test_pickled_payloads_are_refused_by_every_loader(base, name, format_name, l
 
 
 @pytest.mark.parametrize("loader", [f for f in LOADERS if f is not via_converter], ids=lambda f: f.__name__)
-@pytest.mark.parametrize("format_name", hostile.FORMATS)
-@pytest.mark.parametrize("name", CONFIG_VARIANTS)
+@pytest.mark.parametrize("name, format_name", CONFIG_CASES)
 def test_configuration_payloads_are_refused_before_any_model_code_runs(name, format_name, loader, tmp_path,
                                                                        lm_data, rte_bin, fine_tuned_state,
-                                                                       pretrained_state, capsys):
+                                                                       pretrained_state, capsys, bounded_memory):
     base = fine_tuned_state if name != "foreign-user-dir" else pretrained_state
     path, marker = hostile_file(name, format_name, base, tmp_path, lm_data)
     with pytest.raises((UnsafeConfigError, CheckpointError)) as refused:
@@ -175,7 +198,7 @@ def test_every_pickled_payload_is_live_when_loaded_unsafely(fine_tuned_state, tm
 
 
 EVALUATING_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "model-named-by-its-only-key",
-                       "task-named-by-its-task-key"]
+                       "task-named-by-its-task-key", *INTERPOLATION_VARIANTS[:4]]
 
 
 @pytest.mark.parametrize("name", EVALUATING_VARIANTS)
@@ -214,7 +237,8 @@ def fairseq_train(mode, hostile_path, rte_bin, tiny_pretrained, save_dir):
 TRAIN_CONFIG_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "string-where-an-integer-belongs"]
 TRAIN_CASES = [("top-level", "zip", "fine-tuned"), ("inside-extra-state", "legacy", "pretrained"),
                ("head-classes-that-are-not-names", "zip", "fine-tuned"),
-               ("architecture-that-evals", "zip", "fine-tuned"), ("attention-config-that-evals", "zip", "fine-tuned")]
+               ("architecture-that-evals", "zip", "fine-tuned"), ("attention-config-that-evals", "zip", "fine-tuned"),
+               ("interpolated-model-section", "zip", "fine-tuned")]
 
 
 @pytest.mark.parametrize("mode", ["finetune-from-model", "restore-file", "resume"])
@@ -245,8 +269,12 @@ def test_fairseq_train_refuses_every_hostile_checkpoint(name, format_name, mode,
 @pytest.mark.parametrize("script", ["evaluate.py", "glue_submission.py", "predict.py"])
 @pytest.mark.parametrize("name, format_name", [("inside-args", "legacy"), ("architecture-that-evals", "zip"),
                                                ("task-named-by-its-task-key", "zip"),
-                                               ("head-classes-that-are-not-names", "zip")])
-def test_scripts_refuse_hostile_checkpoints(script, name, format_name, rte_bin, tmp_path, lm_data, fine_tuned_state):
+                                               ("head-classes-that-are-not-names", "zip"),
+                                               ("interpolated-attention-config", "zip"),
+                                               ("interpolated-task-section", "zip"),
+                                               ("ffn-dim-that-allocates", "zip")])
+def test_scripts_refuse_hostile_checkpoints(script, name, format_name, rte_bin, tmp_path, lm_data, fine_tuned_state,
+                                            bounded_memory):
     path, marker = hostile_file(name, format_name, fine_tuned_state, tmp_path, lm_data)
     if script == "evaluate.py":
         arguments = [str(path.parent), str(rte_bin), "--checkpoint", path.name]

@@ -1,0 +1,165 @@
+"""A checkpoint whose configuration builds another model than its weights is refused before
+any model is built: fairseq allocates what the configuration names (an FFN of 2**31 is
+256 GiB) before it loads the weights. Sizes are read as fairseq reads them, so a legitimate
+checkpoint, and one whose odd option fairseq ignores, still loads.
+
+Every loader meets the size payloads in tests/test_checkpoint_safety.py (the shared variants
+of tests/hostile_checkpoints.py); here are the sizes one by one, and evaluate.py's exit."""
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+import hostile_checkpoints as hostile
+from conftest import GPT2_BPE, REPO
+from fairseq_hire import RobertaHireModel
+from fairseq_hire.checkpoint_errors import UnsafeConfigError
+from fairseq_hire.checkpoint_io import load_state, safe_torch_load
+from fairseq_setup import build_trainer, finetune_args, save, write_task_dicts
+from roberta_checkpoints import write_original_roberta_checkpoint
+
+pytestmark = pytest.mark.unit
+
+HUGE = hostile.HUGE
+LAYER = "encoder.sentence_encoder.layers.0."
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_task_dicts(tmp_path_factory.mktemp("data") / "RTE-bin")
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(data_dir, tmp_path_factory):
+    """A roberta_hire checkpoint as fairseq-train writes it: 2 layers, dimension 32, FFN 64,
+    2 heads, 512 positions, a HIRE head of 2 classes."""
+    path = tmp_path_factory.mktemp("fine-tuned") / "checkpoint_best.pt"
+    save(build_trainer(finetune_args(data_dir)), path, {"epoch": 1})
+    return safe_torch_load(path)
+
+
+def changed(state, model=None, task=None, plain=False):
+    """A copy with options of cfg.model / cfg.task changed; plain: cfg.model as a dict (as a
+    hand-written cfg holds it, which fairseq reads as a DictConfig) instead of a Namespace."""
+    state = copy.deepcopy(state)
+    cfg = state["cfg"]
+    cfg["model"] = {**vars(cfg["model"]), **(model or {})}
+    if not plain:
+        cfg["model"] = argparse.Namespace(**cfg["model"])
+    cfg["task"] = {**cfg["task"], **(task or {})}
+    return state
+
+
+def saved(state, tmp_path):
+    path = tmp_path / "model" / "checkpoint_best.pt"
+    path.parent.mkdir(exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def refusal(state, tmp_path) -> str:
+    with pytest.raises(UnsafeConfigError) as refused:
+        load_state(saved(state, tmp_path))
+    message = str(refused.value)
+    assert "\n" not in message and "refused before anything was built" in message
+    return message
+
+
+@pytest.mark.parametrize("model, task, expected", [
+    ({"encoder_ffn_embed_dim": HUGE}, None, [f"encoder.ffn_embed_dim = {HUGE}", LAYER + "fc1.weight", "(64, 32)"]),
+    ({"ffn_embed_dim": HUGE}, None, [f"encoder.ffn_embed_dim = {HUGE}", LAYER + "fc1.weight"]),
+    ({"encoder_embed_dim": 64}, None, ["encoder_embed_dim = 64", "embed_tokens.weight"]),
+    ({"encoder_layers": 3}, None, ["encoder.layers = 3", "hold 2 layers"]),
+    ({"encoder_layers": HUGE}, None, [f"encoder.layers = {HUGE}"]),
+    ({"encoder_attention_heads": 3}, None, ["encoder.attention_heads = 3", "divides the embedding dimension"]),
+    ({"encoder_attention_heads": 0}, None, ["encoder.attention_heads = 0", "a positive integer"]),
+    ({"encoder_layers_to_keep": "0,7"}, None, ["keeps layers 0,7 of the 2"]),
+    (None, {"max_positions": HUGE}, [f"max_positions = {HUGE}", "embed_positions.weight", "(514, 32)"]),
+    ({"encoder_learned_pos": False}, {"max_positions": HUGE}, ["sinusoidal position table"]),
+    ({"hire_gru_dim": 2 ** 20}, None, ["classification_heads.sentence_classification_head.extractor.gru"]),
+    (None, {"num_classes": HUGE}, [f"num_classes {HUGE}", "out_proj"]),
+    (None, {"num_classes": 0}, ["num_classes = 0", "a positive integer"]),
+])
+def test_sizes_the_weights_do_not_have_are_refused_naming_them(model, task, expected, fine_tuned, tmp_path):
+    message = refusal(changed(fine_tuned, model, task), tmp_path)
+    for part in expected:
+        assert part in message, message
+
+
+def test_an_encoder_section_is_read_as_fairseq_reads_it(fine_tuned, data_dir, tmp_path):
+    """TransformerConfig.from_namespace takes a nested ``encoder`` section whole from a cfg.model
+    dict (fairseq reads it as a DictConfig), while a Namespace's flat options override it: the
+    same option builds another model in the two, and the check follows fairseq in both."""
+    section = {"encoder": {"ffn_embed_dim": 128, "embed_dim": 32, "layers": 2, "attention_heads": 2,
+                           "learned_pos": True}}
+    message = refusal(changed(fine_tuned, section, plain=True), tmp_path)
+    assert "encoder.ffn_embed_dim = 128" in message
+    path = saved(changed(fine_tuned, section), tmp_path)
+    load_state(path)
+    hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir))
+    assert hub.model.encoder.sentence_encoder.layers[0].fc1.weight.shape == (64, 32)
+
+
+def test_the_tasks_max_positions_is_the_one_fairseq_builds(fine_tuned, tmp_path):
+    """sentence_prediction builds the model with its own max_positions, whatever cfg.model says."""
+    load_state(saved(changed(fine_tuned, {"max_positions": HUGE}), tmp_path))
+
+
+def test_pruned_layers_load(fine_tuned, tmp_path):
+    """--encoder-layers-to-keep builds fewer layers than the weights hold; fairseq prunes them."""
+    load_state(saved(changed(fine_tuned, {"encoder_layers_to_keep": "1"}), tmp_path))
+
+
+def test_original_release_format_loads(tmp_path):
+    path = tmp_path / "roberta" / "model.pt"
+    path.parent.mkdir()
+    write_original_roberta_checkpoint(path, GPT2_BPE / "dict.txt")
+    state = load_state(path)
+    assert "decoder.sentence_encoder.embed_tokens.weight" in state["model"]
+
+
+@pytest.mark.parametrize("weight, view", [
+    (LAYER + "fc1.weight", lambda w: torch.zeros(1).expand(HUGE, w.shape[1])),
+    ("encoder.sentence_encoder.embed_tokens.weight", lambda w: w[:1].expand(HUGE, w.shape[1])),
+])
+def test_weights_that_claim_more_numbers_than_they_store_are_refused(weight, view, fine_tuned, tmp_path):
+    state = copy.deepcopy(fine_tuned)
+    state["model"][weight] = view(state["model"][weight])
+    path = saved(state, tmp_path)
+    assert path.stat().st_size < 20 * 2 ** 20  # the view is a few bytes in the file
+    message = refusal(state, tmp_path)
+    assert weight in message and f"({HUGE}, 32)" in message and "stored whole" in message
+
+
+def test_a_sparse_weight_is_refused(fine_tuned, tmp_path):
+    state = copy.deepcopy(fine_tuned)
+    state["model"][LAYER + "fc1.bias"] = state["model"][LAYER + "fc1.bias"].to_sparse()
+    assert "sparse" in refusal(state, tmp_path)
+
+
+def test_evaluate_exits_with_the_error_at_once(fine_tuned, rte_bin, tmp_path):
+    """The issue's checkpoint: encoder_ffn_embed_dim = 2**31, weights of FFN 64. evaluate.py
+    used to die allocating 256 GiB; now it names the option and the weight, in one line, after
+    allocating nothing big (its peak memory is that of loading a tiny model)."""
+    path = saved(changed(fine_tuned, {"encoder_ffn_embed_dim": HUGE}), tmp_path)
+    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), str(path.parent), str(rte_bin),
+               "--checkpoint", path.name]
+    start = time.monotonic()
+    with open(tmp_path / "stderr", "w") as stderr_file:  # a file, not a pipe nobody reads while waiting
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr_file, cwd=REPO,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own peak memory, not all children's
+    seconds = time.monotonic() - start
+    stderr = (tmp_path / "stderr").read_text()
+    assert os.waitstatus_to_exitcode(status) == 2, stderr[-2000:]
+    assert "Traceback" not in stderr and "allocate memory" not in stderr
+    error = [line for line in stderr.splitlines() if "refusing to load checkpoint" in line]
+    assert len(error) == 1 and f"encoder.ffn_embed_dim = {HUGE}" in error[0] and "fc1.weight" in error[0]
+    assert usage.ru_maxrss * 1024 < 2 * 2 ** 30, f"evaluate.py peaked at {usage.ru_maxrss // 1024} MiB"
+    assert seconds < 120
