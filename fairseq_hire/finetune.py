@@ -9,6 +9,11 @@ encoder's dimensions come from the checkpoint itself, so roberta.base, roberta.l
 converted checkpoints all work unchanged. Any flag this script does not know goes to
 fairseq-train as is (e.g. --hire-gru-dim 96, --log-interval 10).
 
+For the regime study (issue 28): ``--train-size N`` trains on a seeded, stratified sample of N
+training rows (``glue_prep.subset``; the rows follow --seed, so every head of a seed gets the
+same ones) for a budget in epochs over those rows, lengthened to at least MIN_SUBSET_UPDATES
+updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-encoder``).
+
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
 a crash and it resumes from SAVE_DIR/checkpoint_last.pt. Run again once finished, it ends at
@@ -26,9 +31,11 @@ import numpy as np
 
 from .checkpoint_args import architecture_flags
 from .modules.options import HEADS, head_name, head_options
-from .recipes import ARCHITECTURES, FP16_FLAGS, recipe
+from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 
 USER_DIR = Path(__file__).resolve().parent
+SUBSET_FOLDER = "train_subset"
+MIN_SUBSET_UPDATES = 250
 
 
 class DataMismatchError(ValueError):
@@ -128,23 +135,56 @@ def build_command(args, passthrough) -> list:
     if args.head:
         head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
     size = args.size or ("large" if layers >= 24 else "base")
+    if args.baseline and args.freeze_encoder:
+        raise ValueError("--freeze-encoder is an option of the plugin's roberta_hire model; fairseq's stock "
+                         "roberta (--baseline) has none: use --head stock for the stock head with a frozen encoder")
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
     else:
         check_data(task_recipe, data, int(flags[flags.index("--max-positions") + 1]))
-        schedule.update(train_examples=count_train_examples(data),
-                        num_classes=None if task_recipe.regression else len(data_labels(data)))
+        schedule["num_classes"] = None if task_recipe.regression else len(data_labels(data))
+        if args.train_size:
+            # a dry run names the subset's folder without writing it
+            data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data).folder
+            schedule.update(train_examples=args.train_size,
+                            epochs=subset_epochs(task_recipe, args, args.train_size))
+        else:
+            schedule["train_examples"] = count_train_examples(data)
     command = [
-        sys.executable, "-m", "fairseq_cli.train", str(args.data),
+        sys.executable, "-m", "fairseq_cli.train", str(data),
         "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
         *(head_options(args.head).flags() if args.head else []),
+        *(["--freeze-encoder"] if args.freeze_encoder else []),
         "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
     use_gpu = args.device == "gpu" or (args.device == "auto" and gpu_available())
     command += FP16_FLAGS if use_gpu else ["--cpu"]
     return command + passthrough
+
+
+def train_subset(args, data: Path):
+    """The run's training rows: a stratified sample of --train-size rows drawn with the run's
+    --seed (every head of a seed gets the same rows), kept in SAVE_DIR/train_subset."""
+    from glue_prep.subset import make_train_subset
+
+    info = make_train_subset(data, args.train_size, args.seed, Path(args.save_dir) / SUBSET_FOLDER)
+    print(f"finetune: training on {args.train_size} of {info.record['full_train']['rows']} training rows "
+          f"(seed {args.seed}, rows {info.record['rows_sha256'][:12]}, {info.folder})", file=sys.stderr)
+    return info
+
+
+def subset_epochs(task_recipe, args, train_size: int) -> int:
+    """A budget in epochs over the subset (--epochs, else the recipe's, else 10), lengthened by
+    whole epochs to at least MIN_SUBSET_UPDATES updates: 100 rows at batch 16 are 7 updates an
+    epoch, and a few dozen updates leave a head barely trained (few-sample fine-tuning needs
+    more steps, not fewer; Mosbach et al. 2021, Zhang et al. 2021)."""
+    given = task_recipe.task.recipe
+    epochs = args.epochs or (given.max_epoch if given and given.max_epoch else DERIVED_EPOCHS)
+    batch = args.batch_size or task_recipe.schedule(epochs=epochs, train_examples=train_size).batch_size
+    per_epoch = math.ceil(train_size / batch)
+    return max(epochs, math.ceil(MIN_SUBSET_UPDATES / per_epoch))
 
 
 def encoder_layers(flags) -> int:
@@ -191,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive(int),
                         help="batch size instead of the recipe's (a budget in epochs gives the updates; one in "
                              "updates is scaled to see as many examples)")
+    parser.add_argument("--train-size", type=positive(int), metavar="N",
+                        help="train on a stratified sample of N training rows drawn with --seed (the same rows "
+                             "for every head at a seed), kept in SAVE_DIR/train_subset; the budget is in epochs "
+                             f"over the N rows, at least {MIN_SUBSET_UPDATES} updates")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train the head alone: the encoder runs without dropout and is never updated "
+                             "(add --layer-cache DIR to compute its layer outputs once per encoder and data)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")
     parser.add_argument("--dry-run", action="store_true", help="print the fairseq-train command only")

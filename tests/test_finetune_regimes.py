@@ -1,0 +1,64 @@
+"""finetune.py's two options for the regime study (issue 28): --train-size N trains on a
+seeded stratified subset with a budget in epochs over N rows (at least MIN_SUBSET_UPDATES
+updates), --freeze-encoder trains the head alone. The subset itself is tested in
+test_train_subset.py, the frozen encoder in test_freeze_encoder.py."""
+import math
+
+import pytest
+
+from fairseq_hire.finetune import MIN_SUBSET_UPDATES, SUBSET_FOLDER, build_command, build_parser, main
+
+pytestmark = pytest.mark.unit
+
+
+def planned(rte_bin, tiny_pretrained, save_dir, *flags):
+    args, passthrough = build_parser().parse_known_args(
+        ["RTE", str(rte_bin), str(tiny_pretrained), str(save_dir), "--device", "cpu", *flags])
+    return args, build_command(args, passthrough)
+
+
+def flag(command, name):
+    return command[command.index(name) + 1]
+
+
+def test_train_size_trains_on_the_subset_with_a_budget_over_its_rows(rte_bin, tiny_pretrained, tmp_path):
+    from glue_prep.subset import make_train_subset
+
+    save = tmp_path / "save"
+    _, command = planned(rte_bin, tiny_pretrained, save, "--train-size", "100", "--seed", "3", "--epochs", "3")
+    assert command[3] == str(save / SUBSET_FOLDER)
+    per_epoch = math.ceil(100 / 16)  # RTE's batch size
+    epochs = math.ceil(MIN_SUBSET_UPDATES / per_epoch)  # 3 epochs would be 21 updates: lengthened
+    assert int(flag(command, "--max-epoch")) == epochs
+    assert int(flag(command, "--max-update")) == epochs * per_epoch >= MIN_SUBSET_UPDATES
+    # the rows are the ones every head of seed 3 gets, and a dry run writes no subset
+    expected = make_train_subset(rte_bin, 100, 3, tmp_path / "expected")
+    built = make_train_subset(rte_bin, 100, 3, save / SUBSET_FOLDER)
+    assert built.reused and (built.rows == expected.rows).all()
+    assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "dry"), "--train-size", "100",
+                 "--dry-run"]) == 0
+    assert not (tmp_path / "dry" / SUBSET_FOLDER).exists()
+
+
+def test_a_large_subset_keeps_the_asked_epochs(rte_bin, tiny_pretrained, tmp_path):
+    _, command = planned(rte_bin, tiny_pretrained, tmp_path / "save", "--train-size", "150", "--epochs", "30")
+    assert 30 * math.ceil(150 / 16) >= MIN_SUBSET_UPDATES
+    assert flag(command, "--max-epoch") == "30"
+    assert flag(command, "--max-update") == str(30 * math.ceil(150 / 16))
+
+
+def test_freeze_encoder_reaches_the_model_and_the_stock_baseline_refuses_it(rte_bin, tiny_pretrained, tmp_path, capsys):
+    _, command = planned(rte_bin, tiny_pretrained, tmp_path / "save", "--head", "stock", "--freeze-encoder")
+    assert "--freeze-encoder" in command and flag(command, "--arch").startswith("roberta_hire")
+    _, command = planned(rte_bin, tiny_pretrained, tmp_path / "save", "--head", "stock")
+    assert "--freeze-encoder" not in command
+    assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "b"), "--baseline", "--freeze-encoder",
+                 "--dry-run"]) == 2
+    assert "--head stock" in capsys.readouterr().err
+
+
+def test_a_train_size_outside_the_data_is_one_line_error(rte_bin, tiny_pretrained, tmp_path, capsys):
+    assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "s"), "--train-size", "10000000"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("finetune: error:") and "\n" not in error
+    assert not (tmp_path / "s" / SUBSET_FOLDER).exists()
