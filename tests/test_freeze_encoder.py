@@ -16,10 +16,10 @@ from fairseq_hire.checkpoint_io import safe_torch_load
 from fairseq_hire.modules.options import HEADS
 from fairseq_setup import build_trainer, finetune_args, write_task_dicts
 from test_end_to_end import train_command, valid_records
-from test_hydra_resume import hydra_command
 
 HEAD = "classification_heads.sentence_classification_head."
 UPDATES = 8  # the run saves at update 4 and at its end, and validates at both
+RECIPES = REPO / "fairseq_hire" / "config" / "finetuning" / "base"
 COUNTING_TRAIN = [sys.executable, str(REPO / "tests" / "count_encoder_calls.py")]
 
 
@@ -102,11 +102,18 @@ def test_a_second_run_on_the_layer_cache_never_runs_the_encoder(cached, layer_ca
     assert len([p for p in fingerprint.iterdir() if p.is_dir()]) == 2  # train and valid, built once
 
 
+@pytest.mark.slow
 def test_hydra_run_with_a_frozen_encoder(rte_bin, tiny_pretrained, tmp_path):
     """fairseq-hydra-train takes the option as model.freeze_encoder; the recipe YAMLs do not
     name it, so the override needs ++ (add or override) or +."""
-    command = [*hydra_command(rte_bin, tiny_pretrained, tmp_path), "++model.freeze_encoder=true",
-               "optimization.max_update=4", "checkpoint.save_interval_updates=0"]
+    command = [
+        sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(RECIPES), "--config-name", "rte",
+        f"task.data={rte_bin}", f"checkpoint.finetune_from_model={tiny_pretrained}", f"checkpoint.save_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path}", "common.fp16=false", "common.cpu=true", f"common.user_dir={REPO / 'fairseq_hire'}",
+        "optimization.max_update=4", "optimization.lr=[3e-4]", "+model.encoder_layers=2",
+        "+model.encoder_embed_dim=32", "+model.encoder_ffn_embed_dim=64", "+model.encoder_attention_heads=2",
+        "++model.freeze_encoder=true",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert_encoder_is_pretrained(tmp_path / "checkpoint_last.pt", tiny_pretrained)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from fairseq_hire.models.layer_cache import LayerCacheError
+from fairseq_hire.models.layer_cache import LayerCacheError, encoder_fingerprint
 from fairseq_hire.modules.options import HEADS
 from fairseq_setup import build_trainer, finetune_args, restore
 from roberta_checkpoints import write_original_roberta_checkpoint
@@ -137,6 +137,30 @@ def test_another_encoder_never_reads_the_cache(rte_bin, tiny_pretrained, other_p
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2  # one folder per encoder
     real = tokens.ne(1).t()
     torch.testing.assert_close(cached_final[real], features.transpose(0, 1)[real], rtol=0, atol=1e-5)
+
+
+def test_the_fingerprint_tells_encoders_apart(tmp_path):
+    """What decides the encoder's outputs changes the fingerprint (so another cache folder is
+    used): a weight, the LayerNorm epsilon, the activation; dropout, which a frozen encoder
+    never applies, does not."""
+    from fairseq_setup import write_task_dicts
+
+    data = write_task_dicts(tmp_path / "RTE-bin")
+
+    def fingerprint(*flags, nudge=False):
+        torch.manual_seed(0)
+        encoder = build_trainer(finetune_args(data, extra=["--freeze-encoder", *flags])).model.encoder.sentence_encoder
+        if nudge:
+            with torch.no_grad():
+                weight = encoder.layers[-1].fc2.weight
+                weight[0, 0] = torch.nextafter(weight[0, 0], torch.tensor(1.0))
+        return encoder_fingerprint(encoder)
+
+    reference = fingerprint()
+    assert fingerprint("--dropout", "0.3", "--attention-dropout", "0.2") == reference
+    others = [fingerprint(nudge=True), fingerprint("--encoder-layernorm-eps", "1e-12"),
+              fingerprint("--activation-fn", "relu")]
+    assert len({reference, *others}) == 4
 
 
 def damage_states(entry):
