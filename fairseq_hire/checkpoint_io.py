@@ -215,6 +215,7 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         if state.get("cfg") is not None:
             state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
             if arg_overrides is not None:
+                replace_named_components(state["cfg"], arg_overrides)
                 overwrite_args_by_name(state["cfg"], arg_overrides)
         # converts args through Hydra, whose parser and ast.literal_eval read their strings
         state = checkpoint_utils._upgrade_state_dict(state)
@@ -224,6 +225,22 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
     checkpoint_config.check(state, path)
     return state
+
+
+def replace_named_components(cfg, arg_overrides) -> None:
+    """An override that names a component (``bpe="hire_tokenizer"``, as the hub passes) replaces
+    the checkpoint's section of it. fairseq's overwrite_args_by_name does so only where the
+    checkpoint has no such section; where it has one, fairseq keeps the checkpoint's component
+    and its options, e.g. a gpt2 BPE with encoder files at paths or URLs the checkpoint chose,
+    which the hub would then open or download instead of the tokenizer asked for."""
+    from fairseq.registry import REGISTRIES
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        for name, registry in REGISTRIES.items():
+            named = arg_overrides.get(name)
+            if name in cfg and isinstance(named, str) and named in registry["dataclass_registry"]:
+                cfg[name] = None  # overwrite_args_by_name builds the named one from its defaults and the overrides
 
 
 def install() -> None:
