@@ -141,6 +141,10 @@ HEADS: Dict[str, HeadPreset] = {
         HireOptions(extractor="mean", last_k=1, fusion=False, classifier_init="pytorch"),
         "the stock RoBERTa head: <s> of the last layer, dense, tanh, out_proj (Liu et al. 2019; "
         "fairseq's RobertaClassificationHead, equal to --arch roberta_base's)"),
+    "stock-mean-pool": HeadPreset(
+        HireOptions(extractor="mean", last_k=1, fusion=False, classifier_init="pytorch", pooling="mean"),
+        "the stock head on the last layer mean-pooled over the real tokens, the pooling "
+        "sentence-transformers encoders such as all-MiniLM-L6-v2 were trained with (Reimers and Gurevych 2019)"),
     "hire": HeadPreset(
         HireOptions(),
         "HIRE: per-example layer weights from a BiGRU, fused with the last layer by a BiGRU "
