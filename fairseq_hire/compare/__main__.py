@@ -7,7 +7,9 @@ TASK and DATA_BIN are what scripts/finetune.py takes (a task glue_prep binarised
 is any encoder the plugin loads (roberta.base/large model.pt, a converted checkpoint). Every
 other flag (e.g. --epochs 3 --lr 3e-5, or fairseq-train flags) goes to scripts/finetune.py for
 every head alike, so all heads share one recipe. Finished runs are skipped, a killed run
-resumes; OUT/report.md, report.json, scores.png and layer_weights.png are written at the end.
+resumes, and several comparisons may share OUT: each run is trained by one of them, and its
+trainer dies with the comparison that started it (runs.py says exactly what holds);
+OUT/report.md, report.json, scores.png and layer_weights.png are written at the end.
 """
 import argparse
 import os

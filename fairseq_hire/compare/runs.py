@@ -4,10 +4,38 @@ A run is ``scripts/finetune.py`` (``fairseq_hire.finetune``) with the head's opt
 comparison's training flags, then the dev split scored through the hub
 (``fairseq_hire.evaluation``, per example), then ``OUT/runs/<head>-seed<seed>.json``,
 written atomically. A rerun skips runs whose file exists; a run killed mid-training resumes
-from its checkpoint_last.pt (fine-tuning is restart-safe). Several processes (or machines
-sharing OUT) may work on one comparison: a run is claimed by creating its ``.lock`` file,
-and a claim whose process has died is taken over.
+from its checkpoint_last.pt (fine-tuning is restart-safe).
+
+Several processes may work on one comparison. What holds, on one machine:
+
+- A run is claimed by an exclusive ``flock`` on ``OUT/runs/<head>-seed<seed>.lock``: at most
+  one process holds it, and the kernel releases it when the last process holding it ends,
+  however it ends. The file's text (host and pid of the comparison) is for people only;
+  nothing is decided by it. A lock file is unlinked only by a process holding its lock (a
+  claimant checks that the file it locked is still the one at the path), so there is no
+  read-unlink-create race.
+- The training and scoring processes share the claim: each gets the locked file as its stdin,
+  which every process it starts inherits (finetune.py's fairseq-train included: Python's
+  subprocesses close every other descriptor), so the lock stays held while any of them lives,
+  even if the comparison was killed. At most one trainer writes a run's save dir. (Processes
+  started through multiprocessing close their stdin: DataLoader workers, and the per-GPU
+  workers of a multi-GPU run, which torch interrupts when their fairseq-train dies.)
+- The trainer does not outlive its comparison: it runs in a process group of its own, and a
+  watchdog (``watchdog.py``) kills that group when the comparison dies (kill -9 included) or
+  on Ctrl-C; the comparison kills the group when the trainer's first process ends, so nothing
+  it left runs on. Only if the comparison and its watchdog are both killed (or the comparison
+  dies in the instant between starting a trainer and its watchdog) does the trainer run on to
+  its end, holding the lock: other comparisons skip the run until then, and a rerun resumes
+  from its checkpoint.
+
+Machines sharing OUT over NFS: Linux emulates ``flock`` there with the server's byte-range
+locks, so the claim is exclusive across machines only when the mount has locking (NFSv4, or
+NFSv3 with lockd; not ``nolock`` or ``local_lock=flock``, which make it per machine), and a
+machine that loses the server for longer than its lease (about 90 s) can lose its lock while
+its trainer still runs. On a shared folder without working locks, give each machine its own
+heads or seeds.
 """
+import fcntl
 import json
 import os
 import platform
@@ -21,13 +49,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, TextIO
 
 from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
+from .watchdog import kill_group
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.finetune"]
 EVALUATE = [sys.executable, "-m", "fairseq_hire.evaluation"]
+WATCHDOG = [sys.executable, "-I", str(Path(__file__).with_name("watchdog.py"))]
 LOG_FLAGS = ["--log-format", "json", "--log-interval", "50"]
 RESULT_VERSION = 1
 
@@ -85,6 +115,9 @@ class Comparison:
                 "--head", head, "--seed", str(seed), "--device", self.training_device,
                 *self.train_flags, *LOG_FLAGS]
 
+    def evaluate_command(self, save_dir: Path, scores_file: Path) -> List[str]:
+        return [*EVALUATE, str(save_dir), str(self.data), "--per-example", "--out", str(scores_file)]
+
 
 def recorded_recipe(record: Dict) -> Optional[Dict]:
     """A run file's recipe. Files written before the recipe held the device name it in their
@@ -133,9 +166,9 @@ class Runner:
                 return RunOutcome(head, seed, "claimed-elsewhere", claim.owner)
             if result.exists():  # finished while we waited for the claim
                 return RunOutcome(head, seed, "skipped", f"{result} exists")
-            return self.train_and_score(head, seed, result)
+            return self.train_and_score(head, seed, result, claim.file)
 
-    def train_and_score(self, head: str, seed: int, result: Path) -> RunOutcome:
+    def train_and_score(self, head: str, seed: int, result: Path, lock: TextIO) -> RunOutcome:
         comparison = self.comparison
         name = f"{comparison.task} {head} seed {seed}"
         work = comparison.work_dir / f"{head}-seed{seed}"
@@ -147,19 +180,15 @@ class Runner:
         self.log(f"run {name}" + (" (resuming)" if (work / "checkpoint_last.pt").exists() else ""))
         start = time.time()
         train_log = logs / f"{head}-seed{seed}.log"
-        with open(train_log, "a", encoding="utf-8") as out:
-            out.write(f"$ {shlex.join(command)}\n")
-            out.flush()
-            code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        code = run_sharing_lock(command, lock, train_log, env)
         if code != 0:
             return RunOutcome(head, seed, "failed", f"fine-tuning exited with {code}; log: {train_log}")
         train_seconds = time.time() - start
         scores_file = work / "dev-scores.json"
-        evaluate = [*EVALUATE, str(work), str(comparison.data), "--per-example", "--out", str(scores_file)]
-        evaluated = subprocess.run(evaluate, capture_output=True, text=True, env=env)
-        if evaluated.returncode != 0:
-            return RunOutcome(head, seed, "failed", f"scoring exited with {evaluated.returncode}: "
-                              f"{evaluated.stderr.strip()[-2000:]}")
+        scoring_log = logs / f"{head}-seed{seed}-scoring.log"
+        code = run_sharing_lock(comparison.evaluate_command(work, scores_file), lock, scoring_log, env)
+        if code != 0:
+            return RunOutcome(head, seed, "failed", f"scoring exited with {code}; log: {scoring_log}")
         scores = json.loads(scores_file.read_text())
         record = {
             "version": RESULT_VERSION, "task": comparison.task, "head": head, "seed": seed,
@@ -204,49 +233,83 @@ def parse_validations(log: str) -> List[Dict]:
     return records
 
 
+def run_sharing_lock(command: List[str], lock: TextIO, log: Path, env: Dict[str, str]) -> int:
+    """Run `command` to its end, appending its output to `log`, with the run's locked file as
+    its stdin: the only descriptor that every process it starts inherits, so the lock stays
+    held while any of them lives. It runs in a process group of its own, which a watchdog
+    kills if this process dies, and which is killed here when the command ends."""
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"$ {shlex.join(command)}\n")
+        out.flush()
+        with subprocess.Popen(command, stdin=lock, stdout=out, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True) as process:
+            watchdog = None
+            try:
+                watchdog = subprocess.Popen([*WATCHDOG, str(process.pid)], stdin=subprocess.PIPE)
+                # not reaped yet, so that its pid still names the group killed below
+                os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+            finally:
+                kill_group(process.pid)  # whatever it left running, e.g. a fairseq-train whose finetune.py died
+                if watchdog is not None:
+                    watchdog.communicate(b"done")
+    return process.returncode
+
+
 class Claim:
-    """An exclusive claim on a run: a lock file holding host and pid, created atomically.
-    A lock left by a dead process of this host is taken over."""
+    """An exclusive claim on a run: an flock on its lock file (see the module's docstring).
+    `file`, the locked file, is what the run's processes share the lock through."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.held = False
+        self.file: Optional[TextIO] = None
         self.owner = ""
+
+    @property
+    def held(self) -> bool:
+        return self.file is not None
 
     def __enter__(self) -> "Claim":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
+        self.file = locked_file(self.path)
+        if self.file is None:
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self.owner = self.path.read_text(encoding="utf-8").strip() if self.path.exists() else ""
-                if self.owner and not owner_alive(self.owner):
-                    self.path.unlink(missing_ok=True)
-                    continue
-                return self
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(me + "\n")
-            self.held, self.owner = True, me
+                self.owner = self.path.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                self.owner = ""  # released and removed since
             return self
+        self.owner = f"{socket.gethostname()} {os.getpid()}"
+        self.file.truncate(0)
+        self.file.write(self.owner + "\n")
+        self.file.flush()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
+        if self.file is None:
+            return
+        self.file.close()  # the lock ends here, unless a process of the run still holds it
+        self.file = None
+        again = locked_file(self.path)
+        if again is not None:  # nobody holds it: the file may go
+            with again:
+                self.path.unlink()
 
 
-def owner_alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(" ")
-    if host != socket.gethostname():
-        return True  # another machine's: only it can tell
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+def locked_file(path: Path) -> Optional[TextIO]:
+    """The file at `path` (created if missing), open and flock-ed by this process; None while
+    another process holds its lock."""
+    while True:
+        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+", encoding="utf-8")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            return None
+        try:
+            if os.path.samestat(os.fstat(file.fileno()), os.stat(path)):
+                return file
+        except FileNotFoundError:
+            pass
+        file.close()  # its holder removed it after we opened it: lock the file now at `path`
 
 
 def code_version() -> Optional[str]:
