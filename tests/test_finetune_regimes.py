@@ -62,3 +62,29 @@ def test_a_train_size_outside_the_data_is_one_line_error(rte_bin, tiny_pretraine
     error = capsys.readouterr().err.strip()
     assert error.startswith("finetune: error:") and "\n" not in error
     assert not (tmp_path / "s" / SUBSET_FOLDER).exists()
+
+
+def test_the_comparison_recipe_ignores_the_layer_cache_folder_and_keeps_the_regime(tmp_path):
+    from fairseq_hire.compare.runs import Comparison
+
+    def recipe(*flags):
+        return Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path / "out", flags, device="cpu").recipe()
+
+    frozen = ("--freeze-encoder", "--train-size", "100", "--epochs", "3")
+    assert recipe(*frozen, "--layer-cache", "/a") == recipe(*frozen, "--layer-cache=/b") == recipe(*frozen)
+    assert recipe(*frozen) != recipe("--train-size", "100", "--epochs", "3")  # frozen or not: another recipe
+    assert recipe(*frozen) != recipe("--freeze-encoder", "--train-size", "1000", "--epochs", "3")
+
+
+def test_a_run_file_states_its_budget_and_its_rows(rte_bin, tmp_path):
+    from glue_prep.subset import make_train_subset
+    from fairseq_hire.compare.runs import fairseq_schedule, subset_record
+
+    log = ("finetune: note: ...\n/x/python -m fairseq_cli.train /d --arch roberta_hire_base --lr 0.001 "
+           "--batch-size 16 --max-update 252 --max-epoch 36 --warmup-updates 15 --cpu\n{\"epoch\": 1}\n")
+    assert fairseq_schedule(log) == {"lr": "0.001", "batch_size": "16", "max_update": "252", "max_epoch": "36",
+                                     "warmup_updates": "15"}
+    assert subset_record(tmp_path) is None
+    info = make_train_subset(rte_bin, 20, 2, tmp_path / SUBSET_FOLDER)
+    record = subset_record(tmp_path)
+    assert record["size"] == 20 and record["seed"] == 2 and record["rows_sha256"] == info.record["rows_sha256"]

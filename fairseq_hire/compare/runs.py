@@ -60,6 +60,8 @@ EVALUATE = [sys.executable, "-m", "fairseq_hire.evaluation"]
 WATCHDOG = [sys.executable, "-I", str(Path(__file__).with_name("watchdog.py"))]
 LOG_FLAGS = ["--log-format", "json", "--log-interval", "50"]
 RESULT_VERSION = 1
+LAYER_CACHE_FLAG = "--layer-cache"
+SCHEDULE_FLAGS = ("--lr", "--batch-size", "--max-update", "--max-epoch", "--warmup-updates")
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,12 @@ class Comparison:
         return "gpu" if self.device == "gpu" or (self.device == "auto" and gpu_available()) else "cpu"
 
     def recipe(self) -> Dict:
-        """What every run of this comparison shares; a run with another recipe is refused."""
+        """What every run of this comparison shares; a run with another recipe is refused. The
+        layer cache's folder is not part of it: a run on the cache ends where the same run
+        without it ends (tests/test_freeze_encoder.py)."""
         return {"task": self.task, "data": str(Path(self.data).resolve()),
-                "pretrained": str(Path(self.pretrained).resolve()), "train_flags": list(self.train_flags),
-                "device": self.training_device}
+                "pretrained": str(Path(self.pretrained).resolve()),
+                "train_flags": without_flag(self.train_flags, LAYER_CACHE_FLAG), "device": self.training_device}
 
     def finetune_command(self, head: str, seed: int, save_dir: Path) -> List[str]:
         return [*FINETUNE, self.task, str(self.data), str(self.pretrained), str(save_dir),
@@ -201,11 +205,46 @@ class Runner:
             "threads": self.threads, "code_version": code_version(), "torch": torch_version(),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, {socket.gethostname()}",
             "gpu": gpu_name() if comparison.training_device == "gpu" else None,
+            "schedule": fairseq_schedule(train_log.read_text(encoding="utf-8")),
+            "train_subset": subset_record(work),
         }
         write_atomically(result, json.dumps(record) + "\n")
         if not self.keep_checkpoints:
             shutil.rmtree(work, ignore_errors=True)
         return RunOutcome(head, seed, "done", f"{scores['metrics']}", time.time() - start)
+
+
+def without_flag(flags: Sequence[str], name: str) -> List[str]:
+    """flags less `name` and its value (given as two words or as name=value)."""
+    kept, skip = [], False
+    for word in flags:
+        if skip:
+            skip = False
+        elif word == name:
+            skip = True
+        elif not word.startswith(name + "="):
+            kept.append(word)
+    return kept
+
+
+def fairseq_schedule(log: str) -> Optional[Dict]:
+    """The budget the run trained with, from the fairseq-train command finetune.py prints first:
+    with --train-size it follows the subset, so the run file states it."""
+    for line in log.splitlines():
+        if "fairseq_cli.train" in line:
+            words = shlex.split(line)
+            return {name.lstrip("-").replace("-", "_"): words[words.index(name) + 1]
+                    for name in SCHEDULE_FLAGS if name in words}
+    return None
+
+
+def subset_record(save_dir: Path) -> Optional[Dict]:
+    """The training subset a --train-size run trained on (glue_prep.subset's record: size, seed,
+    per-class counts and the digest of its rows), or None for a run on every training row."""
+    from ..finetune import SUBSET_FOLDER
+
+    meta = save_dir / SUBSET_FOLDER / "glue_prep.json"
+    return json.loads(meta.read_text(encoding="utf-8")).get("train_subset") if meta.is_file() else None
 
 
 def run_all(runners: Dict[str, Runner], plan: Sequence[tuple], jobs: int, log=print) -> List[RunOutcome]:
