@@ -113,8 +113,8 @@ class TaskRecipe:
         given = self.task.recipe or Recipe(max_epoch=None)
         asked = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
         for name, value in asked.items():
-            if value is not None and not value > 0:
-                raise ValueError(f"{self.name}: {name} {value!r}; expected a positive number")
+            if value is not None and not 0 < value < math.inf:
+                raise ValueError(f"{self.name}: {name} {value!r}; expected a positive number, finite")
 
         def derived_batch():
             if train_examples is None:

@@ -22,6 +22,10 @@ class HireTokenizerBPE:
         if not cfg.hire_tokenizer_spec:
             raise ValueError("--bpe hire_tokenizer needs --hire-tokenizer-spec")
         self.tokenizer = load_tokenizer(cfg.hire_tokenizer_spec)
+        try:  # read the files now: files of another format are refused before any text is encoded
+            self.tokenizer.load()
+        except ValueError as error:
+            raise ValueError(f"{cfg.hire_tokenizer_spec}: {error}") from None
 
     def encode(self, x: str) -> str:
         return self.tokenizer.encode(x)

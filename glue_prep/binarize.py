@@ -10,6 +10,7 @@ process appends the rows, in order, to a ``MMapIndexedDatasetBuilder`` whose dty
 """
 import math
 import multiprocessing as mp
+from collections import Counter
 import os
 import signal
 from typing import List, Sequence
@@ -160,8 +161,9 @@ def build_label_dictionary(train_labels: Sequence[str], scratch_file: str, liste
 
     if listed is not None:
         dictionary = Dictionary()
+        counts = Counter(train_labels)
         for label in listed:
-            dictionary.add_symbol(label, n=sum(1 for x in train_labels if x == label))
+            dictionary.add_symbol(label, n=counts[label])
         dictionary.pad_to_multiple_(8)
         return dictionary
     with open(scratch_file, "w", encoding="utf-8") as f:

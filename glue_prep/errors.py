@@ -1,4 +1,7 @@
-"""The one exception glue_prep raises for bad input."""
+"""The one exception glue_prep raises for bad input, and how its messages quote a file."""
+import reprlib
+
+SHOWN_CHARACTERS = 40  # the most of a value from a file that an error message quotes
 
 
 class GlueFormatError(ValueError):
@@ -19,3 +22,29 @@ class GlueFormatError(ValueError):
 
 class OutputExistsError(FileExistsError):
     """<out>/<TASK>-bin exists and --force was not given."""
+
+
+class _Short(reprlib.Repr):
+    """repr() of a value read from a file, kept to one short line whatever the file holds: the
+    start of a long string and its length, a few items of a list, two levels of nesting."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxstring = self.maxother = SHOWN_CHARACTERS
+        self.maxlevel = 2
+        self.maxlist = self.maxtuple = self.maxdict = 4
+
+    def repr_str(self, x, level):
+        if len(x) <= self.maxstring:
+            return repr(x)
+        return f"{x[:self.maxstring]!r}... ({len(x)} characters)"
+
+
+shown = _Short().repr
+
+
+def listed(values, limit: int = 5, show=shown) -> str:
+    """The first `limit` of `values`, each shown, and how many more there are."""
+    values = list(values)
+    text = ", ".join(show(x) for x in values[:limit])
+    return text + (f" and {len(values) - limit} more" if len(values) > limit else "")

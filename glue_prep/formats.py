@@ -10,33 +10,22 @@ line and what was expected. Per format:
 * csv: a header line, then Python's csv dialect "excel": fields quoted with ``"`` may hold
   commas, doubled quotes and line breaks (the line reported is where the row starts);
 * jsonl: one JSON object per line, the texts strings, the label a string, number or boolean.
+
+Errors quote values from the file shortened (errors.shown), and a header (or object) that has
+none of the task's columns is described, not quoted: it is not the task's file.
 """
 import csv
 import io
-import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
-from .errors import GlueFormatError
-from .task_files import COMMAND_LINE, label_text
+from .errors import GlueFormatError, listed, shown
+from .reading import parsed_json, read_regular, utf8_text
+from .task_files import COMMAND_LINE, encodable, label_text
 from .tasks import SplitSpec, TaskSpec
-from .tsv import BOM, SplitData, check_label
-
-
-def decoded_text(path: Path) -> str:
-    """The file as text: UTF-8 (a decoding error names its line), without a leading BOM."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise GlueFormatError("missing: no such file", path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise GlueFormatError(f"not valid UTF-8 (byte {raw[error.start]:#04x}); expected UTF-8 text",
-                              path, line) from None
-    return text[1:] if text.startswith(BOM) else text
+from .tsv import SplitData, check_label
 
 
 def described_by(task: TaskSpec) -> str:
@@ -45,28 +34,24 @@ def described_by(task: TaskSpec) -> str:
     return COMMAND_LINE if task.source == COMMAND_LINE else f"the task file {task.source}"
 
 
-def _unique_keys(pairs, path: Path, line: int) -> Dict[str, object]:
-    row = {}
-    for key, value in pairs:
-        if key in row:
-            raise GlueFormatError(f"key {key!r} appears twice in this object; expected each key once", path, line)
-        row[key] = value
-    return row
-
-
-def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple[int, Dict[str, object]]]:
+def rows_of(task: TaskSpec, split: SplitSpec, path: Path,
+            wanted: Sequence[str]) -> Iterator[Tuple[int, Dict[str, object]]]:
     """(line number, row as column name -> value) of every data row; the header (or each JSON
     object) must name every column of `wanted`, each once."""
-    text = decoded_text(path)
+    raw = read_regular(path, f"missing: the {task.name} {split.name} split needs this file",
+                       f"the {task.name} {split.name} split's {task.file_format.upper()} file")
+    text = utf8_text(raw, path)
     noun = "key" if task.file_format == "jsonl" else "column"
 
     def check_names(names, line):
         missing = [name for name in wanted if name not in names]
         if missing:
-            found = ", ".join(map(repr, names)) or "none"
-            raise GlueFormatError(f"no {noun} {missing[0]!r}; {described_by(task)} names "
-                                  f"{', '.join(map(repr, wanted))} (this {'object' if noun == 'key' else 'header'} "
-                                  f"has {found})", path, line)
+            holder = "object" if noun == "key" else "header"
+            # a header with none of the task's columns is some other file: say so, don't quote it
+            found = (f"has {listed(names) or 'none'}" if len(missing) < len(wanted)
+                     else f"has {len(names)} {noun}s, none of them the task's")
+            raise GlueFormatError(f"no {noun} {shown(missing[0])}; {described_by(task)} names "
+                                  f"{', '.join(map(shown, wanted))} (this {holder} {found})", path, line)
 
     if task.file_format == "jsonl":
         lines = text.split("\n")
@@ -76,12 +61,7 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
                 if number == len(lines):  # after the final newline
                     continue
                 raise GlueFormatError("empty line; expected one JSON object per line", path, number)
-            try:
-                row = json.loads(line, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, number))
-            except GlueFormatError:  # a key twice
-                raise
-            except ValueError as error:
-                raise GlueFormatError(f"not valid JSON ({error.msg} at column {error.colno})", path, number) from None
+            row = parsed_json(line, path, number)
             if not isinstance(row, dict):
                 raise GlueFormatError(f"a JSON {type(row).__name__}; expected an object of keys", path, number)
             check_names(row, number)
@@ -117,9 +97,9 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
         raise GlueFormatError("empty file; expected a header line naming the columns", path) from None
     header = [column.strip() for column in header]
     # unnamed columns (a spreadsheet's trailing commas) are never read; a named one must be unique
-    twice = sorted({column for column in header if column and header.count(column) > 1})
+    twice = sorted(column for column, count in Counter(header).items() if column and count > 1)
     if twice:
-        raise GlueFormatError(f"the header names column {twice[0]!r} more than once; expected each column once",
+        raise GlueFormatError(f"the header names column {shown(twice[0])} more than once; expected each column once",
                               path, 1)
     check_names(header, 1)
     line = reader.line_num
@@ -131,24 +111,21 @@ def rows_of(task: TaskSpec, path: Path, wanted: Sequence[str]) -> Iterator[Tuple
             return
         line = reader.line_num
         if fields == []:
-            raise GlueFormatError("empty line; expected a row of " + ", ".join(header), path, start)
+            raise GlueFormatError(f"empty line; expected a row of {listed(header)}", path, start)
         if len(fields) != len(header):
-            raise GlueFormatError(f"got {len(fields)} fields; expected {len(header)} ({' | '.join(header)})",
+            raise GlueFormatError(f"got {len(fields)} fields; expected {len(header)} ({listed(header)})",
                                   path, start)
         yield start, dict(zip(header, fields))
 
 
 def as_text(value, what: str, path: Path, line: int) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise GlueFormatError(f"{what} is {value!r}; expected text", path, line)
+        raise GlueFormatError(f"{what} is {shown(value)}; expected text", path, line)
     if isinstance(value, float) and not math.isfinite(value):
-        raise GlueFormatError(f"{what} is {value!r}; expected a finite number", path, line)
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as error:  # a JSON escape of half a surrogate pair, e.g. "\ud800"
-            raise GlueFormatError(f"{what} holds {value[error.start]!r}, half of a UTF-16 surrogate pair; "
-                                  "expected text that UTF-8 can encode", path, line) from None
+        raise GlueFormatError(f"{what} is {shown(value)}; expected a finite number", path, line)
+    if isinstance(value, str) and not encodable(value):
+        raise GlueFormatError(f"{what} holds half of a UTF-16 surrogate pair; expected text that UTF-8 can encode",
+                              path, line)
     return str(value)
 
 
@@ -159,10 +136,10 @@ def row_id(value, what: str, path: Path, line: int, seen: Dict[str, int]) -> str
     if not text:
         raise GlueFormatError(f"{what} is empty; expected an id for every row", path, line)
     if any(c.isspace() and c != " " for c in text):
-        raise GlueFormatError(f"{what} {text!r} holds a tab or line break; expected an id on one line "
+        raise GlueFormatError(f"{what} {shown(text)} holds a tab or line break; expected an id on one line "
                               "(it is written to test.index and the predictions, one per line)", path, line)
     if text in seen:
-        raise GlueFormatError(f"{what} {text!r} is also the id of line {seen[text]}; expected each id once",
+        raise GlueFormatError(f"{what} {shown(text)} is also the id of line {seen[text]}; expected each id once",
                               path, line)
     seen[text] = line
     return text
@@ -176,22 +153,22 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
     wanted = [*split.inputs, *([split.label] if not split.is_test else []),
               *([split.index] if split.is_test and split.index is not None else [])]
     seen_ids: Dict[str, int] = {}
-    for line, row in rows_of(task, path, wanted):
+    for line, row in rows_of(task, split, path, wanted):
         if max_rows is not None and len(data.line_numbers) >= max_rows:
             break
         for k, column in enumerate(split.inputs):
             value = row[column]
-            text = "" if value is None else as_text(value, f"{column!r}", path, line).strip()
+            text = "" if value is None else as_text(value, shown(column), path, line).strip()
             if not text:
                 data.empty_inputs.append((line, k))
             data.inputs[k].append(text)
         if split.is_test:
-            data.index.append(row_id(row[split.index], f"id {split.index!r}", path, line, seen_ids)
+            data.index.append(row_id(row[split.index], f"id {shown(split.index)}", path, line, seen_ids)
                               if split.index is not None else str(len(data.line_numbers)))
         else:
             label = row[split.label]
             if not isinstance(label, bool):  # JSON true / false are labels too
-                as_text(label, f"label {split.label!r}", path, line)
+                as_text(label, f"label {shown(split.label)}", path, line)
             data.labels.append(check_label(task, label_text(label), path, line))
         data.line_numbers.append(line)
     if not data.line_numbers:

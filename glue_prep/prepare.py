@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from . import __version__
 from .atomic import remove_stale, replace_folder, temporary_name
-from .errors import GlueFormatError, OutputExistsError
+from .errors import GlueFormatError, OutputExistsError, listed, shown
 from .tasks import TASK_ORDER, TASKS, MNLI_RECIPE_LABEL_ORDER, SplitSpec, TaskSpec, get_task
 from .tokenizers import SPEC_NAME, Tokenizer
 from .tsv import SplitData, format_lines, read_split
@@ -42,6 +42,10 @@ def task_dir(glue_dir: Path, task: TaskSpec) -> Optional[Path]:
 
 
 def find_split_file(glue_dir: Path, task: TaskSpec, split: SplitSpec) -> Path:
+    if task.file_format != "glue":
+        from .task_files import split_file
+
+        return split_file(glue_dir, task, split)
     candidates = [glue_dir / d / f for d in task.folders for f in split.files]
     for c in candidates:
         if c.is_file():
@@ -131,9 +135,8 @@ def prepare_task(glue_dir, task_name, out_dir, opts: Options,
         raise GlueFormatError(f"cannot read this fairseq dictionary: {e}", opts.dict_path) from None
     try:
         opts.tokenizer.load()
-    except (OSError, ValueError, RuntimeError) as e:
-        raise GlueFormatError(f"cannot read the {opts.tokenizer.type} tokenizer's files: {e}",
-                              next(iter(opts.tokenizer.files.values()))) from None
+    except ValueError as e:
+        raise GlueFormatError(str(e), next(iter(opts.tokenizer.files.values()))) from None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir, prefix=f".{final.name}.")
@@ -286,7 +289,9 @@ def _save_task_file(task: TaskSpec, folder: Path) -> Optional[str]:
         return None
     from .task_files import task_description
 
-    (folder / "task.json").write_text(json.dumps(task_description(task), indent=2) + "\n", encoding="utf-8")
+    # allow_nan=False: a number JSON cannot hold is never written (the task file refused it when read)
+    description = json.dumps(task_description(task), indent=2, allow_nan=False)
+    (folder / "task.json").write_text(description + "\n", encoding="utf-8")
     return "task.json"
 
 
@@ -302,24 +307,24 @@ def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData]) -> None:
         for label, line in zip(d.labels, d.line_numbers):
             if label not in present:
                 raise GlueFormatError(
-                    f"{task.name} label {label!r} occurs here but in no row of the train split "
+                    f"{task.name} label {shown(label)} occurs here but in no row of the train split "
                     f"({train.path}); the label dictionary is built from the train labels, as "
                     "fairseq's recipe does, so this row could not be labelled", d.path, line)
     for label in task.labels:
         if label not in present:
             raise GlueFormatError(
-                f"no row has the {task.name} label {label!r}; expected every class of "
-                f"{', '.join(task.labels)} in the train split (use more rows)",
+                f"no row has the {task.name} label {shown(label)}; expected every class of "
+                f"{listed(task.labels)} in the train split (use more rows)",
                 train.path,
             )
     if task.metric in ("f1", "acc_and_f1") and len(present) != 2:
         raise GlueFormatError(
             f"the {task.name} metric {task.metric} is for two classes; the train labels are "
-            f"{', '.join(map(repr, sorted(present)))}: choose accuracy or macro_f1", train.path)
+            f"{listed(sorted(present))}: choose accuracy or macro_f1", train.path)
     if task.positive_label is not None and task.positive_label not in present:
         raise GlueFormatError(
-            f"the {task.name} positive label {task.positive_label!r} (whose F1 is reported) is in no row of the "
-            f"train split; its labels are {', '.join(map(repr, sorted(present)))}", train.path)
+            f"the {task.name} positive label {shown(task.positive_label)} (whose F1 is reported) is in no row of "
+            f"the train split; its labels are {listed(sorted(present))}", train.path)
 
 
 def _borrowed_label_dict(task: TaskSpec, dest: Path, glue_dir: Path, out_dir: Path,

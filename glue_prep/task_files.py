@@ -8,7 +8,8 @@ of the registry: binarised, trained, evaluated and predicted through the same co
       "text": "review", "text_pair": null,   the column (header name) or key of the text(s)
       "label": "stars", "id": "review_id",   the label's column; an optional id column (test rows'
                                              and predictions' ids; default: the row number)
-      "train": "train.csv", "valid": "dev.csv", "test": "test.csv",   relative to the data folder
+      "train": "train.csv", "valid": "dev.csv", "test": "test.csv",   in the data folder, relative to
+                                             it (a file elsewhere: glue_prep's --train etc.)
       "labels": ["bad", "good"],             optional: the classes, in this order; without it the
                                              labels are collected from train, most frequent first,
                                              ties by label (fairseq-preprocess's order, GLUE's)
@@ -23,17 +24,23 @@ of the registry: binarised, trained, evaluated and predicted through the same co
     }
 
 Labels are one word each and not a symbol fairseq's dictionary reserves (<s>, <pad>, </s>,
-<unk>, madeupwordNNNN); JSON numbers that are whole are one label (1 and 1.0 are "1").
+<unk>, madeupwordNNNN); JSON numbers that are whole are one label (1 and 1.0 are "1"). The
+positive label holds no "${" and is not "???": fairseq passes it through its configuration,
+where OmegaConf would read ${...} as an interpolation and ??? as a missing value.
 
-Every mistake is refused naming the task file and the key.
+Every mistake is refused naming the task file and the key. A task file is a regular file of at
+most 16 MiB of UTF-8 JSON, each key once; the files it names must be inside the data folder,
+so that a task file from elsewhere cannot have glue_prep read (and quote) any other file.
 """
-import json
 import math
+import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional
 
-from .errors import GlueFormatError
+from .errors import GlueFormatError, listed, shown
+from .reading import parsed_json, read_regular, utf8_text
 from .tasks import METRICS, REGRESSION_METRICS, TASKS, Recipe, SplitSpec, TaskSpec, label_problem
 
 FORMATS = ("tsv", "csv", "jsonl")
@@ -46,17 +53,18 @@ FLAGS = {"name": "TASK", "format": "--format", "text": "--text", "text_pair": "-
          "regression": "--regression", "score_range": "--regression LOW HIGH", "metric": "--metric",
          "positive_label": "--positive-label"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+TASK_FILE_LIMIT = 16 << 20  # bytes; 100,000 listed classes take about 1 MiB
+OMEGACONF_MISSING = "???"
+LARGEST_COUNT = 2 ** 31 - 1  # a recipe's integers: fairseq and torch count in 32-bit integers
 
 
 def read_task_file(path) -> TaskSpec:
     path = Path(path)
     try:
-        description = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise GlueFormatError("missing: expected a JSON task file", path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise GlueFormatError(f"not a readable JSON task file: {error}", path) from None
-    return task_from_description(description, source=path)
+        raw = read_regular(path, "missing: expected a JSON task file", "a JSON task file", TASK_FILE_LIMIT)
+    except OSError as error:
+        raise GlueFormatError(f"not a readable JSON task file: {error.strerror or error}", path) from None
+    return task_from_description(parsed_json(utf8_text(raw, path), path), source=path)
 
 
 def label_text(value) -> str:
@@ -67,6 +75,15 @@ def label_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def encodable(text: str) -> bool:
+    """Whether UTF-8 can write `text` (JSON's "\\ud800" escapes half a surrogate pair)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def task_from_description(description: Dict, source=None) -> TaskSpec:
@@ -82,7 +99,7 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
         refuse("expected a JSON object with name, format, text, label, train, valid")
     unknown = sorted(set(description) - set(KEYS))
     if unknown:
-        refuse(f"unknown key {unknown[0]!r}; expected some of {', '.join(KEYS)}")
+        refuse(f"unknown key {shown(unknown[0])}; expected some of {', '.join(KEYS)}")
 
     def get(key, kind=str, required=False, default=None):
         value = description.get(key, default)
@@ -91,24 +108,28 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
                 refuse(f"missing {named(key)}")
             return default
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            refuse(f"{named(key)} is {value!r}; expected {getattr(kind, '__name__', kind)}")
+            refuse(f"{named(key)} is {shown(value)}; expected {getattr(kind, '__name__', kind)}")
         if kind is str and not value.strip():
             refuse(f"{named(key)} is empty; expected a name")
+        if kind is str and not encodable(value):
+            refuse(f"{named(key)} holds half of a UTF-16 surrogate pair; expected text that UTF-8 can encode")
         return value
 
     def label_value(value, key):
         if not isinstance(value, (str, int, float)) or isinstance(value, float) and not math.isfinite(value):
-            refuse(f"{named(key)}: {value!r} is not a label; expected text, a number or true/false")
+            refuse(f"{named(key)}: {shown(value)} is not a label; expected text, a number or true/false")
+        if isinstance(value, str) and not encodable(value):
+            refuse(f"{named(key)}: a label holds half of a UTF-16 surrogate pair; expected text that UTF-8 can encode")
         return label_text(value)
 
     name = get("name", required=True)
     if not NAME.match(name):
-        refuse(f"name {name!r}: expected letters, digits, '-', '_' or '.' (it names the <name>-bin folder)")
+        refuse(f"name {shown(name)}: expected letters, digits, '-', '_' or '.' (it names the <name>-bin folder)")
     if any(name.lower() in (glue.lower(), glue.lower().replace("-", "_")) for glue in TASKS):
-        refuse(f"name {name!r} is a GLUE task's: choose another, so that the task's name always means one task")
+        refuse(f"name {shown(name)} is a GLUE task's: choose another, so that the task's name always means one task")
     file_format = get("format", required=True)
     if file_format not in FORMATS:
-        refuse(f"format {file_format!r}: expected one of {', '.join(FORMATS)}")
+        refuse(f"format {shown(file_format)}: expected one of {', '.join(FORMATS)}")
     text, text_pair = get("text", required=True), get("text_pair")
     inputs = (text,) if text_pair is None else (text, text_pair)
     label, index = get("label", required=True), get("id")
@@ -118,37 +139,42 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
         refuse(f"{named('labels')} lists no label; expected the classes in order, or no {named('labels')}")
     if regression and labels:
         refuse(f"{named('labels')} and {named('regression')} exclude each other")
-    if len(set(labels)) != len(labels):
-        refuse(f"{named('labels')} lists a label twice: {list(labels)}")
-    for listed in labels:
-        problem = label_problem(listed)
+    twice = [listed_label for listed_label, count in Counter(labels).items() if count > 1]
+    if twice:
+        refuse(f"{named('labels')} lists a label twice: {shown(twice[0])}; expected each class once")
+    for listed_label in labels:
+        problem = label_problem(listed_label)
         if problem:
-            refuse(f"{named('labels')}: label {listed!r}: {problem}")
+            refuse(f"{named('labels')}: label {shown(listed_label)}: {problem}")
     score_range = get("score_range", list)
     if score_range is not None:
         if not regression:
             refuse(f"{named('score_range')} is for regression tasks ('regression': true)")
         if len(score_range) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                             and math.isfinite(x) for x in score_range) or not score_range[0] < score_range[1]:
-            refuse(f"{named('score_range')} {score_range!r}: expected finite [low, high] with low < high")
+            refuse(f"{named('score_range')} {shown(score_range)}: expected finite [low, high] with low < high")
     if regression and score_range is None:
         refuse(f"a regression task needs {named('score_range')}: [low, high] (the model learns score / high)")
     metric = get("metric", default="pearson_and_spearman" if regression else "accuracy")
     allowed = REGRESSION_METRICS if regression else tuple(m for m in METRICS if m not in REGRESSION_METRICS)
     if metric not in allowed:
-        refuse(f"metric {metric!r} for a {'regression' if regression else 'classification'} task: "
+        refuse(f"metric {shown(metric)} for a {'regression' if regression else 'classification'} task: "
                f"expected one of {', '.join(allowed)}")
     positive_label = description.get("positive_label")
     if positive_label is not None:
         if regression:
             refuse(f"{named('positive_label')} is for classification tasks (F1 of one class); this is a regression task")
         positive_label = label_value(positive_label, "positive_label")
+        if "${" in positive_label or positive_label == OMEGACONF_MISSING:
+            refuse(f"{named('positive_label')} {shown(positive_label)}: fairseq passes the positive label through "
+                   "its configuration (OmegaConf), which reads '${...}' as an interpolation and '???' as a missing "
+                   "value; expected a class name without '${' that is not '???' (rename the class)")
     if metric in ("f1", "acc_and_f1"):
         if positive_label is None:
             refuse(f"metric {metric!r} needs {named('positive_label')}: the class whose F1 is reported")
         if labels and (len(labels) != 2 or positive_label not in labels):
-            refuse(f"metric {metric!r} is for two classes, one of them {positive_label!r}; "
-                   f"{named('labels')} is {list(labels)}")
+            refuse(f"metric {shown(metric)} is for two classes, one of them {shown(positive_label)}; "
+                   f"{named('labels')} lists {listed(labels)}")
     recipe = recipe_from(get("recipe", dict), refuse)
 
     splits = []
@@ -171,6 +197,23 @@ def task_from_description(description: Dict, source=None) -> TaskSpec:
     )
 
 
+def split_file(data_dir, task: TaskSpec, split: SplitSpec) -> Path:
+    """Where a user task's split file is: named relative to the data folder (or absolute). A
+    task file may name only files inside the data folder (checked on the names, so that a link
+    the folder's owner made is followed); files named on the command line may be anywhere."""
+    name = split.files[0]
+    path = Path(data_dir) / name
+    if task.source in (None, COMMAND_LINE):
+        return path
+    inside = Path(os.path.abspath(path)).is_relative_to(os.path.abspath(data_dir))
+    if not inside or ".." in Path(name).parts:
+        raise GlueFormatError(
+            f"{split.name!r} is {shown(name)}, outside the data folder {data_dir}; expected a file inside it, "
+            f"named relative to it (to read a file elsewhere, describe the task with glue_prep's flags: "
+            f"--{split.name} FILE)", task.source)
+    return path
+
+
 def recipe_from(given: Optional[Dict], refuse) -> Optional[Recipe]:
     """A task file's recipe section: lr, batch_size, the budget as epochs (the updates follow
     from the data) or as total_updates (not both: one follows from the other), and
@@ -179,11 +222,13 @@ def recipe_from(given: Optional[Dict], refuse) -> Optional[Recipe]:
         return None
     unknown = sorted(set(given) - set(RECIPE_KEYS))
     if unknown:
-        refuse(f"recipe: unknown key {unknown[0]!r}; expected some of {', '.join(RECIPE_KEYS)}")
+        refuse(f"recipe: unknown key {shown(unknown[0])}; expected some of {', '.join(RECIPE_KEYS)}")
     for key, value in given.items():
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or value <= 0 or (key != "lr" and not isinstance(value, int)):
-            refuse(f"recipe: {key} is {value!r}; expected a positive {'number' if key == 'lr' else 'integer'}")
+        if key == "lr":  # JSON's 1e999 is Python's inf: fairseq-train would get --lr inf
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                refuse(f"recipe: lr is {shown(value)}; expected a positive finite number")
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LARGEST_COUNT:
+            refuse(f"recipe: {key} is {shown(value)}; expected a positive integer up to {LARGEST_COUNT}")
     if "epochs" in given and "total_updates" in given:
         refuse("recipe: give the budget as 'epochs' or as 'total_updates', not both (one follows from the "
                "other and the training set's size)")

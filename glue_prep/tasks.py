@@ -14,6 +14,7 @@ of the files GLUE distributes.
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Dict, List, Optional, Tuple, Union
 
 Column = Union[int, str]  # a 0-based column (GLUE files), or a header name / JSON key (user files)
@@ -104,6 +105,11 @@ class TaskSpec:
     file_format: str = "glue"  # glue (GLUE's own TSV files), or a user task's tsv, csv, jsonl
     source: Optional[str] = None  # the task file a user task was read from
     id_column: Optional[Column] = None  # a user task's row ids (test rows, predictions)
+
+    @cached_property
+    def label_set(self) -> frozenset:
+        """The labels, for looking up each row's (a tuple's `in` made 100,000 classes quadratic)."""
+        return frozenset(self.labels)
 
     @property
     def num_classes(self) -> Optional[int]:

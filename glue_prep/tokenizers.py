@@ -13,14 +13,20 @@ Three kinds, each described by a small JSON spec whose paths are relative to the
   ``add_special_tokens=False`` (e.g. ``"play ##ing"``).
 
 fairseq, sentencepiece and tokenizers are imported only when a tokenizer of that kind is built.
-This module does not import fairseq_hire.
+This module does not import fairseq_hire. A spec, or a file it names, that is not what its kind
+expects is refused with a ValueError of one line (each library raises its own kinds of error on
+a file of another format).
 """
 import json
 import os
 from pathlib import Path
 from typing import Dict, Optional
 
+from .errors import shown
+from .reading import parsed_json, read_regular, utf8_text
+
 SPEC_NAME = "tokenizer_spec.json"
+SPEC_LIMIT = 1 << 20  # bytes; a spec names a few files
 TYPES = ("gpt2", "sentencepiece", "wordpiece")
 # spec key -> default file name when the tokenizer is copied beside a dataset
 FILE_KEYS = {
@@ -37,6 +43,7 @@ class Tokenizer:
     tokenizers imported) by load(), which the first encode/decode calls if needed."""
 
     type: str = ""
+    expected: str = ""  # what its files hold, for the refusal of a file of another format
 
     def __init__(self, files: Dict[str, str], **options):
         self.files = {k: str(Path(v).resolve()) for k, v in files.items()}
@@ -50,9 +57,14 @@ class Tokenizer:
                 raise FileNotFoundError(f"{self.type} tokenizer: {key} file not found: {path}")
 
     def load(self) -> "Tokenizer":
-        """Read the files now (idempotent)."""
+        """Read the files now (idempotent); a ValueError if they are not what this kind reads."""
         if not self._loaded:
-            self._load()
+            try:
+                self._load()
+            except Exception as error:  # json, fairseq, sentencepiece, tokenizers: each its own kinds
+                detail = shown(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+                raise ValueError(f"cannot read the {self.type} tokenizer's files {', '.join(self.files.values())} "
+                                 f"({detail}); expected {self.expected}") from None
             self._loaded = True
         return self
 
@@ -111,6 +123,7 @@ class Tokenizer:
 
 class GPT2Tokenizer(Tokenizer):
     type = "gpt2"
+    expected = "GPT-2's encoder.json (a JSON object of token -> id) and vocab.bpe (its merges)"
 
     def _load(self):
         from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
@@ -130,6 +143,7 @@ class GPT2Tokenizer(Tokenizer):
 
 class SentencepieceTokenizer(Tokenizer):
     type = "sentencepiece"
+    expected = "a sentencepiece model (.model)"
 
     def _load(self):
         import sentencepiece as spm
@@ -148,6 +162,7 @@ class SentencepieceTokenizer(Tokenizer):
 
 class WordPieceTokenizer(Tokenizer):
     type = "wordpiece"
+    expected = "a WordPiece vocab.txt (one token a line, with [UNK], [CLS] and [SEP])"
 
     def __init__(self, files, lowercase: bool = True, **options):
         super().__init__(files, lowercase=bool(lowercase), **options)
@@ -185,10 +200,11 @@ def read_spec(spec_path) -> dict:
     """The spec at `spec_path` with its file paths made absolute."""
     spec_path = Path(spec_path)
     try:
-        spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{spec_path}: cannot read tokenizer spec: {e}") from None
-    if not isinstance(spec, dict) or spec.get("type") not in _CLASSES:
+        raw = read_regular(spec_path, "missing: expected a tokenizer spec", "a tokenizer spec (JSON)", SPEC_LIMIT)
+    except OSError as e:
+        raise ValueError(f"{spec_path}: cannot read tokenizer spec: {e.strerror or e}") from None
+    spec = parsed_json(utf8_text(raw, spec_path), spec_path)
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) or spec["type"] not in _CLASSES:
         raise ValueError(
             f"{spec_path}: expected a JSON object with \"type\" one of {', '.join(TYPES)}"
         )
@@ -196,7 +212,12 @@ def read_spec(spec_path) -> dict:
     for key in FILE_KEYS[spec["type"]]:
         if key not in spec:
             raise ValueError(f"{spec_path}: a {spec['type']} spec needs {key!r}")
+        if not isinstance(spec[key], str) or not spec[key]:
+            raise ValueError(f"{spec_path}: {key!r} is {shown(spec[key])}; expected a file name (relative to "
+                             "the spec's folder)")
         out[key] = str((spec_path.parent / spec[key]).resolve())
+    if not isinstance(spec.get("lowercase", False), bool):
+        raise ValueError(f"{spec_path}: 'lowercase' is {shown(spec['lowercase'])}; expected true or false")
     return out
 
 

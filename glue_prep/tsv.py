@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import GlueFormatError
+from .errors import GlueFormatError, listed, shown
+from .reading import BOM, open_regular
 from .tasks import SplitSpec, TaskSpec, label_problem, score_value
 
-BOM = "\ufeff"
 MAX_REPORTED = 5  # line numbers listed in a warning
 
 
@@ -68,16 +68,16 @@ def check_label(task: TaskSpec, text: str, path: Path, lineno: int) -> str:
         low, high = task.score_range or (-math.inf, math.inf)
         if value is None or not low <= value <= high:
             expected = f"between {low:g} and {high:g}" if task.score_range else "(finite)"
-            raise GlueFormatError(f"{task.name} score {text!r} is not a number {expected}", path, lineno)
+            raise GlueFormatError(f"{task.name} score {shown(text)} is not a number {expected}", path, lineno)
         return label
     if not task.labels:  # collected from the training file
         problem = label_problem(label)
         if problem:
-            raise GlueFormatError(f"{task.name} label {text!r}: {problem}", path, lineno)
+            raise GlueFormatError(f"{task.name} label {shown(text)}: {problem}", path, lineno)
         return label
-    if label not in task.labels:
+    if label not in task.label_set:
         raise GlueFormatError(
-            f"{task.name} label {text!r} is not one of {', '.join(repr(x) for x in task.labels)}",
+            f"{task.name} label {shown(text)} is not one of {listed(task.labels)}",
             path,
             lineno,
         )
@@ -101,10 +101,8 @@ def read_split(
         labels=None if split.is_test else [],
         index=[] if split.is_test else None,
     )
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        raise GlueFormatError(f"missing: the {task.name} {split.name} split needs this file", path)
+    fh = open_regular(path, f"missing: the {task.name} {split.name} split needs this file",
+                      f"the {task.name} {split.name} split's TSV file")
     with fh:
         lineno = 0
         for raw in fh:  # binary iteration splits on b"\n" only
@@ -174,7 +172,7 @@ def _check_header(task: TaskSpec, split: SplitSpec, fields, path: Path):
     for col in sorted(used):
         if names[col] != split.header[col]:
             raise GlueFormatError(
-                f"header column {col + 1} is {names[col]!r}; expected {split.header[col]!r} "
+                f"header column {col + 1} is {shown(names[col])}; expected {split.header[col]!r} "
                 f"(the {task.name} header is {' | '.join(split.header)})",
                 path,
                 1,
@@ -182,5 +180,4 @@ def _check_header(task: TaskSpec, split: SplitSpec, fields, path: Path):
 
 
 def format_lines(lines, limit=MAX_REPORTED) -> str:
-    shown = ", ".join(str(x) for x in lines[:limit])
-    return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
+    return listed(lines, limit, show=str)

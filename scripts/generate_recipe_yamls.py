@@ -14,9 +14,14 @@ every flag of every YAML against the command line.
 The second form writes one YAML for any task, your own included: its recipe derived from its
 binaries and, with --pretrained, the encoder's dimensions, positions and LayerNorm epsilon
 from the checkpoint, as scripts/finetune.py derives them (without it: roberta.base/large's).
+
+Every string is written so that OmegaConf reads it back as written: a ${ in a value (a task's
+positive label, say) is escaped, never resolved (${oc.env:NAME} would read an environment
+variable).
 """
 import argparse
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -44,6 +49,8 @@ GROUPS = ("common", "distributed_training", "dataset", "optimization", "checkpoi
           "optimizer", "lr_scheduler")
 CHOICE_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimizer", "lr_scheduler": "lr_scheduler",
                 "arch": "model"}
+INTERPOLATION = re.compile(r"(\\*)\$\{")  # ${, and the backslashes before it
+MISSING = "???"  # OmegaConf's missing value: the YAML leaves task.data and the checkpoint to the command line
 
 
 def recipe_command(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> list:
@@ -105,6 +112,16 @@ def typed(value, group: str, key: str, fields: dict):
     return kind(value) if kind in (int, float) and isinstance(value, str) else value
 
 
+def literal(value, key: str):
+    """`value` as OmegaConf reads it back unchanged: each ${ escaped as \\${ (the backslashes
+    before it doubled, as OmegaConf's grammar reads them); '???' cannot be written literally."""
+    if not isinstance(value, str):
+        return value
+    if value == MISSING:
+        raise ValueError(f"{key} is {MISSING!r}, which OmegaConf reads as a missing value; expected another value")
+    return INTERPOLATION.sub(lambda match: match.group(1) * 2 + "\\${", value)
+
+
 def recipe_config(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> dict:
     command = recipe_command(recipe, size, data, pretrained)
     args = parsed(command)
@@ -113,16 +130,16 @@ def recipe_config(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> 
         # stay in the launch folder, so relative paths (user_dir, data) keep their meaning
         "hydra": {"run": {"dir": "."}},
         "common": {"log_format": "json", "log_interval": 200, "user_dir": "fairseq_hire"},
-        "task": {"data": "???"},
+        "task": {"data": MISSING},
         # loaded only when save_dir has no checkpoint_last.pt: a restarted run resumes
-        "checkpoint": {"finetune_from_model": "???"},
+        "checkpoint": {"finetune_from_model": MISSING},
         "distributed_training": {"distributed_world_size": 1},
         "criterion": {"regression_target": recipe.regression, "classification_head_name": "sentence_classification_head"},
     }
     for flag in (word for word in command if word.startswith("--")):
         dest = flag[2:].replace("-", "_")
         group, key = location(dest, fields)
-        config.setdefault(group, {})[key] = typed(getattr(args, dest), group, key, fields)
+        config.setdefault(group, {})[key] = literal(typed(getattr(args, dest), group, key, fields), f"{group}.{key}")
     config["model"].update({**HireOptions().as_args(), "encoder_layernorm_eps": args.encoder_layernorm_eps,
                             **config["model"]})
     order = ["hydra", "common", "task", "checkpoint", "distributed_training", "criterion", "dataset", "optimizer",
@@ -165,11 +182,15 @@ def main(argv=None):
 
         if args.data is None or args.out is None:
             parser.error("--task needs --data and --out")
-        task_recipe = recipe(args.task, args.data)
-        if args.out.stem != task_recipe.yaml_name:  # fairseq-hydra-train finds it by --config-name
-            parser.error(f"--out {args.out}: expected a file named {task_recipe.yaml_name}.yaml")
-        write_atomically(args.out, render(task_recipe, args.size, args.data, args.pretrained,
-                                          config_dir=args.out.parent))
+        try:  # a task file or binaries that are not what the recipe reads: one line, nothing written
+            task_recipe = recipe(args.task, args.data)
+            if args.out.stem != task_recipe.yaml_name:  # fairseq-hydra-train finds it by --config-name
+                parser.error(f"--out {args.out}: expected a file named {task_recipe.yaml_name}.yaml")
+            text = render(task_recipe, args.size, args.data, args.pretrained, config_dir=args.out.parent)
+        except (OSError, ValueError) as error:
+            print(f"generate_recipe_yamls: error: {error}", file=sys.stderr)
+            return 2
+        write_atomically(args.out, text)
         print(f"wrote {args.out}")
         return 0
     files = expected_files()

@@ -425,6 +425,8 @@ def test_regression_predictions_are_clipped_to_the_score_range(tmp_path):
     unlabelled = write_csv(tmp_path / "new.csv", ["s1", "s2"], [[r[7], r[8]] for r in rows[:3]])
 
     class Hub:  # the model's outputs on the training scale (score / 5): above, below and inside 0-1
+        task = None  # no label dictionary: a regression head has no classes to check
+
         def classify_batch(self, head, examples, max_sentences, truncate, on_batch):
             on_batch(len(examples))
             return torch.tensor([[1.4], [-0.2], [0.5]]), None
