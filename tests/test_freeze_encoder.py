@@ -102,7 +102,6 @@ def test_a_second_run_on_the_layer_cache_never_runs_the_encoder(cached, layer_ca
     assert len([p for p in fingerprint.iterdir() if p.is_dir()]) == 2  # train and valid, built once
 
 
-@pytest.mark.slow
 def test_hydra_run_with_a_frozen_encoder(rte_bin, tiny_pretrained, tmp_path):
     """fairseq-hydra-train takes the option as model.freeze_encoder; the recipe YAMLs do not
     name it, so the override needs ++ (add or override) or +."""

@@ -95,6 +95,7 @@ def test_lookups_give_the_encoders_outputs_and_logits(head, rte_bin, tiny_pretra
             model.layer_cache = None
             logits = model(**batch["net_input"], classification_head_name=HEAD)[0]
             model.layer_cache = cache
+        assert torch.equal(features.transpose(0, 1), extra["inner_states"][-1])  # post-LN: nothing more to store
         real = ~padding.t()
         for cached, computed in zip([cached_final, *cached_states], [features.transpose(0, 1), *extra["inner_states"]]):
             assert cached.shape == computed.shape
