@@ -24,35 +24,15 @@ import argparse
 import copy
 
 import pytest
-import torch
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
 from fairseq_hire import RobertaHireModel
 from fairseq_hire.checkpoint_errors import UnsafeConfigError
-from fairseq_hire.checkpoint_io import load_state, safe_torch_load
+from fairseq_hire.checkpoint_io import load_state
 from fairseq_hire.tokenizer import HireTokenizerBPE
-from fairseq_setup import build_trainer, finetune_args, save, write_task_dicts
+from test_checkpoint_shapes import data_dir, fine_tuned, saved  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_task_dicts(tmp_path_factory.mktemp("data") / "RTE-bin")
-
-
-@pytest.fixture(scope="module")
-def fine_tuned(data_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("fine-tuned") / "checkpoint_best.pt"
-    save(build_trainer(finetune_args(data_dir)), path, {"epoch": 1})
-    return safe_torch_load(path)
-
-
-def saved(state, tmp_path):
-    path = tmp_path / "model" / "checkpoint_best.pt"
-    path.parent.mkdir(exist_ok=True)
-    torch.save(state, path)
-    return path
 
 
 @pytest.mark.parametrize("kind", [dict, argparse.Namespace])

@@ -19,21 +19,12 @@ from conftest import GPT2_BPE
 from fairseq_hire.checkpoint_config import INTERPOLATION, strings
 from fairseq_hire.checkpoint_errors import UnsafeConfigError
 from fairseq_hire.checkpoint_io import load_state, safe_torch_load
-from fairseq_setup import build_trainer, finetune_args, save, write_task_dicts
 from roberta_checkpoints import write_original_roberta_checkpoint
+from test_checkpoint_shapes import data_dir, fine_tuned  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.unit
 
 PROBE = "FAIRSEQ_HIRE_INTERPOLATION_PROBE"
-
-
-@pytest.fixture(scope="module")
-def fine_tuned(tmp_path_factory):
-    """A roberta_hire checkpoint as fairseq-train writes it (cfg, not args)."""
-    folder = tmp_path_factory.mktemp("fine-tuned")
-    trainer = build_trainer(finetune_args(write_task_dicts(folder / "RTE-bin")))
-    save(trainer, folder / "checkpoint_best.pt", {"epoch": 1})
-    return safe_torch_load(folder / "checkpoint_best.pt")
 
 
 @pytest.fixture(scope="module")
