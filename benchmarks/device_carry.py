@@ -94,9 +94,11 @@ def unpack_checkpoint(carry: Path, out: Path) -> None:
     import numpy as np
     import torch
 
-    from fairseq_hire.checkpoint_io import load_state
+    from fairseq_hire.checkpoint_io import safe_torch_load
 
-    state = load_state(carry / "skeleton.pt")
+    # the weights come from the planes (the skeleton has none, which load_state refuses);
+    # model.pt is checked whole wherever it is loaded
+    state = safe_torch_load(carry / "skeleton.pt")
     manifest = json.loads((carry / "manifest.json").read_text())
     raw = subprocess.run(["xz", "-dc", str(carry / "weights.planes.xz")], check=True, capture_output=True).stdout
     half = len(raw) // 2
