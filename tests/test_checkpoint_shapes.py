@@ -116,6 +116,27 @@ def test_pruned_layers_load(fine_tuned, tmp_path):
     load_state(saved(changed(fine_tuned, {"encoder_layers_to_keep": "1"}), tmp_path))
 
 
+@pytest.mark.parametrize("arch, flags, num_classes", [
+    ("roberta_hire_base", ["--spectral-norm-classification-head", "--hire-gru-dim", "8"], 2),
+    ("roberta_hire_base", ["--untie-weights-roberta", "--encoder-normalize-before", "--hire-extractor", "concat",
+                           "--hire-last-k", "2", "--no-hire-fusion", "--hire-pooling", "mean-max"], 1),
+    ("roberta_hire_base", ["--encoder-layers-to-keep", "0", "--hire-extractor", "scalar-mix",
+                           "--hire-include-embeddings"], 2),
+    ("roberta_hire_base", ["--quant-noise-pq", "0.1", "--quant-noise-pq-block-size", "4", "--freeze-encoder"], 2),
+    ("roberta_prenorm", [], 2),
+    ("roberta_base", ["--untie-weights-roberta", "--max-positions", "128"], 5),
+])
+def test_checkpoints_of_every_kind_of_run_load(arch, flags, num_classes, data_dir, tmp_path):
+    """What fairseq-train writes for other architectures, heads and options loads, through the
+    check and the hub."""
+    path = tmp_path / "model" / "checkpoint_best.pt"
+    path.parent.mkdir()
+    save(build_trainer(finetune_args(data_dir, arch=arch, num_classes=num_classes, extra=flags)), path, {"epoch": 1})
+    load_state(path)
+    hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir))
+    assert hub.model.classification_heads["sentence_classification_head"].out_proj.out_features == num_classes
+
+
 def test_original_release_format_loads(tmp_path):
     path = tmp_path / "roberta" / "model.pt"
     path.parent.mkdir()
