@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import GlueFormatError, OutputExistsError
+from .errors import GlueFormatError, OutputExistsError, unwritten
 from .tasks import TASK_ORDER, score_value
 
 EPILOG = """\
@@ -240,9 +240,8 @@ def main(argv=None) -> int:
     except (GlueFormatError, OutputExistsError) as e:
         print(f"glue_prep: error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:  # e.g. an output folder we may not write to; nothing was left behind
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"glue_prep: error: {where}{e.strerror or e}; nothing was written", file=sys.stderr)
+    except OSError as e:
+        print(f"glue_prep: error: {unwritten(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("glue_prep: interrupted; no partial output left", file=sys.stderr)

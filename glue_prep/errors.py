@@ -48,3 +48,10 @@ def listed(values, limit: int = 5, show=shown) -> str:
     values = list(values)
     text = ", ".join(show(x) for x in values[:limit])
     return text + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def unwritten(error: OSError) -> str:
+    """An OSError of writing the output (e.g. a folder we may not write to), as one line:
+    the writers build their output aside, so nothing was left behind."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}; nothing was written"

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .atomic import remove_stale, replace_folder, temporary_name
-from .errors import GlueFormatError
+from .errors import GlueFormatError, unwritten
 
 META = "glue_prep.json"
 ROWS_FILE = "train_subset.rows"
@@ -338,9 +338,8 @@ def main(argv=None) -> int:
     except GlueFormatError as e:
         print(f"glue_prep.subset: error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:  # e.g. an output folder we may not write to; nothing was left behind
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"glue_prep.subset: error: {where}{e.strerror or e}; nothing was written", file=sys.stderr)
+    except OSError as e:
+        print(f"glue_prep.subset: error: {unwritten(e)}", file=sys.stderr)
         return 1
     counts = ", ".join(f"{label} {n}" for label, n in info.label_counts.items())
     print(f"{'reused' if info.reused else 'wrote'} {info.folder}: {info.record['size']} of "
