@@ -4,10 +4,10 @@ A converted checkpoint (scripts/convert_hf_checkpoint.py) has the source's dimen
 roberta_base's, so fine-tuning must be told them:
 
     fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python -m fairseq_hire.checkpoint_args model.pt)
-    fairseq-train ... --user-dir fairseq_hire --arch roberta_base $(python -m fairseq_hire.checkpoint_args model.pt)
     fairseq-train ... --arch roberta_base $(python -m fairseq_hire.checkpoint_args model.pt --stock-roberta)
 
-(the last one for fairseq without this plugin, which has no --encoder-layernorm-eps).
+(the last one for fairseq's own roberta architectures, with or without the plugin: they have
+no --encoder-layernorm-eps, which is roberta_hire's option).
 
 Works for the original roberta.base / roberta.large ``model.pt`` (``args`` Namespace) and for
 checkpoints saved by newer fairseq (``cfg.model``). Loaded through the safe loader only. Every
@@ -84,8 +84,8 @@ def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoin
 
 def architecture_flags(model_pt_path, for_stock_roberta: bool = False) -> List[str]:
     """Flags for the encoder's layers, dimensions, heads, positions, activation, untied LM
-    head and (unless for_stock_roberta: fairseq without this plugin has no such option)
-    LayerNorm epsilon."""
+    head and (unless for_stock_roberta: fairseq's roberta has no such option) LayerNorm
+    epsilon."""
     return flags_of(model_config(model_pt_path), for_stock_roberta, described_as=model_pt_path)
 
 
@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     parser.add_argument("model_pt", help="a fairseq RoBERTa checkpoint (model.pt)")
     parser.add_argument(
         "--stock-roberta", action="store_true",
-        help="for fairseq without this plugin (no --user-dir fairseq_hire): leave out "
-             "--encoder-layernorm-eps, which only the plugin adds to the roberta architectures",
+        help="for fairseq's own roberta architectures (e.g. roberta_base): leave out "
+             "--encoder-layernorm-eps, an option of the plugin's roberta_hire only",
     )
     args = parser.parse_args(argv)
     try:
@@ -110,9 +110,9 @@ def main(argv=None) -> int:
         return 2
     if args.stock_roberta and eps != FAIRSEQ_LAYERNORM_EPS:
         print(
-            f"checkpoint_args: note: the checkpoint's LayerNorm epsilon is {eps:g}; fairseq without "
-            f"this plugin uses {FAIRSEQ_LAYERNORM_EPS:g} (with --user-dir fairseq_hire every roberta "
-            "architecture takes --encoder-layernorm-eps)",
+            f"checkpoint_args: note: the checkpoint's LayerNorm epsilon is {eps:g}; fairseq's roberta "
+            f"architectures use {FAIRSEQ_LAYERNORM_EPS:g} (the plugin's roberta_hire takes "
+            "--encoder-layernorm-eps)",
             file=sys.stderr,
         )
     print(shlex.join(flags))

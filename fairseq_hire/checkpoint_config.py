@@ -254,9 +254,14 @@ def model_options(arch: str) -> Dict[str, typing.Callable]:
     own add_args (the argparse actions fairseq-train would parse them with)."""
     from fairseq.models import ARCH_MODEL_REGISTRY
 
+    from .models.layernorm_eps import eps_argument
+
     parser = argparse.ArgumentParser(add_help=False)
     ARCH_MODEL_REGISTRY[arch].add_args(parser)
-    return {action.dest: action_check(action) for action in parser._actions if action.dest != "help"}
+    specs = {action.dest: action_check(action) for action in parser._actions if action.dest != "help"}
+    # the hub gives every RoBERTa model the epsilon its configuration records (models/layernorm_eps.py)
+    specs.setdefault("encoder_layernorm_eps", functools.partial(scalar_problem, eps_argument))
+    return specs
 
 
 def action_check(action: argparse.Action) -> typing.Callable:

@@ -1,5 +1,7 @@
-"""The one safe way checkpoints are loaded: hub, scripts, checkpoint_args, the converter and
-fairseq-train (--finetune-from-model, --restore-file, resuming) all go through ``load_state``.
+"""The one safe way checkpoints are loaded: the hub, the scripts, checkpoint_args, the
+converter and the plugin's own fairseq-train runs (--finetune-from-model, --restore-file,
+resuming) all go through ``load_state`` (the checkpoint as stored) or
+``load_checkpoint_to_cpu`` (the checkpoint as fairseq hands it to a model).
 
 A checkpoint is a pickle, and its configuration is input too. ``load_state(path)``:
 
@@ -9,22 +11,31 @@ A checkpoint is a pickle, and its configuration is input too. ``load_state(path)
    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which unpickles anything. Allowed are exactly
    fairseq's checkpoint contents (Namespace, omegaconf configs, numpy scalars and small
    arrays, also as numpy 1.x pickled them, tensors, and the placeholder of fairseq's
-   distributed checkpoint broadcast); anything else is refused, naming the object
+   distributed checkpoint broadcast), added to torch's allowlist for this load only
+   (``fairseq_contents_allowed``); anything else is refused, naming the object
    (``UnsafeCheckpointError``), and nothing from the file runs;
 3. checks the configuration (``checkpoint_config``: no interpolation, only RoBERTa models,
    options of the types those models accept) before any model code sees it, and that it
    builds the model the weights are (``checkpoint_shapes``: sizes), before any model is
    built (``UnsafeConfigError``).
 
-``install()`` makes fairseq use it: ``checkpoint_utils.load_checkpoint_to_cpu`` becomes this
-loader plus fairseq's own upgrades of old checkpoints, after which the configuration is
-checked again (the upgrades fill in what old checkpoints lack; a configuration fairseq cannot
-read there is refused in one line, not a traceback). ``checkpoint_saving`` makes writing
-checkpoints atomic and resuming robust.
+``load_checkpoint_to_cpu(path, arg_overrides)`` is fairseq's own
+``checkpoint_utils.load_checkpoint_to_cpu`` (the refresh of remote caches, the
+``load_on_all_ranks`` barrier, the overrides, the upgrades of old checkpoints: whatever
+upstream does there) around ``load_state``: the file is checked as above first, then
+fairseq reads it with its own function, its unpickling held to ``weights_only=True`` whatever
+the environment says (``weights_only_unpickling``), and the configuration it returns is
+checked again (the upgrades fill in what old checkpoints lack; a configuration fairseq
+cannot read is refused in one line, not a traceback). The file is read twice: the price of
+checking it before fairseq's code reads its configuration, without copying that code.
+The hub and the scripts hand the result to fairseq (``load_model_ensemble_and_task(...,
+state=...)``); a plugin run's trainer loads through it (``checkpoint_saving``).
 """
 import argparse
 import collections
+import contextlib
 import functools
+import inspect
 import logging
 import os
 import pickle
@@ -91,17 +102,48 @@ CONFIGURATION_ERRORS = (omegaconf.errors.OmegaConfBaseException, hydra.errors.Hy
 FORCE_UNSAFE_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 FORCE_SAFE_VARIABLE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 TRUE_VALUES = ("1", "y", "yes", "true")
+HOOK_MARK = "__wrapped_by_fairseq_hire__"  # on the plugin's wrappers of fairseq functions
 # what torch.save's legacy (pre-zip) format starts with: its magic number, pickled (protocol 2)
 LEGACY_PREFIX = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 
 
-def allow_fairseq_checkpoint_contents() -> None:
-    """Let ``torch.load(weights_only=True)`` accept fairseq's checkpoint contents, and the
-    checkpoint that distributed training broadcasts to ranks > 0, whose tensors fairseq
-    replaces by ``_TensorPlaceholder`` (a dataclass holding one index)."""
+def checkpoint_globals() -> list:
+    """fairseq's checkpoint contents, and the placeholder of the checkpoint distributed training
+    broadcasts to ranks > 0, whose tensors fairseq replaces by ``_TensorPlaceholder`` (a
+    dataclass holding one index)."""
     from fairseq.distributed.utils import _TensorPlaceholder
 
-    torch.serialization.add_safe_globals([*FAIRSEQ_CHECKPOINT_GLOBALS, _TensorPlaceholder])
+    return [*FAIRSEQ_CHECKPOINT_GLOBALS, _TensorPlaceholder]
+
+
+@contextlib.contextmanager
+def fairseq_contents_allowed():
+    """torch's weights_only allowlist holds fairseq's checkpoint contents inside, and is what it
+    was outside: only what is not on it already is added, and removed again on the way out."""
+    present = set(torch.serialization.get_safe_globals())
+    with torch.serialization.safe_globals([item for item in checkpoint_globals() if item not in present]):
+        yield
+
+
+@contextlib.contextmanager
+def weights_only_unpickling():
+    """fairseq's own torch.load calls pass no ``weights_only``, so torch decides from the
+    environment: ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would unpickle anything. Inside, that
+    variable is unset and ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` set, with fairseq's contents
+    allowed; both variables are restored on the way out. (The environment is the process's:
+    a torch.load another thread makes meanwhile is held to weights_only too.)"""
+    saved = {name: os.environ.get(name) for name in (FORCE_UNSAFE_VARIABLE, FORCE_SAFE_VARIABLE)}
+    os.environ.pop(FORCE_UNSAFE_VARIABLE, None)
+    os.environ[FORCE_SAFE_VARIABLE] = "1"
+    try:
+        with fairseq_contents_allowed():
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def check_file(path: Path) -> None:
@@ -168,7 +210,6 @@ def safe_torch_load(path, map_location="cpu"):
     is not checked (``load_state`` does that)."""
     path = Path(path)
     check_file(path)
-    allow_fairseq_checkpoint_contents()
     if os.environ.get(FORCE_UNSAFE_VARIABLE, "0").lower() in TRUE_VALUES:
         # torch refuses the pair before it opens the file: not the file's fault, so not "corrupt"
         # (which would make a resume set checkpoint_last aside)
@@ -179,7 +220,8 @@ def safe_torch_load(path, map_location="cpu"):
         warn_once(f"{FORCE_UNSAFE_VARIABLE} is set; fairseq_hire ignores it and loads {path} with "
                   "weights_only=True all the same: the variable would let any checkpoint run code")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with fairseq_contents_allowed():
+            return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError,
             AttributeError, UnicodeDecodeError, OverflowError, MemoryError, struct.error) as error:
         raise classify_failure(path, error) from None
@@ -198,27 +240,31 @@ def load_state(path, map_location="cpu"):
     return state
 
 
-def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-    """fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` on top of ``load_state``: the
-    same overrides, omegaconf config and upgrades of old checkpoints; torch.load is never
-    called with fairseq's defaults."""
+def fairseq_load_checkpoint_to_cpu():
+    """fairseq's own ``checkpoint_utils.load_checkpoint_to_cpu``, also in a plugin run, whose
+    hook stands in front of it (``checkpoint_saving``)."""
     from fairseq import checkpoint_utils
-    from fairseq.dataclass.utils import overwrite_args_by_name
-    from fairseq.file_io import PathManager
-    from omegaconf import OmegaConf
 
-    state = load_state(PathManager.get_local_path(str(path)))
-    if state.get("args") is not None and arg_overrides is not None:
-        for name, value in arg_overrides.items():
-            setattr(state["args"], name, value)
+    return inspect.unwrap(checkpoint_utils.load_checkpoint_to_cpu, stop=lambda f: not getattr(f, HOOK_MARK, False))
+
+
+def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+    """What fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` returns (the same overrides,
+    omegaconf config and upgrades of old checkpoints, by fairseq's own function), for a file
+    ``load_state`` accepted, unpickled with weights_only and checked again after the upgrades."""
+    from fairseq.file_io import PathManager
+
+    stored = load_state(PathManager.get_local_path(str(path)))
+    had_cfg = stored.get("cfg") is not None
+    del stored  # fairseq reads the file again: one copy in memory at a time
     try:
-        if state.get("cfg") is not None:
-            state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
-            if arg_overrides is not None:
+        with weights_only_unpickling():
+            # converts args through Hydra, whose parser and ast.literal_eval read their strings
+            state = fairseq_load_checkpoint_to_cpu()(str(path), arg_overrides, load_on_all_ranks)
+            if had_cfg and arg_overrides is not None:
                 replace_named_components(state["cfg"], arg_overrides)
-                overwrite_args_by_name(state["cfg"], arg_overrides)
-        # converts args through Hydra, whose parser and ast.literal_eval read their strings
-        state = checkpoint_utils._upgrade_state_dict(state)
+    except pickle.UnpicklingError as error:  # the file changed since it was checked
+        raise classify_failure(Path(path), error) from None
     except CONFIGURATION_ERRORS as error:
         raise UnsafeConfigError(f"refusing to load checkpoint {path}: fairseq cannot read its configuration "
                                 f"({one_line(error)}); nothing from it was run") from None
@@ -232,15 +278,22 @@ def replace_named_components(cfg, arg_overrides) -> None:
     the checkpoint's section of it. fairseq's overwrite_args_by_name does so only where the
     checkpoint has no such section; where it has one, fairseq keeps the checkpoint's component
     and its options, e.g. a gpt2 BPE with encoder files at paths or URLs the checkpoint chose,
-    which the hub would then open or download instead of the tokenizer asked for."""
+    which the hub would then open or download instead of the tokenizer asked for. Run on what
+    fairseq's loader returns: the section is built again from the named component's defaults
+    and the overrides, which fairseq applies once more (they set what they set before)."""
+    from fairseq.dataclass.utils import overwrite_args_by_name
     from fairseq.registry import REGISTRIES
     from omegaconf import open_dict
 
+    replaced = False
     with open_dict(cfg):
         for name, registry in REGISTRIES.items():
             named = arg_overrides.get(name)
             if name in cfg and isinstance(named, str) and named in registry["dataclass_registry"]:
                 cfg[name] = None  # overwrite_args_by_name builds the named one from its defaults and the overrides
+                replaced = True
+    if replaced:
+        overwrite_args_by_name(cfg, arg_overrides)
 
 
 def install() -> None:
@@ -248,15 +301,15 @@ def install() -> None:
     through ``load_checkpoint_to_cpu``."""
     from fairseq import checkpoint_utils
 
-    allow_fairseq_checkpoint_contents()
-    if getattr(checkpoint_utils.load_checkpoint_to_cpu, "__wrapped_by_fairseq_hire__", False):
+    torch.serialization.add_safe_globals(checkpoint_globals())  # fairseq's distributed broadcast
+    if getattr(checkpoint_utils.load_checkpoint_to_cpu, HOOK_MARK, False):
         return
 
     @functools.wraps(checkpoint_utils.load_checkpoint_to_cpu)
     def safe_load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         return load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
 
-    safe_load_checkpoint_to_cpu.__wrapped_by_fairseq_hire__ = True
+    setattr(safe_load_checkpoint_to_cpu, HOOK_MARK, True)
     checkpoint_utils.load_checkpoint_to_cpu = safe_load_checkpoint_to_cpu
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint_args import architecture_flags
+from .checkpoint_args import flags_of, layernorm_eps, model_config
+from .models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from .modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 
@@ -130,7 +131,10 @@ def build_command(args, passthrough) -> list:
     task_recipe = recipe(args.task, data)
     model = "baseline" if args.baseline else "hire"
     source = args.mnli_init or args.pretrained
-    flags = architecture_flags(args.pretrained)
+    encoder = model_config(args.pretrained)
+    if args.baseline:
+        check_stock_roberta_eps(encoder, args.pretrained)
+    flags = flags_of(encoder, for_stock_roberta=args.baseline, described_as=args.pretrained)
     layers = encoder_layers(flags)
     if args.head:
         head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
@@ -162,6 +166,17 @@ def build_command(args, passthrough) -> list:
     use_gpu = args.device == "gpu" or (args.device == "auto" and gpu_available())
     command += FP16_FLAGS if use_gpu else ["--cpu"]
     return command + passthrough
+
+
+def check_stock_roberta_eps(encoder, pretrained) -> None:
+    """fairseq's stock roberta (--baseline) builds its LayerNorms with 1e-5 and has no option to
+    say otherwise: refuse a checkpoint that records another epsilon (a converted BERT-family
+    encoder) rather than train another encoder than the checkpoint's."""
+    eps = layernorm_eps(encoder)
+    if eps != FAIRSEQ_LAYERNORM_EPS:
+        raise ValueError(f"{pretrained} records a LayerNorm epsilon of {eps:g} ({FLAG}), which fairseq's stock "
+                         f"roberta (--baseline) does not take: it would build its encoder with {FAIRSEQ_LAYERNORM_EPS:g}. "
+                         "Use --head stock (roberta_hire with fairseq's RoBERTa head), which honours it")
 
 
 def train_subset(args, data: Path):
@@ -215,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("save_dir")
     head = parser.add_mutually_exclusive_group()
     head.add_argument("--baseline", action="store_true",
-                      help="fairseq's stock roberta architecture and head, same recipe")
+                      help="fairseq's stock roberta architecture and head, same recipe (a checkpoint recording a "
+                           "LayerNorm epsilon other than fairseq's 1e-5 is refused: use --head stock)")
     head.add_argument("--head", type=head_name, metavar="NAME",
                       help="a head HIRE is compared with, as roberta_hire options: "
                            + "; ".join(f"{name}: {preset.description}" for name, preset in HEADS.items())

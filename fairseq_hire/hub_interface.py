@@ -6,12 +6,12 @@ same code path runs at training, validation and inference time. It works for sto
 ``roberta`` checkpoints too (the baseline), except ``layer_weights``.
 """
 import logging
+import os
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from fairseq import hub_utils
 from fairseq.data import data_utils
 from fairseq.models.roberta.hub_interface import RobertaHubInterface
 
@@ -55,7 +55,9 @@ def from_pretrained(
     bpe: Optional[str] = None,
     **kwargs,
 ) -> "RobertaHireHubInterface":
-    """Load a fine-tuned (or pre-trained) checkpoint without network access.
+    """Load a fine-tuned (or pre-trained) checkpoint without network access, through the safe
+    loader (``checkpoint_io.load_checkpoint_to_cpu``), whose state fairseq's
+    ``load_model_ensemble_and_task`` builds the model from.
 
     Args:
         model_name_or_path: folder holding the checkpoint.
@@ -68,6 +70,11 @@ def from_pretrained(
         kwargs: further overrides of the checkpoint's configuration.
     The model is returned in eval mode.
     """
+    from fairseq import checkpoint_utils
+
+    from .checkpoint_io import load_checkpoint_to_cpu
+    from .models.layernorm_eps import apply_recorded_eps
+
     model_dir = Path(model_name_or_path)
     data_dir = Path(data_name_or_path)
     if not data_dir.is_absolute() and data_name_or_path.startswith("."):
@@ -75,16 +82,14 @@ def from_pretrained(
     if bpe is None:
         bpe = "hire_tokenizer"
         kwargs.setdefault("hire_tokenizer_spec", str(find_tokenizer_spec(model_dir, data_dir)))
-    loaded = hub_utils.from_pretrained(
-        str(model_dir),
-        checkpoint_file,
-        data_name_or_path,
-        bpe=bpe,
-        load_checkpoint_heads=True,
-        user_dir=str(PACKAGE_DIR),
-        **kwargs,
-    )
-    hub = RobertaHireHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
+    # the overrides fairseq's hub_utils.from_pretrained passes for a local folder
+    data = os.path.abspath(data_dir) if data_name_or_path.startswith(".") else data_name_or_path
+    overrides = {**kwargs, "bpe": bpe, "load_checkpoint_heads": True, "user_dir": str(PACKAGE_DIR), "data": data}
+    path = str(model_dir / checkpoint_file)
+    state = load_checkpoint_to_cpu(path, overrides)
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
+    apply_recorded_eps(models[0])  # fairseq's roberta builds 1e-5 whatever the checkpoint records
+    hub = RobertaHireHubInterface(cfg, task, models[0])
     return hub.eval()
 
 

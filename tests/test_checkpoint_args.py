@@ -90,15 +90,30 @@ def test_flags_rebuild_the_encoder_for_roberta_hire(which, request, tmp_path):
     assert model.encoder.sentence_encoder.embed_positions.weight.shape[0] == saved.max_positions + 2
 
 
-def test_stock_roberta_takes_the_flags_and_the_eps_too(converted_minilm):
-    """With the plugin loaded the stock roberta architecture honours the recorded epsilon as
-    well (it used to refuse the flag, so a converted encoder ran with 1e-5 in the baseline)."""
+def test_stock_roberta_takes_the_flags_but_not_the_eps(converted_minilm, tiny_pretrained, tmp_path, capsys):
+    """fairseq's own roberta takes the encoder's dimensions, not the epsilon (roberta_hire's
+    option; the plugin does not change fairseq's architectures), so finetune.py --baseline refuses
+    a checkpoint whose epsilon it would not honour, naming the flag, and trains one that records
+    fairseq's own."""
+    from fairseq_hire.finetune import main as finetune
+
     model_pt = converted_minilm / "model.pt"
     args = parse(converted_minilm, "roberta_base", architecture_flags(model_pt, for_stock_roberta=True))
     assert encoder_dims(args) == encoder_dims(safe_torch_load(model_pt)["args"])
-    args = parse(converted_minilm, "roberta_base", architecture_flags(model_pt))
-    assert encoder_dims(args) == encoder_dims(safe_torch_load(model_pt)["args"])
-    assert args.encoder_layernorm_eps == 1e-12
+    with pytest.raises(SystemExit):
+        parse(converted_minilm, "roberta_base", architecture_flags(model_pt))
+    assert "unrecognized arguments: --encoder-layernorm-eps" in capsys.readouterr().err
+
+    def baseline(pretrained):
+        return finetune(["RTE", str(tmp_path / "bin"), str(pretrained), str(tmp_path / "save"), "--baseline",
+                         "--device", "cpu", "--dry-run"])
+
+    assert baseline(model_pt) == 2
+    err = capsys.readouterr().err
+    assert "LayerNorm epsilon of 1e-12 (--encoder-layernorm-eps)" in err and "--head stock" in err
+    assert baseline(tiny_pretrained) == 0
+    command = capsys.readouterr().out.split()
+    assert command[command.index("--arch") + 1] == "roberta_base" and "--encoder-layernorm-eps" not in command
 
 
 def test_flags_of_fine_tuned_checkpoint(original_checkpoint, tmp_path):

@@ -55,10 +55,13 @@ def glue_examples():
     return pick(rows("SST-2", [0])) + pick(rows("RTE", [1, 2]))
 
 
-def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False, without_eps=False):
+def finetuning_model(out_dir: Path, work_dir: Path, variant="hire"):
     """The converted checkpoint as `fairseq-train --restore-file model.pt` builds it for a
-    sentence-pair task whose input dictionaries are the converted dict.txt (`without_eps`:
-    the flags fairseq without this plugin takes)."""
+    sentence-pair task whose input dictionaries are the converted dict.txt: as roberta_hire
+    ("hire"), roberta_hire with fairseq's RoBERTa head ("stock-head", the comparison's baseline)
+    or fairseq's own roberta ("fairseq-roberta", with the flags it takes)."""
+    from fairseq_hire.modules.options import HEADS
+
     data_dir = work_dir / "task-bin"
     for name in ("input0", "input1"):
         (data_dir / name).mkdir(parents=True, exist_ok=True)
@@ -66,8 +69,10 @@ def finetuning_model(out_dir: Path, work_dir: Path, stock_roberta=False, without
     (data_dir / "label").mkdir(exist_ok=True)
     (data_dir / "label" / "dict.txt").write_text("0 10\n1 10\n")
     model_pt = out_dir / "model.pt"
-    arch = "roberta_base" if stock_roberta else "roberta_hire_base"
-    args = finetune_args(data_dir, arch=arch, extra=architecture_flags(model_pt, for_stock_roberta=without_eps))
+    arch = "roberta_base" if variant == "fairseq-roberta" else "roberta_hire_base"
+    flags = architecture_flags(model_pt, for_stock_roberta=variant == "fairseq-roberta")
+    head = HEADS["stock"].options.flags() if variant == "stock-head" else []
+    args = finetune_args(data_dir, arch=arch, extra=flags + head)
     trainer = build_trainer(args)
     restore(trainer, model_pt)
     return trainer.model.eval(), trainer.task.source_dictionary
@@ -109,11 +114,11 @@ def hf_row_of_fairseq_index(dictionary, hf_tokenizer, kind: str) -> torch.Tensor
 
 
 def compare(source_dir: Path, out_dir: Path, work_dir: Path, hf_model, kind: str, with_logits=False,
-            stock_roberta=False, without_eps=False):
+            variant="hire"):
     """Run both models on real GLUE examples; return the max abs differences of the final
     hidden states (and LM logits) at real (non-pad) positions, and the fairseq model."""
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(source_dir)
-    model, dictionary = finetuning_model(out_dir, work_dir, stock_roberta, without_eps)
+    model, dictionary = finetuning_model(out_dir, work_dir, variant)
     spec = json.loads((out_dir / "tokenizer_spec.json").read_text())
     if kind == "wordpiece":
         assert spec == {"type": "wordpiece", "vocab": "vocab.txt", "lowercase": True}
@@ -185,18 +190,20 @@ def test_minilm_matches_transformers(converted_minilm, tmp_path, capsys, record_
     hf_model = transformers.AutoModel.from_pretrained(source).eval()
     diffs, model = compare(source, out_dir, tmp_path / "hire", hf_model, "wordpiece")
     assert layernorm_eps_values(model.encoder) == {1e-12}
-    # the stock roberta arch honours the recorded epsilon too: the baseline runs the same encoder
-    stock_diffs, stock_model = compare(source, out_dir, tmp_path / "stock", hf_model, "wordpiece", stock_roberta=True)
-    assert type(stock_model).__name__ == "RobertaModel"
+    # the comparison's stock baseline (roberta_hire with fairseq's head) honours the recorded
+    # epsilon too: the baseline runs the same encoder
+    stock_diffs, stock_model = compare(source, out_dir, tmp_path / "stock", hf_model, "wordpiece", variant="stock-head")
+    assert type(stock_model).__name__ == "RobertaHireModel"
     assert layernorm_eps_values(stock_model) == {1e-12}
-    # fairseq without the plugin has no --encoder-layernorm-eps: it runs with its 1e-5
+    # fairseq's own roberta has no --encoder-layernorm-eps: it runs with its 1e-5
     plain_diffs, plain_model = compare(source, out_dir, tmp_path / "plain", hf_model, "wordpiece",
-                                       stock_roberta=True, without_eps=True)
+                                       variant="fairseq-roberta")
+    assert type(plain_model).__name__ == "RobertaModel"
     assert layernorm_eps_values(plain_model) == {1e-5}
 
     with capsys.disabled():
         print(f"\nall-MiniLM-L6-v2 max abs diff vs transformers: roberta_hire {diffs['hidden']:.2e}, "
-              f"stock roberta {stock_diffs['hidden']:.2e} (source eps 1e-12); fairseq's eps 1e-5 "
+              f"stock head {stock_diffs['hidden']:.2e} (source eps 1e-12); fairseq's roberta, eps 1e-5 "
               f"{plain_diffs['hidden']:.2e}")
     record_property("minilm_max_abs_diff", diffs["hidden"])
     record_property("minilm_stock_roberta_max_abs_diff", stock_diffs["hidden"])

@@ -248,11 +248,20 @@ def test_stock_head_option_is_fairseqs_roberta_head(rte_dir):
     assert torch.equal(stock_logits, hire_logits)
 
 
-@pytest.mark.parametrize("arch", ["roberta_base", "roberta_hire_base"])
-def test_layernorm_eps_holds_for_stock_roberta_too(rte_dir, arch):
-    trainer = build_trainer(finetune_args(rte_dir, arch=arch, extra=["--encoder-layernorm-eps", "1e-12"]))
-    norms = [m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
-    assert norms and all(m.eps == 1e-12 for m in norms)
+def test_layernorm_eps_is_roberta_hires_own_option(rte_dir, capsys):
+    """roberta_hire, with the stock head (the comparison's baseline) too, builds the epsilon it
+    is given; fairseq's own roberta stays fairseq's: its parser has no such option."""
+    from fairseq_hire.modules.options import HEADS
+
+    for extra in ([], HEADS["stock"].options.flags()):
+        trainer = build_trainer(finetune_args(rte_dir, extra=["--encoder-layernorm-eps", "1e-12", *extra]))
+        norms = [m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert norms and all(m.eps == 1e-12 for m in norms)
+    with pytest.raises(SystemExit):
+        finetune_args(rte_dir, arch="roberta_base", extra=["--encoder-layernorm-eps", "1e-12"])
+    assert "unrecognized arguments: --encoder-layernorm-eps" in capsys.readouterr().err
+    stock = build_trainer(finetune_args(rte_dir, arch="roberta_base")).model
+    assert {m.eps for m in stock.encoder.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-5}
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan"])

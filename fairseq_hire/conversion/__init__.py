@@ -66,7 +66,7 @@ class ConversionReport:
             f"{s.attention_heads} heads, max positions {s.max_positions}, "
             f"activation {s.activation_fn}, vocabulary {self.vocab_size}",
             f"  LayerNorm epsilon {s.layernorm_eps:g} recorded as args.encoder_layernorm_eps "
-            "(every RoBERTa architecture honours it when the plugin is loaded)",
+            "(roberta_hire and the plugin's hub honour it; fairseq's own roberta builds 1e-5)",
         ]
         if self.lm_head_initialised:
             lines.append(

@@ -1,24 +1,17 @@
-"""``--encoder-layernorm-eps`` for every fairseq RoBERTa model, stock ``roberta`` included.
+"""The encoder's LayerNorm epsilon, ``--encoder-layernorm-eps``: an option of roberta_hire.
 
 A checkpoint converted from the BERT family records its LayerNorm epsilon (1e-12) as
 ``args.encoder_layernorm_eps``; fairseq's RoBERTa always builds its LayerNorms with 1e-5, so
-the converted encoder would differ from its source (all-MiniLM-L6-v2's final hidden states
-by ~8e-4 instead of ~5e-6), and a stock-head baseline would run another encoder than HIRE.
-
-``install()`` wraps two methods of ``fairseq.models.roberta.RobertaModel``, so that every
-path builds the encoder the checkpoint describes: the hub (the checkpoint's own args), and
-``fairseq-train``/``fairseq-hydra-train`` of ``roberta*`` and ``roberta_hire*`` (the flag):
-
-* ``add_args`` also adds ``--encoder-layernorm-eps`` (checked to be a positive number);
-* ``build_model`` gives every LayerNorm of the encoder (and its LM head) that epsilon when
-  the config has one; without it nothing changes (fairseq's 1e-5).
+the converted encoder would differ from its source (all-MiniLM-L6-v2's final hidden states by
+~8e-4 instead of ~5e-6). roberta_hire declares the option and builds its encoder with it
+(``RobertaHireModel``); the comparison's stock baseline is roberta_hire with the stock head, so
+it runs the same encoder. fairseq's own ``roberta`` architectures are left as fairseq has them:
+they have no such option, and ``finetune.py --baseline`` refuses a checkpoint whose epsilon they
+would not honour. The plugin's hub builds the encoder a checkpoint describes whatever RoBERTa
+architecture it names (``apply_recorded_eps``), as it only reads the model it built.
 """
 import argparse
-import functools
 import math
-
-from fairseq.models.roberta import RobertaModel
-from fairseq.utils import safe_getattr
 
 FAIRSEQ_LAYERNORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which fairseq's LayerNorm uses
 FLAG = "--encoder-layernorm-eps"
@@ -43,6 +36,14 @@ def eps_argument(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def add_argument(parser) -> None:
+    parser.add_argument(
+        FLAG, type=eps_argument, metavar="EPS",
+        help="epsilon of every LayerNorm in the encoder (default fairseq's 1e-5; checkpoints "
+             "converted from BERT use 1e-12; fairseq_hire.checkpoint_args prints a checkpoint's)",
+    )
+
+
 def set_layernorm_eps(module, eps: float) -> None:
     """Give every LayerNorm under `module` (torch's, or apex's FusedLayerNorm) this epsilon."""
     for submodule in module.modules():
@@ -50,29 +51,9 @@ def set_layernorm_eps(module, eps: float) -> None:
             submodule.eps = eps
 
 
-def install() -> None:
-    if getattr(RobertaModel.add_args, "__wrapped_by_fairseq_hire__", False):
-        return
-    add_args = RobertaModel.add_args
-    build_model = RobertaModel.build_model.__func__
-
-    @functools.wraps(add_args)
-    def add_args_with_eps(parser):
-        add_args(parser)
-        parser.add_argument(
-            FLAG, type=eps_argument, metavar="EPS",
-            help="epsilon of every LayerNorm in the encoder (default fairseq's 1e-5; checkpoints "
-                 "converted from BERT use 1e-12; fairseq_hire.checkpoint_args prints a checkpoint's)",
-        )
-
-    @functools.wraps(build_model)
-    def build_model_with_eps(cls, args, task):
-        model = build_model(cls, args, task)
-        eps = safe_getattr(args, "encoder_layernorm_eps", None)
-        if eps is not None:
-            set_layernorm_eps(model.encoder, checked_eps(eps))
-        return model
-
-    add_args_with_eps.__wrapped_by_fairseq_hire__ = True
-    RobertaModel.add_args = staticmethod(add_args_with_eps)
-    RobertaModel.build_model = classmethod(build_model_with_eps)
+def apply_recorded_eps(model) -> None:
+    """The epsilon the model's configuration records, given to its encoder (fairseq's roberta
+    builds 1e-5 whatever it records); nothing changes for a configuration without one."""
+    eps = getattr(getattr(model, "args", None), "encoder_layernorm_eps", None)
+    if eps is not None:
+        set_layernorm_eps(model.encoder, checked_eps(eps))

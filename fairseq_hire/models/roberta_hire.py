@@ -1,7 +1,8 @@
 """roberta_hire: fairseq's RoBERTa with HIRE classification heads.
 
 Everything but the classification heads is fairseq's RobertaModel (encoder, LM head,
-encoder flags, ``--encoder-layernorm-eps`` from ``layernorm_eps``). A head registered here is
+encoder flags), plus ``--encoder-layernorm-eps``, the encoder's LayerNorm epsilon, which
+fairseq's RoBERTa does not have (``layernorm_eps``). A head registered here is
 a ``HireHead`` built from the ``--hire-*`` options (``modules/options.py``, one definition
 each): HIRE by default, or one of the heads it is compared with, the stock RoBERTa head
 included. It reads every layer's output (``inner_states``) and the final features, so
@@ -28,6 +29,7 @@ from ..modules import options
 from ..modules.hire import HireHead
 from ..modules.options import HireOptions
 from .layer_cache import LayerCache
+from . import layernorm_eps
 from .layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class RobertaHireModel(RobertaModel):
     @staticmethod
     def add_args(parser):
         RobertaModel.add_args(parser)
+        layernorm_eps.add_argument(parser)
         options.add_arguments(parser)
         parser.add_argument("--freeze-encoder", action="store_true", default=None,
                             help="train the classification heads only: the encoder (embeddings, layers, LM "
@@ -79,6 +82,7 @@ class RobertaHireModel(RobertaModel):
             raise ValueError(f"--layer-cache {args.layer_cache}: a cache holds a frozen encoder's outputs; "
                              "add --freeze-encoder")
         model = super().build_model(args, task)
+        layernorm_eps.set_layernorm_eps(model.encoder, layernorm_eps.checked_eps(args.encoder_layernorm_eps))
         if args.freeze_encoder:
             model.encoder.requires_grad_(False)
             model.encoder.eval()
