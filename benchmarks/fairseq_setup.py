@@ -14,7 +14,7 @@ GPT2_DICT = USER_DIR / "assets" / "gpt2_bpe" / "dict.txt"
 
 
 def write_task_dicts(data_dir: Path, labels=("entailment", "not_entailment")) -> Path:
-    """The dictionaries a sentence_prediction task reads (no data needed to build a model)."""
+    """The dictionaries a sentence_prediction(_hire) task reads (no data needed to build a model)."""
     for name in ("input0", "input1"):
         (data_dir / name).mkdir(parents=True, exist_ok=True)
         shutil.copy(GPT2_DICT, data_dir / name / "dict.txt")
@@ -36,7 +36,7 @@ def finetune_args(data_dir, arch="roberta_hire_base", num_classes=2, extra=(), s
     """Namespace of a GLUE fine-tuning command line (fairseq's RoBERTa recipe)."""
     criterion = "sentence_prediction_hire"
     argv = [
-        str(data_dir), "--user-dir", str(USER_DIR), "--task", "sentence_prediction",
+        str(data_dir), "--user-dir", str(USER_DIR), "--task", "sentence_prediction_hire",
         "--criterion", criterion, "--arch", arch, "--num-classes", str(num_classes),
         "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
         "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-6",
@@ -60,13 +60,21 @@ def build_trainer(args):
 
 def restore(trainer, checkpoint):
     """What `fairseq-train --restore-file CHECKPOINT --reset-optimizer --reset-dataloader
-    --reset-meters --reset-lr-scheduler` does to the model."""
-    return trainer.load_checkpoint(
-        str(checkpoint), reset_optimizer=True, reset_lr_scheduler=True, reset_meters=True
-    )
+    --reset-meters --reset-lr-scheduler` does to the model (in a run of the plugin's task, through
+    the safe loader)."""
+    from fairseq_hire.checkpoint_saving import plugin_checkpoints
+
+    with plugin_checkpoints():
+        return trainer.load_checkpoint(
+            str(checkpoint), reset_optimizer=True, reset_lr_scheduler=True, reset_meters=True
+        )
 
 
 def save(trainer, path, extra_state):
-    """What fairseq-train's checkpoint_utils.save_checkpoint does to write one file."""
+    """What fairseq-train's checkpoint_utils.save_checkpoint does to write one file (in a run of
+    the plugin's task, atomically)."""
+    from fairseq_hire.checkpoint_saving import plugin_checkpoints
+
     trainer.consolidate_optimizer()
-    trainer.save_checkpoint(str(path), extra_state)
+    with plugin_checkpoints():
+        trainer.save_checkpoint(str(path), extra_state)

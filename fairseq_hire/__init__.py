@@ -1,23 +1,15 @@
 """fairseq-hire: HIRE (Yang and Zhao, arXiv 1911.01940) for fairseq RoBERTa.
 
-Importing the package (``--user-dir fairseq_hire``) registers the ``roberta_hire`` model
-and architectures, the ``sentence_prediction_hire`` criterion and the ``hire_tokenizer``
-BPE, makes fairseq's checkpoint loading safe (``checkpoint_io``: every loader, pickle and
-configuration) and its saving atomic with a resume that survives a kill
-(``checkpoint_saving``), records a sentence-prediction head's classes in its checkpoints
-and refuses data whose classes differ (``head_classes``), and installs the small fixes to
-fairseq in ``compat`` and ``cpu_distributed`` (fairseq's distributed training on CPU, over
-gloo).
+Importing the package (``--user-dir fairseq_hire``) registers components and changes nothing
+else: the ``roberta_hire`` model and architectures, the ``sentence_prediction_hire`` task and
+criterion and the ``hire_tokenizer`` BPE. No name of fairseq or torch is reassigned and torch's
+list of safe globals is left as it is. What the plugin's own runs add (safe checkpoint loading,
+atomic saving, the recorded head classes, the full last validation batch, CPU distributed
+training) is installed by its task and criterion when a run uses them, for that run
+(docs/FAIRSEQ_CHANGES.md).
 """
-from . import checkpoint_io, checkpoint_saving, compat, cpu_distributed, head_classes
-
-checkpoint_io.install()
-checkpoint_saving.install()
-compat.install()
-cpu_distributed.install()
-head_classes.install()
-
-from . import criterions, tokenizer  # noqa: E402,F401  (registration)
-from .models.roberta_hire import RobertaHireModel  # noqa: E402
+from . import criterions, tasks, tokenizer  # noqa: F401  (registration)
+from .models.roberta_hire import RobertaHireModel
+from .tasks import sentence_prediction_hire  # noqa: F401  (registration)
 
 __all__ = ["RobertaHireModel"]

@@ -16,8 +16,8 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 * a ``cfg`` that is no mapping, or a section of it that is no mapping (nor none), and ``args``
   that are no Namespace;
 * an architecture that is not a RoBERTa model (``roberta*``, ``roberta_hire*``: what the
-  hub and this plugin build), and a task other than RoBERTa's (sentence_prediction,
-  masked_lm, multilingual_masked_lm);
+  hub and this plugin build), and a task other than RoBERTa's (sentence_prediction, the
+  plugin's sentence_prediction_hire, masked_lm, multilingual_masked_lm);
 * an option fairseq evaluates as Python although RoBERTa's parser does not declare it
   (``*xformers_att_config``), at any depth, and a model section that names no architecture;
 * a ``user_dir`` other than this plugin's, a BPE other than RoBERTa's (gpt2,
@@ -42,7 +42,8 @@ from typing import Dict, Iterable, Optional, Tuple
 from .checkpoint_errors import UnsafeConfigError
 
 ALLOWED_MODELS = ("roberta", "roberta_hire")
-ALLOWED_TASKS = ("sentence_prediction", "masked_lm", "multilingual_masked_lm")
+SENTENCE_PREDICTION_TASKS = ("sentence_prediction", "sentence_prediction_hire")  # the second: the plugin's
+ALLOWED_TASKS = (*SENTENCE_PREDICTION_TASKS, "masked_lm", "multilingual_masked_lm")
 ALLOWED_BPE = ("gpt2", "sentencepiece", "hire_tokenizer")
 PLUGIN_NAME = "fairseq_hire"
 MODEL_NAME_KEYS = ("_name", "arch")  # fairseq builds the model _name names, else arch

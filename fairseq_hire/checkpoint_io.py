@@ -296,22 +296,5 @@ def replace_named_components(cfg, arg_overrides) -> None:
         overwrite_args_by_name(cfg, arg_overrides)
 
 
-def install() -> None:
-    """fairseq's checkpoint_utils (and everything that calls it: the trainer, the hub) load
-    through ``load_checkpoint_to_cpu``."""
-    from fairseq import checkpoint_utils
-
-    torch.serialization.add_safe_globals(checkpoint_globals())  # fairseq's distributed broadcast
-    if getattr(checkpoint_utils.load_checkpoint_to_cpu, HOOK_MARK, False):
-        return
-
-    @functools.wraps(checkpoint_utils.load_checkpoint_to_cpu)
-    def safe_load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-        return load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
-
-    setattr(safe_load_checkpoint_to_cpu, HOOK_MARK, True)
-    checkpoint_utils.load_checkpoint_to_cpu = safe_load_checkpoint_to_cpu
-
-
 __all__ = ["CheckpointError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsafeConfigError",
-           "load_state", "safe_torch_load", "install"]
+           "load_checkpoint_to_cpu", "load_state", "safe_torch_load"]

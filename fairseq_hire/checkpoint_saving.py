@@ -1,29 +1,44 @@
-"""Checkpoints a kill can never leave half-written, and a resume that survives one that was.
+"""The checkpoint hooks of the plugin's fairseq-train runs: checkpoints a kill can never leave
+half-written, a resume that survives one that was, a finished run that stays finished, and the
+safe loader for every checkpoint such a run reads.
 
-fairseq writes one checkpoint file per save (``torch_persistent_save``: a temporary name,
-then a rename) and then *copies* it to the other names (``checkpoint_best.pt``,
-``checkpoint_last.pt``, ...) with ``shutil.copyfile``, in place. A SIGKILL during that copy
-(preemption) leaves a truncated ``checkpoint_last.pt``, and every rerun of the same command
-fails at once. ``install()`` changes three functions of ``fairseq.checkpoint_utils``:
+fairseq offers no hook around its checkpoint loading and saving, so ``install()`` puts one in
+front of five names of ``fairseq.checkpoint_utils`` (``load_checkpoint``, ``save_checkpoint``,
+``load_checkpoint_to_cpu``, ``torch_persistent_save``, ``PathManager``). It is called when the
+plugin's task is set up to train (fairseq-train, fairseq-hydra-train) or its criterion is built,
+never at import. Each hook acts for the trainer of a plugin run only (``plugin_run``: its task
+or its criterion is ``sentence_prediction_hire``, as in every recipe, finetune.py, the
+comparison and the YAMLs) and hands every other call to fairseq unchanged, so a run of other
+components stays stock fairseq even in a process where a plugin run was set up. For a plugin
+run's trainer:
 
-1. ``torch_persistent_save`` writes through ``atomic.atomic_file``: a temporary file named
-   after the writer's pid, flushed to disk, renamed over the destination;
-2. the copies go through ``atomic.copy_atomically``, so every checkpoint file is at any
-   moment either the old or the new one, whole;
-3. ``load_checkpoint`` (fairseq-train's start-up), before resuming from
+1. ``load_checkpoint`` (fairseq-train's start-up), before resuming from
    ``checkpoint_last.pt``, checks that file with the safe loader. If it is truncated or
    corrupt (an older fairseq, a full disk, a bad copy), it is kept aside as
    ``checkpoint_last.pt.corrupt-<time>`` and replaced by the newest intact checkpoint in the
    save dir (the most updates), with a warning: the run resumes and, fairseq's training being
    deterministic, ends where an uninterrupted run ends. With no intact checkpoint left it
    stops with an error instead of silently starting over. Temporary files of dead writers
-   are removed. After resuming, a run whose budget is spent (``budget_spent``) ends there,
-   with exit status 0: fairseq checks --max-update and --stop-time-hours only after an
-   update, so a finished run started again would train one more and overwrite its
-   checkpoints.
+   are removed. Then fairseq's own ``load_checkpoint`` runs inside ``plugin_checkpoints()``,
+   where ``load_checkpoint_to_cpu`` is the safe loader (``checkpoint_io``: --finetune-from-model,
+   --restore-file, resuming) and torch's allowlist holds fairseq's checkpoint contents for the
+   checkpoint fairseq broadcasts to ranks > 0. After resuming, a run whose budget is spent
+   (``budget_spent``) ends there, with exit status 0: fairseq checks --max-update and
+   --stop-time-hours only after an update, so a finished run started again would train one
+   more and overwrite its checkpoints.
+2. ``save_checkpoint`` runs fairseq's own inside ``plugin_checkpoints()`` too, where
+   ``torch_persistent_save`` writes through ``atomic.atomic_file`` (a temporary file named
+   after the writer's pid, flushed to disk, renamed over the destination, the folder synced)
+   and ``PathManager.copy``, which fairseq uses to copy the file to its other names
+   (``checkpoint_best.pt``, ``checkpoint_last.pt``) in place with ``shutil.copyfile``, goes
+   through ``atomic.copy_atomically``: every checkpoint file is at any moment either the old
+   or the new one, whole. (A SIGKILL during fairseq's in-place copy leaves a truncated
+   ``checkpoint_last.pt``, and every rerun of the same command would fail at once.)
 
-Remote paths (ioPath handlers) keep fairseq's own behaviour.
+Remote paths (ioPath handlers) and asynchronous writes keep fairseq's own behaviour.
 """
+import contextlib
+import contextvars
 import functools
 import glob
 import logging
@@ -35,7 +50,10 @@ from pathlib import Path
 from typing import Optional
 
 from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
+
+from . import checkpoint_io
 from .checkpoint_errors import CheckpointError, CorruptCheckpointError
+from .checkpoint_io import HOOK_MARK, fairseq_contents_allowed, load_state
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +70,6 @@ def updates_of(state) -> int:
 
 def newest_intact(save_dir: Path, suffix: str, exclude: Path):
     """(path, updates) of the checkpoint in save_dir with the most updates that loads, or None."""
-    from .checkpoint_io import load_state
-
     found = []
     for name in glob.glob(str(save_dir / f"checkpoint*{suffix}.pt")):
         path = Path(name)
@@ -71,8 +87,6 @@ def newest_intact(save_dir: Path, suffix: str, exclude: Path):
 
 def repair_last_checkpoint(last: Path, suffix: str) -> None:
     """If checkpoint_last is unreadable, put the newest intact checkpoint in its place."""
-    from .checkpoint_io import load_state
-
     try:
         load_state(last)
         return
@@ -111,45 +125,68 @@ def budget_spent(trainer, extra_state, epoch_itr) -> Optional[str]:
     return None
 
 
+# ------------------------------------------------------------------ the hooks
+
+PLUGIN_CHECKPOINTS = contextvars.ContextVar("fairseq_hire_plugin_checkpoints", default=False)
+
+
+def plugin_run(trainer) -> bool:
+    """Whether `trainer` trains with the plugin's task or criterion."""
+    from .criterions.sentence_prediction_hire import SentencePredictionHireCriterion
+    from .tasks.sentence_prediction_hire import SentencePredictionHireTask
+
+    return (isinstance(trainer.task, SentencePredictionHireTask)
+            or isinstance(trainer.get_criterion(), SentencePredictionHireCriterion))
+
+
+@contextlib.contextmanager
+def plugin_checkpoints():
+    """Inside, the hooks of ``install()`` make fairseq's checkpoint functions load safely and
+    write atomically, as they do in a plugin run's load_checkpoint and save_checkpoint."""
+    token = PLUGIN_CHECKPOINTS.set(True)
+    try:
+        with fairseq_contents_allowed():
+            yield
+    finally:
+        PLUGIN_CHECKPOINTS.reset(token)
+
+
+def prepare_resume(cfg, trainer) -> None:
+    """Before fairseq resumes: temporary files of killed writers removed, checkpoint_last repaired."""
+    suffix = trainer.checkpoint_suffix
+    last = Path(cfg.save_dir) / f"checkpoint_last{suffix}.pt"
+    if trainer.is_data_parallel_master and is_local(last):
+        removed = remove_stale(Path(cfg.save_dir), prefix=".checkpoint")
+        if removed:
+            logger.info(f"removed {removed} temporary files of killed runs from {cfg.save_dir}")
+        if cfg.restore_file == "checkpoint_last.pt" and last.exists():
+            repair_last_checkpoint(last, suffix)
+
+
+def hook(original, hooked):
+    functools.update_wrapper(hooked, original)
+    setattr(hooked, HOOK_MARK, True)
+    return hooked
+
+
 def install() -> None:
+    """Put the hooks in front of fairseq's checkpoint functions, once per process."""
     from fairseq import checkpoint_utils
 
-    if getattr(checkpoint_utils.load_checkpoint, "__wrapped_by_fairseq_hire__", False):
+    if getattr(checkpoint_utils.load_checkpoint, HOOK_MARK, False):
         return
-    fairseq_save = checkpoint_utils.torch_persistent_save
-    fairseq_load_checkpoint = checkpoint_utils.load_checkpoint
+    fairseq_load = checkpoint_utils.load_checkpoint
+    fairseq_save = checkpoint_utils.save_checkpoint
+    fairseq_load_to_cpu = checkpoint_utils.load_checkpoint_to_cpu
+    fairseq_persistent_save = checkpoint_utils.torch_persistent_save
     fairseq_path_manager = checkpoint_utils.PathManager
 
-    @functools.wraps(fairseq_save)
-    def torch_persistent_save(obj, filename, async_write: bool = False):
-        if async_write or not is_local(filename):
-            return fairseq_save(obj, filename, async_write)
-        import torch
-
-        with atomic_file(Path(filename)) as f:
-            torch.save(obj, f)
-
-    class AtomicCopyPathManager(fairseq_path_manager):
-        """fairseq's PathManager, with copies that are never seen half-done."""
-
-        @staticmethod
-        def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
-            if not (is_local(src_path) and is_local(dst_path)):
-                return fairseq_path_manager.copy(src_path, dst_path, overwrite)
-            copy_atomically(Path(src_path), Path(dst_path))
-            return True
-
-    @functools.wraps(fairseq_load_checkpoint)
     def load_checkpoint(cfg, trainer, **passthrough_args):
-        suffix = trainer.checkpoint_suffix
-        last = Path(cfg.save_dir) / f"checkpoint_last{suffix}.pt"
-        if trainer.is_data_parallel_master and is_local(last):
-            removed = remove_stale(Path(cfg.save_dir), prefix=".checkpoint")
-            if removed:
-                logger.info(f"removed {removed} temporary files of killed runs from {cfg.save_dir}")
-            if cfg.restore_file == "checkpoint_last.pt" and last.exists():
-                repair_last_checkpoint(last, suffix)
-        extra_state, epoch_itr = fairseq_load_checkpoint(cfg, trainer, **passthrough_args)
+        if not plugin_run(trainer):
+            return fairseq_load(cfg, trainer, **passthrough_args)
+        prepare_resume(cfg, trainer)
+        with plugin_checkpoints():
+            extra_state, epoch_itr = fairseq_load(cfg, trainer, **passthrough_args)
         spent = budget_spent(trainer, extra_state, epoch_itr)
         if spent:
             # every rank loaded the same state, so every rank ends here, before any update or save
@@ -157,7 +194,39 @@ def install() -> None:
             raise SystemExit(0)
         return extra_state, epoch_itr
 
-    load_checkpoint.__wrapped_by_fairseq_hire__ = True
-    checkpoint_utils.torch_persistent_save = torch_persistent_save
-    checkpoint_utils.PathManager = AtomicCopyPathManager
-    checkpoint_utils.load_checkpoint = load_checkpoint
+    def save_checkpoint(cfg, trainer, epoch_itr, val_loss):
+        # fairseq keeps the best score as an attribute of checkpoint_utils.save_checkpoint, this function
+        if not plugin_run(trainer):
+            return fairseq_save(cfg, trainer, epoch_itr, val_loss)
+        with plugin_checkpoints():
+            return fairseq_save(cfg, trainer, epoch_itr, val_loss)
+
+    def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+        if PLUGIN_CHECKPOINTS.get():
+            return checkpoint_io.load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
+        return fairseq_load_to_cpu(path, arg_overrides, load_on_all_ranks)
+
+    def torch_persistent_save(obj, filename, async_write: bool = False):
+        if not PLUGIN_CHECKPOINTS.get() or async_write or not is_local(filename):
+            return fairseq_persistent_save(obj, filename, async_write)
+        import torch
+
+        with atomic_file(Path(filename)) as f:
+            torch.save(obj, f)
+
+    class PluginRunPathManager(fairseq_path_manager):
+        """fairseq's PathManager, whose copies are never seen half-done in a plugin run."""
+
+        @staticmethod
+        def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+            if not (PLUGIN_CHECKPOINTS.get() and is_local(src_path) and is_local(dst_path)):
+                return fairseq_path_manager.copy(src_path, dst_path, overwrite)
+            copy_atomically(Path(src_path), Path(dst_path))
+            return True
+
+    setattr(PluginRunPathManager, HOOK_MARK, True)
+    checkpoint_utils.load_checkpoint = hook(fairseq_load, load_checkpoint)
+    checkpoint_utils.save_checkpoint = hook(fairseq_save, save_checkpoint)
+    checkpoint_utils.load_checkpoint_to_cpu = hook(fairseq_load_to_cpu, load_checkpoint_to_cpu)
+    checkpoint_utils.torch_persistent_save = hook(fairseq_persistent_save, torch_persistent_save)
+    checkpoint_utils.PathManager = PluginRunPathManager

@@ -27,7 +27,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .checkpoint_config import as_mapping, model_name, task_name
+from .checkpoint_config import SENTENCE_PREDICTION_TASKS, as_mapping, model_name, task_name
 from .checkpoint_errors import UnsafeConfigError, one_line
 
 # where the encoder's weights live: fairseq-train's checkpoints, the original releases
@@ -107,7 +107,7 @@ class Shapes:
             model = OmegaConf.create(copy.deepcopy(as_mapping(section)), flags={"allow_objects": True})
         try:
             with open_dict(model) if OmegaConf.is_config(model) else contextlib.ExitStack():
-                if task_name(task) == "sentence_prediction":
+                if task_name(task) in SENTENCE_PREDICTION_TASKS:
                     model.max_positions = task_option(task, "max_positions")
                 ARCH_CONFIG_REGISTRY[arch](model)
                 if safe_getattr(model, "max_positions") is None:
@@ -217,7 +217,7 @@ class Shapes:
                 self.refuse(f"its classification head {name} has parameters {sorted(params)}",
                             "a head with out_proj and dense weights")
             to_build[name] = (out_proj.shape[0], params["dense.weight"].shape[0])
-        if task_name(task) == "sentence_prediction":
+        if task_name(task) in SENTENCE_PREDICTION_TASKS:
             name = (task_option(task, "classification_head_name")
                     or (as_mapping(criterion) or {}).get("classification_head_name") or DEFAULT_HEAD_NAME)
             to_build[name] = (self.size(where, "num_classes", task_option(task, "num_classes")), None)

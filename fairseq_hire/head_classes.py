@@ -6,15 +6,15 @@ collected from train, built again from other rows, may order them differently (m
 frequent first), and every prediction would then be read as the wrong class.
 
 fairseq's trainer saves the task's state (``task.state``) in every checkpoint, and
-``checkpoint_utils.load_model_ensemble_and_task`` (the hub, evaluate.py, predict.py, the
-comparison tool, fairseq-validate) restores it before the task builds the model. So the
-sentence_prediction task records its head's classes there when it builds a model to train,
-whichever command trains it (finetune.py, fairseq-train, fairseq-hydra-train, stock
-architecture or roberta_hire), and refuses to build one from a checkpoint whose recorded
-classes are not those of the data it is given. ``--restore-file`` does not restore the task
-state, so fine-tuning an MNLI checkpoint on RTE records RTE's classes, as it should.
+``checkpoint_utils.load_model_ensemble_and_task`` restores it before the task builds the model.
+So the plugin's task (``sentence_prediction_hire``) records its head's classes there when it
+builds a model to train, whichever command trains it (finetune.py, fairseq-train,
+fairseq-hydra-train, stock architecture or roberta_hire), and refuses to build one from a
+checkpoint whose recorded classes are not those of the data it is given; the plugin's hub
+(evaluate.py, predict.py, the comparison) checks the same for a checkpoint of fairseq's own
+sentence_prediction task. ``--restore-file`` does not restore the task state, so fine-tuning an
+MNLI checkpoint on RTE records RTE's classes, as it should.
 """
-import functools
 from typing import List, Optional
 
 STATE_KEY = "hire_head_classes"
@@ -47,20 +47,3 @@ def record_or_check(task) -> None:
             "(label/dict.txt): the head's outputs would be read as the wrong classes. Use the binaries the model "
             "was trained on"
         )
-
-
-def install() -> None:
-    from fairseq.tasks.sentence_prediction import SentencePredictionTask
-
-    build_model = SentencePredictionTask.build_model
-    if getattr(build_model, "__wrapped_by_fairseq_hire__", False):
-        return
-
-    # from_checkpoint is spelled out: fairseq passes it only to a build_model whose argspec names it
-    @functools.wraps(build_model)
-    def build_model_with_head_classes(self, cfg, from_checkpoint=False):
-        record_or_check(self)
-        return build_model(self, cfg, from_checkpoint)
-
-    build_model_with_head_classes.__wrapped_by_fairseq_hire__ = True
-    SentencePredictionTask.build_model = build_model_with_head_classes

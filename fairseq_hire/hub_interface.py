@@ -73,6 +73,7 @@ def from_pretrained(
     from fairseq import checkpoint_utils
 
     from .checkpoint_io import load_checkpoint_to_cpu
+    from .head_classes import record_or_check
     from .models.layernorm_eps import apply_recorded_eps
 
     model_dir = Path(model_name_or_path)
@@ -89,6 +90,7 @@ def from_pretrained(
     state = load_checkpoint_to_cpu(path, overrides)
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
     apply_recorded_eps(models[0])  # fairseq's roberta builds 1e-5 whatever the checkpoint records
+    record_or_check(task)  # done by the plugin's task when it built the model; fairseq's does not
     hub = RobertaHireHubInterface(cfg, task, models[0])
     return hub.eval()
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 from glue_prep.tasks import TASKS, Recipe, TaskSpec, get_task
 
 SHARED_FLAGS = [
-    "--task", "sentence_prediction", "--init-token", "0", "--separator-token", "2",
+    "--task", "sentence_prediction_hire", "--init-token", "0", "--separator-token", "2",
     "--max-tokens", "4400", "--required-batch-size-multiple", "1",
     "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06",
     "--weight-decay", "0.1", "--clip-norm", "0.0", "--lr-scheduler", "polynomial_decay",

@@ -88,15 +88,18 @@ def test_a_folder_is_synced_whole_before_it_takes_its_name_and_its_parent_after(
 
 @pytest.mark.unit
 def test_checkpoints_fairseq_saves_and_copies_are_durable(tmp_path, disk_log):
-    """fairseq-train's checkpoint writes with the plugin: the save (torch_persistent_save) and
-    its copies to checkpoint_best.pt / checkpoint_last.pt (PathManager.copy)."""
+    """fairseq-train's checkpoint writes in a run of the plugin's task: the save
+    (torch_persistent_save) and its copies to checkpoint_best.pt / checkpoint_last.pt
+    (PathManager.copy), as fairseq's save_checkpoint makes them within the run's hooks."""
     import torch
-
-    import fairseq_hire  # noqa: F401  (the plugin's checkpoint saving)
     from fairseq import checkpoint_utils
 
+    from fairseq_hire import checkpoint_saving
+
+    checkpoint_saving.install()  # what the plugin's task does when a run sets it up
     saved, last = tmp_path / "checkpoint1.pt", tmp_path / "checkpoint_last.pt"
-    checkpoint_utils.torch_persistent_save({"model": {"w": torch.zeros(3)}}, str(saved))
-    assert_durable_rename(disk_log, saved)
-    checkpoint_utils.PathManager.copy(str(saved), str(last), overwrite=True)
-    assert_durable_rename(disk_log, last)
+    with checkpoint_saving.plugin_checkpoints():
+        checkpoint_utils.torch_persistent_save({"model": {"w": torch.zeros(3)}}, str(saved))
+        assert_durable_rename(disk_log, saved)
+        checkpoint_utils.PathManager.copy(str(saved), str(last), overwrite=True)
+        assert_durable_rename(disk_log, last)

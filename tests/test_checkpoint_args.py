@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq import options, tasks
 
-import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from conftest import GPT2_BPE
 from fairseq_hire import checkpoint_args
 from fairseq_hire.checkpoint_args import architecture_flags

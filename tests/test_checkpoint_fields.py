@@ -25,7 +25,7 @@ import copy
 
 import pytest
 
-import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from fairseq_hire import RobertaHireModel
 from fairseq_hire.checkpoint_errors import UnsafeConfigError
 from fairseq_hire.checkpoint_io import load_state

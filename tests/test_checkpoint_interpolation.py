@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from conftest import GPT2_BPE
 from fairseq_hire.checkpoint_config import INTERPOLATION, strings
 from fairseq_hire.checkpoint_errors import UnsafeConfigError
@@ -142,18 +142,22 @@ def test_a_refused_value_is_shown_cut_short(fine_tuned, tmp_path):
 
 def test_args_fairseq_cannot_read_are_refused_in_one_line(original, tmp_path, capsys):
     """An args string fairseq's conversion passes to ast.literal_eval, nested deeper than
-    Python parses: a one-line refusal from every loader, not a traceback."""
+    Python parses: a one-line refusal from every loader, not a traceback (the safe loader, and
+    fairseq's checkpoint_utils as a plugin run's trainer calls it)."""
     from fairseq import checkpoint_utils
 
-    from fairseq_hire import checkpoint_args
+    from fairseq_hire import checkpoint_args, checkpoint_io, checkpoint_saving
 
     state = copy.deepcopy(original)
     state["args"].batch_size = "(" * 300 + ")" * 300
     path = tmp_path / "model.pt"
     torch.save(state, path)
-    with pytest.raises(UnsafeConfigError, match="fairseq cannot read its configuration") as refused:
-        checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    assert "\n" not in str(refused.value)
+    checkpoint_saving.install()
+    for load in (checkpoint_io.load_checkpoint_to_cpu, checkpoint_utils.load_checkpoint_to_cpu):
+        with pytest.raises(UnsafeConfigError, match="fairseq cannot read its configuration") as refused:
+            with checkpoint_saving.plugin_checkpoints():
+                load(str(path))
+        assert "\n" not in str(refused.value)
     assert checkpoint_args.main([str(path)]) == 0  # it reads args itself, without fairseq's conversion
 
 

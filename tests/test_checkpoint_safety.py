@@ -1,13 +1,15 @@
 """No checkpoint runs code on any path, and legitimate old checkpoints load.
 
 Every hostile checkpoint of tests/hostile_checkpoints.py goes through every loader: the safe
-loader itself, fairseq's checkpoint_utils (which the trainer and hub call), the hub,
-scripts/evaluate.py, scripts/glue_submission.py, checkpoint_args, the converter, and
-fairseq-train with --finetune-from-model, --restore-file and a resumed checkpoint_last.pt,
+loader itself, fairseq's checkpoint_utils as the trainer of a plugin run calls it, fairseq's
+model loading handed the safe loader's state (as the hub does), the hub, scripts/evaluate.py,
+scripts/glue_submission.py, checkpoint_args, the converter, and fairseq-train running the
+plugin's task with --finetune-from-model, --restore-file and a resumed checkpoint_last.pt,
 also with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1. Each must be refused with a message that says
 why, and the payload's marker file must never appear. Control tests show every payload is
 live: loaded the unsafe way, it creates its marker.
 """
+import copy
 import itertools
 import os
 import pickle
@@ -23,7 +25,7 @@ import torch
 
 import hostile_checkpoints as hostile
 from conftest import GPT2_BPE, REPO
-from fairseq_hire import RobertaHireModel, checkpoint_args
+from fairseq_hire import RobertaHireModel, checkpoint_args, checkpoint_io, checkpoint_saving
 from fairseq_hire.checkpoint_errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError,
                                             UnsafeConfigError)
 from fairseq_hire.checkpoint_io import load_state, safe_torch_load
@@ -112,15 +114,22 @@ def via_safe_loader(path, data, tmp_path):
 
 
 def via_fairseq_checkpoint_utils(path, data, tmp_path):
+    """fairseq's load_checkpoint_to_cpu as a plugin run's trainer calls it: within the run's
+    checkpoint hooks (a run of the plugin's task installs them)."""
     from fairseq import checkpoint_utils
 
-    checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    checkpoint_saving.install()
+    with checkpoint_saving.plugin_checkpoints():
+        checkpoint_utils.load_checkpoint_to_cpu(str(path))
 
 
 def via_fairseq_model_loading(path, data, tmp_path):
+    """fairseq's model loading handed the safe loader's state, as the hub hands it."""
     from fairseq import checkpoint_utils
 
-    checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides={"data": str(data)})
+    overrides = {"data": str(data)}
+    state = checkpoint_io.load_checkpoint_to_cpu(str(path), overrides)
+    checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides, state=state)
 
 
 def via_hub(path, data, tmp_path):
@@ -197,6 +206,15 @@ def test_every_pickled_payload_is_live_when_loaded_unsafely(fine_tuned_state, tm
         marker.unlink()
 
 
+def with_fairseqs_own_task(state):
+    """The checkpoint as a run of fairseq's own sentence_prediction task writes it: plain fairseq,
+    without the plugin, knows no other (fine_tuned_state is a plugin run's)."""
+    state = copy.deepcopy(state)
+    assert state["cfg"]["task"]["_name"] == "sentence_prediction_hire"
+    state["cfg"]["task"]["_name"] = "sentence_prediction"
+    return state
+
+
 EVALUATING_VARIANTS = ["architecture-that-evals", "attention-config-that-evals", "model-named-by-its-only-key",
                        "task-named-by-its-task-key"]
 
@@ -207,7 +225,7 @@ def test_configuration_payload_is_live_in_fairseq_without_the_plugin(name, fine_
     """Plain fairseq (weights_only switched off, as users do to load the original checkpoints)
     builds what the configuration names, and evaluates the option: the marker appears. Without
     this control a refusal test would also pass where fairseq never reached the payload."""
-    path, marker = hostile_file(name, "zip", fine_tuned_state, tmp_path, lm_data)
+    path, marker = hostile_file(name, "zip", with_fairseqs_own_task(fine_tuned_state), tmp_path, lm_data)
     # the data of the task it names
     data = lm_data if name in ("architecture-that-evals", "model-named-by-its-only-key") else rte_bin
     code = ("import sys; from fairseq import checkpoint_utils; "
@@ -222,7 +240,8 @@ def test_interpolation_payloads_are_live_in_fairseq_without_the_plugin(fine_tune
     """The same control for the payloads OmegaConf's resolution carries (all in one process:
     its start is most of the cost)."""
     evaluating = INTERPOLATION_VARIANTS[:4]  # the last one reads the environment: no code to run
-    files = [hostile_file(name, "zip", fine_tuned_state, tmp_path / name, lm_data) for name in evaluating]
+    base = with_fairseqs_own_task(fine_tuned_state)
+    files = [hostile_file(name, "zip", base, tmp_path / name, lm_data) for name in evaluating]
     code = ("import sys; from fairseq import checkpoint_utils\n"
             "for path in sys.argv[2:]:\n"
             "    try: checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={'data': sys.argv[1]})\n"

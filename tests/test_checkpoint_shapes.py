@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+import fairseq_hire  # noqa: F401  (registers roberta_hire)
 import hostile_checkpoints as hostile
 from conftest import GPT2_BPE, REPO
 from fairseq_hire import RobertaHireModel

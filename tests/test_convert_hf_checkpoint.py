@@ -17,7 +17,7 @@ from fairseq.data import Dictionary, data_utils
 from safetensors.torch import load_file
 from tokenizers import BertWordPieceTokenizer
 
-import fairseq_hire  # noqa: F401  (registers roberta_hire, safe checkpoint loading)
+import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from conftest import GPT2_BPE, REPO, real_glue_task_dir
 from fairseq_hire.hub_interface import from_pretrained
 from glue_prep.tokenizers import load_tokenizer

@@ -1,5 +1,5 @@
 """fairseq's own distributed training, run as two CPU processes over gloo
-(fairseq_hire/cpu_distributed.py, docs/DISTRIBUTED.md).
+(fairseq_hire/patches/cpu_distributed.py, docs/DISTRIBUTED.md).
 
 The claim tested: a 2-process data-parallel run ends with the same parameters as a 1-process
 run with the same global batch, and its validation covers the whole dev set.
@@ -23,9 +23,10 @@ one process does after accumulating two batches (sum / total sample size); only 
 float additions differs. 160 training rows make 20 batches, 10 updates, one epoch, in both
 runs. Dropout is 0, so nothing random differs between workers.
 
-The runs are plain fairseq-train (``python -m fairseq_cli.train``): importing the plugin
-(``--user-dir``) installs the patches, before fairseq works out the distributed setup. One
-thread per process, as torchrun does.
+The runs are plain fairseq-train (``python -m fairseq_cli.train``) with the plugin's recipe:
+parsing the command line, fairseq adds the options of the plugin's criterion, which installs
+the patches before fairseq works out the distributed setup. One thread per process, as
+torchrun does.
 """
 import json
 import os
@@ -37,7 +38,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from fairseq_hire import cpu_distributed
+from fairseq_hire.patches import cpu_distributed
 from fairseq_hire.checkpoint_io import safe_torch_load
 from fairseq_setup import tiny_arch_flags
 
@@ -54,7 +55,7 @@ RECORD = re.compile(r"\| (train_inner|valid) \| (\{.*\})\s*$")
 def train_args(data, pretrained, save_dir, *extra):
     return [
         str(data), "--user-dir", str(REPO / "fairseq_hire"), "--finetune-from-model", str(pretrained),
-        "--arch", "roberta_hire_base", *tiny_arch_flags(), "--task", "sentence_prediction",
+        "--arch", "roberta_hire_base", *tiny_arch_flags(), "--task", "sentence_prediction_hire",
         "--criterion", "sentence_prediction_hire", "--num-classes", "2", "--init-token", "0",
         "--separator-token", "2", "--max-positions", "512", "--max-tokens", "4400",
         "--required-batch-size-multiple", "1", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
@@ -181,7 +182,8 @@ def test_install_twice_is_a_no_op():
     before = [getattr(module, name) for module, name in names]
     cpu_distributed.install()
     assert [getattr(module, name) for module, name in names] == before
-    assert all(getattr(f, cpu_distributed.MARK) for f in before)
+    # one wrapper around fairseq's function each, not two
+    assert all(not hasattr(f.__wrapped__, "__wrapped__") for f in before[:3])
     assert before[3].__wrapped__ is torch.nn.parallel.DistributedDataParallel
 
 
@@ -253,10 +255,42 @@ def test_cpu_init_method_for_fairseq_spawn(monkeypatch):
     assert 10000 <= cfg.distributed_port <= 60000 and cfg.distributed_num_procs == 3
 
 
-def test_hook_in_plugin_init_installs_the_patches():
-    """With the hook, plain `fairseq-train --user-dir fairseq_hire` (and torchrun -m
-    fairseq_cli.train) needs no launcher: fairseq imports the user dir while parsing arguments,
-    before it infers the init method."""
-    code = ("import fairseq_hire; from fairseq.distributed import utils; "
-            "assert getattr(utils.call_main, '__wrapped_by_fairseq_hire__', False)")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
+CPU_LAUNCH = """
+import os, sys
+import torch
+torch.cuda.device_count = lambda: 0  # a machine without CUDA
+for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST"):
+    os.environ.pop(name, None)
+from fairseq import options
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.distributed import utils
+
+def inferred(criterion):
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        sys.argv[1], "--user-dir", sys.argv[2], "--task", "sentence_prediction_hire", "--num-classes", "2",
+        "--arch", "roberta_hire_base", "--criterion", criterion, "--cpu", "--distributed-world-size", "2"])
+    cfg = convert_namespace_to_omegaconf(args).distributed_training
+    try:
+        utils.infer_init_method(cfg)
+    except AssertionError:  # fairseq: world size > GPU count
+        return "fairseq refused"
+    return f"{cfg.distributed_init_method} {cfg.distributed_num_procs}"
+
+print(inferred("sentence_prediction"))
+print(inferred("sentence_prediction_hire"))
+"""
+
+
+def test_a_command_line_with_the_plugins_criterion_makes_fairseq_distribute_over_cpus(tmp_path):
+    """fairseq-train --user-dir fairseq_hire (and torchrun -m fairseq_cli.train) needs no launcher:
+    parsing a command line that names the plugin's criterion installs the patches, before fairseq
+    infers the init method; importing the plugin (a command line without the criterion) does not."""
+    from fairseq_setup import write_task_dicts
+
+    data = write_task_dicts(tmp_path / "RTE-bin")
+    result = subprocess.run([sys.executable, "-c", CPU_LAUNCH, str(data), str(REPO / "fairseq_hire")],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stock, plugin = result.stdout.splitlines()[-2:]
+    assert stock == "fairseq refused"
+    assert re.fullmatch(r"tcp://localhost:\d+ 2", plugin), plugin

@@ -21,7 +21,7 @@ def train_command(data, pretrained, save_dir, *extra):
     return [
         sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", str(REPO / "fairseq_hire"),
         "--restore-file", str(pretrained), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--arch", "roberta_hire_base", *tiny_arch_flags(), "--task", "sentence_prediction",
+        "--arch", "roberta_hire_base", *tiny_arch_flags(), "--task", "sentence_prediction_hire",
         "--criterion", "sentence_prediction_hire", "--num-classes", "2", "--init-token", "0",
         "--separator-token", "2", "--max-positions", "512", "--batch-size", "16", "--max-tokens", "4400",
         "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.1",

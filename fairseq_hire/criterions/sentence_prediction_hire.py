@@ -27,9 +27,11 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
+from .. import checkpoint_saving
 from ..compare.statistics import constant_metric
 from ..head_classes import head_classes
 from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
+from ..patches import cpu_distributed
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
 TARG_KEY = "_hire_targ"
@@ -50,7 +52,16 @@ class SentencePredictionHireConfig(FairseqDataclass):
 
 @register_criterion("sentence_prediction_hire", dataclass=SentencePredictionHireConfig)
 class SentencePredictionHireCriterion(FairseqCriterion):
+    @classmethod
+    def add_args(cls, parser):
+        """fairseq's parser reads a run's command line (fairseq-train, torchrun -m
+        fairseq_cli.train) before it starts the workers: where fairseq's distributed training on
+        CPU processes is made to run (patches/cpu_distributed.py)."""
+        super().add_args(parser)
+        cpu_distributed.install()
+
     def __init__(self, cfg: SentencePredictionHireConfig, task):
+        checkpoint_saving.install()  # built by the run that trains with it (checkpoint_saving.plugin_run)
         super().__init__(task)
         self.classification_head_name = cfg.classification_head_name
         self.regression_target = cfg.regression_target

@@ -1,4 +1,4 @@
-"""fairseq's own distributed training on CPU processes over gloo.
+"""fairseq's own distributed training on CPU processes over gloo: the plugin's one patch of fairseq.
 
 On GPUs, scaling out is fairseq's standard path (DDP over NCCL, started by fairseq's
 launcher, torchrun or SLURM; see docs/DISTRIBUTED.md) and nothing here changes it. For CPU
@@ -7,10 +7,17 @@ module patches exactly those places, so that the multi-process code (process gro
 sharded batches, DDP gradient averaging, the checkpoint broadcast, the all-gather of
 validation predictions) runs, and can be tested, with ``--cpu --distributed-backend gloo``.
 
+When: never at import. ``install()`` is called when fairseq's argument parser adds the options
+of the plugin's criterion, ``sentence_prediction_hire``: in fairseq-train (and each process of
+``torchrun -m fairseq_cli.train``) running the plugin's recipe, before fairseq works out the
+distributed setup; workers fairseq's launcher spawns on CPU install the patches themselves
+(patch 2). The patches act only where a run is distributed over CPU workers, which fairseq
+would fail: a single-process run, and a run on GPUs (no ``--cpu``, CUDA visible), go through
+fairseq's code unchanged. ``fairseq-hydra-train`` parses no command line (and imports the user
+dir only inside each worker): on CPU, distribute with fairseq-train.
+
 Each patch is a wrapper around one name fairseq calls, marked so that installing twice is a
-no-op, and each changes something only for CPU workers, where fairseq would fail: a run on
-GPUs (no ``--cpu``, CUDA visible) goes through fairseq's code unchanged. Line numbers are
-fairseq main (fairseq-fixed 0.12.3.1).
+no-op. Line numbers are fairseq main (fairseq-fixed 0.12.3.1).
 
 1. ``fairseq.distributed.utils.infer_init_method`` (utils.py:46), when no CUDA device is
    visible:
@@ -63,16 +70,8 @@ fairseq main (fairseq-fixed 0.12.3.1).
    order, as fairseq returns them).
 
 (fairseq's checkpoint broadcast to ranks > 0 also needed a fix, not CPU-specific: its
-``_TensorPlaceholder`` is allowlisted with the other checkpoint contents in
-``fairseq_hire.checkpoint_io``.)
-
-Installing: importing the plugin (``--user-dir fairseq_hire``) calls ``install()`` (hook in
-``fairseq_hire/__init__.py``). ``fairseq-train`` imports the user dir while parsing its
-arguments (fairseq_cli/train.py:559, options.py:234), before ``call_main`` and
-``infer_init_method`` run, so plain ``fairseq-train`` and ``torchrun -m fairseq_cli.train``
-work; workers spawned on CPU install the patches themselves (patch 2). ``fairseq-hydra-train``
-imports the user dir only inside each worker, too late for patches 1-2: on CPU use
-fairseq-train.
+``_TensorPlaceholder`` is allowlisted with the other checkpoint contents while a plugin run
+loads its checkpoint, ``fairseq_hire.checkpoint_saving``.)
 """
 import functools
 import os

@@ -1,0 +1,76 @@
+"""sentence_prediction_hire: fairseq's sentence_prediction task, as the plugin's runs use it.
+
+Every recipe (finetune.py, the comparison, the Hydra YAMLs) trains with this task. It is
+fairseq's SentencePredictionTask (the same data, dictionaries, options and model building)
+with three additions, for the runs that use it and no other:
+
+1. ``build_model`` records the head's classes in the task state fairseq saves in every
+   checkpoint, or refuses data whose classes differ from those a checkpoint recorded
+   (``head_classes``);
+2. its batch iterators keep the last, smaller batch that fairseq's ``batch_by_size`` drops when
+   its size is not a multiple of ``--required-batch-size-multiple`` (``RemainderKeepingDataset``):
+   validation scores every example (the recipes also set the multiple to 1, as fairseq's GLUE
+   recipe does);
+3. set up for training (fairseq-train, fairseq-hydra-train: not from a checkpoint), it installs
+   the run's checkpoint hooks (``checkpoint_saving``): safe loading for --finetune-from-model,
+   --restore-file and resuming, atomic saving, the repair of a corrupt checkpoint_last.pt and
+   the finished-run check.
+"""
+from dataclasses import dataclass
+from typing import Dict
+
+import numpy as np
+from fairseq.data import BaseWrapperDataset, FairseqDataset
+from fairseq.tasks import register_task
+from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
+
+from .. import checkpoint_saving
+from ..head_classes import record_or_check
+
+TASK_NAME = "sentence_prediction_hire"
+
+
+class RemainderKeepingDataset(BaseWrapperDataset):
+    """A dataset whose batches cover every example. fairseq main's batch_by_size drops the last
+    batch when its size is not a multiple of required_batch_size_multiple (60 validation examples
+    at batch 16 and the default multiple 8 are scored on 56); batches are consecutive slices of
+    the ordered indices, so what it dropped is their tail, kept here as one more batch."""
+
+    def batch_by_size(self, indices, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):
+        batches = super().batch_by_size(indices, max_tokens, max_sentences, required_batch_size_multiple)
+        covered = sum(len(batch) for batch in batches)
+        if covered < len(indices):
+            batches = list(batches) + [np.asarray(indices[covered:], dtype=np.int64)]
+        return batches
+
+    @property
+    def supports_fetch_outside_dataloader(self):
+        return self.dataset.supports_fetch_outside_dataloader
+
+
+@dataclass
+class SentencePredictionHireConfig(SentencePredictionConfig):
+    """fairseq's sentence_prediction options, all of them and no other."""
+
+
+@register_task(TASK_NAME, dataclass=SentencePredictionHireConfig)
+class SentencePredictionHireTask(SentencePredictionTask):
+    def __init__(self, cfg, data_dictionary, label_dictionary):
+        super().__init__(cfg, data_dictionary, label_dictionary)
+        # one wrapper per dataset, so that fairseq's cache of epoch iterators (keyed by dataset) holds
+        self.remainder_keeping: Dict[FairseqDataset, RemainderKeepingDataset] = {}
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        if not kwargs.get("from_checkpoint", False):  # a run that trains (fairseq_cli.train's main)
+            checkpoint_saving.install()
+        return super().setup_task(cfg, **kwargs)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        record_or_check(self)
+        return super().build_model(cfg, from_checkpoint)
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        if dataset not in self.remainder_keeping:
+            self.remainder_keeping[dataset] = RemainderKeepingDataset(dataset)
+        return super().get_batch_iterator(self.remainder_keeping[dataset], *args, **kwargs)
