@@ -67,7 +67,7 @@ def pack_checkpoint(checkpoint: Path, carry: Path) -> None:
     import numpy as np
     import torch
 
-    from fairseq_hire.checkpoint_io import load_state
+    from fairseq_hire.checkpoints.loading import load_state
 
     state = load_state(checkpoint)
     manifest, planes, seen = [], [], {}
@@ -94,7 +94,7 @@ def unpack_checkpoint(carry: Path, out: Path) -> None:
     import numpy as np
     import torch
 
-    from fairseq_hire.checkpoint_io import safe_torch_load
+    from fairseq_hire.checkpoints.loading import safe_torch_load
 
     # the weights come from the planes (the skeleton has none, which load_state refuses);
     # model.pt is checked whole wherever it is loaded

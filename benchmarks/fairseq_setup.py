@@ -62,7 +62,7 @@ def restore(trainer, checkpoint):
     """What `fairseq-train --restore-file CHECKPOINT --reset-optimizer --reset-dataloader
     --reset-meters --reset-lr-scheduler` does to the model (in a run of the plugin's task, through
     the safe loader)."""
-    from fairseq_hire.checkpoint_saving import plugin_checkpoints
+    from fairseq_hire.checkpoints.saving import plugin_checkpoints
 
     with plugin_checkpoints():
         return trainer.load_checkpoint(
@@ -73,7 +73,7 @@ def restore(trainer, checkpoint):
 def save(trainer, path, extra_state):
     """What fairseq-train's checkpoint_utils.save_checkpoint does to write one file (in a run of
     the plugin's task, atomically)."""
-    from fairseq_hire.checkpoint_saving import plugin_checkpoints
+    from fairseq_hire.checkpoints.saving import plugin_checkpoints
 
     trainer.consolidate_optimizer()
     with plugin_checkpoints():

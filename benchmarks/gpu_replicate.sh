@@ -29,7 +29,7 @@ mkdir -p "$OUT" /tmp/site
 tar -xJf "$CARRY/site.tar.xz" -C /tmp/site || exit 1
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
-python3 -c "import fairseq, fairseq_hire.finetune, torch; print('fairseq', fairseq.__version__, 'torch', torch.__version__, torch.cuda.get_device_name())" 2>&1 \
+python3 -c "import fairseq, fairseq_hire.workflow.finetune, torch; print('fairseq', fairseq.__version__, 'torch', torch.__version__, torch.cuda.get_device_name())" 2>&1 \
   | grep -v tensorboardX | tee -a "$OUT/gpu.txt" | grep -q "^fairseq" || { cat "$OUT/gpu.txt"; exit 1; }
 python3 benchmarks/device_carry.py unpack "$CARRY" /tmp/work || exit 1
 gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().replace(' ', '-'))")

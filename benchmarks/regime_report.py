@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import regimes as rg  # noqa: E402
 from fairseq_hire.compare.report import ReportError, load_runs, number, summarise, write_report  # noqa: E402
-from fairseq_hire.plotting import pyplot, save_figure  # noqa: E402
+from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from report import costs_less, replace_section, step_costs, within_band  # noqa: E402
 

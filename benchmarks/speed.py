@@ -273,7 +273,7 @@ def bench_inference(device, repeats, count, encoder):
     if not (data / "MRPC-bin" / "glue_prep.json").exists():
         subprocess.run([sys.executable, "-m", "glue_prep", str(setup.GLUE), "MRPC", str(data), *tokenizer_flags,
                         "--no-progress", "--force"], check=True, cwd=REPO)
-    from fairseq_hire.evaluation import read_glue_split
+    from fairseq_hire.workflow.evaluation import read_glue_split
 
     pairs = read_glue_split(data / "MRPC-bin", "valid").examples[:count]
     results = {}
@@ -329,7 +329,7 @@ def machine(device):
 
 
 def plot(results, path):
-    from fairseq_hire.plotting import pyplot, save_figure
+    from fairseq_hire.compare.plotting import pyplot, save_figure
 
     plt = pyplot()
     rows = [(f"{s}\n{w}", c, r["ratio"], r["flop_ratio"]) for s, loads in results["train_step"].items()

@@ -10,7 +10,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from fairseq_hire.modules.options import HEADS, HireOptions  # noqa: E402
-from fairseq_hire.recipes import recipe  # noqa: E402
+from fairseq_hire.workflow.recipes import recipe  # noqa: E402
 
 HEAD = "sentence_classification_head"
 WORK = REPO / "benchmarks" / "runs" / "speed"

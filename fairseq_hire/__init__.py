@@ -8,7 +8,7 @@ atomic saving, the recorded head classes, the full last validation batch, CPU di
 training) is installed by its task and criterion when a run uses them, for that run
 (docs/FAIRSEQ_CHANGES.md).
 """
-from . import criterions, tasks, tokenizer  # noqa: F401  (registration)
+from . import bpe, criterions, tasks  # noqa: F401  (registration)
 from .models.roberta_hire import RobertaHireModel
 from .tasks import sentence_prediction_hire  # noqa: F401  (registration)
 

@@ -72,8 +72,8 @@ def from_pretrained(
     """
     from fairseq import checkpoint_utils
 
-    from .checkpoint_io import load_checkpoint_to_cpu
-    from .head_classes import record_or_check
+    from .checkpoints.loading import load_checkpoint_to_cpu
+    from .checkpoints.head_classes import record_or_check
     from .models.layernorm_eps import apply_recorded_eps
 
     model_dir = Path(model_name_or_path)

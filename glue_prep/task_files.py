@@ -18,7 +18,7 @@ of the registry: binarised, trained, evaluated and predicted through the same co
       "metric": "f1", "positive_label": "good",      accuracy (default), f1, acc_and_f1, mcc,
                                              macro_f1; regression: pearson_and_spearman (default),
                                              pearson, spearman
-      "recipe": {"lr": 1e-5, "batch_size": 16, "epochs": 10}   optional: fairseq_hire.recipes;
+      "recipe": {"lr": 1e-5, "batch_size": 16, "epochs": 10}   optional: fairseq_hire.workflow.recipes;
                                              the budget as epochs or total_updates (not both),
                                              and warmup_updates
     }
@@ -217,7 +217,7 @@ def split_file(data_dir, task: TaskSpec, split: SplitSpec) -> Path:
 def recipe_from(given: Optional[Dict], refuse) -> Optional[Recipe]:
     """A task file's recipe section: lr, batch_size, the budget as epochs (the updates follow
     from the data) or as total_updates (not both: one follows from the other), and
-    warmup_updates; what is left out is derived from the data (fairseq_hire.recipes)."""
+    warmup_updates; what is left out is derived from the data (fairseq_hire.workflow.recipes)."""
     if not given:
         return None
     unknown = sorted(set(given) - set(RECIPE_KEYS))

@@ -3,7 +3,7 @@
 A task's files and columns, its labels (or regression scale), its official metric (which
 checkpoints are selected by and every report uses), its GLUE submission names, where
 download_glue.sh fetches it, and fairseq's RoBERTa fine-tuning recipe for it (learning rate,
-batch size, updates, warmup) live in its ``TaskSpec``; glue_prep, fairseq_hire.recipes,
+batch size, updates, warmup) live in its ``TaskSpec``; glue_prep, fairseq_hire.workflow.recipes,
 scripts/finetune.py, the evaluation and the reports all read them from here. ``get_task``
 finds a GLUE task by name, or reads a user's task from a task file (``task_files``).
 
@@ -50,7 +50,7 @@ def score_value(text: str) -> Optional[float]:
 class Recipe:
     """fairseq's RoBERTa GLUE fine-tuning schedule for one task (examples/roberta/README.glue.md);
     for a user's task, what its task file sets (None: derived from the data by
-    fairseq_hire.recipes)."""
+    fairseq_hire.workflow.recipes)."""
 
     lr: Optional[float] = None
     batch_size: Optional[int] = None
@@ -96,7 +96,7 @@ class TaskSpec:
     # train first, ties by label; the GLUE recipe's) or "listed" (the order of `labels`)
     label_order: str = "frequency"
     test_names: Dict[str, str] = field(default_factory=dict)  # split -> GLUE submission name
-    recipe: Optional[Recipe] = None  # None: derived from the data (fairseq_hire.recipes)
+    recipe: Optional[Recipe] = None  # None: derived from the data (fairseq_hire.workflow.recipes)
     in_fairseq_recipe: bool = True
     # AX is scored with an MNLI model: its label dictionary comes from MNLI.
     label_dict_from: Optional[str] = None

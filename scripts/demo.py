@@ -63,7 +63,7 @@ def mean_layer_weights(hub, rows, batch=32):
 
 
 def plot_layer_weights(weights, first_layer, task, path):
-    from fairseq_hire.plotting import pyplot, save_figure
+    from fairseq_hire.compare.plotting import pyplot, save_figure
 
     plt = pyplot()
     layers = list(range(first_layer, first_layer + len(weights)))
@@ -116,7 +116,7 @@ def main(argv=None):
 
     import torch
 
-    from fairseq_hire.evaluation import read_glue_split, score
+    from fairseq_hire.workflow.evaluation import read_glue_split, score
     from fairseq_hire.hub_interface import from_pretrained
 
     step("4. dev score through the hub")

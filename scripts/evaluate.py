@@ -11,7 +11,7 @@ the same checkpoint (tests/test_end_to_end.py checks it).
 """
 import sys
 
-from fairseq_hire.evaluation import main
+from fairseq_hire.workflow.evaluation import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ QNLI.tsv, RTE.tsv, WNLI.tsv and AX.tsv (pair the MNLI checkpoint with AX-bin), e
 import argparse
 import sys
 
-from fairseq_hire.evaluation import write_submission
+from fairseq_hire.workflow.evaluation import write_submission
 
 
 def main(argv=None):
@@ -26,7 +26,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from glue_prep.errors import GlueFormatError
 
-    from fairseq_hire.checkpoint_io import CheckpointError
+    from fairseq_hire.checkpoints.loading import CheckpointError
 
     try:
         written = write_submission(args.task, args.out_dir, args.checkpoint, pack=not args.no_zip)

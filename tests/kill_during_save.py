@@ -60,10 +60,10 @@ def main():
 
         shutil.copyfileobj = copyfileobj
     elif phase == "fairseq-copy":
-        from fairseq_hire import checkpoint_saving
+        from fairseq_hire.checkpoints import saving
 
         # the plugin run's copies made as fairseq's own PathManager.copy makes them: in place
-        checkpoint_saving.copy_atomically = lambda source, destination: shutil.copyfile(source, destination)
+        saving.copy_atomically = lambda source, destination: shutil.copyfile(source, destination)
         real_copyfile = shutil.copyfile
 
         def copyfile(source, destination, *args, **kwargs):

@@ -94,11 +94,12 @@ def test_checkpoints_fairseq_saves_and_copies_are_durable(tmp_path, disk_log):
     import torch
     from fairseq import checkpoint_utils
 
-    from fairseq_hire import checkpoint_saving
+    from fairseq_hire.checkpoints import saving
+    from fairseq_hire.tasks.sentence_prediction_hire import SentencePredictionHireTask
 
-    checkpoint_saving.install()  # what the plugin's task does when a run sets it up
+    saving.install(SentencePredictionHireTask)  # what the plugin's task does when a run sets it up
     saved, last = tmp_path / "checkpoint1.pt", tmp_path / "checkpoint_last.pt"
-    with checkpoint_saving.plugin_checkpoints():
+    with saving.plugin_checkpoints():
         checkpoint_utils.torch_persistent_save({"model": {"w": torch.zeros(3)}}, str(saved))
         assert_durable_rename(disk_log, saved)
         checkpoint_utils.PathManager.copy(str(saved), str(last), overwrite=True)

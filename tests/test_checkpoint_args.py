@@ -1,4 +1,4 @@
-"""fairseq_hire.checkpoint_args: the fairseq-train flags that rebuild a checkpoint's encoder,
+"""fairseq_hire.checkpoints.architecture: the fairseq-train flags that rebuild a checkpoint's encoder,
 for converted checkpoints, the original RoBERTa release format and fine-tuned (cfg) ones."""
 import importlib.util
 import subprocess
@@ -10,9 +10,9 @@ from fairseq import options, tasks
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from conftest import GPT2_BPE
-from fairseq_hire import checkpoint_args
-from fairseq_hire.checkpoint_args import architecture_flags
-from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.checkpoints import architecture
+from fairseq_hire.checkpoints.architecture import architecture_flags
+from fairseq_hire.checkpoints.loading import safe_torch_load
 from fairseq_hire.conversion import convert, package_model_dir
 from fairseq_setup import USER_DIR, build_trainer, finetune_args, restore, save, write_task_dicts
 from roberta_checkpoints import write_original_roberta_checkpoint
@@ -95,7 +95,7 @@ def test_stock_roberta_takes_the_flags_but_not_the_eps(converted_minilm, tiny_pr
     option; the plugin does not change fairseq's architectures), so finetune.py --baseline refuses
     a checkpoint whose epsilon it would not honour, naming the flag, and trains one that records
     fairseq's own."""
-    from fairseq_hire.finetune import main as finetune
+    from fairseq_hire.workflow.finetune import main as finetune
 
     model_pt = converted_minilm / "model.pt"
     args = parse(converted_minilm, "roberta_base", architecture_flags(model_pt, for_stock_roberta=True))
@@ -129,14 +129,14 @@ def test_flags_of_fine_tuned_checkpoint(original_checkpoint, tmp_path):
 def test_command_line_prints_the_flags_on_one_line(converted_minilm):
     model_pt = converted_minilm / "model.pt"
     run = subprocess.run(
-        [sys.executable, "-m", "fairseq_hire.checkpoint_args", str(model_pt)], capture_output=True, text=True,
+        [sys.executable, "-m", "fairseq_hire.checkpoints.architecture", str(model_pt)], capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == " ".join(architecture_flags(model_pt)) + "\n"
 
 
 def test_command_line_for_fairseq_without_the_plugin_notes_the_eps(converted_minilm, capsys):
-    assert checkpoint_args.main([str(converted_minilm / "model.pt"), "--stock-roberta"]) == 0
+    assert architecture.main([str(converted_minilm / "model.pt"), "--stock-roberta"]) == 0
     out, err = capsys.readouterr()
     assert out == " ".join(MINILM_FLAGS) + "\n"
     assert "LayerNorm epsilon is 1e-12" in err
@@ -150,7 +150,7 @@ def test_command_line_refuses_pickled_code(tmp_path, capsys):
             return (type(marker).touch, (marker,))
 
     torch.save({"args": Hostile()}, tmp_path / "model.pt")
-    assert checkpoint_args.main([str(tmp_path / "model.pt")]) == 2
+    assert architecture.main([str(tmp_path / "model.pt")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "refusing to load checkpoint" in err
     assert not marker.exists()

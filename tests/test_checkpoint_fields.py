@@ -27,9 +27,9 @@ import pytest
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from fairseq_hire import RobertaHireModel
-from fairseq_hire.checkpoint_errors import UnsafeConfigError
-from fairseq_hire.checkpoint_io import load_state
-from fairseq_hire.tokenizer import HireTokenizerBPE
+from fairseq_hire.checkpoints.errors import UnsafeConfigError
+from fairseq_hire.checkpoints.loading import load_state
+from fairseq_hire.bpe.hire_tokenizer import HireTokenizerBPE
 from test_checkpoint_shapes import data_dir, fine_tuned, saved  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.unit

@@ -16,9 +16,10 @@ import torch
 
 import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from conftest import GPT2_BPE
-from fairseq_hire.checkpoint_config import INTERPOLATION, strings
-from fairseq_hire.checkpoint_errors import UnsafeConfigError
-from fairseq_hire.checkpoint_io import load_state, safe_torch_load
+from fairseq_hire.tasks.sentence_prediction_hire import SentencePredictionHireTask
+from fairseq_hire.checkpoints.configuration import INTERPOLATION, strings
+from fairseq_hire.checkpoints.errors import UnsafeConfigError
+from fairseq_hire.checkpoints.loading import load_state, safe_torch_load
 from roberta_checkpoints import write_original_roberta_checkpoint
 from test_checkpoint_shapes import data_dir, fine_tuned  # noqa: F401  (fixtures)
 
@@ -146,19 +147,19 @@ def test_args_fairseq_cannot_read_are_refused_in_one_line(original, tmp_path, ca
     fairseq's checkpoint_utils as a plugin run's trainer calls it)."""
     from fairseq import checkpoint_utils
 
-    from fairseq_hire import checkpoint_args, checkpoint_io, checkpoint_saving
+    from fairseq_hire.checkpoints import architecture, loading, saving
 
     state = copy.deepcopy(original)
     state["args"].batch_size = "(" * 300 + ")" * 300
     path = tmp_path / "model.pt"
     torch.save(state, path)
-    checkpoint_saving.install()
-    for load in (checkpoint_io.load_checkpoint_to_cpu, checkpoint_utils.load_checkpoint_to_cpu):
+    saving.install(SentencePredictionHireTask)
+    for load in (loading.load_checkpoint_to_cpu, checkpoint_utils.load_checkpoint_to_cpu):
         with pytest.raises(UnsafeConfigError, match="fairseq cannot read its configuration") as refused:
-            with checkpoint_saving.plugin_checkpoints():
+            with saving.plugin_checkpoints():
                 load(str(path))
         assert "\n" not in str(refused.value)
-    assert checkpoint_args.main([str(path)]) == 0  # it reads args itself, without fairseq's conversion
+    assert architecture.main([str(path)]) == 0  # it reads args itself, without fairseq's conversion
 
 
 def test_evaluate_refuses_args_fairseq_cannot_read_without_a_traceback(original, rte_bin, tmp_path):

@@ -25,12 +25,14 @@ import torch
 
 import hostile_checkpoints as hostile
 from conftest import GPT2_BPE, REPO
-from fairseq_hire import RobertaHireModel, checkpoint_args, checkpoint_io, checkpoint_saving
-from fairseq_hire.checkpoint_errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError,
+from fairseq_hire.tasks.sentence_prediction_hire import SentencePredictionHireTask
+from fairseq_hire import RobertaHireModel
+from fairseq_hire.checkpoints import architecture, loading, saving
+from fairseq_hire.checkpoints.errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError,
                                             UnsafeConfigError)
-from fairseq_hire.checkpoint_io import load_state, safe_torch_load
-from fairseq_hire.checkpoint_saving import repair_last_checkpoint
-from fairseq_hire.evaluation import write_submission
+from fairseq_hire.checkpoints.loading import load_state, safe_torch_load
+from fairseq_hire.checkpoints.saving import repair_last_checkpoint
+from fairseq_hire.workflow.evaluation import write_submission
 from fairseq_setup import build_trainer, finetune_args, save
 from test_end_to_end import train_command
 
@@ -118,8 +120,8 @@ def via_fairseq_checkpoint_utils(path, data, tmp_path):
     checkpoint hooks (a run of the plugin's task installs them)."""
     from fairseq import checkpoint_utils
 
-    checkpoint_saving.install()
-    with checkpoint_saving.plugin_checkpoints():
+    saving.install(SentencePredictionHireTask)
+    with saving.plugin_checkpoints():
         checkpoint_utils.load_checkpoint_to_cpu(str(path))
 
 
@@ -128,7 +130,7 @@ def via_fairseq_model_loading(path, data, tmp_path):
     from fairseq import checkpoint_utils
 
     overrides = {"data": str(data)}
-    state = checkpoint_io.load_checkpoint_to_cpu(str(path), overrides)
+    state = loading.load_checkpoint_to_cpu(str(path), overrides)
     checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides, state=state)
 
 
@@ -137,7 +139,7 @@ def via_hub(path, data, tmp_path):
 
 
 def via_evaluate(path, data, tmp_path):
-    from fairseq_hire.evaluation import main
+    from fairseq_hire.workflow.evaluation import main
 
     assert main([str(path.parent), str(data), "--checkpoint", path.name]) == 2
     raise CheckpointError("evaluate refused")
@@ -148,7 +150,7 @@ def via_glue_submission(path, data, tmp_path):
 
 
 def via_checkpoint_args(path, data, tmp_path):
-    assert checkpoint_args.main([str(path)]) == 2
+    assert architecture.main([str(path)]) == 2
     raise CheckpointError("checkpoint_args refused")
 
 
@@ -351,7 +353,7 @@ def test_numpy1_legacy_checkpoint_loads_through_every_loader(pretrained_state, r
     via_fairseq_checkpoint_utils(path, rte_bin, tmp_path)
     hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(lm_data))
     assert hub.model.encoder.sentence_encoder.embed_tokens.weight.shape[0] == 50265
-    assert checkpoint_args.main([str(path)]) == 0
+    assert architecture.main([str(path)]) == 0
     command = train_command(rte_bin, path, tmp_path / "save", "--max-update", "1")
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, **FORCE})
     assert result.returncode == 0, result.stderr[-2000:]

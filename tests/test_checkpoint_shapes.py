@@ -19,8 +19,8 @@ import fairseq_hire  # noqa: F401  (registers roberta_hire)
 import hostile_checkpoints as hostile
 from conftest import GPT2_BPE, REPO
 from fairseq_hire import RobertaHireModel
-from fairseq_hire.checkpoint_errors import UnsafeConfigError
-from fairseq_hire.checkpoint_io import load_state, safe_torch_load
+from fairseq_hire.checkpoints.errors import UnsafeConfigError
+from fairseq_hire.checkpoints.loading import load_state, safe_torch_load
 from fairseq_setup import build_trainer, finetune_args, save, write_task_dicts
 from roberta_checkpoints import write_original_roberta_checkpoint
 

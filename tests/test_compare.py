@@ -105,7 +105,7 @@ def test_the_device_is_resolved_once_recorded_in_the_recipe_and_trained_on(tmp_p
     """fp16 on a GPU and fp32 on the CPU are two recipes: auto is resolved when the comparison
     starts, the run is trained on that device and its file names it; a GPU run is then refused
     by a CPU comparison of the same folder, at run time and at report time."""
-    import fairseq_hire.finetune as finetune
+    import fairseq_hire.workflow.finetune as finetune
 
     def comparison(device, gpu):
         monkeypatch.setattr(finetune, "gpu_available", lambda: gpu)
@@ -131,7 +131,7 @@ def test_the_device_is_resolved_once_recorded_in_the_recipe_and_trained_on(tmp_p
 @pytest.mark.unit
 def test_a_run_file_older_than_the_device_in_the_recipe_is_read_by_its_command(tmp_path, monkeypatch):
     """The study's first runs recorded the device only in their fine-tuning command."""
-    import fairseq_hire.finetune as finetune
+    import fairseq_hire.workflow.finetune as finetune
 
     monkeypatch.setattr(finetune, "gpu_available", lambda: False)
     comparison = Comparison("RTE", tmp_path / "RTE-bin", tmp_path / "model.pt", tmp_path / "out", ("--epochs", "3"))

@@ -21,8 +21,8 @@ import fairseq_hire  # noqa: F401  (registers roberta_hire)
 from conftest import GPT2_BPE, REPO, real_glue_task_dir
 from fairseq_hire.hub_interface import from_pretrained
 from glue_prep.tokenizers import load_tokenizer
-from fairseq_hire.checkpoint_args import architecture_flags
-from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.checkpoints.architecture import architecture_flags
+from fairseq_hire.checkpoints.loading import safe_torch_load
 from fairseq_hire.conversion import convert
 from fairseq_setup import build_trainer, finetune_args, restore
 from hf_sources import MINILM_PACKAGE, TINY_SIZES, minilm_source, perturb, tiny_bert  # noqa: F401  (fixture)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.checkpoints.loading import safe_torch_load
 from fairseq_hire.conversion import ConversionError, convert
 from hf_sources import (assert_refused, build_tiny_roberta_bpe, copy_to_break, edit_weights,  # noqa: F401
                         small_bert, tiny_bert)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import device_carry
-from fairseq_hire.checkpoint_io import load_state
-from fairseq_hire.evaluation import read_glue_split
+from fairseq_hire.checkpoints.loading import load_state
+from fairseq_hire.workflow.evaluation import read_glue_split
 
 pytestmark = pytest.mark.unit
 EMBEDDING, LM_HEAD = "decoder.sentence_encoder.embed_tokens.weight", "decoder.lm_head.weight"

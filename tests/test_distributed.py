@@ -39,7 +39,7 @@ import torch
 
 from conftest import REPO
 from fairseq_hire.patches import cpu_distributed
-from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.checkpoints.loading import safe_torch_load
 from fairseq_setup import tiny_arch_flags
 
 ATOL = 1e-5

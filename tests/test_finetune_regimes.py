@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fairseq_hire.finetune import MIN_SUBSET_UPDATES, SUBSET_FOLDER, build_command, build_parser, main
+from fairseq_hire.workflow.finetune import MIN_SUBSET_UPDATES, SUBSET_FOLDER, build_command, build_parser, main
 
 pytestmark = pytest.mark.unit
 

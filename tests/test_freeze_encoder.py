@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO
 from count_encoder_calls import calls_in
-from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.checkpoints.loading import safe_torch_load
 from fairseq_hire.modules.options import HEADS
 from fairseq_setup import build_trainer, finetune_args, write_task_dicts
 from test_end_to_end import train_command, valid_records

@@ -254,7 +254,7 @@ def test_a_recipe_number_that_is_not_finite_and_positive_is_refused(field, writt
 
 def test_finetune_refuses_a_task_json_edited_to_an_infinite_lr(tmp_path, capsys, tiny_pretrained):
     """The task file beside the binaries is read again by finetune.py: it built --lr inf."""
-    from fairseq_hire.finetune import main
+    from fairseq_hire.workflow.finetune import main
 
     data = data_folder(tmp_path)
     status, err = glue_prep_in_process(data, data / "reviews.json", tmp_path / "out", capsys)
@@ -265,7 +265,7 @@ def test_finetune_refuses_a_task_json_edited_to_an_infinite_lr(tmp_path, capsys,
     status = main(["reviews", str(binaries), str(tiny_pretrained), str(tmp_path / "save"), "--dry-run"])
     out = capsys.readouterr()
     assert status == 2 and f"{task}: recipe: lr is inf" in out.err and "--lr" not in out.out
-    from fairseq_hire.recipes import recipe
+    from fairseq_hire.workflow.recipes import recipe
 
     with pytest.raises(ValueError, match="expected a positive"):
         recipe("RTE").schedule(lr=float("inf"))
@@ -308,7 +308,7 @@ def test_the_generated_yaml_holds_every_string_literally(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from fairseq_hire.recipes import TaskRecipe, recipe
+    from fairseq_hire.workflow.recipes import TaskRecipe, recipe
 
     monkeypatch.setenv("D2_SECRET", SECRET)
     hostile = "${oc.env:D2_SECRET}"

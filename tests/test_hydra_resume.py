@@ -12,7 +12,7 @@ import pytest
 
 import hostile_checkpoints as hostile
 from conftest import REPO
-from fairseq_hire.checkpoint_io import safe_torch_load
+from fairseq_hire.checkpoints.loading import safe_torch_load
 from test_restart import KILL_AFTER_UPDATES, assert_same_parameters, run_and_kill, updates_of
 
 RECIPES = REPO / "fairseq_hire" / "config" / "finetuning" / "base"
@@ -105,7 +105,7 @@ def test_hydra_resume_refuses_a_hostile_checkpoint_last(rte_bin, tiny_pretrained
 def test_hydra_checkpoint_config_passes_the_configuration_check(killed_dir):
     """What fairseq-hydra-train saves (its cfg, with hydra's job_logging_cfg) is a legitimate
     checkpoint: the configuration check accepts it, and it names the plugin's architecture."""
-    from fairseq_hire.checkpoint_io import load_state
+    from fairseq_hire.checkpoints.loading import load_state
 
     state = load_state(killed_dir / "checkpoint_last.pt")
     assert state["args"] is None

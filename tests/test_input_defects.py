@@ -47,7 +47,7 @@ def rte_short(tmp_path_factory):
 
 
 def row_positions(data_bin, split):
-    from fairseq_hire.finetune import split_sizes
+    from fairseq_hire.workflow.finetune import split_sizes
 
     return [positions([a - 1, b - 1]) for a, b in zip(*split_sizes(data_bin, split))]
 
@@ -174,15 +174,15 @@ def test_glue_prep_into_an_output_it_cannot_create(tmp_path):
 
 @pytest.mark.unit
 def test_checkpoint_args_output_is_shell_safe(tmp_path, tiny_pretrained, capsys):
-    from fairseq_hire import checkpoint_args
-    from fairseq_hire.checkpoint_io import safe_torch_load
+    from fairseq_hire.checkpoints import architecture
+    from fairseq_hire.checkpoints.loading import safe_torch_load
 
-    assert checkpoint_args.main([str(tiny_pretrained)]) == 0
+    assert architecture.main([str(tiny_pretrained)]) == 0
     printed = capsys.readouterr().out.strip()
-    assert shlex.split(printed) == checkpoint_args.architecture_flags(tiny_pretrained)
+    assert shlex.split(printed) == architecture.architecture_flags(tiny_pretrained)
     state = safe_torch_load(tiny_pretrained)
     state["args"].activation_fn = "gelu --user-dir /tmp/elsewhere"
     torch.save(state, tmp_path / "model.pt")
-    assert checkpoint_args.main([str(tmp_path / "model.pt")]) == 2
+    assert architecture.main([str(tmp_path / "model.pt")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "activation_fn" in err and "refusing" in err

@@ -51,8 +51,8 @@ def reverse_label_names_of(data):
 def run_every_script(checkpoints, data, rows, out, capsys):
     """{script: (exit status, stderr, the files it left in out)} for evaluate.py, predict.py and
     glue_submission.py on one checkpoint and data folder."""
-    from fairseq_hire.evaluation import main as evaluate
-    from fairseq_hire.predict import main as predict
+    from fairseq_hire.workflow.evaluation import main as evaluate
+    from fairseq_hire.workflow.predict import main as predict
 
     commands = {
         "evaluate": lambda folder: evaluate([str(checkpoints), str(data), "--out", str(folder / "scores.json")]),

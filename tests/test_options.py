@@ -65,7 +65,7 @@ def test_finetune_and_compare_take_a_last_k_head(tmp_path):
 
 def test_a_last_k_head_longer_than_the_encoder_is_refused_before_training(rte_bin, tiny_pretrained, tmp_path):
     from fairseq_hire.compare.__main__ import main as compare
-    from fairseq_hire.finetune import main as finetune
+    from fairseq_hire.workflow.finetune import main as finetune
 
     layers = 2  # the tiny RoBERTa's
     assert finetune(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"), "--head", f"last{layers}-concat",

@@ -184,8 +184,8 @@ def test_task_file_mistakes_are_named():
 
 def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrained):
     """The README's example, as a user runs it: glue_prep, finetune.py, evaluate.py, predict.py."""
-    from fairseq_hire.checkpoint_io import load_state
-    from fairseq_hire.head_classes import STATE_KEY
+    from fairseq_hire.checkpoints.loading import load_state
+    from fairseq_hire.checkpoints.head_classes import STATE_KEY
 
     made = glue_prep(REVIEWS, REVIEWS / "reviews.json", tmp_path / "data")
     assert made.returncode == 0, made.stderr

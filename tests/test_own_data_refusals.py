@@ -113,8 +113,9 @@ def test_f1_on_three_collected_classes_is_refused(tmp_path, capsys):
 
 
 def test_finetune_refuses_binaries_without_the_positive_label(tmp_path):
-    from fairseq_hire.finetune import DataMismatchError, check_data
-    from fairseq_hire.recipes import recipe
+    from fairseq_hire.checkpoints.errors import DataMismatchError
+    from fairseq_hire.workflow.finetune import check_data
+    from fairseq_hire.workflow.recipes import recipe
 
     data = sst2_csv_folder(tmp_path)
     assert prepare_in_process(data, tmp_path / "out", "--metric", "f1", "--positive-label", "1") == 0
@@ -206,7 +207,7 @@ def test_a_carriage_return_quoted_in_a_csv_field_is_text(tmp_path):
 
 class TestTaskFileRecipes:
     def schedule(self, recipe, **asked):
-        from fairseq_hire.recipes import TaskRecipe
+        from fairseq_hire.workflow.recipes import TaskRecipe
 
         return TaskRecipe(user_task(recipe=recipe)).schedule(train_examples=300, **asked)
 
@@ -240,7 +241,7 @@ class TestTaskFileRecipes:
 
 
 def test_a_glue_recipe_with_another_batch_size_sees_as_many_examples():
-    from fairseq_hire.recipes import recipe
+    from fairseq_hire.workflow.recipes import recipe
 
     rte = recipe("RTE")
     given = rte.schedule()
@@ -291,8 +292,8 @@ def test_a_field_longer_than_the_csv_module_s_default_limit_is_read(file_format,
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"),
                                          ("--batch-size", "-4"), ("--lr", "0"), ("--lr", "-1"), ("--lr", "nan")])
 def test_finetune_refuses_a_budget_that_is_not_positive(flag, value, capsys):
-    from fairseq_hire.finetune import build_parser
-    from fairseq_hire.recipes import recipe
+    from fairseq_hire.workflow.finetune import build_parser
+    from fairseq_hire.workflow.recipes import recipe
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["RTE", "bin", "model.pt", "save", flag, value])
@@ -330,7 +331,7 @@ def test_json_ids_keep_their_value_as_text(tmp_path):
 
 
 def test_the_tsv_predictions_are_unquoted_like_glue_files():
-    from fairseq_hire.predict import render
+    from fairseq_hire.workflow.predict import render
 
     rows = [{"id": '"r1"', "label": "pos", "probability": 0.75}, {"id": 'r"2', "label": "neg", "probability": 0.5}]
     assert render(rows, Path("out.tsv")) == 'id\tlabel\tprobability\n"r1"\tpos\t0.75\nr"2\tneg\t0.5\n'
@@ -414,7 +415,7 @@ def test_regression_predictions_are_clipped_to_the_score_range(tmp_path):
     """As the GLUE submission clips them (evaluation.submission_lines)."""
     import torch
 
-    from fairseq_hire.predict import predict_file
+    from fairseq_hire.workflow.predict import predict_file
 
     data, rows = stsb_pairs_as_csv(tmp_path)
     from glue_prep.cli import main

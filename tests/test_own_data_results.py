@@ -67,8 +67,8 @@ def test_a_constant_model_scores_its_constant_baseline_on_every_metric():
 
 
 def test_finetune_prints_the_constant_score_on_the_metric_that_selects_checkpoints(tmp_path):
-    from fairseq_hire.finetune import constant_note
-    from fairseq_hire.recipes import recipe
+    from fairseq_hire.workflow.finetune import constant_note
+    from fairseq_hire.workflow.recipes import recipe
 
     binaries = binarise(sst2_folder(tmp_path / "data"), tmp_path / "out", "--metric", "f1", "--positive-label", "0")
     meta = json.loads((binaries / "glue_prep.json").read_text())
@@ -81,7 +81,7 @@ def test_finetune_prints_the_constant_score_on_the_metric_that_selects_checkpoin
 
 
 def test_evaluate_names_the_splits_it_can_score(tmp_path):
-    from fairseq_hire.evaluation import read_glue_split, score
+    from fairseq_hire.workflow.evaluation import read_glue_split, score
 
     from glue_prep.cli import main
 
@@ -94,7 +94,7 @@ def test_evaluate_names_the_splits_it_can_score(tmp_path):
 
 
 def test_evaluate_refuses_a_label_the_model_never_learned_at_its_line(tmp_path):
-    from fairseq_hire.evaluation import read_glue_split
+    from fairseq_hire.workflow.evaluation import read_glue_split
 
     binaries = binarise(sst2_folder(tmp_path / "data"), tmp_path / "out")
     rows = (tmp_path / "data" / "valid.csv").read_text(encoding="utf-8").splitlines()
@@ -115,12 +115,13 @@ def test_binaries_whose_classes_are_in_another_order_are_refused_on_every_loadin
     from fairseq_setup import build_trainer, finetune_args, restore, save
 
     from fairseq_hire import RobertaHireModel
-    from fairseq_hire.checkpoint_io import load_state
-    from fairseq_hire.evaluation import load_hub
-    from fairseq_hire.evaluation import main as evaluate
-    from fairseq_hire.finetune import DataMismatchError, data_labels
-    from fairseq_hire.head_classes import STATE_KEY
-    from fairseq_hire.predict import main as predict
+    from fairseq_hire.checkpoints.loading import load_state
+    from fairseq_hire.workflow.evaluation import load_hub
+    from fairseq_hire.workflow.evaluation import main as evaluate
+    from fairseq_hire.checkpoints.errors import DataMismatchError
+    from fairseq_hire.workflow.finetune import data_labels
+    from fairseq_hire.checkpoints.head_classes import STATE_KEY
+    from fairseq_hire.workflow.predict import main as predict
 
     trained = binarise(sst2_folder(tmp_path / "a"), tmp_path / "out_a")
     flipped = binarise(sst2_folder(tmp_path / "b", relabel=lambda label: "1" if label == "0" else "0"),

@@ -14,8 +14,8 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
 from conftest import GPT2_BPE, REPO
-from fairseq_hire import checkpoint_io, checkpoint_saving
-from fairseq_hire.checkpoint_errors import CorruptCheckpointError, UnsafeConfigError
+from fairseq_hire.checkpoints import loading, saving
+from fairseq_hire.checkpoints.errors import CorruptCheckpointError, UnsafeConfigError
 from fairseq_setup import build_trainer, finetune_args, save, write_task_dicts
 
 SNAPSHOT = """
@@ -66,7 +66,7 @@ def test_activating_the_plugin_reassigns_no_name_and_extends_no_list(how):
 def plugin_run_set_up(tmp_path):
     """A trainer of the plugin's task built in this process: its checkpoint hooks are installed."""
     trainer = build_trainer(finetune_args(write_task_dicts(tmp_path / "plugin-bin")))
-    assert checkpoint_saving.plugin_run(trainer)
+    assert saving.plugin_run(trainer)
     return trainer
 
 
@@ -85,7 +85,7 @@ def language_model_checkpoint(tmp_path, monkeypatch):
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
-    assert not checkpoint_saving.plugin_run(trainer)
+    assert not saving.plugin_run(trainer)
     path = tmp_path / "lm" / "checkpoint_last.pt"
     path.parent.mkdir()
     trainer.consolidate_optimizer()
@@ -99,7 +99,7 @@ def test_fairseq_loads_a_checkpoint_of_another_model_as_stock_fairseq(plugin_run
     state = checkpoint_utils.load_checkpoint_to_cpu(str(language_model_checkpoint))
     assert state["cfg"].model._name == "transformer_lm"
     with pytest.raises(UnsafeConfigError, match="RoBERTa architecture"):
-        checkpoint_io.load_checkpoint_to_cpu(str(language_model_checkpoint))
+        loading.load_checkpoint_to_cpu(str(language_model_checkpoint))
 
 
 def test_a_run_of_other_components_resumes_as_stock_fairseq(plugin_run_set_up, tmp_path):
@@ -109,7 +109,7 @@ def test_a_run_of_other_components_resumes_as_stock_fairseq(plugin_run_set_up, t
     args = finetune_args(write_task_dicts(tmp_path / "stock-bin"), arch="roberta_base",
                          extra=["--task", "sentence_prediction", "--criterion", "sentence_prediction"])
     trainer = build_trainer(args)
-    assert not checkpoint_saving.plugin_run(trainer)
+    assert not saving.plugin_run(trainer)
     save_dir = tmp_path / "save"
     save_dir.mkdir()
     (save_dir / "checkpoint_last.pt").write_bytes(b"PK\x03\x04 truncated")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from fairseq_hire.recipes import RECIPES, recipe
+from fairseq_hire.workflow.recipes import RECIPES, recipe
 
 FINETUNE = [sys.executable, str(REPO / "scripts" / "finetune.py")]
 sys.path.insert(0, str(REPO / "scripts"))

@@ -40,7 +40,7 @@ def write_run(folder: Path, point: regimes.Point, head: str, seed: int, correct:
         "regression": False, "label_names": ["entailment", "not_entailment"], "positive_class": -1,
         "predictions": predictions, "targets": TARGETS, "layer_weights": weights, "first_scored_layer": 1,
         "validations": [{"epoch": 1.0, "accuracy": accuracy}],
-        "train_command": ["-m", "fairseq_hire.finetune", point.task, "--head", head, "--seed", str(seed)],
+        "train_command": ["-m", "fairseq_hire.workflow.finetune", point.task, "--head", head, "--seed", str(seed)],
         "train_seconds": 120.0, "threads": 1, "code_version": "0" * 40, "torch": "2.13.0+cpu", "machine": "x86_64",
         "gpu": None,
     }

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from conftest import REPO
-from fairseq_hire.checkpoint_errors import CorruptCheckpointError
-from fairseq_hire.checkpoint_io import load_state, safe_torch_load
+from fairseq_hire.checkpoints.errors import CorruptCheckpointError
+from fairseq_hire.checkpoints.loading import load_state, safe_torch_load
 
 KILL_AFTER_UPDATES = 12  # mid epoch 2 of 3 (160 rows / batch 16 = 10 updates per epoch)
 

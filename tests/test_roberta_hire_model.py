@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq.data import data_utils
 
-from fairseq_hire.checkpoint_io import UnsafeCheckpointError, safe_torch_load
+from fairseq_hire.checkpoints.loading import UnsafeCheckpointError, safe_torch_load
 from fairseq_hire.modules.hire import HireHead
 from fairseq_setup import build_trainer, finetune_args, restore, save, write_task_dicts
 from roberta_checkpoints import write_original_roberta_checkpoint

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import numpy as np
 
-from fairseq_hire.evaluation import GlueSplit, submission_lines
+from fairseq_hire.workflow.evaluation import GlueSplit, submission_lines
 
 pytestmark = pytest.mark.unit  # the fast tier: make test-unit
 

@@ -155,8 +155,8 @@ def test_fairseq_task_loads_the_subset(data_bin, tmp_path):
     from fairseq import tasks
     from fairseq_setup import finetune_args
 
-    from fairseq_hire.finetune import check_data, count_train_examples
-    from fairseq_hire.recipes import recipe
+    from fairseq_hire.workflow.finetune import check_data, count_train_examples
+    from fairseq_hire.workflow.recipes import recipe
 
     regression = meta_of(data_bin)["regression"]
     info = make_train_subset(data_bin, 24, 9, tmp_path / "subset")

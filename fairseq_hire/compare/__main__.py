@@ -16,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..checkpoint_args import architecture_flags
-from ..checkpoint_errors import CheckpointError
-from ..finetune import encoder_layers
+from ..checkpoints.architecture import architecture_flags
+from ..checkpoints.errors import CheckpointError
+from ..workflow.finetune import encoder_layers
 from ..modules.options import HEADS, head_name, head_options
 from .report import ReportError, markdown, write_report
 from .runs import Comparison, Runner, check_recipe, run_all

@@ -20,7 +20,7 @@ import numpy as np
 from glue_prep.atomic import write_atomically
 from ..metrics import METRIC_DIGITS
 from ..modules.options import head_preset, ordered_heads
-from ..plotting import pyplot, save_figure
+from .plotting import pyplot, save_figure
 from . import statistics as st
 from .runs import recorded_recipe
 

@@ -1,8 +1,8 @@
 """The runs of a comparison: one fine-tuning per (head, seed), each leaving one result file.
 
-A run is ``scripts/finetune.py`` (``fairseq_hire.finetune``) with the head's options and the
+A run is ``scripts/finetune.py`` (``fairseq_hire.workflow.finetune``) with the head's options and the
 comparison's training flags, then the dev split scored through the hub
-(``fairseq_hire.evaluation``, per example), then ``OUT/runs/<head>-seed<seed>.json``,
+(``fairseq_hire.workflow.evaluation``, per example), then ``OUT/runs/<head>-seed<seed>.json``,
 written atomically. A rerun skips runs whose file exists; a run killed mid-training resumes
 from its checkpoint_last.pt (fine-tuning is restart-safe).
 
@@ -55,8 +55,8 @@ from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
 from .watchdog import kill_group
 
-FINETUNE = [sys.executable, "-m", "fairseq_hire.finetune"]
-EVALUATE = [sys.executable, "-m", "fairseq_hire.evaluation"]
+FINETUNE = [sys.executable, "-m", "fairseq_hire.workflow.finetune"]
+EVALUATE = [sys.executable, "-m", "fairseq_hire.workflow.evaluation"]
 WATCHDOG = [sys.executable, "-I", str(Path(__file__).with_name("watchdog.py"))]
 LOG_FLAGS = ["--log-format", "json", "--log-interval", "50"]
 RESULT_VERSION = 1
@@ -91,7 +91,7 @@ class Comparison:
     def metric(self) -> str:
         """The metric checkpoints are selected by, and the comparison is made on: the task's
         official one, unless the training flags choose another."""
-        from ..recipes import recipe
+        from ..workflow.recipes import recipe
 
         flags = list(self.train_flags)
         if "--best-checkpoint-metric" in flags:
@@ -102,7 +102,7 @@ class Comparison:
     def training_device(self) -> str:
         """cpu or gpu, resolved once: on a GPU fine-tuning runs in fp16 (fairseq's recipe), on
         the CPU in fp32, so the device is part of the recipe and every run uses the same one."""
-        from ..finetune import gpu_available
+        from ..workflow.finetune import gpu_available
 
         return "gpu" if self.device == "gpu" or (self.device == "auto" and gpu_available()) else "cpu"
 
@@ -241,7 +241,7 @@ def fairseq_schedule(log: str) -> Optional[Dict]:
 def subset_record(save_dir: Path) -> Optional[Dict]:
     """The training subset a --train-size run trained on (glue_prep.subset's record: size, seed,
     per-class counts and the digest of its rows), or None for a run on every training row."""
-    from ..finetune import SUBSET_FOLDER
+    from ..workflow.finetune import SUBSET_FOLDER
 
     meta = save_dir / SUBSET_FOLDER / "glue_prep.json"
     return json.loads(meta.read_text(encoding="utf-8")).get("train_subset") if meta.is_file() else None

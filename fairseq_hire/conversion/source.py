@@ -358,7 +358,7 @@ def load_safetensors(path: Path, shown_as: Path) -> Dict[str, torch.Tensor]:
 def load_pytorch_bin(path: Path) -> Dict[str, torch.Tensor]:
     """A pytorch_model.bin, through the plugin's safe loader (weights_only, always): tensors
     and plain containers only."""
-    from ..checkpoint_io import CheckpointError, safe_torch_load
+    from ..checkpoints.loading import CheckpointError, safe_torch_load
 
     try:
         weights = safe_torch_load(path)

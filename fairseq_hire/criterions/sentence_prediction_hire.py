@@ -27,9 +27,9 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from .. import checkpoint_saving
+from ..checkpoints import saving
 from ..compare.statistics import constant_metric
-from ..head_classes import head_classes
+from ..checkpoints.head_classes import head_classes
 from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
 from ..patches import cpu_distributed
 
@@ -61,7 +61,7 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         cpu_distributed.install()
 
     def __init__(self, cfg: SentencePredictionHireConfig, task):
-        checkpoint_saving.install()  # built by the run that trains with it (checkpoint_saving.plugin_run)
+        saving.install(type(self))  # built by the run that trains with it (saving.plugin_run)
         super().__init__(task)
         self.classification_head_name = cfg.classification_head_name
         self.regression_target = cfg.regression_target

@@ -40,7 +40,7 @@ def add_argument(parser) -> None:
     parser.add_argument(
         FLAG, type=eps_argument, metavar="EPS",
         help="epsilon of every LayerNorm in the encoder (default fairseq's 1e-5; checkpoints "
-             "converted from BERT use 1e-12; fairseq_hire.checkpoint_args prints a checkpoint's)",
+             "converted from BERT use 1e-12; fairseq_hire.checkpoints.architecture prints a checkpoint's)",
     )
 
 

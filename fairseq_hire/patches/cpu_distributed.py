@@ -71,7 +71,7 @@ no-op. Line numbers are fairseq main (fairseq-fixed 0.12.3.1).
 
 (fairseq's checkpoint broadcast to ranks > 0 also needed a fix, not CPU-specific: its
 ``_TensorPlaceholder`` is allowlisted with the other checkpoint contents while a plugin run
-loads its checkpoint, ``fairseq_hire.checkpoint_saving``.)
+loads its checkpoint, ``fairseq_hire.checkpoints.saving``.)
 """
 import functools
 import os

@@ -24,8 +24,8 @@ from fairseq.data import BaseWrapperDataset, FairseqDataset
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
-from .. import checkpoint_saving
-from ..head_classes import record_or_check
+from ..checkpoints import saving
+from ..checkpoints.head_classes import record_or_check
 
 TASK_NAME = "sentence_prediction_hire"
 
@@ -63,7 +63,7 @@ class SentencePredictionHireTask(SentencePredictionTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         if not kwargs.get("from_checkpoint", False):  # a run that trains (fairseq_cli.train's main)
-            checkpoint_saving.install()
+            saving.install(cls)
         return super().setup_task(cfg, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):

@@ -18,6 +18,10 @@ class CorruptCheckpointError(CheckpointError, ValueError):
     """The file is empty, truncated or not a PyTorch checkpoint at all."""
 
 
+class DataMismatchError(ValueError):
+    """The binaries are not what the recipe or the checkpoint's head expects."""
+
+
 def one_line(error: BaseException, limit: int = 200) -> str:
     """An exception as one short line: its type and the first line of its message."""
     first = next(iter(str(error).strip().splitlines()), "")

@@ -21,8 +21,8 @@ import torch
 from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
 
-from .head_classes import head_classes
-from .metrics import glue_metrics, positive_class
+from ..checkpoints.head_classes import head_classes
+from ..metrics import glue_metrics, positive_class
 
 HEAD = "sentence_classification_head"
 SHORT = reprlib.Repr()  # a list in an error: a hostile file's may be huge, and repr keeps it on one line
@@ -84,7 +84,7 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
 
 def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     """The fine-tuned model through the hub, on the GPU when there is one."""
-    from .hub_interface import from_pretrained
+    from ..hub_interface import from_pretrained
 
     checkpoint = Path(checkpoint_dir) / checkpoint_file
     if not checkpoint.is_file():
@@ -141,7 +141,7 @@ def positive_of(rows: GlueSplit) -> int:
 def constant_baseline(rows: GlueSplit, targets: np.ndarray, positive: int) -> Dict:
     """Each metric of the best constant prediction (none for regression, where a constant has no
     correlation): a result at or below it learned nothing, which matters on imbalanced data."""
-    from .compare.statistics import constant_baseline_scores
+    from ..compare.statistics import constant_baseline_scores
 
     return {} if rows.regression else constant_baseline_scores(targets, positive, len(rows.label_names))
 
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
 
     from glue_prep.errors import GlueFormatError
 
-    from .checkpoint_io import CheckpointError
+    from ..checkpoints.loading import CheckpointError
 
     try:
         hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)

@@ -4,7 +4,7 @@ this module's command line.
 
     python scripts/finetune.py TASK DATA_BIN PRETRAINED_MODEL_PT SAVE_DIR [options] [fairseq-train flags]
 
-Builds and runs fairseq-train with the recipe for TASK (``fairseq_hire/recipes.py``). The
+Builds and runs fairseq-train with the recipe for TASK (``fairseq_hire/workflow/recipes.py``). The
 encoder's dimensions come from the checkpoint itself, so roberta.base, roberta.large and
 converted checkpoints all work unchanged. Any flag this script does not know goes to
 fairseq-train as is (e.g. --hire-gru-dim 96, --log-interval 10).
@@ -17,7 +17,7 @@ updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-enc
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
 a crash and it resumes from SAVE_DIR/checkpoint_last.pt. Run again once finished, it ends at
-once and changes nothing (fairseq_hire/checkpoint_saving.py).
+once and changes nothing (fairseq_hire/checkpoints/saving.py).
 """
 import argparse
 import math
@@ -29,18 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint_args import flags_of, layernorm_eps, model_config
-from .models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
-from .modules.options import HEADS, head_name, head_options
+from ..checkpoints.architecture import flags_of, layernorm_eps, model_config
+from ..checkpoints.errors import DataMismatchError
+from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
+from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 
-USER_DIR = Path(__file__).resolve().parent
+USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
 MIN_SUBSET_UPDATES = 250
-
-
-class DataMismatchError(ValueError):
-    """The binaries are not what the recipe (or the model) expects."""
 
 
 def split_sizes(data_bin: Path, split: str):
@@ -266,8 +263,8 @@ def constant_note(data_bin: Path, task_recipe) -> str:
     figure every result should be read against (the criterion logs it as constant_<metric>)."""
     import json
 
-    from .compare.statistics import constant_baseline_scores
-    from .metrics import positive_class
+    from ..compare.statistics import constant_baseline_scores
+    from ..metrics import positive_class
 
     meta_path = data_bin / "glue_prep.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -286,7 +283,7 @@ def constant_note(data_bin: Path, task_recipe) -> str:
 
 
 def main(argv=None) -> int:
-    from .checkpoint_io import CheckpointError
+    from ..checkpoints.loading import CheckpointError
 
     args, passthrough = build_parser().parse_known_args(argv)
     try:

@@ -3,8 +3,8 @@
 A converted checkpoint (scripts/convert_hf_checkpoint.py) has the source's dimensions, not
 roberta_base's, so fine-tuning must be told them:
 
-    fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python -m fairseq_hire.checkpoint_args model.pt)
-    fairseq-train ... --arch roberta_base $(python -m fairseq_hire.checkpoint_args model.pt --stock-roberta)
+    fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python -m fairseq_hire.checkpoints.architecture model.pt)
+    fairseq-train ... --arch roberta_base $(python -m fairseq_hire.checkpoints.architecture model.pt --stock-roberta)
 
 (the last one for fairseq's own roberta architectures, with or without the plugin: they have
 no --encoder-layernorm-eps, which is roberta_hire's option).
@@ -22,8 +22,8 @@ import shlex
 import sys
 from typing import List
 
-from .checkpoint_io import CheckpointError, load_state
-from .models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
+from .loading import CheckpointError, load_state
+from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
 POSITIVE_INTEGER_OPTIONS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
                             "encoder_attention_heads", "max_positions")
@@ -91,7 +91,7 @@ def architecture_flags(model_pt_path, for_stock_roberta: bool = False) -> List[s
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_hire.checkpoint_args",
+        prog="python -m fairseq_hire.checkpoints.architecture",
         description="Print the fairseq-train flags that rebuild a checkpoint's encoder, on one line.",
     )
     parser.add_argument("model_pt", help="a fairseq RoBERTa checkpoint (model.pt)")

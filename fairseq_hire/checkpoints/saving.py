@@ -51,9 +51,9 @@ from typing import Optional
 
 from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 
-from . import checkpoint_io
-from .checkpoint_errors import CheckpointError, CorruptCheckpointError
-from .checkpoint_io import HOOK_MARK, fairseq_contents_allowed, load_state
+from . import loading
+from .errors import CheckpointError, CorruptCheckpointError
+from .loading import HOOK_MARK, fairseq_contents_allowed, load_state
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +130,14 @@ def budget_spent(trainer, extra_state, epoch_itr) -> Optional[str]:
 PLUGIN_CHECKPOINTS = contextvars.ContextVar("fairseq_hire_plugin_checkpoints", default=False)
 
 
+# the plugin's task and criterion classes, added by install(): a trainer with either is a plugin run
+PLUGIN_COMPONENTS: set = set()
+
+
 def plugin_run(trainer) -> bool:
     """Whether `trainer` trains with the plugin's task or criterion."""
-    from .criterions.sentence_prediction_hire import SentencePredictionHireCriterion
-    from .tasks.sentence_prediction_hire import SentencePredictionHireTask
-
-    return (isinstance(trainer.task, SentencePredictionHireTask)
-            or isinstance(trainer.get_criterion(), SentencePredictionHireCriterion))
+    components = tuple(PLUGIN_COMPONENTS)
+    return isinstance(trainer.task, components) or isinstance(trainer.get_criterion(), components)
 
 
 @contextlib.contextmanager
@@ -169,9 +170,12 @@ def hook(original, hooked):
     return hooked
 
 
-def install() -> None:
-    """Put the hooks in front of fairseq's checkpoint functions, once per process."""
+def install(component: type) -> None:
+    """Make trainers with `component` (the plugin's task or criterion class) plugin runs, and put
+    the hooks in front of fairseq's checkpoint functions, once per process."""
     from fairseq import checkpoint_utils
+
+    PLUGIN_COMPONENTS.add(component)
 
     if getattr(checkpoint_utils.load_checkpoint, HOOK_MARK, False):
         return
@@ -203,7 +207,7 @@ def install() -> None:
 
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         if PLUGIN_CHECKPOINTS.get():
-            return checkpoint_io.load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
+            return loading.load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
         return fairseq_load_to_cpu(path, arg_overrides, load_on_all_ranks)
 
     def torch_persistent_save(obj, filename, async_write: bool = False):

@@ -51,8 +51,8 @@ import omegaconf
 import torch
 from numpy._core import multiarray
 
-from . import checkpoint_config, checkpoint_shapes
-from .checkpoint_errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError, UnsafeConfigError,
+from . import configuration, shapes
+from .errors import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError, UnsafeConfigError,
                                 one_line)
 
 logger = logging.getLogger(__name__)
@@ -235,8 +235,8 @@ def warn_once(message: str) -> None:
 def load_state(path, map_location="cpu"):
     """A checkpoint's contents, safely unpickled and with its configuration checked."""
     state = safe_torch_load(path, map_location)
-    checkpoint_config.check(state, path)
-    checkpoint_shapes.check(state, path)
+    configuration.check(state, path)
+    shapes.check(state, path)
     return state
 
 
@@ -269,7 +269,7 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         raise UnsafeConfigError(f"refusing to load checkpoint {path}: fairseq cannot read its configuration "
                                 f"({one_line(error)}); nothing from it was run") from None
     # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
-    checkpoint_config.check(state, path)
+    configuration.check(state, path)
     return state
 
 

@@ -25,9 +25,9 @@ import torch
 from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
 
-from .checkpoint_io import CheckpointError
+from ..checkpoints.loading import CheckpointError
 from .evaluation import HEAD, check_label_names, load_hub, load_metadata, metadata_path, on_task_scale
-from .hub_interface import OverLengthError
+from ..hub_interface import OverLengthError
 from .recipes import find_task
 
 

@@ -17,6 +17,8 @@ MNLI checkpoint on RTE records RTE's classes, as it should.
 """
 from typing import List, Optional
 
+from .errors import DataMismatchError
+
 STATE_KEY = "hire_head_classes"
 
 
@@ -40,8 +42,6 @@ def record_or_check(task) -> None:
     if trained is None:
         task.state.merge_state_dict({STATE_KEY: given})
     elif trained != given:  # checkpoint_config checked that it is a list of names
-        from .finetune import DataMismatchError
-
         raise DataMismatchError(
             f"the checkpoint's head was trained on the classes {trained}, but {task.cfg.data} has {given} "
             "(label/dict.txt): the head's outputs would be read as the wrong classes. Use the binaries the model "

@@ -39,7 +39,7 @@ import typing
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
-from .checkpoint_errors import UnsafeConfigError
+from .errors import UnsafeConfigError
 
 ALLOWED_MODELS = ("roberta", "roberta_hire")
 SENTENCE_PREDICTION_TASKS = ("sentence_prediction", "sentence_prediction_hire")  # the second: the plugin's
@@ -255,7 +255,7 @@ def model_options(arch: str) -> Dict[str, typing.Callable]:
     own add_args (the argparse actions fairseq-train would parse them with)."""
     from fairseq.models import ARCH_MODEL_REGISTRY
 
-    from .models.layernorm_eps import eps_argument
+    from ..models.layernorm_eps import eps_argument
 
     parser = argparse.ArgumentParser(add_help=False)
     ARCH_MODEL_REGISTRY[arch].add_args(parser)

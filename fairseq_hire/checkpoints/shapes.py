@@ -27,8 +27,8 @@ from typing import Dict, Optional
 
 import torch
 
-from .checkpoint_config import SENTENCE_PREDICTION_TASKS, as_mapping, model_name, task_name
-from .checkpoint_errors import UnsafeConfigError, one_line
+from .configuration import SENTENCE_PREDICTION_TASKS, as_mapping, model_name, task_name
+from .errors import UnsafeConfigError, one_line
 
 # where the encoder's weights live: fairseq-train's checkpoints, the original releases
 ENCODER_PREFIXES = ("encoder.sentence_encoder.", "decoder.sentence_encoder.")

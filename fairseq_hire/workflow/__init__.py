@@ -1,0 +1,2 @@
+"""The launchers fairseq-train never imports: recipes, fine-tuning, evaluation, prediction and GLUE
+submissions (scripts/ are one-line wrappers around them)."""
