@@ -3,8 +3,8 @@
 A converted checkpoint (scripts/convert_hf_checkpoint.py) has the source's dimensions, not
 roberta_base's, so fine-tuning must be told them:
 
-    fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python -m fairseq_hire.checkpoints.architecture model.pt)
-    fairseq-train ... --arch roberta_base $(python -m fairseq_hire.checkpoints.architecture model.pt --stock-roberta)
+    fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python scripts/checkpoint_args.py model.pt)
+    fairseq-train ... --arch roberta_base $(python scripts/checkpoint_args.py model.pt --stock-roberta)
 
 (the last one for fairseq's own roberta architectures, with or without the plugin: they have
 no --encoder-layernorm-eps, which is roberta_hire's option).
@@ -91,7 +91,7 @@ def architecture_flags(model_pt_path, for_stock_roberta: bool = False) -> List[s
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_hire.checkpoints.architecture",
+        prog="scripts/checkpoint_args.py",
         description="Print the fairseq-train flags that rebuild a checkpoint's encoder, on one line.",
     )
     parser.add_argument("model_pt", help="a fairseq RoBERTa checkpoint (model.pt)")
@@ -106,11 +106,11 @@ def main(argv=None) -> int:
         flags = flags_of(model, args.stock_roberta, described_as=args.model_pt)
         eps = layernorm_eps(model)
     except (OSError, ValueError, CheckpointError) as error:
-        print(f"checkpoint_args: error: {error}", file=sys.stderr)
+        print(f"checkpoint_args.py: error: {error}", file=sys.stderr)
         return 2
     if args.stock_roberta and eps != FAIRSEQ_LAYERNORM_EPS:
         print(
-            f"checkpoint_args: note: the checkpoint's LayerNorm epsilon is {eps:g}; fairseq's roberta "
+            f"checkpoint_args.py: note: the checkpoint's LayerNorm epsilon is {eps:g}; fairseq's roberta "
             f"architectures use {FAIRSEQ_LAYERNORM_EPS:g} (the plugin's roberta_hire takes "
             "--encoder-layernorm-eps)",
             file=sys.stderr,

@@ -41,7 +41,7 @@ def record_or_check(task) -> None:
     trained = task.state.state_dict.get(STATE_KEY)
     if trained is None:
         task.state.merge_state_dict({STATE_KEY: given})
-    elif trained != given:  # checkpoint_config checked that it is a list of names
+    elif trained != given:  # checkpoints.configuration checked that it is a list of names
         raise DataMismatchError(
             f"the checkpoint's head was trained on the classes {trained}, but {task.cfg.data} has {given} "
             "(label/dict.txt): the head's outputs would be read as the wrong classes. Use the binaries the model "

@@ -14,9 +14,9 @@ A checkpoint is a pickle, and its configuration is input too. ``load_state(path)
    distributed checkpoint broadcast), added to torch's allowlist for this load only
    (``fairseq_contents_allowed``); anything else is refused, naming the object
    (``UnsafeCheckpointError``), and nothing from the file runs;
-3. checks the configuration (``checkpoint_config``: no interpolation, only RoBERTa models,
+3. checks the configuration (``checkpoints.configuration``: no interpolation, only RoBERTa models,
    options of the types those models accept) before any model code sees it, and that it
-   builds the model the weights are (``checkpoint_shapes``: sizes), before any model is
+   builds the model the weights are (``checkpoints.shapes``: sizes), before any model is
    built (``UnsafeConfigError``).
 
 ``load_checkpoint_to_cpu(path, arg_overrides)`` is fairseq's own
@@ -29,7 +29,7 @@ checked again (the upgrades fill in what old checkpoints lack; a configuration f
 cannot read is refused in one line, not a traceback). The file is read twice: the price of
 checking it before fairseq's code reads its configuration, without copying that code.
 The hub and the scripts hand the result to fairseq (``load_model_ensemble_and_task(...,
-state=...)``); a plugin run's trainer loads through it (``checkpoint_saving``).
+state=...)``); a plugin run's trainer loads through it (``checkpoints.saving``).
 """
 import argparse
 import collections
@@ -242,7 +242,7 @@ def load_state(path, map_location="cpu"):
 
 def fairseq_load_checkpoint_to_cpu():
     """fairseq's own ``checkpoint_utils.load_checkpoint_to_cpu``, also in a plugin run, whose
-    hook stands in front of it (``checkpoint_saving``)."""
+    hook stands in front of it (``checkpoints.saving``)."""
     from fairseq import checkpoint_utils
 
     return inspect.unwrap(checkpoint_utils.load_checkpoint_to_cpu, stop=lambda f: not getattr(f, HOOK_MARK, False))

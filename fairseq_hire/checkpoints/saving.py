@@ -20,7 +20,7 @@ run's trainer:
    deterministic, ends where an uninterrupted run ends. With no intact checkpoint left it
    stops with an error instead of silently starting over. Temporary files of dead writers
    are removed. Then fairseq's own ``load_checkpoint`` runs inside ``plugin_checkpoints()``,
-   where ``load_checkpoint_to_cpu`` is the safe loader (``checkpoint_io``: --finetune-from-model,
+   where ``load_checkpoint_to_cpu`` is the safe loader (``checkpoints.loading``: --finetune-from-model,
    --restore-file, resuming) and torch's allowlist holds fairseq's checkpoint contents for the
    checkpoint fairseq broadcasts to ranks > 0. After resuming, a run whose budget is spent
    (``budget_spent``) ends there, with exit status 0: fairseq checks --max-update and

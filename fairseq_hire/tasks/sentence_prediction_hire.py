@@ -12,7 +12,7 @@ with three additions, for the runs that use it and no other:
    validation scores every example (the recipes also set the multiple to 1, as fairseq's GLUE
    recipe does);
 3. set up for training (fairseq-train, fairseq-hydra-train: not from a checkpoint), it installs
-   the run's checkpoint hooks (``checkpoint_saving``): safe loading for --finetune-from-model,
+   the run's checkpoint hooks (``checkpoints.saving``): safe loading for --finetune-from-model,
    --restore-file and resuming, atomic saving, the repair of a corrupt checkpoint_last.pt and
    the finished-run check.
 """
