@@ -1,5 +1,5 @@
-"""The comparison: its statistics against scipy / scikit-learn, its resumable runs and report
-on a tiny RoBERTa and real RTE rows."""
+"""The comparison: its statistics against scipy, its resumable runs and report on a tiny
+RoBERTa and real RTE rows (its metrics: tests/test_metrics.py)."""
 import json
 import os
 import subprocess
@@ -8,30 +8,13 @@ import sys
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from conftest import REPO
 from fairseq_hire.compare import statistics as st
 from fairseq_hire.compare.report import ReportError, check_comparable, layer_weight_summary, load_runs
 from fairseq_hire.compare.runs import Claim, Comparison, check_recipe
+from fairseq_hire.metrics import metric_function
 
-
-
-@pytest.mark.unit
-def test_vectorised_metrics_equal_scikit_learn_and_scipy():
-    rng = np.random.default_rng(0)
-    targets = rng.integers(0, 3, 300)
-    predictions = np.where(rng.random((4, 300)) < 0.6, targets, rng.integers(0, 3, (4, 300)))
-    for run in range(4):
-        assert st.mcc(predictions, targets, 3)[run] == pytest.approx(100 * matthews_corrcoef(targets, predictions[run]))
-        assert st.metric_function("macro_f1", False, -1, 3)(predictions, targets)[run] == pytest.approx(
-            100 * f1_score(targets, predictions[run], average="macro"))
-        binary_t, binary_p = targets % 2, predictions[run] % 2
-        assert st.f1(binary_p, binary_t, 1) == pytest.approx(100 * f1_score(binary_t, binary_p))
-    x = rng.random(200)
-    y = x + rng.random((3, 200))
-    assert st.pearson(y, x)[2] == pytest.approx(100 * scipy_stats.pearsonr(y[2], x)[0])
-    assert st.spearman(y, x)[2] == pytest.approx(100 * scipy_stats.spearmanr(y[2], x)[0])
 
 
 @pytest.mark.unit
@@ -52,7 +35,7 @@ def test_detectable_difference_has_80_percent_power():
 def test_paired_bootstrap_interval():
     rng = np.random.default_rng(1)
     targets = rng.integers(0, 2, 400)
-    metric = st.metric_function("accuracy", False, -1, 2)
+    metric = metric_function("accuracy", False)
     better = np.where(rng.random((5, 400)) < 0.8, targets, 1 - targets)
     worse = np.where(rng.random((5, 400)) < 0.7, targets, 1 - targets)
     low, high = st.paired_bootstrap(better, worse, targets, metric)
@@ -66,7 +49,7 @@ def test_paired_bootstrap_interval():
 def test_verdicts_need_both_tests():
     rng = np.random.default_rng(2)
     targets = rng.integers(0, 2, 400)
-    metric = st.metric_function("accuracy", False, -1, 2)
+    metric = metric_function("accuracy", False)
     a = np.where(rng.random((5, 400)) < 0.85, targets, 1 - targets)
     b = np.where(rng.random((5, 400)) < 0.70, targets, 1 - targets)
     scores_a, scores_b = metric(a, targets), metric(b, targets)

@@ -55,12 +55,11 @@ def test_a_run_at_the_constant_score_counts_as_failed_though_the_scores_are_roun
 
 
 def test_a_constant_model_scores_its_constant_baseline_on_every_metric():
-    from fairseq_hire.compare.statistics import constant_baseline_scores
-    from fairseq_hire.metrics import glue_metrics
+    from fairseq_hire.metrics import constant_baseline, glue_metrics
 
     targets = np.array([0] * 11 + [1] * 19)  # acc_and_f1 averaged from rounded parts was 0.0001 low
     for positive in (0, 1):
-        baseline = constant_baseline_scores(targets, positive, 2)
+        baseline = constant_baseline(targets, positive, 2)
         best = {name: max(glue_metrics(np.full(30, k), targets, False, positive)[name] for k in (0, 1))
                 for name in baseline}
         assert best == baseline

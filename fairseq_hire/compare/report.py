@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from glue_prep.atomic import write_atomically
-from ..metrics import METRIC_DIGITS
+from .. import metrics
 from ..modules.options import head_preset, ordered_heads
 from .plotting import pyplot, save_figure
 from . import statistics as st
@@ -81,9 +81,9 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     metric_name = first["metric"]
     regression = first["regression"]
     num_classes = 1 if regression else len(first["label_names"])
-    metric = st.metric_function(metric_name, regression, first["positive_class"], num_classes)
+    metric = metrics.metric_function(metric_name, regression, first["positive_class"])
     targets = np.asarray(first["targets"], float if regression else int)
-    constant = st.constant_score(targets, metric, regression, num_classes)
+    constant = metrics.constant_score(targets, metric_name, regression, first["positive_class"], num_classes)
     by_head: Dict[str, List[Dict]] = {}
     for run in sorted(runs, key=lambda r: r["seed"]):
         by_head.setdefault(run["head"], []).append(run)
@@ -96,7 +96,7 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     for head in order:
         scores = [r["metrics"][metric_name] for r in by_head[head]]
         # the runs' scores are rounded to METRIC_DIGITS: so is the constant they are held against
-        failed = sum(score <= round(constant, METRIC_DIGITS) for score in scores)
+        failed = sum(score <= metrics.rounded(constant) for score in scores)
         heads[head] = {
             "description": description(head),
             "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),

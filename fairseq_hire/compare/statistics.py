@@ -15,8 +15,8 @@ Three views of the same question, on the task's official metric:
 A difference is called "detected" only when both the seed-level test (p < 0.05) and the
 bootstrap interval (excluding 0) say so.
 
-The metrics here are the official GLUE ones computed on many resampled dev sets at once
-(vectorised over leading axes); tests check them against scikit-learn and scipy.
+The metric is fairseq_hire.metrics' (the runs' own scores come from it too), applied to many
+resampled dev sets at once over its leading axes.
 """
 import math
 from dataclasses import dataclass
@@ -25,100 +25,9 @@ from typing import Callable, Dict, Optional
 import numpy as np
 from scipy import optimize, stats
 
-from ..metrics import METRIC_DIGITS
-
 ALPHA = 0.05
 POWER = 0.8
 BOOTSTRAP_RESAMPLES = 2000
-
-
-def accuracy(pred: np.ndarray, targ: np.ndarray) -> np.ndarray:
-    return 100.0 * (pred == targ).mean(axis=-1)
-
-
-def f1(pred: np.ndarray, targ: np.ndarray, positive: int) -> np.ndarray:
-    tp = ((pred == positive) & (targ == positive)).sum(axis=-1)
-    fp = ((pred == positive) & (targ != positive)).sum(axis=-1)
-    fn = ((pred != positive) & (targ == positive)).sum(axis=-1)
-    denominator = 2 * tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 100.0 * 2 * tp / denominator, 0.0)
-
-
-def macro_f1(pred: np.ndarray, targ: np.ndarray, num_classes: int) -> np.ndarray:
-    """The mean F1 of the classes that occur among the targets or predictions (scikit-learn's
-    average="macro")."""
-    scores, present = [], []
-    for k in range(num_classes):
-        tp = ((pred == k) & (targ == k)).sum(axis=-1)
-        denominator = 2 * tp + ((pred == k) & (targ != k)).sum(axis=-1) + ((pred != k) & (targ == k)).sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scores.append(np.where(denominator > 0, 2 * tp / denominator, 0.0))
-        present.append(denominator > 0)
-    scores, present = np.stack(scores, -1), np.stack(present, -1)
-    return 100.0 * (scores * present).sum(-1) / np.maximum(present.sum(-1), 1)
-
-
-def mcc(pred: np.ndarray, targ: np.ndarray, num_classes: int) -> np.ndarray:
-    """Matthews correlation, multi-class (Gorodkin's R_K, as scikit-learn computes it)."""
-    n = pred.shape[-1]
-    correct = (pred == targ).sum(axis=-1).astype(np.float64)
-    predicted = np.stack([(pred == k).sum(axis=-1) for k in range(num_classes)], -1).astype(np.float64)
-    true = np.stack([(targ == k).sum(axis=-1) for k in range(num_classes)], -1).astype(np.float64)
-    covariance = correct * n - (predicted * true).sum(-1)
-    denominator = np.sqrt((n * n - (predicted ** 2).sum(-1)) * (n * n - (true ** 2).sum(-1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 100.0 * covariance / denominator, 0.0)
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 100.0 * (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return pearson(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
-
-
-def metric_function(metric: str, regression: bool, positive: int, num_classes: int) -> Callable:
-    """f(pred, targ) -> the official metric in percent, over the last axis."""
-    if regression:
-        functions = {"pearson": pearson, "spearman": spearman,
-                     "pearson_and_spearman": lambda p, t: (pearson(p, t) + spearman(p, t)) / 2}
-    else:
-        functions = {"accuracy": accuracy, "mcc": lambda p, t: mcc(p, t, num_classes),
-                     "macro_f1": lambda p, t: macro_f1(p, t, num_classes),
-                     "f1": lambda p, t: f1(p, t, positive),
-                     "acc_and_f1": lambda p, t: (accuracy(p, t) + f1(p, t, positive)) / 2}
-    if metric not in functions:
-        raise ValueError(f"no metric {metric!r} for a {'regression' if regression else 'classification'} "
-                         f"task; expected one of {', '.join(functions)}")
-    return functions[metric]
-
-
-def constant_score(targets: np.ndarray, metric: Callable, regression: bool, num_classes: int) -> float:
-    """The best score a constant prediction reaches on these targets (the majority class, or
-    the class that maximises e.g. F1; a constant has no correlation: 0). A run at or below it
-    learned nothing."""
-    if regression:
-        return 0.0
-    return max(float(metric(np.full_like(targets, k), targets)) for k in range(num_classes))
-
-
-def constant_metric(targets: np.ndarray, name: str, positive: int, num_classes: int) -> float:
-    """The classification metric `name` of the best constant prediction on these class targets,
-    rounded as the metrics are."""
-    metric = metric_function(name, False, positive, num_classes)
-    return round(constant_score(np.asarray(targets), metric, False, num_classes), METRIC_DIGITS)
-
-
-def constant_baseline_scores(targets: np.ndarray, positive: int, num_classes: int) -> Dict[str, float]:
-    """Every classification metric of the best constant prediction (the figure beside every
-    result: at or below it, a model learned nothing)."""
-    names = ["accuracy", "mcc", "macro_f1"] + (["f1", "acc_and_f1"] if positive >= 0 else [])
-    return {name: constant_metric(targets, name, positive, num_classes) for name in names}
 
 
 def paired_bootstrap(predictions_a: np.ndarray, predictions_b: np.ndarray, targets: np.ndarray,

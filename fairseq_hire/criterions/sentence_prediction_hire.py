@@ -7,14 +7,15 @@ The loss is exactly sentence_prediction's: summed NLL, or summed MSE with
 ffn_reg_loss). On validation every prediction and target is kept, gathered across
 batches (fairseq's ConcatTensorMeter in the validation aggregator) and across workers
 (logging outputs are all-gathered, not summed), and the metrics are computed once over the
-full set with scikit-learn / scipy:
+full set by fairseq_hire.metrics, the functions the evaluation and the comparison score with:
 
     classification: accuracy, mcc (Matthews, CoLA), macro_f1, and for a binary task whose
                     label set holds --f1-positive-label ("1": MRPC, QQP) f1 and acc_and_f1
     regression:     pearson, spearman, pearson_and_spearman (STS-B)
 
-All are in percent and usable as --best-checkpoint-metric (with
---maximize-best-checkpoint-metric). With a HIRE model the mean layer weight alpha of each
+All are in percent, logged beside the best constant prediction's (constant_<metric>), and
+usable as --best-checkpoint-metric (with --maximize-best-checkpoint-metric); the training
+log's accuracy is the batches' running accuracy, as fairseq's. With a HIRE model the mean layer weight alpha of each
 scored layer is logged as alpha_<layer> (layer 0 = embeddings).
 """
 import math
@@ -27,10 +28,9 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
+from .. import metrics as glue
 from ..checkpoints import saving
-from ..compare.statistics import constant_metric
 from ..checkpoints.head_classes import head_classes
-from ..metrics import METRIC_DIGITS, glue_metrics, positive_class
 from ..patches import cpu_distributed
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
@@ -68,7 +68,7 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         self.positive_class = -1
         labels = head_classes(task)
         if not self.regression_target and labels is not None:
-            self.positive_class = positive_class(labels, cfg.f1_positive_label)
+            self.positive_class = glue.positive_class(labels, cfg.f1_positive_label)
 
     def forward(self, model, sample, reduce=True):
         if self.classification_head_name not in getattr(model, "classification_heads", {}):
@@ -134,12 +134,11 @@ class SentencePredictionHireCriterion(FairseqCriterion):
                 metrics.log_scalar(name, total / sample_size / math.log(2), sample_size, round=3)
         if sample_size != ntokens:
             metrics.log_scalar("nll_loss", loss_sum / ntokens / math.log(2), ntokens, round=3)
-        if any("ncorrect" in log for log in logging_outputs):
-            ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
-            metrics.log_scalar("accuracy", 100.0 * ncorrect / nsentences, nsentences, round=METRIC_DIGITS)
-
         evaluated = [log for log in logging_outputs if "pred" in log]
         if not evaluated:
+            if any("ncorrect" in log for log in logging_outputs):  # training: the batches' running accuracy
+                ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
+                metrics.log_scalar("accuracy", 100.0 * ncorrect / nsentences, nsentences, round=glue.METRIC_DIGITS)
             return
         regression = evaluated[0]["regression"]
         positive = evaluated[0]["positive_class"]
@@ -147,24 +146,21 @@ class SentencePredictionHireCriterion(FairseqCriterion):
         for key, field_name in ((PRED_KEY, "pred"), (TARG_KEY, "targ")):
             values = [v for log in evaluated for v in log[field_name]]
             metrics.log_concat_tensor(key, torch.tensor(values, dtype=dtype))
-        names = ["pearson", "spearman", "pearson_and_spearman"] if regression else ["mcc", "macro_f1"]
-        if positive >= 0:
-            names += ["f1", "acc_and_f1"]
+        # validation: every metric over the whole set, as the evaluation and the comparison score it
+        names = glue.metric_names(regression, positive)
         for name in names:
             metrics.log_derived(
                 name,
-                lambda meters, name=name: glue_metrics(
-                    meters[PRED_KEY].tensor.numpy(), meters[TARG_KEY].tensor.numpy(),
-                    regression, positive,
-                )[name],
+                lambda meters, name=name: glue.rounded(glue.metric_function(name, regression, positive)(
+                    meters[PRED_KEY].tensor.numpy(), meters[TARG_KEY].tensor.numpy())),
             )
         num_classes = evaluated[0].get("num_classes")
         if num_classes:  # beside every result, what the best constant prediction scores
-            for name in ["accuracy", *names]:
+            for name in names:
                 metrics.log_derived(
                     f"constant_{name}",
-                    lambda meters, name=name: constant_metric(
-                        meters[TARG_KEY].tensor.numpy(), name, positive, num_classes),
+                    lambda meters, name=name: glue.rounded(glue.constant_score(
+                        meters[TARG_KEY].tensor.numpy(), name, False, positive, num_classes)),
                 )
 
         weighted = [log for log in evaluated if "layer_weights_sum" in log]

@@ -22,6 +22,7 @@ from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
 
 from ..checkpoints.head_classes import head_classes
+from .. import metrics
 from ..metrics import glue_metrics, positive_class
 
 HEAD = "sentence_classification_head"
@@ -141,9 +142,7 @@ def positive_of(rows: GlueSplit) -> int:
 def constant_baseline(rows: GlueSplit, targets: np.ndarray, positive: int) -> Dict:
     """Each metric of the best constant prediction (none for regression, where a constant has no
     correlation): a result at or below it learned nothing, which matters on imbalanced data."""
-    from ..compare.statistics import constant_baseline_scores
-
-    return {} if rows.regression else constant_baseline_scores(targets, positive, len(rows.label_names))
+    return {} if rows.regression else metrics.constant_baseline(targets, positive, len(rows.label_names))
 
 
 def score(hub, rows: GlueSplit, max_sentences: int = 32, per_example: bool = False) -> Dict:

@@ -263,8 +263,7 @@ def constant_note(data_bin: Path, task_recipe) -> str:
     figure every result should be read against (the criterion logs it as constant_<metric>)."""
     import json
 
-    from ..compare.statistics import constant_baseline_scores
-    from ..metrics import positive_class
+    from ..metrics import constant_baseline, positive_class
 
     meta_path = data_bin / "glue_prep.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -272,8 +271,7 @@ def constant_note(data_bin: Path, task_recipe) -> str:
     if not counts or not names or any(label not in names for label in counts):
         return ""
     targets = np.concatenate([np.full(count, names.index(label)) for label, count in counts.items()])
-    scores = constant_baseline_scores(targets, positive_class(names, task_recipe.task.positive_label or "1"),
-                                      len(names))
+    scores = constant_baseline(targets, positive_class(names, task_recipe.task.positive_label or "1"), len(names))
     label, count = max(counts.items(), key=lambda item: item[1])
     metric = task_recipe.best_metric
     others = ", ".join(f"{name} {value:.1f}" for name, value in scores.items() if name != metric)
