@@ -1,8 +1,10 @@
 """What benchmarks/speed.py measures on: the sizes and configurations, their FLOP counts, the
 models (built as fairseq-train builds them) and the workloads (fixed shapes, and real GLUE
-training batches drawn by fairseq's own batching). WORK and GLUE are set by speed.py's main."""
+training batches drawn by fairseq's own batching), and the clock every section reads (timed).
+WORK and GLUE are set by speed.py's main."""
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -141,3 +143,14 @@ def workloads(size_name, quick, fixed_only=False):
         if batches is not None:
             loads[f"{task} batches"] = batches
     return loads
+
+
+def timed(fn, device):
+    """Seconds fn takes, the GPU's queued work included (synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start

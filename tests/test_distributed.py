@@ -172,19 +172,40 @@ def full_cfg(cpu):
     return cfg
 
 
-def test_install_twice_is_a_no_op():
+def test_install_twice_is_a_no_op(monkeypatch):
+    """install() runs whenever fairseq's parser adds the criterion's options, so possibly twice in
+    one process: the second changes nothing, and each name fairseq calls hands its call straight to
+    what the name was before the first install (fairseq's function, torch's DDP: the gloo runs
+    above build real DDP through it). Recorders stand in for those here, and monkeypatch puts the
+    names back afterwards."""
     from fairseq.distributed import utils as distributed_utils
     from fairseq.models import distributed_fairseq_model
 
-    cpu_distributed.install()
     names = [(distributed_utils, "infer_init_method"), (distributed_utils, "call_main"),
              (distributed_utils, "all_gather_list"), (distributed_fairseq_model, "DistributedDataParallel")]
+    originals = {name: Recorder() for _, name in names}
+    for module, name in names:
+        monkeypatch.setattr(module, name, originals[name])
+    cpu_distributed.install()
     before = [getattr(module, name) for module, name in names]
     cpu_distributed.install()
     assert [getattr(module, name) for module, name in names] == before
-    # one wrapper around fairseq's function each, not two
-    assert all(not hasattr(f.__wrapped__, "__wrapped__") for f in before[:3])
-    assert before[3].__wrapped__ is torch.nn.parallel.DistributedDataParallel
+
+    # a GPU machine: every call reaches the original once, with its arguments as fairseq gave them
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cfg, main = full_cfg(cpu=False), print
+    assert distributed_utils.infer_init_method(cfg.distributed_training) == "fairseq"
+    assert distributed_utils.call_main(cfg, main) == "fairseq"
+    assert distributed_utils.all_gather_list({"x": 1}) == "fairseq"
+    # a module on CPU: DDP is built without the device arguments DDP refuses for it
+    module = torch.nn.Linear(2, 2)
+    assert distributed_fairseq_model.DistributedDataParallel(module, device_ids=[0], output_device=0) == "fairseq"
+    assert {name: recorder.calls for name, recorder in originals.items()} == {
+        "infer_init_method": [((cfg.distributed_training, False), {})],
+        "call_main": [((cfg, main), {})],
+        "all_gather_list": [(({"x": 1},), {"group": None, "max_size": 16384})],
+        "DistributedDataParallel": [((module,), {})],
+    }
 
 
 def test_with_a_gpu_every_patch_calls_fairseq(monkeypatch):

@@ -20,8 +20,8 @@ refusal is one ConversionError line naming the file and the field or line. Nothi
 to out_dir until everything succeeded: the files go to a staging folder beside it, which is
 renamed at the end (glue_prep.atomic).
 
-``source`` reads the HF folder, ``vocabulary`` builds dict.txt, ``state`` the weights and args;
-this module puts them together.
+``source`` reads the HF folder and its config.json, ``weights`` its weights files, ``vocabulary``
+builds dict.txt, ``state`` the fairseq weights and args; this module puts them together.
 """
 import json
 import shutil
@@ -34,11 +34,11 @@ import torch
 from glue_prep.atomic import remove_stale, replace_folder, temporary_name
 
 from .errors import ConversionError
-from .source import (CONFIG_FILE, EncoderShape, Family, SourceFolder, load_pytorch_bin, load_weights,
-                     package_model_dir, read_config)
+from .source import CONFIG_FILE, EncoderShape, Family, SourceFolder, package_model_dir, read_config
 from .state import (WORD_EMBEDDINGS, LM_HEAD_INIT_STD, check_weight_shapes, fairseq_state, normalise_names,
                     pretraining_args)
 from .vocabulary import Vocabulary, check_dictionary, dict_txt_text, fairseq_row_order, read_vocabulary
+from .weights import load_pytorch_bin, load_weights
 
 TOKENIZER_SPEC_FILE = "tokenizer_spec.json"
 
