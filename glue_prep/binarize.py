@@ -17,7 +17,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .tasks import DICTIONARY_PADDING
+from .tasks.spec import DICTIONARY_PADDING
 
 _STATE = None  # (tokenizer, symbol->index, unk index, eos index) in each worker
 

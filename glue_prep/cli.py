@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from .errors import GlueFormatError, OutputExistsError, unwritten
-from .tasks import TASK_ORDER, score_value
+from .tasks import TASK_ORDER
+from .tasks.spec import score_value
 
 EPILOG = """\
 Writes OUT_DIR/<TASK>-bin/{input0,input1,label}/ exactly as fairseq's
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                    help="WordPiece only: lowercase and strip accents (default: yes, or the spec's)")
     u = p.add_argument_group(
-        "your own task (TASK is then its name, or a task file: see glue_prep/task_files.py)",
+        "your own task (TASK is then its name, or a task file: see glue_prep/tasks/task_files.py)",
         "files are read from GLUE_DATA_DIR; their columns are named by the header (tsv, csv) or keys (jsonl)")
     u.add_argument("--format", choices=("tsv", "csv", "jsonl"), help="the files' format; makes TASK a new task's name")
     u.add_argument("--text", metavar="COLUMN", help="the column (key) of the text")
@@ -174,7 +175,7 @@ USER_TASK_FLAGS = ("text", "text_pair", "label", "id", "train", "valid", "test",
 def user_tasks(args):
     """[the user's TaskSpec] from a task file (TASK ends in .json) or from the flags; None for
     GLUE task names."""
-    from .task_files import COMMAND_LINE, read_task_file, task_from_description
+    from .tasks.task_files import COMMAND_LINE, read_task_file, task_from_description
 
     given = [name for name in USER_TASK_FLAGS if getattr(args, name) is not None]
     if args.task.endswith(".json"):

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 from .atomic import atomic_file, copy_atomically, replace_folder
-from .tasks import GLUE_ZIPS, TASK_ORDER, TASKS
+from .tasks.glue import GLUE_ZIPS, TASK_ORDER, TASKS
 
 # where each task comes from is the registry's (TaskSpec.download): a zip, or built here
 ZIPS = {name: task.download for name, task in TASKS.items() if task.download.startswith("https://")}

@@ -1,4 +1,4 @@
-"""The one exception glue_prep raises for bad input, and how its messages quote a file."""
+"""The exceptions glue_prep raises for bad input, and how its messages quote a file."""
 import reprlib
 
 SHOWN_CHARACTERS = 40  # the most of a value from a file that an error message quotes
@@ -18,6 +18,10 @@ class GlueFormatError(ValueError):
         if self.path is not None:
             where = self.path + (f", line {line}" if line is not None else "") + ": "
         super().__init__(where + message)
+
+
+class UnknownTaskError(ValueError):
+    """A task name that is no GLUE task, no task file and no user task of the binaries given."""
 
 
 class OutputExistsError(FileExistsError):

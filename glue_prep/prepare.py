@@ -9,10 +9,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from . import __version__
 from .atomic import remove_stale, replace_folder, temporary_name
-from .errors import GlueFormatError, OutputExistsError, listed, shown
-from .tasks import TASK_ORDER, TASKS, MNLI_RECIPE_LABEL_ORDER, SplitSpec, TaskSpec, get_task
+from .errors import GlueFormatError, OutputExistsError, UnknownTaskError, listed, shown
+from .readers.rows import SplitData, format_lines
+from .readers.splits import read_split
+from .tasks import TASK_ORDER, TASKS, SplitSpec, TaskSpec, find_task
+from .tasks.glue import MNLI_RECIPE_LABEL_ORDER
 from .tokenizers import SPEC_NAME, Tokenizer
-from .tsv import SplitData, format_lines, read_split
 
 UNK_WARN_FRACTION = 0.01
 
@@ -43,7 +45,7 @@ def task_dir(glue_dir: Path, task: TaskSpec) -> Optional[Path]:
 
 def find_split_file(glue_dir: Path, task: TaskSpec, split: SplitSpec) -> Path:
     if task.file_format != "glue":
-        from .task_files import split_file
+        from .tasks.task_files import split_file
 
         return split_file(glue_dir, task, split)
     candidates = [glue_dir / d / f for d in task.folders for f in split.files]
@@ -83,8 +85,8 @@ def resolve_tasks(glue_dir: Path, which: str, quiet: bool = False) -> List[str]:
     out = []
     for n in names:
         try:
-            out.append(get_task(n).name)
-        except KeyError:
+            out.append(find_task(n).name)
+        except UnknownTaskError:
             raise GlueFormatError(
                 f"unknown task {n!r}; expected one of {', '.join(TASK_ORDER)} or ALL"
             ) from None
@@ -104,7 +106,7 @@ def prepare_task(glue_dir, task_name, out_dir, opts: Options,
     """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded.
     `task_name` is a GLUE task's name, or a TaskSpec (a user's task)."""
     glue_dir, out_dir = Path(glue_dir), Path(out_dir)
-    task = task_name if isinstance(task_name, TaskSpec) else get_task(task_name)
+    task = find_task(task_name)
     final = out_dir / f"{task.name}-bin"
     if final.exists() and not opts.force:
         raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
@@ -287,7 +289,7 @@ def _save_task_file(task: TaskSpec, folder: Path) -> Optional[str]:
     prediction find it with the data (GLUE tasks are in the registry)."""
     if task.file_format == "glue":
         return None
-    from .task_files import task_description
+    from .tasks.task_files import task_description
 
     # allow_nan=False: a number JSON cannot hold is never written (the task file refused it when read)
     description = json.dumps(task_description(task), indent=2, allow_nan=False)

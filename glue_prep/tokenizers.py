@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .errors import shown
-from .reading import parsed_json, read_regular, utf8_text
+from .readers.reading import parsed_json, read_regular, utf8_text
 
 SPEC_NAME = "tokenizer_spec.json"
 SPEC_LIMIT = 1 << 20  # bytes; a spec names a few files

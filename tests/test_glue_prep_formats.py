@@ -15,8 +15,8 @@ from test_glue_prep_helpers import (PREPARE_SH, assert_rows_equal, assert_same_a
                                     gpt2_tokenizer, load_rows, ours, reference, rte_pairs, run,
                                     truncated_copy)
 
-from glue_prep.tasks import (MNLI_DEV_HEADER, MNLI_TEST_HEADER, MNLI_TRAIN_HEADER, QQP_HEADER,
-                             TASKS)
+from glue_prep.tasks.glue import (MNLI_DEV_HEADER, MNLI_TEST_HEADER, MNLI_TRAIN_HEADER, QQP_HEADER,
+                                  TASKS)
 
 PAIRS = rte_pairs()
 

@@ -150,9 +150,9 @@ def test_a_header_without_any_of_the_task_s_columns_is_not_echoed(tmp_path, caps
 @pytest.mark.parametrize("file_format", ["csv", "jsonl", "glue"])
 def test_a_5_mb_unknown_label_gives_a_short_error(file_format, tmp_path, capsys):
     from glue_prep.errors import GlueFormatError
-    from glue_prep.task_files import COMMAND_LINE, task_from_description
+    from glue_prep.tasks.task_files import COMMAND_LINE, task_from_description
     from glue_prep.tasks import TASKS
-    from glue_prep.tsv import read_split
+    from glue_prep.readers.splits import read_split
 
     label = "z" * 5_000_000
     path = tmp_path / "train"
@@ -173,8 +173,8 @@ def test_a_5_mb_unknown_label_gives_a_short_error(file_format, tmp_path, capsys)
 
 def test_an_unknown_label_of_a_task_with_many_classes_lists_a_few(tmp_path):
     from glue_prep.errors import GlueFormatError
-    from glue_prep.task_files import COMMAND_LINE, task_from_description
-    from glue_prep.tsv import read_split
+    from glue_prep.tasks.task_files import COMMAND_LINE, task_from_description
+    from glue_prep.readers.splits import read_split
 
     task = task_from_description({"name": "own", "format": "csv", "text": "s", "label": "y", "train": "t",
                                   "valid": "v", "labels": [f"c{k}" for k in range(100_000)]}, source=COMMAND_LINE)
@@ -222,8 +222,8 @@ def test_100000_listed_classes_take_seconds_not_minutes(tmp_path):
     import fairseq.data  # noqa: F401  (imported before the clock starts: seconds on a busy machine)
 
     from glue_prep.binarize import build_label_dictionary, label_names
-    from glue_prep.task_files import COMMAND_LINE, task_from_description
-    from glue_prep.tsv import read_split
+    from glue_prep.tasks.task_files import COMMAND_LINE, task_from_description
+    from glue_prep.readers.splits import read_split
 
     classes = [f"c{k}" for k in range(100_000)]
     task = task_from_description({"name": "many", "format": "csv", "text": "s", "label": "y", "train": "t",

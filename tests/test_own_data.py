@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO, SHIPPED_GLUE, real_glue_task_dir
 from glue_prep.errors import GlueFormatError
-from glue_prep.task_files import read_task_file, task_from_description
+from glue_prep.tasks.task_files import read_task_file, task_from_description
 
 REVIEWS = REPO / "glue_prep" / "data" / "reviews"
 BINARY_FILES = ("input0/train.bin", "input0/train.idx", "input0/valid.bin", "input0/valid.idx", "label/dict.txt",

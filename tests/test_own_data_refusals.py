@@ -11,8 +11,8 @@ import pytest
 
 from conftest import SHIPPED_GLUE, real_glue_task_dir
 from glue_prep.errors import GlueFormatError
-from glue_prep.task_files import COMMAND_LINE, task_from_description
-from glue_prep.tsv import read_split
+from glue_prep.tasks.task_files import COMMAND_LINE, task_from_description
+from glue_prep.readers.splits import read_split
 
 pytestmark = pytest.mark.unit
 
@@ -260,7 +260,7 @@ def test_an_infinite_score_range_is_refused(how, tmp_path, capsys):
     task_file = tmp_path / "task.json"
     task_file.write_text('{"name": "own", "format": "csv", "text": "s", "label": "y", "train": "t.csv", '
                          '"valid": "v.csv", "regression": true, "score_range": [0, Infinity]}')
-    from glue_prep.task_files import read_task_file
+    from glue_prep.tasks.task_files import read_task_file
 
     with pytest.raises(GlueFormatError, match=r"'score_range' \[0, inf\]: expected finite"):
         read_task_file(task_file)

@@ -60,9 +60,8 @@ def load_metadata(data_bin) -> dict:
 
 def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSplit:
     """The rows glue_prep binarised as `split` of `data_bin` (valid, valid1, test, test1)."""
-    from glue_prep.tsv import read_split
-
-    from .recipes import find_task
+    from glue_prep.readers.splits import read_split
+    from glue_prep.tasks import find_task
 
     meta = load_metadata(data_bin)
     task = find_task(meta["task"], data_bin)

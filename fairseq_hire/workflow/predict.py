@@ -24,11 +24,11 @@ import torch
 
 from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
+from glue_prep.tasks import find_task
 
 from ..checkpoints.loading import CheckpointError
 from .evaluation import HEAD, check_label_names, load_hub, load_metadata, metadata_path, on_task_scale
 from ..hub_interface import OverLengthError
-from .recipes import find_task
 
 
 def prediction_spec(task):
@@ -42,7 +42,7 @@ def prediction_spec(task):
 def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, max_sentences: int = 32,
                  progress: bool = True):
     """[{id, label, probability[, probabilities]}] for every row of input_path."""
-    from glue_prep.tsv import read_split
+    from glue_prep.readers.splits import read_split
     from tqdm import tqdm
 
     meta = load_metadata(data_bin)

@@ -3,13 +3,14 @@ scripts/finetune.py, the comparison and the Hydra YAMLs (scripts/generate_recipe
 turns these very flags into YAML).
 
 The per-task schedule (learning rate, batch size, updates, warmup) and the metric
-checkpoints are selected by come from the task registry (``glue_prep.tasks``); the flags
+checkpoints are selected by come from the task registry (``glue_prep.tasks``, whose
+``find_task`` resolves a GLUE name, a task file or a user task's binaries); the flags
 every task shares are written once, in SHARED_FLAGS, identical for base and large and for
 HIRE and every other head. One deliberate difference to fairseq: the best checkpoint is
 chosen by the task's official GLUE metric, which our criterion reports (fairseq chooses by
 accuracy, and by loss for STS-B).
 
-A user's task (a task file, see glue_prep/task_files.py) that sets no schedule gets one
+A user's task (a task file, see glue_prep/tasks/task_files.py) that sets no schedule gets one
 derived from its data: fairseq's recipe for a task of that size. Batch size 16 below 10,000
 training examples (RTE, MRPC, CoLA, STS-B) and 32 from there (SST-2, QNLI, QQP, MNLI),
 learning rate 1e-5 (the recipe's rate for five of its eight tasks), 10 epochs, warmup 6% of
@@ -19,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from glue_prep.tasks import TASKS, Recipe, TaskSpec, get_task
+from glue_prep.tasks import TASKS, Recipe, TaskSpec, find_task
 
 SHARED_FLAGS = [
     "--task", "sentence_prediction_hire", "--init-token", "0", "--separator-token", "2",
@@ -171,27 +172,7 @@ class TaskRecipe:
 RECIPES = {name: TaskRecipe(task) for name, task in TASKS.items() if task.recipe is not None}
 
 
-def find_task(name, data_bin=None) -> TaskSpec:
-    """A GLUE task by name, a user's task file (.json), or the user task whose binaries are
-    data_bin (glue_prep keeps its task file there as task.json)."""
-    if isinstance(name, TaskSpec):
-        return name
-    if data_bin is not None:
-        from pathlib import Path
-
-        task_file = Path(data_bin) / "task.json"
-        if task_file.is_file():
-            task = get_task(str(task_file))
-            if task.name == name:
-                return task
-    try:
-        return get_task(name)
-    except KeyError:
-        pass
-    raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}, a task file (.json), or the "
-                     "name of the user task whose binaries are given")
-
-
 def recipe(task, data_bin=None) -> TaskRecipe:
-    """The recipe of a GLUE task (by name), a user's task (file, binaries) or a TaskSpec."""
+    """The recipe of a GLUE task (by name), a user's task (file, binaries) or a TaskSpec
+    (glue_prep.tasks.find_task)."""
     return TaskRecipe(find_task(task, data_bin))

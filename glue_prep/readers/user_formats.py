@@ -1,6 +1,6 @@
 """Reading a user task's split files: TSV, CSV or JSON Lines, columns by header name or key.
 
-The same rules as the GLUE reader (``tsv.py``) where they apply: strictly UTF-8, a byte-order
+The same rules as the GLUE reader (``glue_tsv.py``) where they apply: strictly UTF-8, a byte-order
 mark at the start of the file dropped, lines ending in LF or CRLF, texts stripped of
 surrounding whitespace (as fairseq's recipe strips them), every bad row refused with file,
 line and what was expected. Per format:
@@ -21,11 +21,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
-from .errors import GlueFormatError, listed, shown
+from ..errors import GlueFormatError, listed, shown
+from ..tasks.spec import SplitSpec, TaskSpec
+from ..tasks.task_files import COMMAND_LINE, encodable, label_text
 from .reading import parsed_json, read_regular, utf8_text
-from .task_files import COMMAND_LINE, encodable, label_text
-from .tasks import SplitSpec, TaskSpec
-from .tsv import SplitData, check_label
+from .rows import SplitData, check_label
 
 
 def described_by(task: TaskSpec) -> str:

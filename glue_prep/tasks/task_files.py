@@ -39,9 +39,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional
 
-from .errors import GlueFormatError, listed, shown
-from .reading import parsed_json, read_regular, utf8_text
-from .tasks import METRICS, REGRESSION_METRICS, TASKS, Recipe, SplitSpec, TaskSpec, label_problem
+from ..errors import GlueFormatError, listed, shown
+from ..readers.reading import parsed_json, read_regular, utf8_text
+from .glue import TASKS
+from .spec import METRICS, REGRESSION_METRICS, Recipe, SplitSpec, TaskSpec, label_problem
 
 FORMATS = ("tsv", "csv", "jsonl")
 KEYS = ("name", "format", "text", "text_pair", "label", "id", "train", "valid", "test", "labels",

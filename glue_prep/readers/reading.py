@@ -8,7 +8,7 @@ import stat
 import sys
 from typing import Dict, Optional
 
-from .errors import GlueFormatError, shown
+from ..errors import GlueFormatError, shown
 
 BOM = "\ufeff"
 KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),

@@ -13,32 +13,13 @@ recipe: ``tail``/``cut -f``/``awk``):
 
 See glue_prep/README.md for the full table.
 """
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
-from .errors import GlueFormatError, listed, shown
+from ..errors import GlueFormatError, shown
+from ..tasks.spec import SplitSpec, TaskSpec
 from .reading import BOM, open_regular
-from .tasks import SplitSpec, TaskSpec, label_problem, score_value
-
-MAX_REPORTED = 5  # line numbers listed in a warning
-
-
-@dataclass
-class SplitData:
-    """The columns glue_prep uses from one split file, in row order."""
-
-    path: Path
-    inputs: List[List[str]]  # one list of sentences per input column (stripped, as the recipe does)
-    labels: Optional[List[str]] = None  # label text (stripped); None for test splits
-    index: Optional[List[str]] = None  # GLUE index/id column (test splits)
-    line_numbers: List[int] = field(default_factory=list)  # 1-based line of each row
-    dropped_lines: List[int] = field(default_factory=list)  # QQP train/dev rows filtered out
-    empty_inputs: List[tuple] = field(default_factory=list)  # (line, input number) with empty text
-
-    def __len__(self):
-        return len(self.inputs[0])
+from .rows import SplitData, check_label
 
 
 def _expect(split: SplitSpec) -> str:
@@ -60,39 +41,10 @@ def _decode(raw: bytes, path: Path, lineno: int) -> str:
         ) from None
 
 
-def check_label(task: TaskSpec, text: str, path: Path, lineno: int) -> str:
-    """The label as the recipe writes it, or a GlueFormatError naming what was expected."""
-    label = text.strip()
-    if task.regression:
-        value = score_value(label)
-        low, high = task.score_range or (-math.inf, math.inf)
-        if value is None or not low <= value <= high:
-            expected = f"between {low:g} and {high:g}" if task.score_range else "(finite)"
-            raise GlueFormatError(f"{task.name} score {shown(text)} is not a number {expected}", path, lineno)
-        return label
-    if not task.labels:  # collected from the training file
-        problem = label_problem(label)
-        if problem:
-            raise GlueFormatError(f"{task.name} label {shown(text)}: {problem}", path, lineno)
-        return label
-    if label not in task.label_set:
-        raise GlueFormatError(
-            f"{task.name} label {shown(text)} is not one of {listed(task.labels)}",
-            path,
-            lineno,
-        )
-    return label
-
-
-def read_split(
+def read_glue_tsv(
     task: TaskSpec, split: SplitSpec, path: Path, max_rows: Optional[int] = None
 ) -> SplitData:
-    """Read and check one split file. Raises GlueFormatError on the first bad line. A user
-    task's TSV, CSV or JSON Lines files are read by ``formats``."""
-    if task.file_format != "glue":
-        from .formats import read_user_split
-
-        return read_user_split(task, split, path, max_rows)
+    """Read and check one split file of a GLUE task. Raises GlueFormatError on the first bad line."""
     path = Path(path)
     ncols = split.ncols
     data = SplitData(
@@ -177,7 +129,3 @@ def _check_header(task: TaskSpec, split: SplitSpec, fields, path: Path):
                 path,
                 1,
             )
-
-
-def format_lines(lines, limit=MAX_REPORTED) -> str:
-    return listed(lines, limit, show=str)
