@@ -32,10 +32,12 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from glue_prep.metadata import read_metadata, write_metadata  # noqa: E402
 WHEELS = ["fairseq-fixed==0.12.3.1", "bitarray==3.12.3"]
 # pure Python, taken from this environment: antlr4 4.9 (omegaconf's pin) has no wheel
 PURE = ["hydra", "omegaconf", "antlr4"]
@@ -140,24 +142,20 @@ def copy_binaries(source: Path, target: Path, dev_files: bool = True) -> None:
         shutil.copy2(path, target / relative)
     (target / "copies.txt").write_text("".join(f"{c}\n" for c in copies))
     if dev_files:
-        for split, tsv in json.loads((source / "glue_prep.json").read_text())["source"].items():
+        for split, tsv in read_metadata(source).source.items():
             if split.startswith("valid"):
                 (target / "sources").mkdir(exist_ok=True)
                 shutil.copy2(tsv, target / "sources" / f"{split}.tsv")
 
 
 def restore_binaries(source: Path, target: Path) -> None:
-    from glue_prep.atomic import write_atomically
-
     shutil.copytree(source, target, dirs_exist_ok=True)
     for relative in (target / "copies.txt").read_text().split():
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(target / "input0" / "dict.txt", target / relative)
-    meta_path = target / "glue_prep.json"
-    meta = json.loads(meta_path.read_text())
-    for tsv in sorted((target / "sources").glob("*.tsv")) if (target / "sources").is_dir() else []:
-        meta["source"][tsv.stem] = str(tsv.resolve())
-    write_atomically(meta_path, json.dumps(meta, indent=2) + "\n")
+    meta = read_metadata(target)
+    carried = sorted((target / "sources").glob("*.tsv")) if (target / "sources").is_dir() else []
+    write_metadata(target, replace(meta, source={**meta.source, **{tsv.stem: str(tsv.resolve()) for tsv in carried}}))
 
 
 def pack(args) -> None:

@@ -66,6 +66,7 @@ from fairseq_hire.compare.__main__ import DEFAULT_HEADS, seed_list  # noqa: E402
 from fairseq_hire.compare.runs import Comparison, Runner, check_recipe, run_all  # noqa: E402
 from fairseq_hire.modules.options import head_options  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
+from glue_prep.metadata import metadata_file, read_metadata  # noqa: E402
 from quality import DEFAULT_GLUE, EPOCHS, LEARNING_RATES, WORK, ensure_data, ensure_minilm, study  # noqa: E402
 from quality import RESULTS as TODAYS_STUDY  # noqa: E402
 from quality import TASKS as TODAYS_TASKS  # noqa: E402
@@ -293,9 +294,9 @@ def run_order(points: Sequence[Point], heads: Sequence[str], seeds: Sequence[int
 
 def check_full_rows(task: str, data: Path) -> None:
     """FULL_ROWS (what the plan and the report put on the x axis) is the binaries' training split."""
-    rows = json.loads((data / "glue_prep.json").read_text())["splits"]["train"]
+    rows = read_metadata(data).splits.get("train")
     if rows != FULL_ROWS[task]:
-        raise PlanError(f"{data / 'glue_prep.json'}: {rows} training rows; expected {FULL_ROWS[task]} "
+        raise PlanError(f"{metadata_file(data)}: {rows} training rows; expected {FULL_ROWS[task]} "
                         f"(regimes.FULL_ROWS[{task!r}])")
 
 

@@ -3,13 +3,14 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import __version__
 from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, OutputExistsError, UnknownTaskError, listed, shown
+from .metadata import DictionaryRecord, GlueMetadata, OverLength, write_metadata
 from .readers.rows import SplitData, format_lines
 from .readers.splits import read_split
 from .tasks import TASK_ORDER, TASKS, SplitSpec, TaskSpec, find_task
@@ -146,16 +147,16 @@ def prepare_task(glue_dir, task_name, out_dir, opts: Options,
     tmp.mkdir()
     try:
         meta = _build(task, data, tmp, src_dict, opts, glue_dir, out_dir, log)
-        meta["seconds"] = round(time.time() - t0, 2)
-        (tmp / "glue_prep.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        meta = replace(meta, seconds=round(time.time() - t0, 2))
+        write_metadata(tmp, meta)
         if final.exists() and not opts.force:
             raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
         replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"{task.name}: wrote {final} ({', '.join(f'{k} {v}' for k, v in meta['splits'].items())} "
-        f"rows) in {meta['seconds']:.1f}s")
+    log(f"{task.name}: wrote {final} ({', '.join(f'{k} {v}' for k, v in meta.splits.items())} "
+        f"rows) in {meta.seconds:.1f}s")
     return final
 
 
@@ -167,7 +168,7 @@ def _progress(opts: Options, total: int, desc: str):
 
 
 def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts: Options,
-           glue_dir: Path, out_dir: Path, log) -> dict:
+           glue_dir: Path, out_dir: Path, log) -> GlueMetadata:
     from .binarize import (Encoder, build_label_dictionary, format_score, label_names,
                            write_encoded_split, write_labels)
 
@@ -187,7 +188,7 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
                                            max_positions=opts.max_positions, truncate=opts.truncate)
             if rows:
                 lines = [d.line_numbers[r] for r in rows]
-                over_length[split.name] = {"rows": len(rows), "lines": lines[:100]}
+                over_length[split.name] = OverLength(rows=len(rows), lines=lines[:100])
                 done = (f"cut to {opts.max_positions} positions, longest sentence first" if opts.truncate
                         else "kept whole: fairseq skips such training rows and stops at such validation "
                              "rows; --truncate-to N cuts them")
@@ -229,38 +230,37 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
                 for value in data[split.name].index:
                     f.write(value + "\n")
     opts.tokenizer.save(tmp / "tokenizer")
-    meta = {
-        "task": task.name,
-        "task_file": _save_task_file(task, tmp),
-        "num_classes": task.num_classes or len(meta_labels),
-        "regression": task.regression,
-        "label_names": meta_labels,
-        "metric": task.metric,
-        "positive_label": task.positive_label,
-        "target_scale": task.target_scale,
-        "score_range": task.score_range,
-        "label_counts": {s.name: _counts(data[s.name].labels) for s in task.splits
-                         if not s.is_test and not task.regression},
-        "splits": {s.name: len(data[s.name]) for s in task.splits},
-        "test_splits": dict(task.test_names),
-        "tokenizer": f"tokenizer/{SPEC_NAME}",
-        "num_inputs": n_inputs,
-        "source": {s.name: str(data[s.name].path.resolve()) for s in task.splits},
-        "dictionary": {"source": str(Path(opts.dict_path).resolve()), "size": len(src_dict)},
-        "label_dictionary_source": label_source,
-        "dropped_rows": {s.name: len(data[s.name].dropped_lines) for s in task.splits
-                         if data[s.name].dropped_lines},
-        "empty_inputs": {s.name: len(data[s.name].empty_inputs) for s in task.splits
-                         if data[s.name].empty_inputs},
-        "unk_fraction": round(unk_rate, 6),
-        "max_rows": opts.max_rows,
-        "max_positions": opts.max_positions,
-        "truncated": opts.truncate,
-        "over_length": over_length,
-        "in_fairseq_recipe": task.in_fairseq_recipe,
-        "glue_prep_version": __version__,
-    }
-    return meta
+    return GlueMetadata(
+        task=task.name,
+        task_file=_save_task_file(task, tmp),
+        num_classes=task.num_classes or len(meta_labels),
+        regression=task.regression,
+        label_names=meta_labels,
+        metric=task.metric,
+        positive_label=task.positive_label,
+        target_scale=task.target_scale,
+        score_range=task.score_range,
+        label_counts={s.name: _counts(data[s.name].labels) for s in task.splits
+                     if not s.is_test and not task.regression},
+        splits={s.name: len(data[s.name]) for s in task.splits},
+        test_splits=dict(task.test_names),
+        tokenizer=f"tokenizer/{SPEC_NAME}",
+        num_inputs=n_inputs,
+        source={s.name: str(data[s.name].path.resolve()) for s in task.splits},
+        dictionary=DictionaryRecord(source=str(Path(opts.dict_path).resolve()), size=len(src_dict)),
+        label_dictionary_source=label_source,
+        dropped_rows={s.name: len(data[s.name].dropped_lines) for s in task.splits
+                     if data[s.name].dropped_lines},
+        empty_inputs={s.name: len(data[s.name].empty_inputs) for s in task.splits
+                     if data[s.name].empty_inputs},
+        unk_fraction=round(unk_rate, 6),
+        max_rows=opts.max_rows,
+        max_positions=opts.max_positions,
+        truncated=opts.truncate,
+        over_length=over_length,
+        in_fairseq_recipe=task.in_fairseq_recipe,
+        glue_prep_version=__version__,
+    )
 
 
 def _unk_rate(tmp: Path, task: TaskSpec, src_dict) -> float:

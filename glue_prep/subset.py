@@ -18,12 +18,11 @@ arguments or other data is rebuilt, and anything else at OUT is refused.
 """
 import argparse
 import hashlib
-import json
 import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -31,8 +30,8 @@ import numpy as np
 
 from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, unwritten
+from .metadata import METADATA_FILE, FullTrain, GlueMetadata, TrainSubset, read_metadata, write_metadata
 
-META = "glue_prep.json"
 ROWS_FILE = "train_subset.rows"
 REGRESSION_LABELS = Path("label") / "train.label"
 
@@ -83,7 +82,7 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> Subset
     """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed`.
     Raises GlueFormatError (one line: the folder and what was expected) for bad arguments."""
     data_bin, out = Path(data_bin), Path(out)
-    meta = _read_meta(data_bin)
+    meta = read_metadata(data_bin)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise GlueFormatError(f"seed {seed!r}: expected an integer >= 0", data_bin)
     if out.resolve() == data_bin.resolve() or data_bin.resolve() in out.resolve().parents:
@@ -95,18 +94,17 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> Subset
     rows = choose_rows(classes, full.rows, size, int(seed))
     rows_text = "".join(f"{r}\n" for r in rows.tolist()).encode("ascii")
     counts = {} if classes is None else full.label_counts(classes[rows])
-    record = {
-        "size": int(size), "seed": int(seed), "stratified": classes is not None,
-        "label_counts": counts or None,
-        "source": str(data_bin.resolve()), "source_sha256": _folder_digest(data_bin),
-        "rows_file": ROWS_FILE, "rows_sha256": hashlib.sha256(rows_text).hexdigest(),
-        "full_train": {"rows": full.rows, "label_counts": meta.get("label_counts", {}).get("train"),
-                       "over_length": meta.get("over_length", {}).get("train")},
-    }
+    record = TrainSubset(
+        size=int(size), seed=int(seed), stratified=classes is not None, label_counts=counts or None,
+        source=str(data_bin.resolve()), source_sha256=_folder_digest(data_bin),
+        rows_file=ROWS_FILE, rows_sha256=hashlib.sha256(rows_text).hexdigest(),
+        full_train=FullTrain(rows=full.rows, label_counts=meta.label_counts.get("train"),
+                             over_length=meta.over_length.get("train")),
+    )
 
     existing = _existing_record(out)
     if existing == record:
-        return SubsetInfo(out, rows, record, True, counts)
+        return SubsetInfo(out, rows, asdict(record), True, counts)
     if existing is None and out.exists():
         raise GlueFormatError(f"exists and is not a training subset made by glue_prep.subset; expected a new "
                               f"folder (or one this command made) for the subset of {data_bin}", out)
@@ -119,15 +117,14 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> Subset
         full.write_rows(rows, built)
         _carry_over(data_bin, built, skip=full.files)
         (built / ROWS_FILE).write_bytes(rows_text)
-        (built / META).write_text(json.dumps(_subset_meta(meta, record, counts), indent=2) + "\n",
-                                  encoding="utf-8")
+        write_metadata(built, _subset_meta(meta, record, counts))
         reused = not _publish(built, out, record)
     finally:
         shutil.rmtree(built, ignore_errors=True)
-    return SubsetInfo(out, rows, record, reused, counts)
+    return SubsetInfo(out, rows, asdict(record), reused, counts)
 
 
-def _publish(built: Path, out: Path, record: dict) -> bool:
+def _publish(built: Path, out: Path, record: TrainSubset) -> bool:
     """Put the built folder at OUT, unless another process (a head of the same comparison)
     has just put the same subset there: then False, and OUT is left as it is."""
     if _existing_record(out) == record:
@@ -144,9 +141,9 @@ def _publish(built: Path, out: Path, record: dict) -> bool:
 class _TrainSplit:
     """The training split of a glue_prep folder: its files, rows and labels."""
 
-    def __init__(self, data_bin: Path, meta: dict):
+    def __init__(self, data_bin: Path, meta: GlueMetadata):
         self.data_bin = data_bin
-        self.regression = bool(meta.get("regression"))
+        self.regression = meta.regression
         self.inputs = [f"input{k}" for k in range(2) if _prefix_exists(data_bin / f"input{k}" / "train")]
         if "input0" not in self.inputs:
             raise GlueFormatError("no training split (input0/train.bin and .idx); expected a task's binaries "
@@ -162,7 +159,7 @@ class _TrainSplit:
         if self.regression:
             self.scores = self._score_lines()
         self.files = {Path(name) / f"train{ext}" for name in self.inputs + ["label"] for ext in (".bin", ".idx")}
-        self.files |= {REGRESSION_LABELS, Path(META)}
+        self.files |= {REGRESSION_LABELS, Path(METADATA_FILE)}
 
     def _load(self, name: str):
         from fairseq.data import data_utils
@@ -247,21 +244,6 @@ def _prefix_exists(prefix: Path) -> bool:
     return prefix.with_suffix(".bin").is_file() and prefix.with_suffix(".idx").is_file()
 
 
-def _read_meta(data_bin: Path) -> dict:
-    path = data_bin / META
-    if not data_bin.is_dir():
-        raise GlueFormatError("not a folder; expected a task's binaries from glue_prep (<TASK>-bin)", data_bin)
-    if not path.is_file():
-        raise GlueFormatError(f"no {META}; expected a task's binaries from glue_prep (<TASK>-bin)", data_bin)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise GlueFormatError(f"not glue_prep's JSON record ({e})", path) from None
-    if not isinstance(meta, dict) or "task" not in meta:
-        raise GlueFormatError("no task named; expected glue_prep's JSON record of a task's binaries", path)
-    return meta
-
-
 def _check_size(data_bin: Path, size, rows: int, classes: Optional[int]) -> None:
     smallest = classes or 1
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not smallest <= size <= rows:
@@ -270,11 +252,11 @@ def _check_size(data_bin: Path, size, rows: int, classes: Optional[int]) -> None
                               f"(at least {why}) to {rows} (its training rows)", data_bin)
 
 
-def _existing_record(out: Path) -> Optional[dict]:
+def _existing_record(out: Path) -> Optional[TrainSubset]:
     """OUT's train_subset record, or None if OUT is not a subset this module made."""
     try:
-        return json.loads((out / META).read_text(encoding="utf-8")).get("train_subset")
-    except (OSError, ValueError, AttributeError):
+        return read_metadata(out).train_subset
+    except (OSError, GlueFormatError):
         return None
 
 
@@ -308,16 +290,13 @@ def _carry_over(data_bin: Path, folder: Path, skip) -> None:
             shutil.copyfile(data_bin / relative, target)
 
 
-def _subset_meta(meta: dict, record: dict, counts: Dict[str, int]) -> dict:
+def _subset_meta(meta: GlueMetadata, record: TrainSubset, counts: Dict[str, int]) -> GlueMetadata:
     """DATA_BIN's record with the subset's training rows; the full split's over-length rows
     (named by their lines) move to the train_subset record."""
-    meta = json.loads(json.dumps(meta))
-    meta.setdefault("splits", {})["train"] = record["size"]
-    if counts:
-        meta.setdefault("label_counts", {})["train"] = counts
-    meta.get("over_length", {}).pop("train", None)
-    meta["train_subset"] = record
-    return meta
+    label_counts = {**meta.label_counts, "train": counts} if counts else meta.label_counts
+    over_length = {split: rows for split, rows in meta.over_length.items() if split != "train"}
+    return replace(meta, splits={**meta.splits, "train": record.size}, label_counts=label_counts,
+                   over_length=over_length, train_subset=record)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from glue_prep.atomic import write_atomically
+from glue_prep.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_GLUE = REPO / "glue_prep" / "data"
@@ -134,8 +135,7 @@ def main(argv=None):
               "(a constant prediction scores 0)")
 
     step("5. predictions through the hub")
-    meta = json.loads((data_bin / "glue_prep.json").read_text())
-    examples = EXAMPLES[meta["num_inputs"]]
+    examples = EXAMPLES[read_metadata(data_bin).num_inputs]
     outputs = hub.predict_batch("sentence_classification_head", examples, return_logits=rows.regression)
     for example, output in zip(examples, outputs):
         if rows.regression:

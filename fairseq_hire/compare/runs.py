@@ -46,12 +46,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from glue_prep.atomic import write_atomically
+from glue_prep.metadata import read_metadata
 from ..modules.options import head_options
 from .watchdog import kill_group
 
@@ -243,8 +244,9 @@ def subset_record(save_dir: Path) -> Optional[Dict]:
     per-class counts and the digest of its rows), or None for a run on every training row."""
     from ..workflow.finetune import SUBSET_FOLDER
 
-    meta = save_dir / SUBSET_FOLDER / "glue_prep.json"
-    return json.loads(meta.read_text(encoding="utf-8")).get("train_subset") if meta.is_file() else None
+    subset = save_dir / SUBSET_FOLDER
+    meta = read_metadata(subset, missing_ok=True) if subset.is_dir() else None
+    return None if meta is None or meta.train_subset is None else asdict(meta.train_subset)
 
 
 def run_all(runners: Dict[str, Runner], plan: Sequence[tuple], jobs: int, log=print) -> List[RunOutcome]:

@@ -7,7 +7,6 @@ training's were when glue_prep truncated them; the text goes through the hub's t
 this also checks tokenizer and dictionary.
 """
 import io
-import json
 import reprlib
 import sys
 import zipfile
@@ -20,6 +19,7 @@ import torch
 
 from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
+from glue_prep.metadata import metadata_file, read_metadata
 
 from ..checkpoints.head_classes import head_classes
 from .. import metrics
@@ -47,38 +47,27 @@ class GlueSplit:
     metadata: Optional[Path] = None  # the glue_prep.json that names the labels
 
 
-def metadata_path(data_bin) -> Path:
-    return Path(data_bin) / "glue_prep.json"
-
-
-def load_metadata(data_bin) -> dict:
-    path = metadata_path(data_bin)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {data_bin} was not made by glue_prep")
-    return json.loads(path.read_text())
-
-
 def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSplit:
     """The rows glue_prep binarised as `split` of `data_bin` (valid, valid1, test, test1)."""
     from glue_prep.readers.splits import read_split
     from glue_prep.tasks import find_task
 
-    meta = load_metadata(data_bin)
-    task = find_task(meta["task"], data_bin)
+    meta = read_metadata(data_bin)
+    task = find_task(meta.task, data_bin)
     splits = [s.name for s in task.splits]
     if split not in splits:
         raise ValueError(f"{data_bin} has no split {split!r}; its splits are {', '.join(splits)}")
-    if not task.regression and not task.labels and meta.get("label_names"):
+    if not task.regression and not task.labels and meta.label_names:
         # a task whose labels were collected: a label the model never learned is refused at its line
-        task = replace(task, labels=tuple(meta["label_names"]))
-    source = Path(tsv) if tsv is not None else Path(meta["source"][split])
-    data = read_split(task, task.split(split), source, meta.get("max_rows"))
+        task = replace(task, labels=tuple(meta.label_names))
+    source = Path(tsv) if tsv is not None else Path(meta.source[split])
+    data = read_split(task, task.split(split), source, meta.max_rows)
     return GlueSplit(
-        task=meta["task"], split=split, examples=list(zip(*data.inputs)), labels=data.labels,
-        index=data.index, label_names=meta.get("label_names", []), regression=meta["regression"],
+        task=meta.task, split=split, examples=list(zip(*data.inputs)), labels=data.labels,
+        index=data.index, label_names=meta.label_names, regression=meta.regression,
         source=source, target_scale=task.target_scale, score_range=task.score_range,
-        positive_label=task.positive_label, truncate_to=meta.get("max_positions") if meta.get("truncated") else None,
-        metadata=metadata_path(data_bin),
+        positive_label=task.positive_label, truncate_to=meta.max_positions if meta.truncated else None,
+        metadata=metadata_file(data_bin),
     )
 
 
@@ -90,7 +79,7 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}" + ("" if Path(checkpoint_dir).is_dir() else
                                 f": the folder {checkpoint_dir} does not exist"))
-    load_metadata(data_bin)
+    read_metadata(data_bin)  # a folder glue_prep did not make, or a damaged record, is refused before loading
     hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
     return hub.cuda() if torch.cuda.is_available() else hub
 
@@ -202,7 +191,7 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
     files = {}  # every task predicted before any file is written: a refused task leaves none behind
     for checkpoint_dir, data_bin in entries:
         hub = load_hub(checkpoint_dir, checkpoint_file, data_bin)
-        for split, glue_name in load_metadata(data_bin)["test_splits"].items():
+        for split, glue_name in read_metadata(data_bin).test_splits.items():
             rows = read_glue_split(data_bin, split)
             with torch.no_grad():
                 lines = submission_lines(rows, predict(hub, rows, max_sentences))

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from glue_prep.metadata import metadata_file, read_metadata
+
 from ..checkpoints.architecture import flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
@@ -72,17 +74,14 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
     """Refuse, before fairseq starts, binaries the recipe cannot train on: another task's
     (label kind, number of classes, glue_prep's task name) or validation rows longer than the
     model's positions (fairseq would stop at the first one, mid-run)."""
-    import json
-
     from glue_prep.lengths import positions
 
     if not (data_bin / "input0" / "dict.txt").is_file():
         raise DataMismatchError(f"{data_bin}: no input0/dict.txt; expected a task's binaries from glue_prep")
-    meta_path = data_bin / "glue_prep.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    if meta.get("task") not in (None, task_recipe.name):
-        raise DataMismatchError(f"{data_bin} holds {meta['task']} ({meta_path}); the recipe is {task_recipe.name}'s: "
-                                f"pass {meta['task']} as the task, or the {task_recipe.name} binaries")
+    meta = read_metadata(data_bin, missing_ok=True)  # None: binaries from fairseq-preprocess
+    if meta is not None and meta.task != task_recipe.name:
+        raise DataMismatchError(f"{data_bin} holds {meta.task} ({metadata_file(data_bin)}); the recipe is "
+                                f"{task_recipe.name}'s: pass {meta.task} as the task, or the {task_recipe.name} binaries")
     label_dict = data_bin / "label" / "dict.txt"
     regression = not label_dict.is_file()
     if regression != task_recipe.regression:
@@ -108,8 +107,9 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
         too_long = [row for row, lengths in enumerate(zip(*sizes))
                     if positions([n - 1 for n in lengths]) > max_positions]
         if too_long:
-            lines = meta.get("over_length", {}).get(split, {}).get("lines")
-            where = (f"line {lines[0]} of {meta['source'][split]}" if lines and meta.get("max_positions") == max_positions
+            recorded = meta.over_length.get(split) if meta is not None else None
+            where = (f"line {recorded.lines[0]} of {meta.source[split]}"
+                     if recorded and recorded.lines and meta.max_positions == max_positions
                      else f"row {too_long[0]} of the split")
             raise DataMismatchError(
                 f"{data_bin}: {len(too_long)} {split} rows are longer than the model's {max_positions} "
@@ -261,13 +261,12 @@ def constant_note(data_bin: Path, task_recipe) -> str:
     """What the best constant prediction scores on the validation split (glue_prep.json's label
     counts), on the metric that selects checkpoints and the others: on imbalanced data, the
     figure every result should be read against (the criterion logs it as constant_<metric>)."""
-    import json
-
     from ..metrics import constant_baseline, positive_class
 
-    meta_path = data_bin / "glue_prep.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    counts, names = meta.get("label_counts", {}).get("valid"), meta.get("label_names")
+    meta = read_metadata(data_bin, missing_ok=True) if data_bin.is_dir() else None
+    if meta is None:
+        return ""
+    counts, names = meta.label_counts.get("valid"), meta.label_names
     if not counts or not names or any(label not in names for label in counts):
         return ""
     targets = np.concatenate([np.full(count, names.index(label)) for label, count in counts.items()])

@@ -24,10 +24,11 @@ import torch
 
 from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
+from glue_prep.metadata import metadata_file, read_metadata
 from glue_prep.tasks import find_task
 
 from ..checkpoints.loading import CheckpointError
-from .evaluation import HEAD, check_label_names, load_hub, load_metadata, metadata_path, on_task_scale
+from .evaluation import HEAD, check_label_names, load_hub, on_task_scale
 from ..hub_interface import OverLengthError
 
 
@@ -45,14 +46,14 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
     from glue_prep.readers.splits import read_split
     from tqdm import tqdm
 
-    meta = load_metadata(data_bin)
-    names = meta.get("label_names", [])
-    check_label_names(hub, names, metadata_path(data_bin))
-    task = find_task(meta["task"], data_bin)
+    meta = read_metadata(data_bin)
+    names = meta.label_names
+    check_label_names(hub, names, metadata_file(data_bin))
+    task = find_task(meta.task, data_bin)
     rows = read_split(task, prediction_spec(task), input_path)
     examples = list(zip(*rows.inputs))
     # cut as the training rows were: to glue_prep --truncate-to's length, else the model's
-    cut = (meta["max_positions"] if meta.get("truncated") else True) if truncate else False
+    cut = (meta.max_positions if meta.truncated else True) if truncate else False
     with tqdm(total=len(examples), desc="predict", unit=" rows", disable=not progress, file=sys.stderr) as bar:
         try:
             logits, _ = hub.classify_batch(HEAD, examples, max_sentences=max_sentences, truncate=cut,
