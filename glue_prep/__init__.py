@@ -6,6 +6,6 @@ Command line: ``python -m glue_prep GLUE_DIR TASK|ALL OUT_DIR [options]`` or
 __version__ = "0.1.0"
 
 from .errors import GlueFormatError, OutputExistsError  # noqa: E402
-from .tasks import TASK_ORDER, TASKS, find_task  # noqa: E402
+from .tasks import TASK_ORDER, TASKS, get_task  # noqa: E402
 
-__all__ = ["GlueFormatError", "OutputExistsError", "TASKS", "TASK_ORDER", "find_task", "__version__"]
+__all__ = ["GlueFormatError", "OutputExistsError", "TASKS", "TASK_ORDER", "get_task", "__version__"]

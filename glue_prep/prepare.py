@@ -13,7 +13,7 @@ from .errors import GlueFormatError, OutputExistsError, UnknownTaskError, listed
 from .metadata import DictionaryRecord, GlueMetadata, OverLength, write_metadata
 from .readers.rows import SplitData, format_lines
 from .readers.splits import read_split
-from .tasks import TASK_ORDER, TASKS, SplitSpec, TaskSpec, find_task
+from .tasks import TASK_ORDER, TASKS, SplitSpec, TaskSpec, get_task
 from .tasks.glue import MNLI_RECIPE_LABEL_ORDER
 from .tokenizers import SPEC_NAME, Tokenizer
 
@@ -86,7 +86,7 @@ def resolve_tasks(glue_dir: Path, which: str, quiet: bool = False) -> List[str]:
     out = []
     for n in names:
         try:
-            out.append(find_task(n).name)
+            out.append(get_task(n).name)
         except UnknownTaskError:
             raise GlueFormatError(
                 f"unknown task {n!r}; expected one of {', '.join(TASK_ORDER)} or ALL"
@@ -107,7 +107,7 @@ def prepare_task(glue_dir, task_name, out_dir, opts: Options,
     """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded.
     `task_name` is a GLUE task's name, or a TaskSpec (a user's task)."""
     glue_dir, out_dir = Path(glue_dir), Path(out_dir)
-    task = find_task(task_name)
+    task = get_task(task_name)
     final = out_dir / f"{task.name}-bin"
     if final.exists() and not opts.force:
         raise OutputExistsError(f"{final} exists; pass --force to overwrite it")

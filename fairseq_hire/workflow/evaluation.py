@@ -50,10 +50,10 @@ class GlueSplit:
 def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSplit:
     """The rows glue_prep binarised as `split` of `data_bin` (valid, valid1, test, test1)."""
     from glue_prep.readers.splits import read_split
-    from glue_prep.tasks import find_task
+    from glue_prep.tasks import get_task
 
     meta = read_metadata(data_bin)
-    task = find_task(meta.task, data_bin)
+    task = get_task(meta.task, data_bin)
     splits = [s.name for s in task.splits]
     if split not in splits:
         raise ValueError(f"{data_bin} has no split {split!r}; its splits are {', '.join(splits)}")

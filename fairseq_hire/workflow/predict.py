@@ -25,7 +25,7 @@ import torch
 from glue_prep.atomic import write_atomically
 from glue_prep.errors import GlueFormatError
 from glue_prep.metadata import metadata_file, read_metadata
-from glue_prep.tasks import find_task
+from glue_prep.tasks import get_task
 
 from ..checkpoints.loading import CheckpointError
 from .evaluation import HEAD, check_label_names, load_hub, on_task_scale
@@ -49,7 +49,7 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
     meta = read_metadata(data_bin)
     names = meta.label_names
     check_label_names(hub, names, metadata_file(data_bin))
-    task = find_task(meta.task, data_bin)
+    task = get_task(meta.task, data_bin)
     rows = read_split(task, prediction_spec(task), input_path)
     examples = list(zip(*rows.inputs))
     # cut as the training rows were: to glue_prep --truncate-to's length, else the model's

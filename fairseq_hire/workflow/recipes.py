@@ -4,7 +4,7 @@ turns these very flags into YAML).
 
 The per-task schedule (learning rate, batch size, updates, warmup) and the metric
 checkpoints are selected by come from the task registry (``glue_prep.tasks``, whose
-``find_task`` resolves a GLUE name, a task file or a user task's binaries); the flags
+``get_task`` resolves a GLUE name, a task file or a user task's binaries); the flags
 every task shares are written once, in SHARED_FLAGS, identical for base and large and for
 HIRE and every other head. One deliberate difference to fairseq: the best checkpoint is
 chosen by the task's official GLUE metric, which our criterion reports (fairseq chooses by
@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from glue_prep.tasks import TASKS, Recipe, TaskSpec, find_task
+from glue_prep.tasks import TASKS, Recipe, TaskSpec, get_task
 
 SHARED_FLAGS = [
     "--task", "sentence_prediction_hire", "--init-token", "0", "--separator-token", "2",
@@ -174,5 +174,5 @@ RECIPES = {name: TaskRecipe(task) for name, task in TASKS.items() if task.recipe
 
 def recipe(task, data_bin=None) -> TaskRecipe:
     """The recipe of a GLUE task (by name), a user's task (file, binaries) or a TaskSpec
-    (glue_prep.tasks.find_task)."""
-    return TaskRecipe(find_task(task, data_bin))
+    (glue_prep.tasks.get_task)."""
+    return TaskRecipe(get_task(task, data_bin))

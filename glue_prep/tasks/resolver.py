@@ -11,7 +11,7 @@ from .task_files import read_task_file
 KEPT_TASK_FILE = "task.json"  # the task file glue_prep writes beside a user task's binaries
 
 
-def find_task(task: Union[str, TaskSpec], data_bin: Optional[Union[str, Path]] = None) -> TaskSpec:
+def get_task(task: Union[str, TaskSpec], data_bin: Optional[Union[str, Path]] = None) -> TaskSpec:
     """A GLUE task by name (exact spelling, or case-insensitive, or its YAML name such as
     sts_b), a user's task from its task file (a path ending in .json, see task_files), or, with
     `data_bin`, the user task of that name whose binaries these are. A TaskSpec is returned
