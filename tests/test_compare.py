@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from sklearn.metrics import f1_score
 
 from conftest import REPO
 from fairseq_hire.compare import statistics as st
