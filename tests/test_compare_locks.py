@@ -96,10 +96,11 @@ def started(trainers: Path):
     return [int(event[1]) for event in events(trainers) if event[0] == "start"]
 
 
-def start_comparison(out: Path, trainers: Path, seconds: float) -> subprocess.Popen:
+def start_comparison(out: Path, trainers: Path, seconds: float, **environment) -> subprocess.Popen:
     """A comparison in a process of its own, to be killed; in a session of its own, as one
     started from a terminal is."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAKE_TRAINERS": str(trainers), "FAKE_TRAIN_SECONDS": str(seconds)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAKE_TRAINERS": str(trainers), "FAKE_TRAIN_SECONDS": str(seconds),
+           **environment}
     # SIGINT as a terminal leaves it: a test run started in the background (`make test &`)
     # inherits it ignored, and the comparison would then never see Ctrl-C
     return subprocess.Popen([sys.executable, str(FAKE_RUN), "compare", str(out), "1"], cwd=REPO,
@@ -148,8 +149,8 @@ def comparison_folder(tmp_path, monkeypatch):
             os.kill(pid, signal.SIGKILL)
 
 
-def comparison_with_a_running_trainer(out: Path, trainers: Path):
-    first = start_comparison(out, trainers, seconds=120)
+def comparison_with_a_running_trainer(out: Path, trainers: Path, **environment):
+    first = start_comparison(out, trainers, seconds=120, **environment)
     assert wait_until(lambda: started(trainers) or first.poll() is not None, 90), "no trainer started"
     assert first.poll() is None, first.communicate()[1][-3000:]
     return first, started(trainers)[0]
@@ -204,14 +205,16 @@ def test_a_trainer_orphaned_by_kill_9_keeps_the_run_claimed_until_it_dies(compar
     assert (out / "runs" / "stock-seed1.json").exists() and not (out / "runs" / "stock-seed1.lock").exists()
 
 
-# timing-sensitive: on a loaded 2-core machine about 1 run in 4 has the comparison still
-# waiting after 60 s (cause not yet found), so it runs with `make test-slow`, not in CI
-@pytest.mark.slow
-def test_ctrl_c_stops_the_comparison_and_its_trainer(comparison_folder):
+@pytest.mark.unit
+@pytest.mark.parametrize("watchdog", ["watchdog", "watchdog-killed-before-its-handlers"])
+def test_ctrl_c_stops_the_comparison_and_its_trainer(comparison_folder, watchdog):
     """The trainer runs outside the terminal's process group (so that it can be killed as
-    one): Ctrl-C, which signals that group, still ends the trainer with the comparison."""
+    one): Ctrl-C, which signals that group, still ends the trainer with the comparison, also
+    when the run's watchdog died of the Ctrl-C before it could act (a watchdog starting up on a
+    loaded machine: the comparison then waited for the whole training)."""
     out, trainers = comparison_folder
-    first, trainer = comparison_with_a_running_trainer(out, trainers)
+    deaf = {"FAKE_DEAF_WATCHDOG": "1"} if watchdog != "watchdog" else {}
+    first, trainer = comparison_with_a_running_trainer(out, trainers, **deaf)
     os.killpg(first.pid, signal.SIGINT)
     first.communicate(timeout=60)
     assert first.returncode != 0

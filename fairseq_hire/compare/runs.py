@@ -22,8 +22,9 @@ Several processes may work on one comparison. What holds, on one machine:
   workers of a multi-GPU run, which torch interrupts when their fairseq-train dies.)
 - The trainer does not outlive its comparison: it runs in a process group of its own, and a
   watchdog (``watchdog.py``) kills that group when the comparison dies (kill -9 included) or
-  on Ctrl-C; the comparison kills the group when the trainer's first process ends, so nothing
-  it left runs on. Only if the comparison and its watchdog are both killed (or the comparison
+  on Ctrl-C, which the comparison also answers by killing its runs' groups itself (run_all);
+  the comparison kills the group when the trainer's first process ends, so nothing it left
+  runs on. Only if the comparison and its watchdog are both killed (or the comparison
   dies in the instant between starting a trainer and its watchdog) does the trainer run on to
   its end, holding the lock: other comparisons skip the run until then, and a rerun resumes
   from its checkpoint.
@@ -54,7 +55,7 @@ from typing import Dict, List, Optional, Sequence, TextIO
 from glue_prep.atomic import write_atomically
 from glue_prep.metadata import read_metadata
 from ..modules.options import head_options
-from .watchdog import kill_group
+from .watchdog import RUNNING, kill_group
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.workflow.finetune"]
 EVALUATE = [sys.executable, "-m", "fairseq_hire.workflow.evaluation"]
@@ -259,8 +260,16 @@ def run_all(runners: Dict[str, Runner], plan: Sequence[tuple], jobs: int, log=pr
                 f"({outcome.seconds / 60:.1f} min): {outcome.message}")
         return outcome
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
         return list(pool.map(one, plan))
+    except BaseException:  # Ctrl-C (or an error): the runs' trainers end with the comparison
+        pool.shutdown(wait=False, cancel_futures=True)
+        RUNNING.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        RUNNING.resume()
 
 
 def parse_validations(log: str) -> List[Dict]:
@@ -285,12 +294,14 @@ def run_sharing_lock(command: List[str], lock: TextIO, log: Path, env: Dict[str,
         with subprocess.Popen(command, stdin=lock, stdout=out, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True) as process:
             watchdog = None
+            RUNNING.add(process.pid)
             try:
                 watchdog = subprocess.Popen([*WATCHDOG, str(process.pid)], stdin=subprocess.PIPE)
                 # not reaped yet, so that its pid still names the group killed below
                 os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
             finally:
                 kill_group(process.pid)  # whatever it left running, e.g. a fairseq-train whose finetune.py died
+                RUNNING.discard(process.pid)
                 if watchdog is not None:
                     watchdog.communicate(b"done")
     return process.returncode
