@@ -42,8 +42,8 @@ from fairseq_hire.modules.hire import pool  # noqa: E402
 
 import speed_setup as setup  # noqa: E402
 from speed_inference import bench_inference  # noqa: E402
-from speed_setup import (CONFIGS, DEFAULT_CONFIGS, HEAD, SIZES, HireOptions, build_model, flop_ratio,  # noqa: E402,F401
-                         hire_macs, real_batches, timed, workloads)
+from speed_setup import (CONFIGS, DEFAULT_CONFIGS, HEAD, SIZES, build_model, flop_ratio,  # noqa: E402
+                         real_batches, timed, workloads)
 
 # 1. train step ------------------------------------------------------------------------------
 

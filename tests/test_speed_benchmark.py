@@ -60,7 +60,7 @@ def test_flop_ratio_counts_hire_on_real_tokens_only():
     tokens[0, :4] = 5
     tokens[1, :] = 5
     size = speed.SIZES["minilm"]
-    real_macs = speed.hire_macs(size, size["embed_dim"] // 2, speed.HireOptions(), [4, 10])
+    real_macs = speed_setup.hire_macs(size, size["embed_dim"] // 2, speed_setup.HireOptions(), [4, 10])
     padded_macs = speed_setup.encoder_macs(size, [10, 10])
     assert speed.flop_ratio("hire", size, [tokens]) == pytest.approx(1 + real_macs / padded_macs)
     assert speed.flop_ratio("stock", size, [tokens]) == 1.0
