@@ -136,6 +136,20 @@ def test_finetune_refuses_data_of_another_task(task, expected, rte_bin, tiny_pre
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("missing", ["valid.bin", "valid.idx"])
+def test_finetune_names_a_missing_validation_file(missing, rte_bin, tiny_pretrained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "RTE-bin"
+    shutil.copytree(rte_bin, copy)
+    (copy / "input0" / missing).unlink()
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), "RTE", str(copy),
+                             str(tiny_pretrained), str(tmp_path / "x"), "--dry-run"], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 2 and "no binarised valid split (input0/valid.bin)" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+
+
 def test_finetune_refuses_regression_recipe_on_class_labels(rte_bin, tiny_pretrained, tmp_path):
     copy = tmp_path / "RTE-bin"
     import shutil

@@ -51,6 +51,8 @@ def split_sizes(data_bin: Path, split: str):
         if not (data_bin / f"input{k}" / f"{split}.idx").exists():
             break
         dataset = data_utils.load_indexed_dataset(str(data_bin / f"input{k}" / split), None)
+        if dataset is None:  # the .idx without its .bin: fairseq cannot read the split
+            break
         sizes.append(np.array(dataset.sizes))  # a copy: the memory map closes with the dataset
     return sizes or None
 
