@@ -201,6 +201,17 @@ def test_evaluate_and_predict_refuse_a_hand_edited_record_before_loading_the_mod
         evaluation.read_glue_split(bad, "valid")
 
 
+def test_the_comparison_refuses_a_hand_edited_record_before_any_run(rte_bin, tiny_pretrained, tmp_path, capsys):
+    from fairseq_hire.compare.__main__ import main as compare
+
+    bad = edited_copy(rte_bin, tmp_path / "RTE-bin", lambda r: r.update(regression="false"))
+    out = tmp_path / "compare"
+    assert compare(["RTE", str(bad), str(tiny_pretrained), str(out), "--heads", "stock", "--seeds", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"compare: error: {bad / METADATA_FILE}: regression is 'false'; expected true or false")
+    assert not (out / "runs").exists()  # no run claimed, trained or failed
+
+
 def test_a_hostile_key_is_quoted_on_one_line(rte_bin, tmp_path):
     record = record_of(rte_bin)
     record["label_counts"]["valid"] = {"line\nbreak" + "x" * 100: "many"}

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from glue_prep.metadata import read_metadata
+
 from ..checkpoints.architecture import architecture_flags
 from ..checkpoints.errors import CheckpointError
 from ..workflow.finetune import encoder_layers
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
     comparison = Comparison(args.task, args.data, args.pretrained, args.out, tuple(train_flags), args.device)
     if not args.report_only:
         try:
+            read_metadata(args.data, missing_ok=True)  # a damaged record: refused once, not by every run
             check_recipe(comparison)
             layers = encoder_layers(architecture_flags(args.pretrained))
             for head in args.heads:  # a last-k head longer than the encoder: refused before any run
