@@ -124,17 +124,26 @@ def wait_until(condition, seconds: float) -> bool:
     return condition()
 
 
-def children(pid: int):
-    """pid -> command line of each live child of `pid`."""
-    found = {}
+def live_processes():
+    """(pid, fields of /proc/pid/stat after the command name, command line) of each live process."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text, cmdline = stat.read_text(), (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == pid and alive(int(stat.parent.name)):
-            found[int(stat.parent.name)] = cmdline.replace(b"\0", b" ").decode()
-    return found
+        pid = int(stat.parent.name)
+        if alive(pid):
+            yield pid, text[text.rindex(")") + 2:].split(), cmdline.replace(b"\0", b" ").decode()
+
+
+def children(pid: int):
+    """pid -> command line of each live child of `pid`."""
+    return {child: command for child, fields, command in live_processes() if int(fields[1]) == pid}
+
+
+def group_members(group: int):
+    """The live processes of process group `group`."""
+    return [pid for pid, fields, command in live_processes() if int(fields[2]) == group]
 
 
 @pytest.fixture
@@ -162,12 +171,16 @@ def test_a_comparison_killed_with_kill_9_takes_its_trainer_with_it(comparison_fo
     it lives, and the run is then trained to its end exactly once."""
     out, trainers = comparison_folder
     first, trainer = comparison_with_a_running_trainer(out, trainers)
+    run_group = os.getpgid(trainer)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     second = compare(out, monkeypatch, seconds=0.5)
     assert not [event for event in events(trainers) if event[0] == "overlap"], events(trainers)
     assert wait_until(lambda: not alive(trainer), 10), "the trainer outlived its comparison"
-    if second.status == "claimed-elsewhere":  # the second came before the trainer had died
+    # the run's other processes (finetune.py above the trainer) share its claim until they
+    # have exited too, which the kernel may finish after the trainer's exit
+    assert wait_until(lambda: not group_members(run_group), 10), "the run's processes outlived its comparison"
+    if second.status == "claimed-elsewhere":  # the second came before the run's processes had died
         second = compare(out, monkeypatch, seconds=0.5)
     assert second.status == "done", second
     assert [event[0] for event in events(trainers)] == ["start", "start", "end"]
