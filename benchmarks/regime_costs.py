@@ -34,8 +34,8 @@ cache_build_seconds (its wall time less the second's), the second and the other 
 timed ones: in the study a training subset's rows are encoded once, by the first of its runs.
 The cache build is not in minutes_per_run.
 
-Each process runs alone at one thread, like the study's runs; stop other work while measuring
-(the machine is stated in the file).
+Each process runs at one thread, like the study's runs; other work on the machine slows it (the
+file states the machine and its load average before and after).
 """
 import argparse
 import json
@@ -113,10 +113,11 @@ def measure(comparison, head: str, save_dir: Path, warmup: int, timed: int, log:
     train = timed_process([sys.executable, str(TIMED_TRAIN), str(times_file), *command[3:]], log)
     times = json.loads(times_file.read_text(encoding="utf-8"))
     starts = [update[0] for update in times["updates"]]
-    per_update = (starts[-1] - starts[warmup]) / (len(starts) - 1 - warmup)
+    gaps = [later - earlier for earlier, later in zip(starts[warmup:], starts[warmup + 1:])]
+    per_update = sum(gaps) / len(gaps)
     epoch_end = times["validate_and_save"][-1][1] - times["validate_and_save"][-1][0]
     scoring = timed_process(comparison.evaluate_command(save_dir, save_dir / "scores.json"), log)
-    return {"per_update": per_update, "per_epoch_end": epoch_end,
+    return {"per_update": per_update, "per_update_range": [min(gaps), max(gaps)], "per_epoch_end": epoch_end,
             "per_run": resolving + subset + (train - len(starts) * per_update - epoch_end) + scoring,
             "finetune_resolving": resolving, "subset": subset, "fairseq_train_wall": train,
             "scoring": scoring, "updates_run": len(starts)}
@@ -146,22 +147,27 @@ def measure_all(tasks, regimes, heads, glue_data: Path, work: Path, scratch: Pat
     return {"measurements": measured, "budgets": budgets, "cache_builds": cache_builds}
 
 
-def minutes_per_run(found: Dict, tasks, regimes, heads) -> Dict[str, float]:
-    minutes = {}
+def minutes_per_run(found: Dict, tasks, regimes, heads):
+    """TASK/REGIME/SIZE/HEAD -> minutes of one run, and -> [low, high]: the same with every
+    update as fast as the fastest timed one, and as slow as the slowest (the spread that ranks
+    two heads' costs only where it does not overlap: regime_report.frozen_costs)."""
+    minutes, ranges = {}, {}
     for point in grid(tasks, regimes):
         spent = found["budgets"][point.key]
         for head in heads:
             m = found["measurements"][f"{point.task}/{point.regime}/{head}"]
-            seconds = m["per_run"] + spent["updates"] * m["per_update"] + spent["epochs"] * m["per_epoch_end"]
-            minutes[f"{point.task}/{point.regime}/{point.size}/{head}"] = round(seconds / 60, 2)
-    return minutes
+            fixed = m["per_run"] + spent["epochs"] * m["per_epoch_end"]
+            key = f"{point.task}/{point.regime}/{point.size}/{head}"
+            minutes[key] = round((fixed + spent["updates"] * m["per_update"]) / 60, 2)
+            ranges[key] = [round((fixed + spent["updates"] * per_update) / 60, 2) for per_update in m["per_update_range"]]
+    return minutes, ranges
 
 
 def description(warmup: int, timed: int) -> str:
     return (f"per-update, per-epoch-end and per-run seconds of each task, regime and head, measured by "
             f"benchmarks/regime_costs.py: one short run of the study's own command per kind (its {TIMING_SIZE} point, "
             f"seed {TIMING_SEED}, {timed} timed updates after {warmup} warm-up updates, one epoch end, the scoring "
-            f"process), one process at a time at one thread, times each point's budget from finetune.py "
+            f"process), one process at a time, at one thread as the study's runs, times each point's budget from finetune.py "
             f"--dry-run (updates, epochs); frozen runs on a warm layer cache (its one-time build per training "
             f"subset, cache_build_seconds, not included)")
 
@@ -183,6 +189,7 @@ def main(argv=None) -> int:
     previous = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.exists() else {}
     if args.merge:
         read_costs(args.out)  # a damaged file is refused before anything runs
+    load_before = os.getloadavg()[1]
     with tempfile.TemporaryDirectory(prefix="regime-costs-") as scratch:
         log = Path(scratch) / "runs.log"
         try:
@@ -192,15 +199,19 @@ def main(argv=None) -> int:
             print(f"regime_costs: error: {error}", file=sys.stderr)
             print(log.read_text(encoding="utf-8")[-3000:], file=sys.stderr)
             return 1
-    minutes = {**previous.get("minutes_per_run", {}), **minutes_per_run(found, args.tasks, args.regimes, args.heads)}
+    minutes, ranges = minutes_per_run(found, args.tasks, args.regimes, args.heads)
+    minutes = {**previous.get("minutes_per_run", {}), **minutes}
+    ranges = {**previous.get("minutes_range_per_run", {}), **ranges}
     costs = {
         "generated_by": "python benchmarks/regime_costs.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "measured": description(args.warmup, args.timed),
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "threads_per_run": 1, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")},
+                    "threads_per_run": 1, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                    # other work on the machine: 5-minute load averages, as the runs started and ended
+                    "load_average_5min": [round(load_before, 2), round(os.getloadavg()[1], 2)]},
         "minutes_per_run": dict(sorted(minutes.items())),
-        "seconds": {**previous.get("seconds", {}), **{k: {n: round(v, 3) for n, v in m.items()}
-                                                      for k, m in found["measurements"].items()}},
+        "minutes_range_per_run": dict(sorted(ranges.items())),
+        "seconds": {**previous.get("seconds", {}), **found["measurements"]},
         "budgets": {**previous.get("budgets", {}), **found["budgets"]},
         "cache_build_seconds": {**previous.get("cache_build_seconds", {}),
                                 **{t: round(s, 1) for t, s in found["cache_builds"].items()}},

@@ -28,6 +28,7 @@ file or that section differs from what the run files give now.
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -99,13 +100,27 @@ def detected_differences(results: Sequence[Dict]) -> List[Dict]:
     return found
 
 
-def frozen_costs(costs: Dict, size: str, heads: Sequence[str]) -> Dict:
-    """head -> {ratio}: minutes per frozen run at `size` over the stock head's (costs.json)."""
-    stock = rg.minutes_per_run(costs, "frozen", size, "stock")
-    if stock is None:
-        return {}
-    minutes = {h: rg.minutes_per_run(costs, "frozen", size, h) for h in heads}
-    return {h: {"ratio": m / stock, "minutes": m} for h, m in minutes.items() if m is not None}
+def frozen_costs(costs: Dict, size: str, heads: Sequence[str], tasks: Sequence[str]) -> Dict:
+    """head -> {ratio, minutes, ranges}: minutes per frozen run at `size` over the stock head's
+    (costs.json), the mean over `tasks`; ranges: per task, the ratio's spread from the two
+    measurements' spreads (report.costs_less ranks two heads only where these do not overlap).
+    A head without a measurement on every task has no cost."""
+    def measured(head, task):
+        minutes = rg.minutes_per_run(costs, "frozen", size, head, task)
+        if minutes is None:
+            return None
+        spread = costs.get("ranges", {}).get(f"{task}/frozen/{size}/{head}", [minutes, minutes])
+        return minutes, spread
+
+    found = {}
+    for head in heads:
+        pairs = [(measured(head, t), measured("stock", t)) for t in tasks]
+        if not tasks or any(h is None or s is None for h, s in pairs):
+            continue
+        found[head] = {"ratio": statistics.fmean(h[0] / s[0] for h, s in pairs),
+                       "minutes": statistics.fmean(h[0] for h, _ in pairs),
+                       "ranges": {t: [h[1][0] / s[1][1], h[1][1] / s[1][0]] for t, (h, s) in zip(tasks, pairs)}}
+    return found
 
 
 def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
@@ -133,7 +148,7 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
             waiting = [r["task"] for r in here if not r["complete"]]
             entry = {"tasks": list(tasks), "in_progress": waiting}
             if tasks:
-                priced = finetuned if regime == "finetuned" else frozen_costs(costs, size, heads)
+                priced = finetuned if regime == "finetuned" else frozen_costs(costs, size, heads, list(tasks))
                 entry.update(choose_head(tasks, priced, heads))
             out[f"{regime}-{size}"] = entry
     return out

@@ -40,13 +40,16 @@ thread per run, --jobs runs at a time.
 
 The plan (`--plan-only`): results/regimes/plan.json and plan.md: the grid, the runs per point and
 in total, which are reused or finished, the minutes per run of each kind and the CPU hours,
-from costs.json, which holds measured minutes only:
+from costs.json, which holds measured minutes only (benchmarks/regime_costs.py measures them):
 
     {"measured": "how and where (free text)",
-     "minutes_per_run": {"frozen/n100/stock": 0.8, "SST-2/finetuned/full/hire": 95.0, ...}}
+     "minutes_per_run": {"frozen/n100/stock": 0.8, "SST-2/finetuned/full/hire": 95.0, ...},
+     "minutes_range_per_run": {"SST-2/finetuned/full/hire": [90.1, 99.7], ...}}   (optional)
 
 A key is REGIME/SIZE/HEAD, or TASK/REGIME/SIZE/HEAD for one task (which wins); a kind without
-a measurement is "not measured" in the plan, never estimated.
+a measurement is "not measured" in the plan, never estimated. A range is the spread of the
+measurement (the fastest and slowest timed update): the report ranks two heads' costs only
+where their spreads do not overlap.
 
     python benchmarks/regimes.py --plan-only
     python benchmarks/regimes.py --seeds 1-5 --jobs 2 --order cheapest
@@ -157,7 +160,16 @@ def read_costs(path: Path) -> Dict:
                         "REGIME/SIZE/HEAD keys and positive minutes") from None
     if bad:
         raise PlanError(f"{path}: minutes_per_run[{bad[0]!r}] is {minutes[bad[0]]!r}; expected positive minutes")
-    return {"measured": costs.get("measured", ""), "minutes": minutes}
+    ranges = costs.get("minutes_range_per_run", {})
+    if not isinstance(ranges, dict):
+        raise PlanError(f"{path}: minutes_range_per_run is {ranges!r}; expected an object of [low, high] minutes")
+    for key, spread in ranges.items():
+        if (not isinstance(spread, list) or len(spread) != 2 or key not in minutes
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spread)
+                or not spread[0] <= minutes[key] <= spread[1]):
+            raise PlanError(f"{path}: minutes_range_per_run[{key!r}] is {spread!r}; expected [low, high] positive "
+                            f"minutes around minutes_per_run[{key!r}]")
+    return {"measured": costs.get("measured", ""), "minutes": minutes, "ranges": ranges}
 
 
 def minutes_per_run(costs: Dict, regime: str, size: str, head: str, task: Optional[str] = None) -> Optional[float]:

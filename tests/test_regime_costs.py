@@ -44,14 +44,21 @@ def test_a_short_run_of_the_studys_command_gives_seconds_per_update_epoch_end_an
     assert regime_costs.budget(comparison, log) == {"updates": epochs * per_epoch, "epochs": epochs}
 
 
-def test_a_runs_minutes_are_its_budget_times_the_measured_seconds():
-    seconds = {"per_update": 0.5, "per_epoch_end": 10.0, "per_run": 30.0}
+def test_a_runs_minutes_are_its_budget_times_the_measured_seconds(tmp_path):
+    seconds = {"per_update": 0.5, "per_update_range": [0.4, 0.7], "per_epoch_end": 10.0, "per_run": 30.0}
     points = regimes.grid(["RTE"], ["frozen"])
     budgets = {p.key: {"updates": 100 * (i + 1), "epochs": 3 + i} for i, p in enumerate(points)}
-    minutes = regime_costs.minutes_per_run({"measurements": {"RTE/frozen/stock": seconds}, "budgets": budgets},
-                                           ["RTE"], ["frozen"], ["stock"])
-    assert minutes == {f"RTE/frozen/{p.size}/stock": round((30.0 + 0.5 * budgets[p.key]["updates"]
-                                                            + 10.0 * budgets[p.key]["epochs"]) / 60, 2)
-                       for p in points}
-    # what regimes.py's plan reads back
-    assert regimes.minutes_per_run({"minutes": minutes}, "frozen", "n100", "stock", "RTE") == minutes["RTE/frozen/n100/stock"]
+    minutes, ranges = regime_costs.minutes_per_run({"measurements": {"RTE/frozen/stock": seconds}, "budgets": budgets},
+                                                   ["RTE"], ["frozen"], ["stock"])
+
+    def run_minutes(budget, per_update):
+        return round((30.0 + per_update * budget["updates"] + 10.0 * budget["epochs"]) / 60, 2)
+
+    assert minutes == {f"RTE/frozen/{p.size}/stock": run_minutes(budgets[p.key], 0.5) for p in points}
+    assert ranges == {f"RTE/frozen/{p.size}/stock": [run_minutes(budgets[p.key], 0.4), run_minutes(budgets[p.key], 0.7)]
+                      for p in points}
+    # what regimes.py's plan and the report read back
+    (tmp_path / "costs.json").write_text(json.dumps({"minutes_per_run": minutes, "minutes_range_per_run": ranges}))
+    costs = regimes.read_costs(tmp_path / "costs.json")
+    assert regimes.minutes_per_run(costs, "frozen", "n100", "stock", "RTE") == minutes["RTE/frozen/n100/stock"]
+    assert costs["ranges"]["RTE/frozen/n100/stock"] == ranges["RTE/frozen/n100/stock"]

@@ -125,6 +125,25 @@ def test_the_recommendation_is_the_cheapest_head_within_the_band_by_each_regimes
     assert "**frozen, n100** on RTE: **stock**" in report["fragment"]
 
 
+def test_frozen_costs_rank_two_heads_only_where_their_measured_spreads_do_not_overlap():
+    from report import costs_less
+
+    minutes = {"RTE/frozen/n100/stock": 2.0, "RTE/frozen/n100/scalar-mix": 2.1, "RTE/frozen/n100/hire": 6.0,
+               "MRPC/frozen/n100/stock": 1.0, "MRPC/frozen/n100/scalar-mix": 1.0, "MRPC/frozen/n100/hire": 3.0,
+               "RTE/frozen/n100/last4-mean": 2.0}
+    ranges = {"RTE/frozen/n100/stock": [1.8, 2.3], "RTE/frozen/n100/scalar-mix": [1.9, 2.4],
+              "RTE/frozen/n100/hire": [5.5, 6.6]}
+    costs = {"minutes": minutes, "ranges": ranges}
+    found = regime_report.frozen_costs(costs, "n100", ["stock", "scalar-mix", "hire", "last4-mean"], ["RTE", "MRPC"])
+    assert "last4-mean" not in found  # not measured on MRPC: no cost, never a guess
+    assert found["hire"]["ratio"] == pytest.approx((6.0 / 2.0 + 3.0 / 1.0) / 2)
+    assert found["hire"]["ranges"]["RTE"] == pytest.approx([5.5 / 2.3, 6.6 / 1.8])
+    assert found["hire"]["ranges"]["MRPC"] == [3.0, 3.0]  # no spread measured: the point itself
+    assert costs_less(found["stock"], found["hire"]) and not costs_less(found["hire"], found["stock"])
+    # 2.1 against 2.0 minutes, within each other's spread: a tie, whichever way
+    assert not costs_less(found["stock"], found["scalar-mix"]) and not costs_less(found["scalar-mix"], found["stock"])
+
+
 def test_layer_weights_per_regime_and_the_files_written(study):
     report, results, todays, _ = study
     hire_frozen = point(report, "frozen", "n100")["summary"]["heads"]["hire"]["layer_weights"]
@@ -210,6 +229,11 @@ def test_a_damaged_costs_file_is_refused_in_one_line(tmp_path):
     path.write_text("[1, 2")
     with pytest.raises(regimes.PlanError, match="expected a JSON object with minutes_per_run"):
         regimes.read_costs(path)
+    for spread in ([2.5, 3.0], [1.0], "wide", [0, 3.0]):  # not around the minutes, not a pair, not positive
+        path.write_text(json.dumps({"minutes_per_run": {"frozen/n100/hire": 2.0},
+                                    "minutes_range_per_run": {"frozen/n100/hire": spread}}))
+        with pytest.raises(regimes.PlanError, match=r"costs.json: minutes_range_per_run\['frozen/n100/hire'\] is "):
+            regimes.read_costs(path)
 
 
 def test_check_readme_compares_the_fragment_file_and_the_marked_section(study, monkeypatch, capsys):
