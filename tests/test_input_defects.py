@@ -119,13 +119,19 @@ def test_hub_input_is_stripped_checked_and_empty_batches_keep_their_width(traine
 
 
 @pytest.fixture(scope="module")
-def trained_rte(rte_bin, tiny_pretrained, tmp_path_factory):
+def trained_rte_folder(rte_bin, tiny_pretrained, tmp_path_factory):
+    """A folder with an RTE checkpoint_best.pt of the plugin's model."""
     from fairseq_setup import build_trainer, finetune_args, save
 
     trainer = build_trainer(finetune_args(rte_bin))
     folder = tmp_path_factory.mktemp("rte-model")
     save(trainer, folder / "checkpoint_best.pt", {"epoch": 1})
-    return RobertaHireModel.from_pretrained(str(folder), "checkpoint_best.pt", data_name_or_path=str(rte_bin))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_rte(trained_rte_folder, rte_bin):
+    return RobertaHireModel.from_pretrained(str(trained_rte_folder), "checkpoint_best.pt", data_name_or_path=str(rte_bin))
 
 
 @pytest.mark.parametrize("task, expected", [("STS-B", "holds RTE"), ("MRPC", "the recipe is MRPC's")])
@@ -175,6 +181,24 @@ def test_scripts_name_a_folder_that_does_not_exist(script, arguments, rte_bin, t
     assert result.returncode == 2, result.stderr[-2000:]
     assert "no-such-folder" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("dictionary", ["label/dict.txt", "input0/dict.txt"])
+@pytest.mark.parametrize("script", ["evaluate.py", "predict.py"])
+def test_scripts_name_a_missing_dictionary_of_the_binaries(script, dictionary, trained_rte_folder, rte_bin, tmp_path):
+    import shutil
+
+    data = tmp_path / "RTE-bin"
+    shutil.copytree(rte_bin, data)
+    (data / dictionary).unlink()
+    arguments = [str(trained_rte_folder), str(data)] + ([str(data / "glue_prep.json"), "--out", str(tmp_path / "p.jsonl")]
+                                                if script == "predict.py" else [])
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / script), *arguments],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert f"{data / dictionary}: missing; expected the " in error and "run glue_prep again" in error
+    assert "Traceback" not in result.stderr and not (tmp_path / "p.jsonl").exists()
 
 
 def test_glue_prep_into_an_output_it_cannot_create(tmp_path):

@@ -79,9 +79,23 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}" + ("" if Path(checkpoint_dir).is_dir() else
                                 f": the folder {checkpoint_dir} does not exist"))
-    read_metadata(data_bin)  # a folder glue_prep did not make, or a damaged record, is refused before loading
+    meta = read_metadata(data_bin)  # a folder glue_prep did not make, or a damaged record, is refused before loading
+    check_dictionaries(Path(data_bin), meta)
     hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
     return hub.cuda() if torch.cuda.is_available() else hub
+
+
+def check_dictionaries(data_bin: Path, meta) -> None:
+    """The dictionaries fairseq's task loads with the model: refused here, naming the file,
+    rather than as fairseq's bare [Errno 2] from inside the hub."""
+    needed = {"input0/dict.txt": "the token dictionary"}
+    if not meta.regression:
+        needed["label/dict.txt"] = f"the class dictionary of {meta.task}'s {meta.num_classes} classes"
+    for name, what in needed.items():
+        if not (data_bin / name).is_file():
+            raise GlueFormatError(f"missing; expected {what}, which glue_prep writes beside the binaries "
+                                  f"({metadata_file(data_bin).name} records them): run glue_prep again to "
+                                  "rebuild the folder", data_bin / name)
 
 
 def check_label_names(hub, label_names, metadata: Optional[Path]) -> None:
