@@ -148,8 +148,12 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
             waiting = [r["task"] for r in here if not r["complete"]]
             entry = {"tasks": list(tasks), "in_progress": waiting}
             if tasks:
-                priced = finetuned if regime == "finetuned" else frozen_costs(costs, size, heads, list(tasks))
-                entry.update(choose_head(tasks, priced, heads))
+                frozen = frozen_costs(costs, size, heads, list(tasks))
+                entry.update(choose_head(tasks, finetuned if regime == "finetuned" else frozen, heads))
+                # what the chosen head costs in the other regime too (issue 28: "frozen and fine-tuned")
+                entry["ratios"] = {name: priced[entry["head"]]["ratio"]
+                                   for name, priced in (("finetuned", finetuned), ("frozen", frozen))
+                                   if entry["head"] in priced}
             out[f"{regime}-{size}"] = entry
     return out
 
@@ -185,8 +189,10 @@ def learning_curve(task: str, results: Sequence[Dict], heads: Sequence[str], pat
         ax.set_xlabel("training rows" + (" (full set capped)" if any(r["capped"] for r in points) else ""))
         ax.set_title(f"{task}, {REGIME_WORDS[regime]}")
     axes[0].set_ylabel(summaries[0]["metric"] if summaries else "score")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7, loc="lower right")
+    # one legend for both panels: a head may have 5 seeds in one regime only
+    shown = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    if shown:
+        axes[0].legend(list(shown.values()), list(shown), fontsize=7, loc="lower right")
     fig.suptitle(f"{task}: every seed (dots), mean and its 95% interval; heads with {MIN_SEEDS}+ seeds")
     fig.tight_layout()
     save_figure(fig, path)
@@ -272,9 +278,11 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
         return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: within the band of the best head ({best}): "
                 f"{', '.join(entry['within_band'])}{unpriced}; no recommendation.")
     tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
+    other = next((f"; {REGIME_WORDS[name]} it costs {ratio:.2f}x" for name, ratio in entry.get("ratios", {}).items()
+                  if name != regime), "")
     return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: **{entry['head']}**, the cheapest head within the "
             f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
-            f"({cost_source}){tied}. Within the band: {', '.join(entry['within_band'])}{unpriced}.")
+            f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{unpriced}.")
 
 
 def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict], recommended: Dict,
@@ -313,7 +321,8 @@ def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict]
               input_dependence(results), "",
               "Recommendation per regime:", ""]
     sources = {"finetuned": "training step on CPU, today's speed files",
-               "frozen": f"minutes per frozen run, costs.json: {costs.get('measured') or 'not measured'}"}
+               "frozen": ("minutes per frozen run, mean over the tasks, from costs.json (benchmarks/regime_costs.py)"
+                          if costs.get("minutes") else "no costs.json")}
     lines += [recommendation_line(name, entry, sources[name.split("-")[0]]) for name, entry in recommended.items()]
     return "\n".join(lines).rstrip() + "\n"
 

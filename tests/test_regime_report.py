@@ -123,6 +123,10 @@ def test_the_recommendation_is_the_cheapest_head_within_the_band_by_each_regimes
     assert frozen["head"] == "stock" and frozen["tied"] == ["stock-mean-pool"] and set(frozen["within_band"]) == set(HEADS)
     assert "stock-mean-pool" in finetuned["unpriced"] or "stock-mean-pool" not in finetuned["within_band"]
     assert "**frozen, n100** on RTE: **stock**" in report["fragment"]
+    # the chosen head's cost in both regimes: fine-tuned from the speed files, frozen from costs.json
+    assert finetuned["ratios"] == {"finetuned": 1.6, "frozen": 3.0} and frozen["ratios"] == {"finetuned": 1.0, "frozen": 1.0}
+    assert "cost 1.60x the stock head's (training step on CPU, today's speed files); frozen it costs 3.00x" \
+        in report["fragment"]
 
 
 def test_frozen_costs_rank_two_heads_only_where_their_measured_spreads_do_not_overlap():
