@@ -183,8 +183,8 @@ def test_scripts_name_a_folder_that_does_not_exist(script, arguments, rte_bin, t
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("dictionary", ["label/dict.txt", "input0/dict.txt"])
-@pytest.mark.parametrize("script", ["evaluate.py", "predict.py"])
+# both scripts load through evaluation.load_hub: one case each
+@pytest.mark.parametrize("script, dictionary", [("evaluate.py", "label/dict.txt"), ("predict.py", "input0/dict.txt")])
 def test_scripts_name_a_missing_dictionary_of_the_binaries(script, dictionary, trained_rte_folder, rte_bin, tmp_path):
     import shutil
 
