@@ -28,14 +28,18 @@ the point's command: the budget is the same for every head of a point). Per upda
 epoch end do not depend on the training-set size (batches of the same rows' distribution, the
 same dev set), so one subset serves every size.
 
-Frozen runs read the layer cache. Each regime's first head is run twice on a fresh cache: the
-first run builds the rows (the subset's and the dev set's) and is reported as
-cache_build_seconds (its wall time less the second's), the second and the other heads' are the
-timed ones: in the study a training subset's rows are encoded once, by the first of its runs.
-The cache build is not in minutes_per_run.
+With --repeats R each kind is measured R times: its minutes are the mean over the repeats, and
+its range (minutes_range_per_run) runs from the fastest to the slowest the repeats allow.
 
-Each process runs at one thread, like the study's runs; other work on the machine slows it (the
-file states the machine and its load average before and after).
+Frozen runs read the layer cache. The frozen regime's first head is first run on a fresh cache:
+that run builds the rows (the subset's and the dev set's) and is reported as
+cache_build_seconds (its wall time less the next run's); the later runs are the timed ones. In
+the study a training subset's rows are encoded once, by the first of its runs; the cache build
+is not in minutes_per_run.
+
+Each process runs at one thread, like the study's runs; other work on the machine slows it. The
+file lists every measurement made (--merge adds one, keeping the other kinds' figures): its
+kinds, repeats, the machine and its load average before and after.
 """
 import argparse
 import json
@@ -94,7 +98,11 @@ def flag_value(command: Sequence[str], flag: str) -> int:
 def budget(comparison, log: Path) -> Dict[str, int]:
     """The updates and epochs of every run of a point (the same for every head)."""
     command = fairseq_train_command(comparison.finetune_command(HEADS[0], TIMING_SEED, log.parent / "budget"), [], log)
-    return {"updates": flag_value(command, "--max-update"), "epochs": flag_value(command, "--max-epoch")}
+    epochs = flag_value(command, "--max-epoch") if "--max-epoch" in command else 0
+    if epochs <= 0:  # a budget in updates: how many epoch ends it has depends on fairseq's batching
+        raise RuntimeError(f"{comparison.out}: the runs' budget is in updates, not epochs; this script costs "
+                           "budgets in epochs (pass --epochs, as the study does)")
+    return {"updates": flag_value(command, "--max-update"), "epochs": epochs}
 
 
 def measure(comparison, head: str, save_dir: Path, warmup: int, timed: int, log: Path) -> Dict[str, float]:
@@ -124,8 +132,9 @@ def measure(comparison, head: str, save_dir: Path, warmup: int, timed: int, log:
 
 
 def measure_all(tasks, regimes, heads, glue_data: Path, work: Path, scratch: Path, warmup: int,
-                timed: int, log: Path) -> Dict:
-    """Measurements of every kind, the budgets of every point, the cache builds."""
+                timed: int, repeats: int, log: Path) -> Dict:
+    """Measurements of every kind (`repeats` short runs each), the budgets of every point, the
+    cache builds."""
     measured, budgets, cache_builds = {}, {}, {}
     points = grid(tasks, regimes)
     found = comparisons(points, glue_data, work, scratch / "results", scratch / "todays-study", scratch / "cache")
@@ -137,39 +146,45 @@ def measure_all(tasks, regimes, heads, glue_data: Path, work: Path, scratch: Pat
             for position, head in enumerate(heads):
                 folder = scratch / task / regime / head
                 print(f"measuring {task} {regime} {head}", flush=True)
+                cold = None
                 if regime == "frozen" and position == 0:  # the first run on a fresh cache builds its rows
                     shutil.rmtree(scratch / "cache", ignore_errors=True)
                     cold = measure(comparison, head, folder, warmup, timed, log)
-                    measured[f"{task}/{regime}/{head}"] = warm = measure(comparison, head, folder, warmup, timed, log)
-                    cache_builds[task] = cold["fairseq_train_wall"] - warm["fairseq_train_wall"]
-                else:
-                    measured[f"{task}/{regime}/{head}"] = measure(comparison, head, folder, warmup, timed, log)
+                runs = [measure(comparison, head, folder, warmup, timed, log) for _ in range(repeats)]
+                measured[f"{task}/{regime}/{head}"] = runs
+                if cold is not None:
+                    cache_builds[task] = cold["fairseq_train_wall"] - runs[0]["fairseq_train_wall"]
     return {"measurements": measured, "budgets": budgets, "cache_builds": cache_builds}
 
 
 def minutes_per_run(found: Dict, tasks, regimes, heads):
-    """TASK/REGIME/SIZE/HEAD -> minutes of one run, and -> [low, high]: the same with every
-    update as fast as the fastest timed one, and as slow as the slowest (the spread that ranks
-    two heads' costs only where it does not overlap: regime_report.frozen_costs)."""
+    """TASK/REGIME/SIZE/HEAD -> minutes of one run (the mean over the kind's repeats), and ->
+    [low, high]: the fastest and slowest the repeats allow, each repeat's fixed times with every
+    update as fast as its fastest timed one, or as slow as its slowest (the spread by which
+    regime_report ranks two heads' costs only where they do not overlap)."""
     minutes, ranges = {}, {}
     for point in grid(tasks, regimes):
         spent = found["budgets"][point.key]
         for head in heads:
-            m = found["measurements"][f"{point.task}/{point.regime}/{head}"]
-            fixed = m["per_run"] + spent["epochs"] * m["per_epoch_end"]
             key = f"{point.task}/{point.regime}/{point.size}/{head}"
-            minutes[key] = round((fixed + spent["updates"] * m["per_update"]) / 60, 2)
-            ranges[key] = [round((fixed + spent["updates"] * per_update) / 60, 2) for per_update in m["per_update_range"]]
+            means, lows, highs = [], [], []
+            for m in found["measurements"][f"{point.task}/{point.regime}/{head}"]:
+                fixed = m["per_run"] + spent["epochs"] * m["per_epoch_end"]
+                means.append(fixed + spent["updates"] * m["per_update"])
+                lows.append(fixed + spent["updates"] * m["per_update_range"][0])
+                highs.append(fixed + spent["updates"] * m["per_update_range"][1])
+            minutes[key] = round(sum(means) / len(means) / 60, 2)
+            ranges[key] = [round(min(lows) / 60, 2), round(max(highs) / 60, 2)]
     return minutes, ranges
 
 
-def description(warmup: int, timed: int) -> str:
-    return (f"per-update, per-epoch-end and per-run seconds of each task, regime and head, measured by "
-            f"benchmarks/regime_costs.py: one short run of the study's own command per kind (its {TIMING_SIZE} point, "
-            f"seed {TIMING_SEED}, {timed} timed updates after {warmup} warm-up updates, one epoch end, the scoring "
-            f"process), one process at a time, at one thread as the study's runs, times each point's budget from finetune.py "
-            f"--dry-run (updates, epochs); frozen runs on a warm layer cache (its one-time build per training "
-            f"subset, cache_build_seconds, not included)")
+def description() -> str:
+    return ("per-update, per-epoch-end and per-run seconds of each task, regime and head, measured by "
+            f"benchmarks/regime_costs.py: short runs of the study's own command per kind (its {TIMING_SIZE} point, "
+            f"seed {TIMING_SEED}; measurements: which kinds, how many timed updates and repeats, the machine's load), "
+            "each process at one thread as the study's runs, times each point's budget from finetune.py --dry-run "
+            "(updates, epochs), the mean over the repeats; frozen runs on a warm layer cache (its one-time build "
+            "per training subset, cache_build_seconds, not included)")
 
 
 def main(argv=None) -> int:
@@ -179,6 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--heads", nargs="+", default=HEADS)
     parser.add_argument("--warmup", type=int, default=2, help="untimed updates first")
     parser.add_argument("--timed", type=int, default=8, help="timed updates")
+    parser.add_argument("--repeats", type=int, default=1, help="short runs per kind (their spread widens the range)")
     parser.add_argument("--glue-data", type=Path, default=DEFAULT_GLUE)
     parser.add_argument("--work", type=Path, default=WORK, help="converted encoder and binaries (as regimes.py)")
     parser.add_argument("--out", type=Path, default=RESULTS / "costs.json")
@@ -186,31 +202,41 @@ def main(argv=None) -> int:
                         help="keep the file's measurements of the kinds not measured now")
     args = parser.parse_args(argv)
     logging.getLogger("fairseq").setLevel(logging.WARNING)  # the subsets' loading, once per kind
-    previous = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.exists() else {}
-    if args.merge:
-        read_costs(args.out)  # a damaged file is refused before anything runs
+    try:
+        if args.merge and args.out.exists():
+            read_costs(args.out)  # a damaged file is refused before anything runs
+            previous = json.loads(args.out.read_text(encoding="utf-8"))
+        else:
+            previous = {}
+    except ValueError as error:
+        print(f"regime_costs: error: {error}", file=sys.stderr)
+        return 2
     load_before = os.getloadavg()[1]
     with tempfile.TemporaryDirectory(prefix="regime-costs-") as scratch:
         log = Path(scratch) / "runs.log"
         try:
             found = measure_all(args.tasks, args.regimes, args.heads, args.glue_data, args.work, Path(scratch),
-                                args.warmup, args.timed, log)
-        except RuntimeError as error:
+                                args.warmup, args.timed, args.repeats, log)
+        except (RuntimeError, ValueError, OSError) as error:
             print(f"regime_costs: error: {error}", file=sys.stderr)
-            print(log.read_text(encoding="utf-8")[-3000:], file=sys.stderr)
+            if log.exists():
+                print(log.read_text(encoding="utf-8")[-3000:], file=sys.stderr)
             return 1
     minutes, ranges = minutes_per_run(found, args.tasks, args.regimes, args.heads)
-    minutes = {**previous.get("minutes_per_run", {}), **minutes}
-    ranges = {**previous.get("minutes_range_per_run", {}), **ranges}
-    costs = {
+    this_measurement = {
         "generated_by": "python benchmarks/regime_costs.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "measured": description(args.warmup, args.timed),
+        "kinds": sorted(found["measurements"]), "warmup_updates": args.warmup, "timed_updates": args.timed,
+        "repeats": args.repeats,
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "threads_per_run": 1, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                     # other work on the machine: 5-minute load averages, as the runs started and ended
                     "load_average_5min": [round(load_before, 2), round(os.getloadavg()[1], 2)]},
-        "minutes_per_run": dict(sorted(minutes.items())),
-        "minutes_range_per_run": dict(sorted(ranges.items())),
+    }
+    costs = {
+        "measured": description(),
+        "measurements": [*previous.get("measurements", []), this_measurement],
+        "minutes_per_run": dict(sorted({**previous.get("minutes_per_run", {}), **minutes}.items())),
+        "minutes_range_per_run": dict(sorted({**previous.get("minutes_range_per_run", {}), **ranges}.items())),
         "seconds": {**previous.get("seconds", {}), **found["measurements"]},
         "budgets": {**previous.get("budgets", {}), **found["budgets"]},
         "cache_build_seconds": {**previous.get("cache_build_seconds", {}),

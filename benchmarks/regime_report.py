@@ -48,6 +48,7 @@ MARKER = "regimes"
 PAGES = ("README.md", "docs/RESULTS.md")  # where the markers may be placed
 LAYER_WEIGHT_HEADS = ("hire", "hire-no-fusion")
 REGIME_WORDS = {"finetuned": "fine-tuned", "frozen": "frozen"}
+COST_MEASURES = {"finetuned": "training step (today's speed files)", "frozen": "minutes per run (costs.json)"}
 
 
 def size_words(point: rg.Point) -> str:
@@ -102,24 +103,18 @@ def detected_differences(results: Sequence[Dict]) -> List[Dict]:
 
 def frozen_costs(costs: Dict, size: str, heads: Sequence[str], tasks: Sequence[str]) -> Dict:
     """head -> {ratio, minutes, ranges}: minutes per frozen run at `size` over the stock head's
-    (costs.json), the mean over `tasks`; ranges: per task, the ratio's spread from the two
-    measurements' spreads (report.costs_less ranks two heads only where these do not overlap).
-    A head without a measurement on every task has no cost."""
-    def measured(head, task):
-        minutes = rg.minutes_per_run(costs, "frozen", size, head, task)
-        if minutes is None:
-            return None
-        spread = costs.get("ranges", {}).get(f"{task}/frozen/{size}/{head}", [minutes, minutes])
-        return minutes, spread
-
+    (costs.json), the mean over `tasks`; ranges: per task, the measurement's [low, high] minutes
+    (report.costs_less ranks two heads only where these do not overlap on every task). A head
+    without a measurement on every task has no cost."""
     found = {}
     for head in heads:
-        pairs = [(measured(head, t), measured("stock", t)) for t in tasks]
-        if not tasks or any(h is None or s is None for h, s in pairs):
+        minutes = [rg.minutes_per_run(costs, "frozen", size, h, t) for t in tasks for h in (head, "stock")]
+        if not tasks or None in minutes:
             continue
-        found[head] = {"ratio": statistics.fmean(h[0] / s[0] for h, s in pairs),
-                       "minutes": statistics.fmean(h[0] for h, _ in pairs),
-                       "ranges": {t: [h[1][0] / s[1][1], h[1][1] / s[1][0]] for t, (h, s) in zip(tasks, pairs)}}
+        pairs = list(zip(minutes[::2], minutes[1::2]))
+        found[head] = {"ratio": statistics.fmean(m / stock for m, stock in pairs),
+                       "minutes": statistics.fmean(m for m, _ in pairs),
+                       "ranges": {t: rg.minutes_range(costs, "frozen", size, head, t) for t in tasks}}
     return found
 
 
@@ -278,8 +273,8 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
         return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: within the band of the best head ({best}): "
                 f"{', '.join(entry['within_band'])}{unpriced}; no recommendation.")
     tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
-    other = next((f"; {REGIME_WORDS[name]} it costs {ratio:.2f}x" for name, ratio in entry.get("ratios", {}).items()
-                  if name != regime), "")
+    other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's {COST_MEASURES[name]}"
+                  for name, ratio in entry.get("ratios", {}).items() if name != regime), "")
     return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: **{entry['head']}**, the cheapest head within the "
             f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
             f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{unpriced}.")

@@ -172,13 +172,27 @@ def read_costs(path: Path) -> Dict:
     return {"measured": costs.get("measured", ""), "minutes": minutes, "ranges": ranges}
 
 
+def cost_key(costs: Dict, regime: str, size: str, head: str, task: Optional[str] = None) -> Optional[str]:
+    """The key of costs.json that measures this kind: the task's own first; None if none."""
+    minutes = costs.get("minutes", {})
+    return next((key for key in ([f"{task}/{regime}/{size}/{head}"] if task else []) + [f"{regime}/{size}/{head}"]
+                 if key in minutes), None)
+
+
 def minutes_per_run(costs: Dict, regime: str, size: str, head: str, task: Optional[str] = None) -> Optional[float]:
     """The measured minutes of one run of this kind (the task's own figure first); None if none."""
-    minutes = costs.get("minutes", {})
-    for key in ([f"{task}/{regime}/{size}/{head}"] if task else []) + [f"{regime}/{size}/{head}"]:
-        if key in minutes:
-            return float(minutes[key])
-    return None
+    key = cost_key(costs, regime, size, head, task)
+    return None if key is None else float(costs["minutes"][key])
+
+
+def minutes_range(costs: Dict, regime: str, size: str, head: str, task: Optional[str] = None) -> Optional[List[float]]:
+    """[low, high] minutes of the measurement minutes_per_run gives ([m, m] where the file has no
+    range for it); None if none."""
+    key = cost_key(costs, regime, size, head, task)
+    if key is None:
+        return None
+    minutes = float(costs["minutes"][key])
+    return [float(v) for v in costs.get("ranges", {}).get(key, [minutes, minutes])]
 
 
 def shown(path: Path) -> str:

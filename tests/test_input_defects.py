@@ -201,6 +201,19 @@ def test_scripts_name_a_missing_dictionary_of_the_binaries(script, dictionary, t
     assert "Traceback" not in result.stderr and not (tmp_path / "p.jsonl").exists()
 
 
+def test_a_regression_tasks_binaries_need_no_class_dictionary(tmp_path):
+    from types import SimpleNamespace
+
+    from fairseq_hire.workflow.evaluation import check_dictionaries
+    from glue_prep.errors import GlueFormatError
+
+    (tmp_path / "input0").mkdir()
+    (tmp_path / "input0" / "dict.txt").write_text("a 1\n")
+    check_dictionaries(tmp_path, SimpleNamespace(regression=True, task="STS-B", num_classes=1))  # no label/: fine
+    with pytest.raises(GlueFormatError, match=r"label/dict.txt: missing; expected the class dictionary of RTE's 2"):
+        check_dictionaries(tmp_path, SimpleNamespace(regression=False, task="RTE", num_classes=2))
+
+
 def test_glue_prep_into_an_output_it_cannot_create(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -31,6 +31,11 @@ def test_a_short_run_of_the_studys_command_gives_seconds_per_update_epoch_end_an
     assert measured["updates_run"] == len(times["updates"]) == 1 + 2 + 1  # --max-update warmup + timed + 1
     assert len(times["validate_and_save"]) == len(times["updates"])  # fairseq calls it after every update
     assert all(measured[name] > 0 for name in ("per_update", "per_epoch_end", "per_run", "scoring"))
+    starts = [start for start, _ in times["updates"]]
+    assert measured["per_update"] == pytest.approx((starts[-1] - starts[1]) / 2)  # the gaps after the warm-up update
+    assert measured["per_update_range"][0] <= measured["per_update"] <= measured["per_update_range"][1]
+    last_start, last_end = times["validate_and_save"][-1]
+    assert measured["per_epoch_end"] == pytest.approx(last_end - last_start)
     # the epoch end validated and saved: slower than the calls after the other updates
     other_calls = [end - start for start, end in times["validate_and_save"][:-1]]
     assert measured["per_epoch_end"] > max(other_calls)
@@ -45,18 +50,22 @@ def test_a_short_run_of_the_studys_command_gives_seconds_per_update_epoch_end_an
 
 
 def test_a_runs_minutes_are_its_budget_times_the_measured_seconds(tmp_path):
-    seconds = {"per_update": 0.5, "per_update_range": [0.4, 0.7], "per_epoch_end": 10.0, "per_run": 30.0}
+    repeats = [{"per_update": 0.5, "per_update_range": [0.4, 0.7], "per_epoch_end": 10.0, "per_run": 30.0},
+               {"per_update": 0.6, "per_update_range": [0.5, 0.8], "per_epoch_end": 12.0, "per_run": 20.0}]
     points = regimes.grid(["RTE"], ["frozen"])
     budgets = {p.key: {"updates": 100 * (i + 1), "epochs": 3 + i} for i, p in enumerate(points)}
-    minutes, ranges = regime_costs.minutes_per_run({"measurements": {"RTE/frozen/stock": seconds}, "budgets": budgets},
+    minutes, ranges = regime_costs.minutes_per_run({"measurements": {"RTE/frozen/stock": repeats}, "budgets": budgets},
                                                    ["RTE"], ["frozen"], ["stock"])
 
-    def run_minutes(budget, per_update):
-        return round((30.0 + per_update * budget["updates"] + 10.0 * budget["epochs"]) / 60, 2)
+    def run_seconds(budget, repeat, per_update):
+        return repeat["per_run"] + per_update * budget["updates"] + repeat["per_epoch_end"] * budget["epochs"]
 
-    assert minutes == {f"RTE/frozen/{p.size}/stock": run_minutes(budgets[p.key], 0.5) for p in points}
-    assert ranges == {f"RTE/frozen/{p.size}/stock": [run_minutes(budgets[p.key], 0.4), run_minutes(budgets[p.key], 0.7)]
-                      for p in points}
+    for p in points:
+        budget, key = budgets[p.key], f"RTE/frozen/{p.size}/stock"
+        assert minutes[key] == round(sum(run_seconds(budget, r, r["per_update"]) for r in repeats) / 2 / 60, 2)
+        # from the fastest update of the fastest repeat to the slowest of the slowest
+        assert ranges[key] == [round(min(run_seconds(budget, r, r["per_update_range"][0]) for r in repeats) / 60, 2),
+                               round(max(run_seconds(budget, r, r["per_update_range"][1]) for r in repeats) / 60, 2)]
     # what regimes.py's plan and the report read back
     (tmp_path / "costs.json").write_text(json.dumps({"minutes_per_run": minutes, "minutes_range_per_run": ranges}))
     costs = regimes.read_costs(tmp_path / "costs.json")

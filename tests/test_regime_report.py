@@ -125,8 +125,8 @@ def test_the_recommendation_is_the_cheapest_head_within_the_band_by_each_regimes
     assert "**frozen, n100** on RTE: **stock**" in report["fragment"]
     # the chosen head's cost in both regimes: fine-tuned from the speed files, frozen from costs.json
     assert finetuned["ratios"] == {"finetuned": 1.6, "frozen": 3.0} and frozen["ratios"] == {"finetuned": 1.0, "frozen": 1.0}
-    assert "cost 1.60x the stock head's (training step on CPU, today's speed files); frozen it costs 3.00x" \
-        in report["fragment"]
+    assert ("cost 1.60x the stock head's (training step on CPU, today's speed files); frozen: 3.00x the stock "
+            "head's minutes per run (costs.json)") in report["fragment"]
 
 
 def test_frozen_costs_rank_two_heads_only_where_their_measured_spreads_do_not_overlap():
@@ -141,8 +141,11 @@ def test_frozen_costs_rank_two_heads_only_where_their_measured_spreads_do_not_ov
     found = regime_report.frozen_costs(costs, "n100", ["stock", "scalar-mix", "hire", "last4-mean"], ["RTE", "MRPC"])
     assert "last4-mean" not in found  # not measured on MRPC: no cost, never a guess
     assert found["hire"]["ratio"] == pytest.approx((6.0 / 2.0 + 3.0 / 1.0) / 2)
-    assert found["hire"]["ranges"]["RTE"] == pytest.approx([5.5 / 2.3, 6.6 / 1.8])
-    assert found["hire"]["ranges"]["MRPC"] == [3.0, 3.0]  # no spread measured: the point itself
+    assert found["hire"]["ranges"] == {"RTE": [5.5, 6.6], "MRPC": [3.0, 3.0]}  # MRPC: no spread measured
+    # a regime-wide measurement brings its own range, as its minutes
+    wide = {"minutes": {"frozen/n100/stock": 2.0, "frozen/n100/hire": 6.0},
+            "ranges": {"frozen/n100/stock": [1.9, 2.2], "frozen/n100/hire": [5.0, 7.0]}}
+    assert regime_report.frozen_costs(wide, "n100", ["hire"], ["RTE"])["hire"]["ranges"] == {"RTE": [5.0, 7.0]}
     assert costs_less(found["stock"], found["hire"]) and not costs_less(found["hire"], found["stock"])
     # 2.1 against 2.0 minutes, within each other's spread: a tie, whichever way
     assert not costs_less(found["stock"], found["scalar-mix"]) and not costs_less(found["scalar-mix"], found["stock"])
@@ -238,6 +241,10 @@ def test_a_damaged_costs_file_is_refused_in_one_line(tmp_path):
                                     "minutes_range_per_run": {"frozen/n100/hire": spread}}))
         with pytest.raises(regimes.PlanError, match=r"costs.json: minutes_range_per_run\['frozen/n100/hire'\] is "):
             regimes.read_costs(path)
+    path.write_text(json.dumps({"minutes_per_run": {"frozen/n100/hire": 2.0},  # a range of no measurement
+                                "minutes_range_per_run": {"frozen/n100/stock": [1.0, 2.0]}}))
+    with pytest.raises(regimes.PlanError, match=r"minutes_range_per_run\['frozen/n100/stock'\]"):
+        regimes.read_costs(path)
 
 
 def test_check_readme_compares_the_fragment_file_and_the_marked_section(study, monkeypatch, capsys):
