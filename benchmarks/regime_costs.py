@@ -60,6 +60,7 @@ from regimes import DEFAULT_TASKS, HEADS, REGIMES, RESULTS, TASKS, Point, compar
 from quality import DEFAULT_GLUE, WORK
 
 # importable once regimes has put the repository on sys.path
+from fairseq_hire.compare.runs import run_environment  # noqa: E402
 from fairseq_hire.workflow.finetune import SUBSET_FOLDER  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from glue_prep.subset import make_train_subset  # noqa: E402
@@ -67,14 +68,14 @@ from glue_prep.subset import make_train_subset  # noqa: E402
 TIMED_TRAIN = Path(__file__).with_name("timed_fairseq_train.py")
 TIMING_SIZE = "n1000"
 TIMING_SEED = 1
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ONE_THREAD = run_environment(1)  # what the study's runs get (regimes.py: Runner(threads=1))
 
 
 def timed_process(command: List[str], log: Path) -> float:
     """Run `command` alone at one thread, its output appended to `log`; its wall seconds."""
     start = time.perf_counter()
     with open(log, "a", encoding="utf-8") as out:
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ONE_THREAD})
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=ONE_THREAD)
     if code:
         raise RuntimeError(f"{shlex.join(command)} exited with {code}; see {log}")
     return time.perf_counter() - start
@@ -83,7 +84,7 @@ def timed_process(command: List[str], log: Path) -> float:
 def fairseq_train_command(finetune_command: List[str], extra: Sequence[str], log: Path) -> List[str]:
     """finetune.py's fairseq-train command for these flags (its --dry-run's last line)."""
     result = subprocess.run([*finetune_command, "--dry-run", *extra], capture_output=True, text=True,
-                            env={**os.environ, **ONE_THREAD})
+                            env=ONE_THREAD)
     with open(log, "a", encoding="utf-8") as out:
         out.write(result.stderr + result.stdout)
     if result.returncode:

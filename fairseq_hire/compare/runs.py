@@ -180,8 +180,7 @@ class Runner:
         work = comparison.work_dir / f"{head}-seed{seed}"
         logs = comparison.work_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
-               "PYTHONUNBUFFERED": "1"}
+        env = run_environment(self.threads)
         command = comparison.finetune_command(head, seed, work)
         self.log(f"run {name}" + (" (resuming)" if (work / "checkpoint_last.pt").exists() else ""))
         start = time.time()
@@ -214,6 +213,11 @@ class Runner:
         if not self.keep_checkpoints:
             shutil.rmtree(work, ignore_errors=True)
         return RunOutcome(head, seed, "done", f"{scores['metrics']}", time.time() - start)
+
+
+def run_environment(threads: int) -> Dict[str, str]:
+    """The environment a run's training and scoring processes get: `threads` torch threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
 def without_flag(flags: Sequence[str], name: str) -> List[str]:
