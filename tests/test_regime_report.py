@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import regime_report  # noqa: E402
+import regime_tables  # noqa: E402
 import regimes  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -95,7 +96,7 @@ def test_a_clear_gain_is_detected_and_noise_is_not(study):
     text = report["fragment"]
     assert "Where a head beats the stock head detectably:" in text and "RTE, fine-tuned, 100 rows: **hire** +" in text
     assert "No head beats" not in text
-    noise_only = regime_report.fragment([point(report, "frozen", "n100")], HEADS, [], {}, {})
+    noise_only = regime_tables.fragment([point(report, "frozen", "n100")], HEADS, [], {}, {})
     assert "**No head beats the stock head detectably** in the 2 comparisons of a head with the stock head that " \
         "have 5 seeds so far (at RTE frozen 100 rows)." in noise_only
     assert point(report, "finetuned", "n100")["summary"]["heads"]["stock"]["failed"] == 0
@@ -247,6 +248,25 @@ def test_a_damaged_costs_file_is_refused_in_one_line(tmp_path):
         regimes.read_costs(path)
 
 
+def test_the_readme_headline_states_the_verdict_and_each_regimes_recommendation_from_the_files(study):
+    report, _, _, tmp_path = study
+    text = report["headline"]
+    # the grid and how much of it is complete: 6 points of RTE, 2 with every head at 5 seeds
+    assert "(all-MiniLM-L6-v2 on RTE; training on 100 rows, 1,000 rows, the full set; fine-tuned and frozen; " \
+        "5 seeds per point): 2 of 6 points have every head at 5 seeds so far." in text
+    # the same verdict as the full section: the constructed gain, with its interval and detectable difference
+    gain = next(line for line in text.splitlines() if line.startswith("- RTE, fine-tuned, 100 rows: **hire** +"))
+    assert "95% CI +" in gain and "Welch p 0.0" in gain and "detectable" in gain and gain in report["fragment"]
+    assert ("Recommended head so far: fine-tuned, 100 rows (RTE): **hire**; frozen, 100 rows (RTE): **stock**. "
+            "No recommendation yet in the other 4 regimes.") in text
+    assert "[docs/RESULTS.md](docs/RESULTS.md#across-training-set-sizes-and-with-a-frozen-encoder)" in text
+    # nothing counted yet: no verdict, no recommendation, no number
+    young = [point(report, "frozen", "n1000")]
+    empty = regime_tables.headline(young, [], {"frozen-n1000": {"tasks": [], "in_progress": ["RTE"]}}, tmp_path)
+    assert "0 of 1 points" in empty and "no answer" in empty and "No regime has a recommendation yet." in empty
+    assert "±" not in empty and "**stock**" not in empty
+
+
 def test_check_readme_compares_the_fragment_file_and_the_marked_section(study, monkeypatch, capsys):
     _, results, todays, tmp_path = study
     monkeypatch.setattr(regimes, "RESULTS", results)
@@ -254,11 +274,24 @@ def test_check_readme_compares_the_fragment_file_and_the_marked_section(study, m
     monkeypatch.setattr(regime_report, "REPO", tmp_path)
     monkeypatch.setattr(regimes, "HEADS", HEADS)
     monkeypatch.setattr(regimes, "DEFAULT_TASKS", ["RTE"])
-    page = tmp_path / "README.md"
-    page.write_text("intro\n<!-- regimes:start -->\nstale section\n<!-- regimes:end -->\n")
+    page, results_page = tmp_path / "README.md", tmp_path / "docs" / "RESULTS.md"
+    page.write_text("intro\n<!-- regimes-headline:start -->\nstale headline\n<!-- regimes-headline:end -->\n")
+    results_page.parent.mkdir()
+    results_page.write_text("## Across\n<!-- regimes:start -->\nstale section\n<!-- regimes:end -->\nend\n")
     assert regime_report.main(["--check-readme"]) == 1  # no fragment file yet
-    assert regime_report.main([]) == 0 and page.read_text().count("stale section") == 1  # only the fragment file
-    assert regime_report.main(["--check-readme"]) == 1 and "README.md" in capsys.readouterr().out
-    assert regime_report.main(["--update-readme"]) == 0 and "stale section" not in page.read_text()
+    assert regime_report.main([]) == 0 and page.read_text().count("stale headline") == 1  # only the fragment file
+    assert regime_report.main(["--check-readme"]) == 1
+    assert "out of date: docs/RESULTS.md, README.md" in capsys.readouterr().out
+    assert regime_report.main(["--update-readme"]) == 0
+    assert "stale section" not in results_page.read_text() and "stale headline" not in page.read_text()
+    assert "Recommended head so far: fine-tuned, 100 rows (RTE): **hire**" in page.read_text()
+    assert "[learning curve](../regimes/RTE/learning_curve.png)" in results_page.read_text()  # linked from docs/
     assert regime_report.main(["--check-readme"]) == 0
+    page.write_text(page.read_text().replace("**hire**", "**stock**", 1))  # a headline edited by hand
+    assert regime_report.main(["--check-readme"]) == 1 and "out of date: README.md" in capsys.readouterr().out
     assert json.loads((results / "summary.json").read_text())["detected"][0]["head"] == "hire"
+
+
+def test_the_readme_holds_the_headline_and_docs_results_the_full_section():
+    assert regime_report.marker_pages() == {regime_report.FULL_SECTION: REPO / "docs" / "RESULTS.md",
+                                            regime_report.HEADLINE_SECTION: REPO / "README.md"}

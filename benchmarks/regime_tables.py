@@ -1,0 +1,203 @@
+"""The regimes study's generated text (benchmarks/regime_report.py computes, this renders): the
+section of docs/RESULTS.md (every point's table, HIRE's layer weights, the recommendation per
+regime) and the README's short headline of the same results."""
+import os
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import regimes as rg
+from fairseq_hire.compare.report import number
+
+REPO = Path(__file__).resolve().parents[1]
+MIN_SEEDS = rg.MIN_SEEDS
+LAYER_WEIGHT_HEADS = ("hire", "hire-no-fusion")
+REGIME_WORDS = {"finetuned": "fine-tuned", "frozen": "frozen"}
+COST_MEASURES = {"finetuned": "training step (today's speed files)", "frozen": "minutes per run (costs.json)"}
+RESULTS_PAGE = "docs/RESULTS.md"
+RESULTS_ANCHOR = "across-training-set-sizes-and-with-a-frozen-encoder"  # the section holding the full tables
+
+
+def size_label(size: str) -> str:
+    """A size of the grid in words: "1,000 rows", "the full set"."""
+    return f"{rg.SIZES[size]:,} rows" if rg.SIZES[size] else "the full set"
+
+
+def size_words(point: rg.Point) -> str:
+    if point.size != "full":
+        return f"{point.train_rows:,} rows"
+    capped = f"capped, of {rg.FULL_ROWS[point.task]:,}" if point.subset else "the full set"
+    return f"{point.train_rows:,} rows ({capped})"
+
+
+def counted(result: Dict, head: str) -> bool:
+    """The head, and the stock head, have MIN_SEEDS seeds at this point."""
+    return result["seeds"].get(head, 0) >= MIN_SEEDS and result["seeds"].get("stock", 0) >= MIN_SEEDS
+
+
+def in_progress(result: Dict, head: str) -> str:
+    return f"in progress ({min(result['seeds'].get(head, 0), MIN_SEEDS)} of {MIN_SEEDS} seeds)"
+
+
+def cell(result: Dict, head: str) -> str:
+    if not counted(result, head):
+        return in_progress(result, head if result["seeds"].get(head, 0) < MIN_SEEDS else "stock")
+    data = result["summary"]["heads"][head]
+    text = f"{data['mean']:.1f} ± {number(data['sd'])}" + (f", {data['failed']} failed" if data["failed"] else "")
+    versus = data.get("vs_reference")
+    if versus:
+        text += (f"; {versus['difference']:+.1f} [{versus['bootstrap_low']:+.1f}, {versus['bootstrap_high']:+.1f}], "
+                 f"band {number(versus['detectable'])}")
+        text = f"**{text}**" if versus["detected"] else text
+    return text
+
+
+def link(path: Path, page_dir: Path) -> str:
+    """`path` (absolute, or relative to the repository) as a link from a page in `page_dir`."""
+    return os.path.relpath(REPO / path, page_dir)
+
+
+def task_table(task: str, results: Sequence[Dict], heads: Sequence[str], curve: Path, page_dir: Path) -> List[str]:
+    summary = next((r["summary"] for r in results if r["summary"]), None)
+    about = (f" ({summary['dev_examples']} dev examples; {summary['metric']}; best constant prediction "
+             f"{summary['constant_score']:.1f})" if summary else "")
+    lines = [f"**{task}**{about}: [learning curve]({link(curve, page_dir)})", "",
+             "| regime | training rows | " + " | ".join(heads) + " | full report |",
+             "|---|---|" + "---|" * (len(heads) + 1)]
+    for r in results:
+        report_link = f"[report.md]({link(Path(r['folder']) / 'report.md', page_dir)})" if r["summary"] else "-"
+        lines.append(f"| {REGIME_WORDS[r['regime']]} | {size_words(rg.Point(r['task'], r['regime'], r['size']))} | "
+                     + " | ".join(cell(r, h) for h in heads) + f" | {report_link} |")
+    return lines
+
+
+def layer_weight_lines(results: Sequence[Dict]) -> List[str]:
+    lines = ["| task | training rows | " + " | ".join(f"{h}, {REGIME_WORDS[g]}" for h in LAYER_WEIGHT_HEADS
+                                                   for g in rg.REGIMES) + " |",
+             "|---|---|" + "---|" * (len(LAYER_WEIGHT_HEADS) * len(rg.REGIMES))]
+    by_key = {(r["task"], r["size"], r["regime"]): r for r in results}
+    for task, size in dict.fromkeys((r["task"], r["size"]) for r in results):
+        cells = []
+        for head in LAYER_WEIGHT_HEADS:
+            for regime in rg.REGIMES:
+                r = by_key.get((task, size, regime))
+                if r is None or head not in r["seeds"]:
+                    cells.append("-")
+                elif not counted(r, head):
+                    cells.append(in_progress(r, head))
+                else:
+                    weights = r["summary"]["heads"][head]["layer_weights"]
+                    cells.append("fixed (no per-example weights)" if weights is None else
+                                 f"{weights['tv_from_mean_mean']:.3f}" + (" (input-dependent)" if weights["dynamic"] else ""))
+        point = rg.Point(task, rg.REGIMES[0], size)
+        lines.append(f"| {task} | {size_words(point)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def input_dependence(results: Sequence[Dict]) -> str:
+    """Does HIRE's extractor become input-dependent with the encoder frozen? Counted over the
+    points where HIRE has MIN_SEEDS seeds."""
+    parts = []
+    for regime in rg.REGIMES:
+        weights = [r["summary"]["heads"]["hire"]["layer_weights"] for r in results
+                   if r["regime"] == regime and "hire" in r["seeds"] and counted(r, "hire")]
+        dynamic = sum(bool(w and w["dynamic"]) for w in weights)
+        parts.append(f"{REGIME_WORDS[regime]}: at {dynamic} of {len(weights)} points" if weights
+                     else f"{REGIME_WORDS[regime]}: no point with {MIN_SEEDS} seeds yet")
+    return "HIRE's weights are input-dependent (0.05 or more) " + "; ".join(parts) + "."
+
+
+def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
+    regime, size = name.split("-", 1)
+    words = f"**{REGIME_WORDS[regime]}, {size}**"
+    waiting = f" (in progress: {', '.join(entry['in_progress'])})" if entry["in_progress"] else ""
+    if not entry["tasks"]:
+        return f"- {words}: no recommendation yet: no task has every head at {MIN_SEEDS} seeds{waiting}."
+    unpriced = (f"; no measured cost of {', '.join(entry['unpriced'])}, so not recommended" if entry["unpriced"] else "")
+    best = ", ".join(f"{t} {h}" for t, h in entry["best"].items())
+    if entry["head"] is None:
+        return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: within the band of the best head ({best}): "
+                f"{', '.join(entry['within_band'])}{unpriced}; no recommendation.")
+    tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
+    other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's {COST_MEASURES[name]}"
+                  for name, ratio in entry.get("ratios", {}).items() if name != regime), "")
+    return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: **{entry['head']}**, the cheapest head within the "
+            f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
+            f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{unpriced}.")
+
+
+def verdict_lines(results: Sequence[Dict], detected: List[Dict]) -> List[str]:
+    """Where a head beats (or loses to) the stock head detectably, or that none does, over the
+    comparisons with MIN_SEEDS seeds so far."""
+    counted_pairs = sum(counted(r, h) for r in results for h in r["seeds"] if h != "stock")
+    reported = [f"{r['task']} {REGIME_WORDS[r['regime']]} {r['train_rows']:,} rows" for r in results
+                if any(counted(r, h) for h in r["seeds"] if h != "stock")]
+    gains = [d for d in detected if d["difference"] > 0]
+    losses = [d for d in detected if d["difference"] < 0]
+
+    def listed(items):
+        return [f"- {d['task']}, {REGIME_WORDS[d['regime']]}, {d['train_rows']:,} rows: **{d['head']}** "
+                f"{d['difference']:+.1f} (95% CI {d['bootstrap_low']:+.1f} to {d['bootstrap_high']:+.1f}; Welch p "
+                f"{d['welch_p']:.3f}; detectable {number(d['detectable'])})" for d in items]
+
+    lines = []
+    if gains:
+        lines += ["Where a head beats the stock head detectably:", "", *listed(gains), ""]
+    elif counted_pairs:
+        lines += [f"**No head beats the stock head detectably** in the {counted_pairs} comparisons of a head with the "
+                  f"stock head that have {MIN_SEEDS} seeds so far (at {', '.join(reported)}).", ""]
+    else:
+        lines += [f"No point has {MIN_SEEDS} seeds of a head and the stock head yet: no answer.", ""]
+    if losses:
+        lines += ["Where a head is detectably worse than the stock head:", "", *listed(losses), ""]
+    return lines
+
+
+def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict], recommended: Dict,
+             costs: Dict, folder: Path = rg.RESULTS, page_dir: Path = REPO) -> str:
+    """The section of docs/RESULTS.md: the verdict, every point's table, the layer weights and the
+    recommendation per regime."""
+    lines = [f"Generated by `python benchmarks/regime_report.py` from the run files of `benchmarks/results/regimes/` "
+             "(the fine-tuned full-set points of today's tasks are today's comparison, `benchmarks/results/compare/`, "
+             f"the same recipe). A head counts at a point once it and the stock head have {MIN_SEEDS} seeds; "
+             "\"detected\" needs Welch p < 0.05 over seeds and a 95% paired bootstrap interval excluding 0.", ""]
+    lines += verdict_lines(results, detected)
+    lines += ["Each cell: mean ± sd over seeds; against the stock head the difference [95% bootstrap CI] and the "
+              "smallest difference the seeds could detect (band, 80% power); bold: detected.", ""]
+    for task in dict.fromkeys(r["task"] for r in results):
+        lines += task_table(task, [r for r in results if r["task"] == task], heads,
+                            folder / task / "learning_curve.png", page_dir) + [""]
+    lines += ["HIRE's per-example layer weights: mean total-variation distance of an example's weights from the mean "
+              "weights (input-dependent at 0.05 or more):", "", *layer_weight_lines(results), "",
+              input_dependence(results), "",
+              "Recommendation per regime:", ""]
+    sources = {"finetuned": "training step on CPU, today's speed files",
+               "frozen": ("minutes per frozen run, mean over the tasks, from costs.json (benchmarks/regime_costs.py)"
+                          if costs.get("minutes") else "no costs.json")}
+    lines += [recommendation_line(name, entry, sources[name.split("-")[0]]) for name, entry in recommended.items()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, page_dir: Path = REPO) -> str:
+    """The README's short account of the study: its grid and progress, the verdict, and the head
+    recommended in each regime that has one, linking to the full section of docs/RESULTS.md."""
+    tasks = list(dict.fromkeys(r["task"] for r in results))
+    sizes = list(dict.fromkeys(r["size"] for r in results))
+    capped = "".join(f"; {task}'s full set capped at {rows:,} rows"
+                     for task, rows in dict.fromkeys((r["task"], r["train_rows"]) for r in results if r["capped"]))
+    complete = sum(r["complete"] for r in results)
+    lines = [f"**Across training-set sizes and with a frozen encoder** (all-MiniLM-L6-v2 on {', '.join(tasks)}; "
+             f"training on {', '.join(size_label(s) for s in sizes)}{capped}; fine-tuned and frozen; "
+             f"{MIN_SEEDS} seeds per point): {complete} of {len(results)} points have every head at {MIN_SEEDS} seeds so far.",
+             ""]
+    lines += verdict_lines(results, detected)
+    chosen = [f"{REGIME_WORDS[name.split('-')[0]]}, {size_label(name.split('-', 1)[1])} "
+              f"({', '.join(entry['tasks'])}): **{entry['head']}**"
+              for name, entry in recommended.items() if entry.get("head")]
+    open_regimes = sum(not entry.get("head") for entry in recommended.values())
+    recommendation = ("Recommended head so far: " + "; ".join(chosen) + "." if chosen
+                      else "No regime has a recommendation yet.")
+    if chosen and open_regimes:
+        recommendation += f" No recommendation yet in the other {open_regimes} regimes."
+    full = f"{os.path.relpath(REPO / RESULTS_PAGE, page_dir)}#{RESULTS_ANCHOR}"
+    lines += [recommendation + f" Every point, the learning curves, HIRE's layer weights and the costs: [{RESULTS_PAGE}]({full})."]
+    return "\n".join(lines).rstrip() + "\n"
