@@ -78,6 +78,13 @@ def choose_rows(classes: Optional[np.ndarray], total: int, size: int, seed: int)
     return np.sort(np.concatenate(chosen))
 
 
+def check_train_size(data_bin: Path, size) -> None:
+    """Refuse (GlueFormatError) a size make_train_subset would refuse, drawing and writing nothing."""
+    data_bin = Path(data_bin)
+    full = _TrainSplit(data_bin, read_metadata(data_bin))
+    _check_size(data_bin, size, full.rows, None if full.regression else len(np.unique(full.classes())))
+
+
 def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> SubsetInfo:
     """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed`.
     Raises GlueFormatError (one line: the folder and what was expected) for bad arguments."""

@@ -88,3 +88,38 @@ def test_a_run_file_states_its_budget_and_its_rows(rte_bin, tmp_path):
     info = make_train_subset(rte_bin, 20, 2, tmp_path / SUBSET_FOLDER)
     record = subset_record(tmp_path)
     assert record["size"] == 20 and record["seed"] == 2 and record["rows_sha256"] == info.record["rows_sha256"]
+
+
+def test_a_layer_cache_without_a_frozen_encoder_is_refused_before_anything_runs(rte_bin, tiny_pretrained, tmp_path,
+                                                                                 capsys):
+    for run in (["--dry-run"], []):
+        save = tmp_path / f"save{len(run)}"
+        assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(save), "--device", "cpu",
+                     "--layer-cache", str(tmp_path / "cache"), *run]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("finetune: error: --layer-cache") and "--freeze-encoder" in error
+        assert "\n" not in error and not save.exists() and not (tmp_path / "cache").exists()
+    _, command = planned(rte_bin, tiny_pretrained, tmp_path / "save", "--freeze-encoder", "--layer-cache", "c")
+    assert flag(command, "--layer-cache") == "c" and command.count("--layer-cache") == 1
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--train-size", "0"], "--train-size: '0': expected a positive integer"),
+    (["--train-size", "2.5"], "--train-size: '2.5': expected a positive integer"),
+    (["--train-size", "161"], "a training subset of 161 rows: expected an integer from 2"),
+    (["--layer-cache", "c"], "--layer-cache c: .*expected --freeze-encoder"),
+    (["--baseline", "--freeze-encoder"], "not allowed with argument --head"),
+])
+def test_the_comparison_refuses_bad_regime_flags_once_before_any_run(rte_bin, tiny_pretrained, tmp_path, capsys,
+                                                                      flags, expected):
+    """Not one failing run per head and seed: one line, and no run claimed or started."""
+    import re
+
+    from fairseq_hire.compare.__main__ import main as compare
+
+    out = tmp_path / "out"
+    assert compare(["RTE", str(rte_bin), str(tiny_pretrained), str(out), "--heads", "stock", "hire",
+                    "--seeds", "1-2", "--device", "cpu", *flags]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("compare: error:") and "\n" not in error and re.search(expected, error), error
+    assert not (out / "work").exists() and not list(out.rglob("*.lock"))

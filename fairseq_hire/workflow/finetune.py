@@ -125,7 +125,36 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
+def check_options(args) -> None:
+    """Refuse options that cannot train together, before anything is written or run (the
+    comparison checks its flags with this once, before its first run)."""
+    if args.baseline and args.freeze_encoder:
+        raise ValueError("--freeze-encoder is an option of the plugin's roberta_hire model; fairseq's stock "
+                         "roberta (--baseline) has none: use --head stock for the stock head with a frozen encoder")
+    if args.layer_cache and not args.freeze_encoder:
+        raise ValueError(f"--layer-cache {args.layer_cache}: the cache holds a frozen encoder's layer outputs; "
+                         "expected --freeze-encoder with it")
+    if args.train_size and Path(args.data).exists():  # a dry run may plan before the data is binarised
+        from glue_prep.subset import check_train_size
+
+        check_train_size(Path(args.data), args.train_size)
+
+
+def parse_arguments(argv):
+    """finetune.py's options (checked) and the fairseq-train flags it passes on; a bad option is
+    a ValueError in one line instead of argparse's exit (the comparison parses its flags so)."""
+    parser = build_parser()
+    parser.exit_on_error = False
+    try:
+        args, passthrough = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        raise ValueError(f"finetune.py {error}") from None
+    check_options(args)
+    return args, passthrough
+
+
 def build_command(args, passthrough) -> list:
+    check_options(args)
     data = Path(args.data)
     task_recipe = recipe(args.task, data)
     model = "baseline" if args.baseline else "hire"
@@ -138,9 +167,6 @@ def build_command(args, passthrough) -> list:
     if args.head:
         head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
     size = args.size or ("large" if layers >= 24 else "base")
-    if args.baseline and args.freeze_encoder:
-        raise ValueError("--freeze-encoder is an option of the plugin's roberta_hire model; fairseq's stock "
-                         "roberta (--baseline) has none: use --head stock for the stock head with a frozen encoder")
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
@@ -159,6 +185,7 @@ def build_command(args, passthrough) -> list:
         "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
         *(head_options(args.head).flags() if args.head else []),
         *(["--freeze-encoder"] if args.freeze_encoder else []),
+        *(["--layer-cache", args.layer_cache] if args.layer_cache else []),
         "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
@@ -253,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="train the head alone: the encoder runs without dropout and is never updated "
                              "(add --layer-cache DIR to compute its layer outputs once per encoder and data)")
+    parser.add_argument("--layer-cache", metavar="DIR",
+                        help="with --freeze-encoder: read the encoder's layer outputs from a cache in DIR, "
+                             "computed once per encoder and data set (fairseq_hire/models/layer_cache.py)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="gpu uses fp16 as fairseq's recipe does; cpu adds --cpu")
     parser.add_argument("--dry-run", action="store_true", help="print the fairseq-train command only")
