@@ -191,6 +191,35 @@ def test_a_damaged_entry_is_refused(damage, file, rte_bin, tiny_pretrained, tmp_
     assert calls == []  # neither used nor silently rebuilt
 
 
+def overwrite_states(entry):
+    """Other values in place: the file keeps its size and header."""
+    states = np.load(entry / "states.npy", mmap_mode="r+")
+    states[1:] = states[:-1].copy()
+    states.flush()
+
+
+def shift_offsets(entry):
+    """Rows that start one token late: still increasing offsets over the same tokens."""
+    with np.load(entry / "index.npz") as index:
+        arrays = dict(index)
+    arrays["offsets"][1:-1] += 1
+    with open(entry / "index.npz", "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("damage", [overwrite_states, shift_offsets])
+def test_states_that_are_not_the_ones_written_are_refused(damage, rte_bin, tiny_pretrained, tmp_path):
+    frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache").model.layer_cache.update()
+    for entry in entries(tmp_path / "cache"):
+        damage(entry)
+    trainer = frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache")
+    calls = count_encoder_calls(trainer.model)
+    with pytest.raises(LayerCacheError, match="layer cache .*states.npy: the states of row .* do not match their "
+                                              "checksum .*delete the folder .* to rebuild it"):
+        trainer.model(**first_batch(trainer)["net_input"], classification_head_name=HEAD)
+    assert calls == []
+
+
 def test_two_processes_filling_the_same_cache_build_it_once(rte_bin, tiny_pretrained, tmp_path):
     cache = tmp_path / "cache"
     go = tmp_path / "go"

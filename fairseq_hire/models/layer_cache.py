@@ -31,8 +31,10 @@ are left out (fairseq cannot run them either); a batch with a row not in the cac
 hub, a split the task never loaded) runs the encoder, exactly as without the cache.
 
 A damaged entry (missing or truncated file, metadata that does not match the arrays or the
-encoder) is refused with an error naming it and saying to delete it; it is never used, nor
-silently rebuilt. Bit flips inside ``states.npy`` are not detected (no checksum is read).
+encoder, a row whose states no longer match the checksum written with them) is refused with an
+error naming it and saying to delete it; it is never used, nor silently rebuilt. Each row's
+checksum is checked the first time a process reads the row (so a run pays for the rows it
+reads, once), before its states reach a batch.
 
 Memory and disk. ``states.npy`` holds tokens x (L + 1) x C float32 values and is memory-
 mapped read-only: a lookup reads the batch's rows from it, one gather per batch, and the
@@ -60,9 +62,11 @@ from glue_prep.atomic import remove_stale, temporary_name, write_atomically
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: index.npz holds each row's checksum
 STATES_FILE = "states.npy"  # tokens x (L + 1) x C float32, each row's tokens consecutive
-INDEX_FILE = "index.npz"  # digests: N x DIGEST_BYTES uint8; offsets: N + 1 int64 into states
+# digests: N x DIGEST_BYTES uint8; offsets: N + 1 int64 into states; checksums: N x DIGEST_BYTES
+# uint8, a digest of each row's states as written
+INDEX_FILE = "index.npz"
 META_FILE = "meta.json"
 DIGEST_BYTES = 16
 BUILD_BATCH_TOKENS = 8192  # padded tokens per encoder batch while building
@@ -77,6 +81,11 @@ def row_digest(tokens: torch.Tensor) -> bytes:
     """The key of one example: a digest of its real tokens (1-D, no padding)."""
     data = tokens.detach().to("cpu", torch.int64).contiguous().numpy().tobytes()
     return hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+
+
+def states_checksum(states: np.ndarray) -> bytes:
+    """The checksum of one row's states (its tokens x (L + 1) x C float32 values)."""
+    return hashlib.blake2b(np.ascontiguousarray(states), digest_size=DIGEST_BYTES).digest()
 
 
 def encoder_fingerprint(sentence_encoder: torch.nn.Module) -> str:
@@ -107,6 +116,20 @@ class Entry:
     states: np.ndarray  # memory-mapped, tokens x (L + 1) x C float32
     digests: np.ndarray  # N x DIGEST_BYTES uint8
     offsets: np.ndarray  # N + 1 int64
+    checksums: np.ndarray  # N x DIGEST_BYTES uint8
+
+    def __post_init__(self):
+        self.checked = np.zeros(len(self.digests), dtype=bool)  # rows this process found intact
+
+    def check(self, starts: np.ndarray) -> None:
+        """Refuse the entry if a row (given by its first token's position) does not match its checksum."""
+        rows = np.searchsorted(self.offsets, starts)
+        for row in np.unique(rows[~self.checked[rows]]).tolist():
+            if states_checksum(self.states[self.offsets[row]:self.offsets[row + 1]]) != self.checksums[row].tobytes():
+                raise LayerCacheError(f"layer cache {self.path / STATES_FILE}: the states of row {row} do not match "
+                                      f"their checksum in {INDEX_FILE}; the entry is damaged: delete the folder "
+                                      f"{self.path} to rebuild it")
+            self.checked[row] = True
 
 
 def open_entry(path: Path, fingerprint: str, num_states: int, embed_dim: int) -> Entry:
@@ -124,13 +147,16 @@ def open_entry(path: Path, fingerprint: str, num_states: int, embed_dim: int) ->
         refuse(META_FILE, f"expected {expected}, found {meta!r}"[:500])
     try:
         with np.load(path / INDEX_FILE, allow_pickle=False) as index:
-            digests, offsets = index["digests"], index["offsets"]
+            digests, offsets, checksums = index["digests"], index["offsets"], index["checksums"]
         states = np.load(path / STATES_FILE, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError, EOFError) as error:
         refuse(f"{INDEX_FILE} or {STATES_FILE}", f"unreadable ({error})")
     rows = meta.get("rows")
     if digests.dtype != np.uint8 or digests.shape != (rows, DIGEST_BYTES):
         refuse(INDEX_FILE, f"digests of shape {digests.shape} ({digests.dtype}), expected ({rows}, {DIGEST_BYTES}) uint8")
+    if checksums.dtype != np.uint8 or checksums.shape != (rows, DIGEST_BYTES):
+        refuse(INDEX_FILE, f"checksums of shape {checksums.shape} ({checksums.dtype}), expected ({rows}, "
+                           f"{DIGEST_BYTES}) uint8")
     if (offsets.dtype != np.int64 or offsets.shape != (rows + 1,) or offsets[0] != 0
             or np.any(np.diff(offsets) <= 0)):
         refuse(INDEX_FILE, f"offsets are not {rows + 1} increasing positions from 0")
@@ -140,7 +166,7 @@ def open_entry(path: Path, fingerprint: str, num_states: int, embed_dim: int) ->
     size = (path / STATES_FILE).stat().st_size
     if size != states.offset + states.nbytes:
         refuse(STATES_FILE, f"{size} bytes, expected {states.offset + states.nbytes}")
-    return Entry(path, states, digests, offsets)
+    return Entry(path, states, digests, offsets, checksums)
 
 
 class LayerCache:
@@ -228,8 +254,10 @@ class LayerCache:
         sources = np.array([start for _, start, _ in places], dtype=np.int64)
         for number in np.unique(entry_of):
             rows = np.flatnonzero(entry_of == number)
+            entry = self.entries[number]
+            entry.check(sources[rows])
             out[token_positions(row_starts[rows], lengths[rows])] = \
-                self.entries[number].states[token_positions(sources[rows], lengths[rows])]
+                entry.states[token_positions(sources[rows], lengths[rows])]
         return torch.from_numpy(out)
 
     # ------------------------------------------------------------------ building
@@ -274,6 +302,7 @@ class LayerCache:
         building.mkdir()
         try:
             states = np.lib.format.open_memmap(building / STATES_FILE, mode="w+", dtype=np.float32, shape=shape)
+            checksums = np.zeros((len(digests), DIGEST_BYTES), dtype=np.uint8)
             device = self.sentence_encoder.embed_tokens.weight.device
             for batch in length_batches(lengths, BUILD_BATCH_TOKENS):
                 tokens = torch.full((len(batch), int(lengths[batch[-1]])), self.padding_idx, dtype=torch.long)
@@ -283,14 +312,18 @@ class LayerCache:
                     hidden = torch.stack(encode(self.sentence_encoder, tokens.to(device)), dim=2)  # T x B x (L+1) x C
                 real = tokens.ne(self.padding_idx).to(device)
                 start, end = offsets[batch[0]], offsets[batch[-1] + 1]
-                states[start:end] = hidden.transpose(0, 1)[real].float().cpu().numpy()
+                block = hidden.transpose(0, 1)[real].float().cpu().numpy()
+                states[start:end] = block
+                for row in batch:
+                    row_states = block[offsets[row] - start:offsets[row + 1] - start]
+                    checksums[row] = np.frombuffer(states_checksum(row_states), dtype=np.uint8)
             states.flush()
             del states
             with open(building / STATES_FILE, "rb+") as f:
                 os.fsync(f.fileno())
             with open(building / INDEX_FILE, "wb") as f:
                 np.savez(f, digests=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, DIGEST_BYTES),
-                         offsets=offsets)
+                         offsets=offsets, checksums=checksums)
                 f.flush()
                 os.fsync(f.fileno())
             meta = {"format": FORMAT_VERSION, "fingerprint": self.fingerprint, "states": self.num_states,
