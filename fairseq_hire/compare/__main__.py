@@ -23,7 +23,7 @@ from ..checkpoints.errors import CheckpointError
 from ..workflow.finetune import encoder_layers, parse_arguments
 from ..modules.options import HEADS, head_name, head_options
 from .report import ReportError, markdown, write_report
-from .runs import FINETUNE, Comparison, Runner, check_recipe, run_all
+from .runs import Comparison, Runner, check_recipe, run_all
 
 DEFAULT_HEADS = ["stock", "hire", "hire-no-fusion", "scalar-mix", "last4-mean"]
 
@@ -70,8 +70,7 @@ def main(argv=None) -> int:
             read_metadata(args.data, missing_ok=True)  # a damaged record: refused once, not by every run
             check_recipe(comparison)
             # the flags every run gets, refused once here rather than by each run in turn
-            first_run = comparison.finetune_command(args.heads[0], args.seeds[0], comparison.work_dir)
-            parse_arguments(first_run[len(FINETUNE):])
+            parse_arguments(comparison.finetune_arguments(args.heads[0], args.seeds[0], comparison.work_dir))
             layers = encoder_layers(architecture_flags(args.pretrained))
             for head in args.heads:  # a last-k head longer than the encoder: refused before any run
                 head_options(head).scored_layers(layers)

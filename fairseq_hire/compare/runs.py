@@ -116,10 +116,14 @@ class Comparison:
                 "pretrained": str(Path(self.pretrained).resolve()),
                 "train_flags": without_flag(self.train_flags, LAYER_CACHE_FLAG), "device": self.training_device}
 
-    def finetune_command(self, head: str, seed: int, save_dir: Path) -> List[str]:
-        return [*FINETUNE, self.task, str(self.data), str(self.pretrained), str(save_dir),
+    def finetune_arguments(self, head: str, seed: int, save_dir: Path) -> List[str]:
+        """finetune.py's arguments for one run."""
+        return [self.task, str(self.data), str(self.pretrained), str(save_dir),
                 "--head", head, "--seed", str(seed), "--device", self.training_device,
                 *self.train_flags, *LOG_FLAGS]
+
+    def finetune_command(self, head: str, seed: int, save_dir: Path) -> List[str]:
+        return [*FINETUNE, *self.finetune_arguments(head, seed, save_dir)]
 
     def evaluate_command(self, save_dir: Path, scores_file: Path) -> List[str]:
         return [*EVALUATE, str(save_dir), str(self.data), "--per-example", "--out", str(scores_file)]
