@@ -12,7 +12,8 @@ fairseq-train as is (e.g. --hire-gru-dim 96, --log-interval 10).
 For the regime study (issue 28): ``--train-size N`` trains on a seeded, stratified sample of N
 training rows (``glue_prep.subset``; the rows follow --seed, so every head of a seed gets the
 same ones) for a budget in epochs over those rows, lengthened to at least MIN_SUBSET_UPDATES
-updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-encoder``).
+updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-encoder``), and
+``--layer-cache DIR``, refused without it, reads the frozen encoder's layer outputs from a cache.
 
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
