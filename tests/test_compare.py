@@ -85,6 +85,21 @@ def test_runs_of_another_recipe_are_not_compared():
 
 
 @pytest.mark.unit
+def test_runs_trained_for_another_budget_are_not_compared():
+    """Same flags, another budget (e.g. a --train-size run lengthened by another version's rule):
+    refused; a run that states no budget (an older run file) is compared on its recipe alone."""
+    budget = {"lr": "0.001", "batch_size": "16", "max_update": "252", "max_epoch": "36", "warmup_updates": "15"}
+    run = {"recipe": {"train_flags": ["--train-size", "100"]}, "targets": [0, 1], "seed": 1, "schedule": budget,
+           "file": "a.json"}
+    longer = {**run, "schedule": {**budget, "max_update": "300"}, "file": "b.json", "seed": 2}
+    with pytest.raises(ReportError, match=r"b.json trained for .*'max_update': '300'.*a.json for .*heads must share one budget"):
+        check_comparable([run, longer])
+    with pytest.raises(ReportError, match="share one budget"):
+        check_comparable([{**run, "schedule": None, "file": "old.json"}, run, longer])
+    check_comparable([run, {**run, "file": "b.json", "seed": 2}, {**run, "schedule": None, "file": "old.json"}])
+
+
+@pytest.mark.unit
 def test_the_device_is_resolved_once_recorded_in_the_recipe_and_trained_on(tmp_path, monkeypatch):
     """fp16 on a GPU and fp32 on the CPU are two recipes: auto is resolved when the comparison
     starts, the run is trained on that device and its file names it; a GPU run is then refused

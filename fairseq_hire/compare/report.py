@@ -48,8 +48,11 @@ def load_runs(runs_dir: Path) -> List[Dict]:
 
 def check_comparable(runs: List[Dict]) -> None:
     """Every run: the same task, encoder, data and training flags, and the same dev targets;
-    the runs of one seed trained on a training subset (--train-size): the same rows."""
+    every run that states its budget (`schedule`, the fairseq-train flags it trained with): the
+    same budget, which the flags alone do not fix once --train-size lengthens it; the runs of one
+    seed trained on a training subset (--train-size): the same rows."""
     first = runs[0]
+    budgeted = next((run for run in runs if run.get("schedule")), None)
     rows_of_seed = {}
     for run in runs[1:]:
         if run["recipe"] != first["recipe"]:
@@ -57,6 +60,10 @@ def check_comparable(runs: List[Dict]) -> None:
                               f"{first['recipe']}: heads must share one recipe")
         if run["targets"] != first["targets"]:
             raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
+    for run in runs:
+        if run.get("schedule") and run["schedule"] != budgeted["schedule"]:
+            raise ReportError(f"{run['file']} trained for {run['schedule']}, {budgeted['file']} for "
+                              f"{budgeted['schedule']}: heads must share one budget")
     for run in runs:
         rows = (run.get("train_subset") or {}).get("rows_sha256")
         same_seed = rows_of_seed.setdefault(run["seed"], run)
