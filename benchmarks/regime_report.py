@@ -47,6 +47,7 @@ from report import costs_less, replace_section, step_costs, within_band  # noqa:
 
 FULL_SECTION, HEADLINE_SECTION = "regimes", "regimes-headline"  # marker names
 PAGES = ("README.md", "docs/RESULTS.md")  # where the markers may be placed
+DEFAULT_PAGES = {FULL_SECTION: "docs/RESULTS.md", HEADLINE_SECTION: "README.md"}  # links are made as if there
 
 
 def check_subset(point: rg.Point, runs: Sequence[Dict]) -> None:
@@ -121,16 +122,25 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
             here = [r for r in results if r["regime"] == regime and r["size"] == size]
             if not here:
                 continue
-            tasks = {r["task"]: r["summary"] for r in here if r["complete"]}
-            waiting = [r["task"] for r in here if not r["complete"]]
-            entry = {"tasks": list(tasks), "in_progress": waiting}
+            complete = {r["task"]: r["summary"] for r in here if r["complete"]}
+            # where no head beats the best constant prediction, no head learned: the ranking there is noise
+            at_chance = [t for t, s in complete.items() if max(s["heads"][h]["mean"] for h in heads) <= s["constant_score"]]
+            tasks = {t: s for t, s in complete.items() if t not in at_chance}
+            entry = {"tasks": list(complete), "in_progress": [r["task"] for r in here if not r["complete"]]}
+            if complete:
+                entry.update(at_chance=at_chance, head=None)
             if tasks:
-                frozen = frozen_costs(costs, size, heads, list(tasks))
-                entry.update(choose_head(tasks, finetuned if regime == "finetuned" else frozen, heads))
+                def priced(names):
+                    return finetuned if regime == "finetuned" else frozen_costs(costs, size, heads, names)
+
+                entry.update(choose_head(tasks, priced(list(tasks)), heads))
+                if not entry["within_band"] and len(tasks) > 1:  # the tasks disagree: each task's own choice
+                    entry["per_task"] = {t: choose_head({t: s}, priced([t]), heads)["head"] for t, s in tasks.items()}
                 # what the chosen head costs in the other regime too (issue 28: "frozen and fine-tuned")
-                entry["ratios"] = {name: priced[entry["head"]]["ratio"]
-                                   for name, priced in (("finetuned", finetuned), ("frozen", frozen))
-                                   if entry["head"] in priced}
+                entry["ratios"] = {name: costed[entry["head"]]["ratio"]
+                                   for name, costed in (("finetuned", finetuned),
+                                                        ("frozen", frozen_costs(costs, size, heads, list(tasks))))
+                                   if entry["head"] in costed}
             out[f"{regime}-{size}"] = entry
     return out
 
@@ -181,10 +191,11 @@ def study_tasks(results: Path) -> List[str]:
 
 
 def build(results: Optional[Path] = None, todays_study: Optional[Path] = None, heads: Optional[Sequence[str]] = None,
-          tasks: Optional[Sequence[str]] = None, finetuned_costs: Optional[Dict] = None, page_dir: Path = REPO,
-          headline_dir: Path = REPO, write: bool = True) -> Dict:
-    """Every point's statistics, the plots (with `write`), the summary, the full section (its links
-    from a page in `page_dir`) and the headline (links from `headline_dir`)."""
+          tasks: Optional[Sequence[str]] = None, finetuned_costs: Optional[Dict] = None,
+          pages: Optional[Dict[str, Path]] = None, write: bool = True) -> Dict:
+    """Every point's statistics, the plots (with `write`), the summary, the full section and the
+    headline, their links made from the pages that hold them (`pages`: marker -> page)."""
+    pages = {**{m: REPO / p for m, p in DEFAULT_PAGES.items()}, **(pages or {})}
     results = rg.RESULTS if results is None else results
     todays_study = rg.TODAYS_STUDY if todays_study is None else todays_study
     heads = rg.HEADS if heads is None else heads
@@ -199,8 +210,8 @@ def build(results: Optional[Path] = None, todays_study: Optional[Path] = None, h
     recommended = recommendations(found, finetuned, costs, heads)
     return {"min_seeds": MIN_SEEDS, "points": found, "detected": detected, "recommendations": recommended,
             "frozen_costs_measured": costs.get("measured") or rg.NOT_MEASURED,
-            "fragment": fragment(found, heads, detected, recommended, costs, results, page_dir),
-            "headline": headline(found, detected, recommended, headline_dir)}
+            "fragment": fragment(found, heads, detected, recommended, costs, results, pages[FULL_SECTION].parent),
+            "headline": headline(found, detected, recommended, pages[HEADLINE_SECTION], pages[FULL_SECTION])}
 
 
 def marker_pages() -> Dict[str, Path]:
@@ -232,8 +243,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     pages = marker_pages()
     try:
-        report = build(page_dir=pages.get(FULL_SECTION, REPO / PAGES[0]).parent,
-                       headline_dir=pages.get(HEADLINE_SECTION, REPO / PAGES[0]).parent, write=not args.check_readme)
+        report = build(pages=pages, write=not args.check_readme)
     except ValueError as error:  # ReportError, a damaged costs.json
         print(f"regime_report: error: {error}", file=sys.stderr)
         return 2

@@ -13,8 +13,7 @@ MIN_SEEDS = rg.MIN_SEEDS
 LAYER_WEIGHT_HEADS = ("hire", "hire-no-fusion")
 REGIME_WORDS = {"finetuned": "fine-tuned", "frozen": "frozen"}
 COST_MEASURES = {"finetuned": "training step (today's speed files)", "frozen": "minutes per run (costs.json)"}
-RESULTS_PAGE = "docs/RESULTS.md"
-RESULTS_ANCHOR = "across-training-set-sizes-and-with-a-frozen-encoder"  # the section holding the full tables
+FULL_SECTION_ANCHOR = "across-training-set-sizes-and-with-a-frozen-encoder"  # the heading above the full tables
 
 
 def size_label(size: str) -> str:
@@ -112,17 +111,31 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
     waiting = f" (in progress: {', '.join(entry['in_progress'])})" if entry["in_progress"] else ""
     if not entry["tasks"]:
         return f"- {words}: no recommendation yet: no task has every head at {MIN_SEEDS} seeds{waiting}."
+    left_out = (f"; left out: {', '.join(entry['at_chance'])}, where no head beats the best constant prediction"
+                if entry.get("at_chance") else "")
+    ranked = [t for t in entry["tasks"] if t not in entry.get("at_chance", [])]
+    if not ranked:
+        return f"- {words} on {', '.join(entry['tasks'])}{waiting}: no recommendation: no head learned{left_out}."
+    where = f"- {words} on {', '.join(ranked)}{waiting}{left_out}"
     unpriced = (f"; no measured cost of {', '.join(entry['unpriced'])}, so not recommended" if entry["unpriced"] else "")
     best = ", ".join(f"{t} {h}" for t, h in entry["best"].items())
+    if entry.get("per_task"):
+        chosen = ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
+        return (f"{where}: no head is within the detectable-difference band of the best ({best}) on every task; "
+                f"each task's cheapest head within its band: {chosen}.")
     if entry["head"] is None:
-        return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: within the band of the best head ({best}): "
+        return (f"{where}: within the band of the best head ({best}): "
                 f"{', '.join(entry['within_band'])}{unpriced}; no recommendation.")
     tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
     other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's {COST_MEASURES[name]}"
                   for name, ratio in entry.get("ratios", {}).items() if name != regime), "")
-    return (f"- {words} on {', '.join(entry['tasks'])}{waiting}: **{entry['head']}**, the cheapest head within the "
+    return (f"{where}: **{entry['head']}**, the cheapest head within the "
             f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
             f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{unpriced}.")
+
+
+def p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def verdict_lines(results: Sequence[Dict], detected: List[Dict]) -> List[str]:
@@ -137,7 +150,7 @@ def verdict_lines(results: Sequence[Dict], detected: List[Dict]) -> List[str]:
     def listed(items):
         return [f"- {d['task']}, {REGIME_WORDS[d['regime']]}, {d['train_rows']:,} rows: **{d['head']}** "
                 f"{d['difference']:+.1f} (95% CI {d['bootstrap_low']:+.1f} to {d['bootstrap_high']:+.1f}; Welch p "
-                f"{d['welch_p']:.3f}; detectable {number(d['detectable'])})" for d in items]
+                f"{p_value(d['welch_p'])}; detectable {number(d['detectable'])})" for d in items]
 
     lines = []
     if gains:
@@ -177,9 +190,10 @@ def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, page_dir: Path = REPO) -> str:
-    """The README's short account of the study: its grid and progress, the verdict, and the head
-    recommended in each regime that has one, linking to the full section of docs/RESULTS.md."""
+def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, page: Path = REPO / "README.md",
+             full_page: Path = REPO / "docs" / "RESULTS.md") -> str:
+    """The README's short account of the study (`page`): its grid and progress, the verdict, and
+    the head recommended in each regime that has one, linking to the full section (`full_page`)."""
     tasks = list(dict.fromkeys(r["task"] for r in results))
     sizes = list(dict.fromkeys(r["size"] for r in results))
     capped = "".join(f"; {task}'s full set capped at {rows:,} rows"
@@ -190,14 +204,20 @@ def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, p
              f"{MIN_SEEDS} seeds per point): {complete} of {len(results)} points have every head at {MIN_SEEDS} seeds so far.",
              ""]
     lines += verdict_lines(results, detected)
-    chosen = [f"{REGIME_WORDS[name.split('-')[0]]}, {size_label(name.split('-', 1)[1])} "
-              f"({', '.join(entry['tasks'])}): **{entry['head']}**"
-              for name, entry in recommended.items() if entry.get("head")]
-    open_regimes = sum(not entry.get("head") for entry in recommended.values())
+    def choice(entry):
+        if entry.get("per_task"):
+            return "per task, " + ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
+        ranked = [t for t in entry["tasks"] if t not in entry.get("at_chance", [])]
+        return f"**{entry['head']}** ({', '.join(ranked)})"
+
+    chosen = [f"{REGIME_WORDS[name.split('-')[0]]}, {size_label(name.split('-', 1)[1])}: {choice(entry)}"
+              for name, entry in recommended.items() if entry.get("head") or entry.get("per_task")]
+    open_regimes = len(recommended) - len(chosen)
     recommendation = ("Recommended head so far: " + "; ".join(chosen) + "." if chosen
                       else "No regime has a recommendation yet.")
     if chosen and open_regimes:
         recommendation += f" No recommendation yet in the other {open_regimes} regimes."
-    full = f"{os.path.relpath(REPO / RESULTS_PAGE, page_dir)}#{RESULTS_ANCHOR}"
-    lines += [recommendation + f" Every point, the learning curves, HIRE's layer weights and the costs: [{RESULTS_PAGE}]({full})."]
+    full = os.path.relpath(full_page, page.parent)
+    lines += [recommendation + " Every point, the learning curves, HIRE's layer weights and the costs: "
+              f"[{full}]({full}#{FULL_SECTION_ANCHOR})."]
     return "\n".join(lines).rstrip() + "\n"

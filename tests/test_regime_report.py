@@ -77,7 +77,8 @@ def study(tmp_path_factory):
     (results / "costs.json").write_text(json.dumps({"measured": "test", "minutes_per_run": {
         "frozen/n100/stock": 2.0, "frozen/n100/hire": 6.0, "frozen/n100/stock-mean-pool": 2.0}}))
     finetuned_costs = {"stock": {"ratio": 1.0}, "hire": {"ratio": 1.6}}
-    report = regime_report.build(results, todays, HEADS, ["RTE"], finetuned_costs, page_dir=tmp_path)
+    pages = {regime_report.FULL_SECTION: tmp_path / "RESULTS.md", regime_report.HEADLINE_SECTION: tmp_path / "README.md"}
+    report = regime_report.build(results, todays, HEADS, ["RTE"], finetuned_costs, pages=pages)
     return report, results, todays, tmp_path
 
 
@@ -128,6 +129,40 @@ def test_the_recommendation_is_the_cheapest_head_within_the_band_by_each_regimes
     assert finetuned["ratios"] == {"finetuned": 1.6, "frozen": 3.0} and frozen["ratios"] == {"finetuned": 1.0, "frozen": 1.0}
     assert ("cost 1.60x the stock head's (training step on CPU, today's speed files); frozen: 3.00x the stock "
             "head's minutes per run (costs.json)") in report["fragment"]
+
+
+def summary_of(means, constant, sd=0.5, n=5):
+    """A point's summary as the recommendation reads it: each head's mean, sd and seeds."""
+    return {"constant_score": constant, "heads": {h: {"mean": m, "sd": sd, "n": n} for h, m in means.items()}}
+
+
+def test_tasks_at_chance_are_left_out_and_disagreeing_tasks_get_each_their_own_head():
+    """A task where no head beats the best constant prediction ranks noise: left out, said so.
+    Tasks whose bands share no head: no single recommendation, each task's own cheapest head."""
+    def result(task, means, constant):
+        return {"task": task, "regime": "frozen", "size": "n1000", "complete": True,
+                "summary": summary_of(means, constant)}
+
+    costs = {"measured": "test", "ranges": {}, "minutes": {"frozen/n1000/stock": 1.0, "frozen/n1000/hire": 4.0,
+                                                           "frozen/n1000/stock-mean-pool": 1.0}}  # as read_costs gives
+    learns = result("SST-2", {"stock": 70.0, "hire": 75.0, "stock-mean-pool": 78.0}, 50.9)
+    prefers_stock = result("MRPC", {"stock": 80.0, "hire": 74.0, "stock-mean-pool": 74.0}, 74.8)
+    chance = result("RTE", {"stock": 50.0, "hire": 52.0, "stock-mean-pool": 48.0}, 52.7)
+    found = regime_report.recommendations([learns, chance], {}, costs, HEADS)["frozen-n1000"]
+    assert found["at_chance"] == ["RTE"] and found["head"] == "stock-mean-pool" and found["best"] == {"SST-2": "stock-mean-pool"}
+    line = regime_tables.recommendation_line("frozen-n1000", found, "minutes")
+    assert line.startswith("- **frozen, n1000** on SST-2; left out: RTE, where no head beats the best constant "
+                           "prediction: **stock-mean-pool**")
+    split = regime_report.recommendations([learns, prefers_stock, chance], {}, costs, HEADS)["frozen-n1000"]
+    assert split["head"] is None and split["per_task"] == {"SST-2": "stock-mean-pool", "MRPC": "stock"}
+    assert "each task's cheapest head within its band: SST-2 **stock-mean-pool**, MRPC **stock**" in \
+        regime_tables.recommendation_line("frozen-n1000", split, "minutes")
+    headline = regime_tables.headline([], [], {"frozen-n1000": split, "frozen-n100": {"tasks": [], "in_progress": []}})
+    assert "Recommended head so far: frozen, 1,000 rows: per task, SST-2 **stock-mean-pool**, MRPC **stock**. " \
+        "No recommendation yet in the other 1 regimes." in headline
+    nothing = regime_report.recommendations([chance], {}, costs, HEADS)["frozen-n1000"]
+    assert nothing["head"] is None and "no recommendation: no head learned; left out: RTE" in \
+        regime_tables.recommendation_line("frozen-n1000", nothing, "minutes")
 
 
 def test_frozen_costs_rank_two_heads_only_where_their_measured_spreads_do_not_overlap():
@@ -256,13 +291,13 @@ def test_the_readme_headline_states_the_verdict_and_each_regimes_recommendation_
         "5 seeds per point): 2 of 6 points have every head at 5 seeds so far." in text
     # the same verdict as the full section: the constructed gain, with its interval and detectable difference
     gain = next(line for line in text.splitlines() if line.startswith("- RTE, fine-tuned, 100 rows: **hire** +"))
-    assert "95% CI +" in gain and "Welch p 0.0" in gain and "detectable" in gain and gain in report["fragment"]
-    assert ("Recommended head so far: fine-tuned, 100 rows (RTE): **hire**; frozen, 100 rows (RTE): **stock**. "
+    assert "95% CI +" in gain and "Welch p < 0.001" in gain and "detectable" in gain and gain in report["fragment"]
+    assert ("Recommended head so far: fine-tuned, 100 rows: **hire** (RTE); frozen, 100 rows: **stock** (RTE). "
             "No recommendation yet in the other 4 regimes.") in text
-    assert "[docs/RESULTS.md](docs/RESULTS.md#across-training-set-sizes-and-with-a-frozen-encoder)" in text
+    assert "[RESULTS.md](RESULTS.md#across-training-set-sizes-and-with-a-frozen-encoder)" in text
     # nothing counted yet: no verdict, no recommendation, no number
     young = [point(report, "frozen", "n1000")]
-    empty = regime_tables.headline(young, [], {"frozen-n1000": {"tasks": [], "in_progress": ["RTE"]}}, tmp_path)
+    empty = regime_tables.headline(young, [], {"frozen-n1000": {"tasks": [], "in_progress": ["RTE"]}})
     assert "0 of 1 points" in empty and "no answer" in empty and "No regime has a recommendation yet." in empty
     assert "±" not in empty and "**stock**" not in empty
 
@@ -284,7 +319,8 @@ def test_check_readme_compares_the_fragment_file_and_the_marked_section(study, m
     assert "out of date: docs/RESULTS.md, README.md" in capsys.readouterr().out
     assert regime_report.main(["--update-readme"]) == 0
     assert "stale section" not in results_page.read_text() and "stale headline" not in page.read_text()
-    assert "Recommended head so far: fine-tuned, 100 rows (RTE): **hire**" in page.read_text()
+    assert "Recommended head so far: fine-tuned, 100 rows: **hire** (RTE)" in page.read_text()
+    assert "[docs/RESULTS.md](docs/RESULTS.md#across-training-set-sizes" in page.read_text()  # the page beside it
     assert "[learning curve](../regimes/RTE/learning_curve.png)" in results_page.read_text()  # linked from docs/
     assert regime_report.main(["--check-readme"]) == 0
     page.write_text(page.read_text().replace("**hire**", "**stock**", 1))  # a headline edited by hand
