@@ -42,7 +42,7 @@ import regimes as rg  # noqa: E402
 from fairseq_hire.compare.report import ReportError, load_runs, summarise, write_report  # noqa: E402
 from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
-from regime_tables import MIN_SEEDS, REGIME_WORDS, counted, fragment, headline  # noqa: E402
+from regime_tables import MEAN_POOL, MIN_SEEDS, REGIME_WORDS, counted, fragment, headline  # noqa: E402
 from report import costs_less, replace_section, step_costs, within_band  # noqa: E402
 
 FULL_SECTION, HEADLINE_SECTION = "regimes", "regimes-headline"  # marker names
@@ -67,20 +67,35 @@ def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_st
     summary = None
     if runs:  # today's folders are report.py's to rewrite, not this report's
         summary = write_report(folder) if write and not point.reused else summarise(runs)
+        add_mean_pool_comparison(summary, runs)
     return {"task": point.task, "regime": point.regime, "size": point.size, "train_rows": point.train_rows,
             "capped": bool(point.size == "full" and point.subset), "folder": rg.shown(folder),
             "reused_from": rg.shown(folder) if point.reused else None, "seeds": seeds,
             "complete": all(n >= MIN_SEEDS for n in seeds.values()), "summary": summary}
 
 
+def add_mean_pool_comparison(summary: Dict, runs: Sequence[Dict]) -> None:
+    """Each head with MIN_SEEDS seeds against the last layer mean-pooled (`vs_mean_pool`), where
+    that head has them too: the control that tells a gain from combining layers from a gain
+    from reading every token (issue 28), by the same statistics as against the stock head."""
+    heads = summary["heads"]
+    if heads.get(MEAN_POOL, {}).get("n", 0) < MIN_SEEDS:
+        return
+    against = summarise(list(runs), reference=MEAN_POOL)["heads"]
+    for head, data in heads.items():
+        if head != MEAN_POOL and data["n"] >= MIN_SEEDS:
+            data["vs_mean_pool"] = against[head]["vs_reference"]
+
+
 def detected_differences(results: Sequence[Dict]) -> List[Dict]:
     found = []
     for r in results:
         for head in r["seeds"]:
-            versus = r["summary"]["heads"][head].get("vs_reference") if counted(r, head) else None
+            data = r["summary"]["heads"][head] if counted(r, head) else {}
+            versus = data.get("vs_reference")
             if versus and versus["detected"]:
                 found.append({"task": r["task"], "regime": r["regime"], "size": r["size"], "head": head,
-                              "train_rows": r["train_rows"], **versus})
+                              "train_rows": r["train_rows"], **versus, "vs_mean_pool": data.get("vs_mean_pool")})
     return found
 
 

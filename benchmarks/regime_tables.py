@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 MIN_SEEDS = rg.MIN_SEEDS
 LAYER_WEIGHT_HEADS = ("hire", "hire-no-fusion")
 REGIME_WORDS = {"finetuned": "fine-tuned", "frozen": "frozen"}
+MEAN_POOL = "stock-mean-pool"  # the last layer mean-pooled: the control for heads that read every token
 COST_MEASURES = {"finetuned": "training step (today's speed files)", "frozen": "minutes per run (costs.json)"}
 FULL_SECTION_ANCHOR = "across-training-set-sizes-and-with-a-frozen-encoder"  # the heading above the full tables
 
@@ -147,14 +148,23 @@ def verdict_lines(results: Sequence[Dict], detected: List[Dict]) -> List[str]:
     gains = [d for d in detected if d["difference"] > 0]
     losses = [d for d in detected if d["difference"] < 0]
 
+    def against_mean_pool(d):
+        versus = d.get("vs_mean_pool")
+        if not versus:
+            return ""
+        return (f"; against {MEAN_POOL} {versus['difference']:+.1f} (95% CI {versus['bootstrap_low']:+.1f} to "
+                f"{versus['bootstrap_high']:+.1f}; {'detected' if versus['detected'] else 'not detected'})")
+
     def listed(items):
         return [f"- {d['task']}, {REGIME_WORDS[d['regime']]}, {d['train_rows']:,} rows: **{d['head']}** "
                 f"{d['difference']:+.1f} (95% CI {d['bootstrap_low']:+.1f} to {d['bootstrap_high']:+.1f}; Welch p "
-                f"{p_value(d['welch_p'])}; detectable {number(d['detectable'])})" for d in items]
+                f"{p_value(d['welch_p'])}; detectable {number(d['detectable'])}){against_mean_pool(d)}" for d in items]
 
     lines = []
     if gains:
-        lines += ["Where a head beats the stock head detectably:", "", *listed(gains), ""]
+        lines += [f"Where a head beats the stock head detectably (and how it fares against {MEAN_POOL}, the last "
+                  "layer mean-pooled, which tells a gain from combining layers from one from reading every token):",
+                  "", *listed(gains), ""]
     elif counted_pairs:
         lines += [f"**No head beats the stock head detectably** in the {counted_pairs} comparisons of a head with the "
                   f"stock head that have {MIN_SEEDS} seeds so far (at {', '.join(reported)}).", ""]

@@ -95,7 +95,13 @@ def test_a_clear_gain_is_detected_and_noise_is_not(study):
     assert not noise["detected"] and noise["bootstrap_low"] < 0 < noise["bootstrap_high"]
     assert [(d["regime"], d["size"], d["head"]) for d in report["detected"]] == [("finetuned", "n100", "hire")]
     text = report["fragment"]
-    assert "Where a head beats the stock head detectably:" in text and "RTE, fine-tuned, 100 rows: **hire** +" in text
+    assert "Where a head beats the stock head detectably (" in text and "RTE, fine-tuned, 100 rows: **hire** +" in text
+    # the gain held against the last layer mean-pooled too (issue 28's control), by the same statistics
+    line = next(line for line in text.splitlines() if line.startswith("- RTE, fine-tuned, 100 rows: **hire**"))
+    pooled = point(report, "finetuned", "n100")["summary"]["heads"]["hire"]["vs_mean_pool"]
+    assert pooled["detected"] and line.endswith(f"; against stock-mean-pool {pooled['difference']:+.1f} (95% CI "
+                                                f"{pooled['bootstrap_low']:+.1f} to {pooled['bootstrap_high']:+.1f}; detected)")
+    assert "vs_mean_pool" not in point(report, "frozen", "n1000")["summary"]["heads"]["hire"]  # 3 seeds: none
     assert "No head beats" not in text
     noise_only = regime_tables.fragment([point(report, "frozen", "n100")], HEADS, [], {}, {})
     assert "**No head beats the stock head detectably** in the 2 comparisons of a head with the stock head that " \
