@@ -145,16 +145,16 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
             if complete:
                 entry.update(at_chance=at_chance, head=None)
             if tasks:
-                def priced(names):
+                def priced(names):  # this regime's costs of the heads over `names`
                     return finetuned if regime == "finetuned" else frozen_costs(costs, size, heads, names)
 
                 entry.update(choose_head(tasks, priced(list(tasks)), heads))
                 if not entry["within_band"] and len(tasks) > 1:  # the tasks disagree: each task's own choice
                     entry["per_task"] = {t: choose_head({t: s}, priced([t]), heads)["head"] for t, s in tasks.items()}
                 # what the chosen head costs in the other regime too (issue 28: "frozen and fine-tuned")
+                frozen = frozen_costs(costs, size, heads, list(tasks))
                 entry["ratios"] = {name: costed[entry["head"]]["ratio"]
-                                   for name, costed in (("finetuned", finetuned),
-                                                        ("frozen", frozen_costs(costs, size, heads, list(tasks))))
+                                   for name, costed in (("finetuned", finetuned), ("frozen", frozen))
                                    if entry["head"] in costed}
             out[f"{regime}-{size}"] = entry
     return out
