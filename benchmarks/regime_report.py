@@ -118,14 +118,22 @@ def frozen_costs(costs: Dict, size: str, heads: Sequence[str], tasks: Sequence[s
 
 def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
     """Among `heads` with a cost that are within the detectable-difference band of the best
-    head on every task: the cheapest (report.costs_less; overlapping spreads tie, a tie goes to
-    the stock head, else the lower mean ratio)."""
+    head on every task and beat the best constant prediction there: the cheapest
+    (report.costs_less; overlapping spreads tie, a tie goes to the stock head, else the lower
+    mean ratio). A head whose mean does not beat the constant learned nothing on that task,
+    however wide its seeds' spread makes the band: named (`below_constant`: head -> those
+    tasks), not recommended."""
     best = {t: max(heads, key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
-    fits = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
+    in_band = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
+    below_constant = {h: [t for t, s in tasks.items() if s["heads"][h]["mean"] <= s["constant_score"]]
+                      for h in in_band}
+    below_constant = {h: where for h, where in below_constant.items() if where}
+    fits = [h for h in in_band if h not in below_constant]
     priced = [h for h in fits if h in costs]
     cheapest = [h for h in priced if not any(costs_less(costs[o], costs[h]) for o in priced if o != h)]
     chosen = "stock" if "stock" in cheapest else min(cheapest, key=lambda h: costs[h]["ratio"], default=None)
-    return {"best": best, "within_band": fits, "unpriced": [h for h in fits if h not in costs], "head": chosen,
+    return {"best": best, "within_band": fits, "below_constant": below_constant,
+            "unpriced": [h for h in fits if h not in costs], "head": chosen,
             "ratio": costs[chosen]["ratio"] if chosen else None, "tied": [h for h in cheapest if h != chosen]}
 
 
@@ -150,7 +158,11 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
 
                 entry.update(choose_head(tasks, priced(list(tasks)), heads))
                 if not entry["within_band"] and len(tasks) > 1:  # the tasks disagree: each task's own choice
-                    entry["per_task"] = {t: choose_head({t: s}, priced([t]), heads)["head"] for t, s in tasks.items()}
+                    choices = {t: choose_head({t: s}, priced([t]), heads) for t, s in tasks.items()}
+                    entry["per_task"] = {t: choice["head"] for t, choice in choices.items()}
+                    entry["per_task_below_constant"] = {
+                        h: [t for t, choice in choices.items() if h in choice["below_constant"]] for h in heads
+                        if any(h in choice["below_constant"] for choice in choices.values())}
                 # what the chosen head costs in the other regime too (issue 28: "frozen and fine-tuned")
                 frozen = frozen_costs(costs, size, heads, list(tasks))
                 entry["ratios"] = {name: costed[entry["head"]]["ratio"]

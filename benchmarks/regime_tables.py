@@ -106,6 +106,12 @@ def input_dependence(results: Sequence[Dict]) -> str:
     return "HIRE's weights are input-dependent (0.05 or more) " + "; ".join(parts) + "."
 
 
+def below_constant_note(below_constant: Dict[str, List[str]]) -> str:
+    """The heads left out for not beating the best constant prediction (head -> those tasks)."""
+    return "".join(f"; {head} does not beat the best constant prediction on {', '.join(tasks)}, so not recommended"
+                   for head, tasks in below_constant.items())
+
+
 def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
     regime, size = name.split("-", 1)
     words = f"**{REGIME_WORDS[regime]}, {size}**"
@@ -118,21 +124,24 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
     if not ranked:
         return f"- {words} on {', '.join(entry['tasks'])}{waiting}: no recommendation: no head learned{left_out}."
     where = f"- {words} on {', '.join(ranked)}{waiting}{left_out}"
-    unpriced = (f"; no measured cost of {', '.join(entry['unpriced'])}, so not recommended" if entry["unpriced"] else "")
+    not_recommended = (f"; no measured cost of {', '.join(entry['unpriced'])}, so not recommended" if entry["unpriced"] else "")
+    not_recommended += below_constant_note(entry.get("below_constant", {}))
     best = ", ".join(f"{t} {h}" for t, h in entry["best"].items())
     if entry.get("per_task"):
         chosen = ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
-        return (f"{where}: no head is within the detectable-difference band of the best ({best}) on every task; "
-                f"each task's cheapest head within its band: {chosen}.")
+        return (f"{where}: no head is within the detectable-difference band of the best ({best}) on every task"
+                f"{' and beats the best constant prediction on each' if entry.get('below_constant') else ''}; "
+                f"each task's cheapest head within its band: {chosen}"
+                f"{below_constant_note(entry.get('per_task_below_constant', {}))}.")
     if entry["head"] is None:
         return (f"{where}: within the band of the best head ({best}): "
-                f"{', '.join(entry['within_band'])}{unpriced}; no recommendation.")
+                f"{', '.join(entry['within_band'])}{not_recommended}; no recommendation.")
     tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
     other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's {COST_MEASURES[name]}"
                   for name, ratio in entry.get("ratios", {}).items() if name != regime), "")
     return (f"{where}: **{entry['head']}**, the cheapest head within the "
             f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
-            f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{unpriced}.")
+            f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{not_recommended}.")
 
 
 def p_value(p: float) -> str:
@@ -150,8 +159,8 @@ def verdict_lines(results: Sequence[Dict], detected: List[Dict]) -> List[str]:
 
     def against_mean_pool(d):
         versus = d.get("vs_mean_pool")
-        if not versus:
-            return ""
+        if not versus:  # the heading promises the control: its absence is said, not left to be read as a pass
+            return "" if d["head"] == MEAN_POOL else f"; against {MEAN_POOL}: not compared (fewer than {MIN_SEEDS} seeds of it)"
         return (f"; against {MEAN_POOL} {versus['difference']:+.1f} (95% CI {versus['bootstrap_low']:+.1f} to "
                 f"{versus['bootstrap_high']:+.1f}; {'detected' if versus['detected'] else 'not detected'})")
 
