@@ -18,7 +18,9 @@ and a bootstrap interval that excludes 0. The recommendation per regime (fine-tu
 one size) is the cheapest head within the detectable-difference band of the best head on every
 task with the point complete; step costs: fine-tuned from today's speed files
 (report.step_costs, CPU), frozen from the minutes per run in results/regimes/costs.json
-(relative to the stock head's); a head without a cost is named and not recommended.
+(relative to the stock head's); a head without a cost, or whose mean does not beat the best
+constant prediction on a task (it learned nothing there), is named and not recommended; a task
+where no head beats it is left out.
 
 Written: results/regimes/summary.json, README_fragment.md (the full section), and with
 --update-readme the generated sections of the pages that hold their markers (the text is
