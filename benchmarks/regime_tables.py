@@ -229,13 +229,20 @@ def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, p
         ranked = [t for t in entry["tasks"] if t not in entry.get("at_chance", [])]
         return f"**{entry['head']}** ({', '.join(ranked)})"
 
-    chosen = [f"{REGIME_WORDS[name.split('-')[0]]}, {size_label(name.split('-', 1)[1])}: {choice(entry)}"
-              for name, entry in recommended.items() if entry.get("head") or entry.get("per_task")]
-    open_regimes = len(recommended) - len(chosen)
-    recommendation = ("Recommended head so far: " + "; ".join(chosen) + "." if chosen
-                      else "No regime has a recommendation yet.")
-    if chosen and open_regimes:
-        recommendation += f" No recommendation yet in the other {open_regimes} regimes."
+    def regime_words(name):
+        return f"{REGIME_WORDS[name.split('-')[0]]}, {size_label(name.split('-', 1)[1])}"
+
+    decided = {name: entry for name, entry in recommended.items() if entry.get("head") or entry.get("per_task")}
+    waiting = [name for name, entry in recommended.items() if name not in decided and entry["in_progress"]]
+    without = [regime_words(name) for name, entry in recommended.items() if name not in decided and not entry["in_progress"]]
+    recommendation = ("Recommended head so far: " + "; ".join(f"{regime_words(n)}: {choice(e)}" for n, e in decided.items())
+                      + "." if decided else "")
+    if waiting:
+        recommendation += (f" No recommendation yet in the other {len(waiting)} regimes (points in progress)." if decided
+                           else " No regime has a recommendation yet.")
+    if without:  # every task complete, and still no head to recommend
+        recommendation += f" No recommendation in {'; '.join(without)}: no head that learned and has a measured cost."
+    recommendation = recommendation.strip()
     full = os.path.relpath(full_page, page.parent)
     lines += [recommendation + " Every point, the learning curves, HIRE's layer weights and the costs: "
               f"[{full}]({full}#{FULL_SECTION_ANCHOR})."]

@@ -163,12 +163,16 @@ def test_tasks_at_chance_are_left_out_and_disagreeing_tasks_get_each_their_own_h
     assert split["head"] is None and split["per_task"] == {"SST-2": "stock-mean-pool", "MRPC": "stock"}
     assert "each task's cheapest head within its band: SST-2 **stock-mean-pool**, MRPC **stock**" in \
         regime_tables.recommendation_line("frozen-n1000", split, "minutes")
-    headline = regime_tables.headline([], [], {"frozen-n1000": split, "frozen-n100": {"tasks": [], "in_progress": []}})
+    headline = regime_tables.headline([], [], {"frozen-n1000": split, "frozen-n100": {"tasks": [], "in_progress": ["RTE"]}})
     assert "Recommended head so far: frozen, 1,000 rows: per task, SST-2 **stock-mean-pool**, MRPC **stock**. " \
-        "No recommendation yet in the other 1 regimes." in headline
+        "No recommendation yet in the other 1 regimes (points in progress)." in headline
     nothing = regime_report.recommendations([chance], {}, costs, HEADS)["frozen-n1000"]
     assert nothing["head"] is None and "no recommendation: no head learned; left out: RTE" in \
         regime_tables.recommendation_line("frozen-n1000", nothing, "minutes")
+    # every task complete and no head learned: not "yet", said as settled
+    settled = regime_tables.headline([], [], {"frozen-n1000": nothing})
+    assert "No recommendation in frozen, 1,000 rows: no head that learned and has a measured cost." in settled
+    assert "yet" not in settled.rstrip().split("\n")[-1]  # the recommendation paragraph
 
 
 def test_frozen_costs_rank_two_heads_only_where_their_measured_spreads_do_not_overlap():
@@ -299,7 +303,7 @@ def test_the_readme_headline_states_the_verdict_and_each_regimes_recommendation_
     gain = next(line for line in text.splitlines() if line.startswith("- RTE, fine-tuned, 100 rows: **hire** +"))
     assert "95% CI +" in gain and "Welch p < 0.001" in gain and "detectable" in gain and gain in report["fragment"]
     assert ("Recommended head so far: fine-tuned, 100 rows: **hire** (RTE); frozen, 100 rows: **stock** (RTE). "
-            "No recommendation yet in the other 4 regimes.") in text
+            "No recommendation yet in the other 4 regimes (points in progress).") in text
     assert "[RESULTS.md](RESULTS.md#across-training-set-sizes-and-with-a-frozen-encoder)" in text
     # nothing counted yet: no verdict, no recommendation, no number
     young = [point(report, "frozen", "n1000")]
