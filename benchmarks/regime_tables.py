@@ -112,6 +112,16 @@ def below_constant_note(below_constant: Dict[str, List[str]]) -> str:
                    for head, tasks in below_constant.items())
 
 
+def ranked_tasks(entry: Dict) -> List[str]:
+    """The complete tasks a recommendation ranked heads on (those where some head learned)."""
+    return [t for t in entry["tasks"] if t not in entry.get("at_chance", [])]
+
+
+def per_task_words(entry: Dict) -> str:
+    """Each task's own choice, where the tasks' bands share no head."""
+    return ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
+
+
 def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
     regime, size = name.split("-", 1)
     words = f"**{REGIME_WORDS[regime]}, {size}**"
@@ -120,7 +130,7 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
         return f"- {words}: no recommendation yet: no task has every head at {MIN_SEEDS} seeds{waiting}."
     left_out = (f"; left out: {', '.join(entry['at_chance'])}, where no head beats the best constant prediction"
                 if entry.get("at_chance") else "")
-    ranked = [t for t in entry["tasks"] if t not in entry.get("at_chance", [])]
+    ranked = ranked_tasks(entry)
     if not ranked:
         return f"- {words} on {', '.join(entry['tasks'])}{waiting}: no recommendation: no head learned{left_out}."
     where = f"- {words} on {', '.join(ranked)}{waiting}{left_out}"
@@ -128,7 +138,7 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
     not_recommended += below_constant_note(entry.get("below_constant", {}))
     best = ", ".join(f"{t} {h}" for t, h in entry["best"].items())
     if entry.get("per_task"):
-        chosen = ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
+        chosen = per_task_words(entry)
         return (f"{where}: no head is within the detectable-difference band of the best ({best}) on every task"
                 f"{' and beats the best constant prediction on each' if entry.get('below_constant') else ''}; "
                 f"each task's cheapest head within its band: {chosen}"
@@ -225,9 +235,8 @@ def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, p
     lines += verdict_lines(results, detected)
     def choice(entry):
         if entry.get("per_task"):
-            return "per task, " + ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
-        ranked = [t for t in entry["tasks"] if t not in entry.get("at_chance", [])]
-        return f"**{entry['head']}** ({', '.join(ranked)})"
+            return "per task, " + per_task_words(entry)
+        return f"**{entry['head']}** ({', '.join(ranked_tasks(entry))})"
 
     def regime_words(name):
         return f"{REGIME_WORDS[name.split('-')[0]]}, {size_label(name.split('-', 1)[1])}"
