@@ -16,11 +16,11 @@ A head counts at a point only with MIN_SEEDS (5) seeds of it and of the stock he
 it is "in progress (k of 5 seeds)", never a result. "Detected" is today's rule: Welch p < 0.05
 and a bootstrap interval that excludes 0. The recommendation per regime (fine-tuned or frozen at
 one size) is the cheapest head within the detectable-difference band of the best head on every
-task with the point complete; step costs: fine-tuned from today's speed files
-(report.step_costs, CPU), frozen from the minutes per run in results/regimes/costs.json
-(relative to the stock head's); a head without a cost, or whose mean does not beat the best
-constant prediction on a task (it learned nothing there), is named and not recommended; a task
-where no head beats it is left out.
+task with the point complete; costs: the measured minutes per run of the regime at that size in
+results/regimes/costs.json (benchmarks/regime_costs.py), relative to the stock head's; a head
+without a cost, or that does not beat the best constant prediction on a task (the lower end of
+its mean's 95% interval is not above it: it learned nothing there), is named and not
+recommended; a task where no head beats it is left out.
 
 Written: results/regimes/summary.json, README_fragment.md (the full section), and with
 --update-readme the generated sections of the pages that hold their markers (the text is
@@ -45,7 +45,7 @@ from fairseq_hire.compare.report import ReportError, load_runs, summarise, write
 from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from regime_tables import MEAN_POOL, MIN_SEEDS, REGIME_WORDS, counted, fragment, headline  # noqa: E402
-from report import costs_less, replace_section, step_costs, within_band  # noqa: E402
+from report import costs_less, replace_section, within_band  # noqa: E402
 
 FULL_SECTION, HEADLINE_SECTION = "regimes", "regimes-headline"  # marker names
 PAGES = ("README.md", "docs/RESULTS.md")  # where the markers may be placed
@@ -101,34 +101,42 @@ def detected_differences(results: Sequence[Dict]) -> List[Dict]:
     return found
 
 
-def frozen_costs(costs: Dict, size: str, heads: Sequence[str], tasks: Sequence[str]) -> Dict:
-    """head -> {ratio, minutes, ranges}: minutes per frozen run at `size` over the stock head's
-    (costs.json), the mean over `tasks`; ranges: per task, the measurement's [low, high] minutes
-    (report.costs_less ranks two heads only where these do not overlap on every task). A head
-    without a measurement on every task has no cost."""
+def regime_costs(costs: Dict, regime: str, size: str, heads: Sequence[str], tasks: Sequence[str]) -> Dict:
+    """head -> {ratio, minutes, ranges}: minutes per run of `regime` at `size` over the stock
+    head's (costs.json), the mean over `tasks`; ranges: per task, the measurement's [low, high]
+    minutes (report.costs_less ranks two heads only where these do not overlap on every task). A
+    head without a measurement on every task has no cost."""
     found = {}
     for head in heads:
-        minutes = [rg.minutes_per_run(costs, "frozen", size, h, t) for t in tasks for h in (head, "stock")]
+        minutes = [rg.minutes_per_run(costs, regime, size, h, t) for t in tasks for h in (head, "stock")]
         if not tasks or None in minutes:
             continue
         pairs = list(zip(minutes[::2], minutes[1::2]))
         found[head] = {"ratio": statistics.fmean(m / stock for m, stock in pairs),
                        "minutes": statistics.fmean(m for m, _ in pairs),
-                       "ranges": {t: rg.minutes_range(costs, "frozen", size, head, t) for t in tasks}}
+                       "ranges": {t: rg.minutes_range(costs, regime, size, head, t) for t in tasks}}
     return found
+
+
+def beats_constant(summary: Dict, head: str) -> bool:
+    """Whether `head` learned something on this point: the lower end of its mean's 95% interval
+    over seeds lies above the best constant prediction. A mean just above it is not enough: on
+    MRPC frozen with 100 rows, one seed of five at 75.5 and four at the constant 74.8 gave a mean
+    of 74.9, and ranked noise."""
+    interval = summary["heads"][head].get("mean_interval")
+    return bool(interval) and interval[0] > summary["constant_score"]
 
 
 def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
     """Among `heads` with a cost that are within the detectable-difference band of the best
-    head on every task and beat the best constant prediction there: the cheapest
+    head on every task and beat the best constant prediction there (beats_constant): the cheapest
     (report.costs_less; overlapping spreads tie, a tie goes to the stock head, else the lower
-    mean ratio). A head whose mean does not beat the constant learned nothing on that task,
-    however wide its seeds' spread makes the band: named (`below_constant`: head -> those
-    tasks), not recommended."""
+    mean ratio). A head that does not beat the constant learned nothing on that task, however
+    wide its seeds' spread makes the band: named (`below_constant`: head -> those tasks), not
+    recommended."""
     best = {t: max(heads, key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
     in_band = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
-    below_constant = {h: [t for t, s in tasks.items() if s["heads"][h]["mean"] <= s["constant_score"]]
-                      for h in in_band}
+    below_constant = {h: [t for t, s in tasks.items() if not beats_constant(s, h)] for h in in_band}
     below_constant = {h: where for h, where in below_constant.items() if where}
     fits = [h for h in in_band if h not in below_constant]
     priced = [h for h in fits if h in costs]
@@ -139,7 +147,7 @@ def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
             "ratio": costs[chosen]["ratio"] if chosen else None, "tied": [h for h in cheapest if h != chosen]}
 
 
-def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
+def recommendations(results: Sequence[Dict], costs: Dict, heads: Sequence[str]) -> Dict:
     """(regime-size) -> the recommendation, or why there is none yet."""
     out = {}
     for regime in rg.REGIMES:
@@ -149,14 +157,14 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
                 continue
             complete = {r["task"]: r["summary"] for r in here if r["complete"]}
             # where no head beats the best constant prediction, no head learned: the ranking there is noise
-            at_chance = [t for t, s in complete.items() if max(s["heads"][h]["mean"] for h in heads) <= s["constant_score"]]
+            at_chance = [t for t, s in complete.items() if not any(beats_constant(s, h) for h in heads)]
             tasks = {t: s for t, s in complete.items() if t not in at_chance}
             entry = {"tasks": list(complete), "in_progress": [r["task"] for r in here if not r["complete"]]}
             if complete:
                 entry.update(at_chance=at_chance, head=None)
             if tasks:
-                def priced(names):  # this regime's costs of the heads over `names`
-                    return finetuned if regime == "finetuned" else frozen_costs(costs, size, heads, names)
+                def priced(names, regime=regime):  # a regime's costs of the heads over `names`
+                    return regime_costs(costs, regime, size, heads, names)
 
                 entry.update(choose_head(tasks, priced(list(tasks)), heads))
                 if not entry["within_band"] and len(tasks) > 1:  # the tasks disagree: each task's own choice
@@ -166,10 +174,11 @@ def recommendations(results: Sequence[Dict], finetuned: Dict, costs: Dict, heads
                         h: [t for t, choice in choices.items() if h in choice["below_constant"]] for h in heads
                         if any(h in choice["below_constant"] for choice in choices.values())}
                 # what the chosen head costs in the other regime too (issue 28: "frozen and fine-tuned")
-                frozen = frozen_costs(costs, size, heads, list(tasks))
-                entry["ratios"] = {name: costed[entry["head"]]["ratio"]
-                                   for name, costed in (("finetuned", finetuned), ("frozen", frozen))
-                                   if entry["head"] in costed}
+                entry["ratios"] = {}
+                for name in rg.REGIMES:
+                    costed = priced(list(tasks), name)
+                    if entry["head"] in costed:
+                        entry["ratios"][name] = costed[entry["head"]]["ratio"]
             out[f"{regime}-{size}"] = entry
     return out
 
@@ -220,7 +229,7 @@ def study_tasks(results: Path) -> List[str]:
 
 
 def build(results: Optional[Path] = None, todays_study: Optional[Path] = None, heads: Optional[Sequence[str]] = None,
-          tasks: Optional[Sequence[str]] = None, finetuned_costs: Optional[Dict] = None,
+          tasks: Optional[Sequence[str]] = None,
           pages: Optional[Dict[str, Path]] = None, write: bool = True) -> Dict:
     """Every point's statistics, the plots (with `write`), the summary, the full section and the
     headline, their links made from the pages that hold them (`pages`: marker -> page)."""
@@ -230,15 +239,14 @@ def build(results: Optional[Path] = None, todays_study: Optional[Path] = None, h
     heads = rg.HEADS if heads is None else heads
     tasks = study_tasks(results) if tasks is None else tasks
     costs = rg.read_costs(results / "costs.json")
-    finetuned = step_costs().get("CPU", {}) if finetuned_costs is None else finetuned_costs
     found = [point_result(p, heads, results, todays_study, write) for p in rg.grid(tasks)]
     if write:
         for task in tasks:
             learning_curve(task, [r for r in found if r["task"] == task], heads, results / task / "learning_curve.png")
     detected = detected_differences(found)
-    recommended = recommendations(found, finetuned, costs, heads)
+    recommended = recommendations(found, costs, heads)
     return {"min_seeds": MIN_SEEDS, "points": found, "detected": detected, "recommendations": recommended,
-            "frozen_costs_measured": costs.get("measured") or rg.NOT_MEASURED,
+            "costs_measured": costs.get("measured") or rg.NOT_MEASURED,
             "fragment": fragment(found, heads, detected, recommended, costs, results, pages[FULL_SECTION].parent),
             "headline": headline(found, detected, recommended, pages[HEADLINE_SECTION], pages[FULL_SECTION])}
 

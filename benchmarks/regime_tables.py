@@ -13,7 +13,7 @@ MIN_SEEDS = rg.MIN_SEEDS
 LAYER_WEIGHT_HEADS = ("hire", "hire-no-fusion")
 REGIME_WORDS = {"finetuned": "fine-tuned", "frozen": "frozen"}
 MEAN_POOL = "stock-mean-pool"  # the last layer mean-pooled: the control for heads that read every token
-COST_MEASURES = {"finetuned": "training step (today's speed files)", "frozen": "minutes per run (costs.json)"}
+
 FULL_SECTION_ANCHOR = "across-training-set-sizes-and-with-a-frozen-encoder"  # the heading above the full tables
 
 
@@ -147,7 +147,7 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
         return (f"{where}: within the band of the best head ({best}): "
                 f"{', '.join(entry['within_band'])}{not_recommended}; no recommendation.")
     tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
-    other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's {COST_MEASURES[name]}"
+    other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's minutes per run"
                   for name, ratio in entry.get("ratios", {}).items() if name != regime), "")
     return (f"{where}: **{entry['head']}**, the cheapest head within the "
             f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
@@ -211,11 +211,11 @@ def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict]
     lines += ["HIRE's per-example layer weights: mean total-variation distance of an example's weights from the mean "
               "weights (input-dependent at 0.05 or more):", "", *layer_weight_lines(results), "",
               input_dependence(results), "",
-              "Recommendation per regime:", ""]
-    sources = {"finetuned": "training step on CPU, today's speed files",
-               "frozen": ("minutes per frozen run, mean over the tasks, from costs.json (benchmarks/regime_costs.py)"
-                          if costs.get("minutes") else "no costs.json")}
-    lines += [recommendation_line(name, entry, sources[name.split("-")[0]]) for name, entry in recommended.items()]
+              "Recommendation per regime (a head beats the best constant prediction on a task when the lower end of "
+              "its mean's 95% interval over seeds lies above it):", ""]
+    source = ("minutes per run of the regime, mean over the tasks, from costs.json (benchmarks/regime_costs.py)"
+              if costs.get("minutes") else "no costs.json")
+    lines += [recommendation_line(name, entry, source) for name, entry in recommended.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 
