@@ -84,6 +84,9 @@ def test_a_run_file_states_its_budget_and_its_rows(rte_bin, tmp_path):
            "--batch-size 16 --max-update 252 --max-epoch 36 --warmup-updates 15 --cpu\n{\"epoch\": 1}\n")
     assert fairseq_schedule(log) == {"lr": "0.001", "batch_size": "16", "max_update": "252", "max_epoch": "36",
                                      "warmup_updates": "15"}
+    # a budget flag passed through after the recipe's overrides it in fairseq-train: the run file says so
+    overridden = log.replace(" --cpu", " --cpu --max-update 7 --lr=0.5")
+    assert fairseq_schedule(overridden)["max_update"] == "7" and fairseq_schedule(overridden)["lr"] == "0.5"
     assert subset_record(tmp_path) is None
     info = make_train_subset(rte_bin, 20, 2, tmp_path / SUBSET_FOLDER)
     record = subset_record(tmp_path)

@@ -239,12 +239,17 @@ def without_flag(flags: Sequence[str], name: str) -> List[str]:
 
 def fairseq_schedule(log: str) -> Optional[Dict]:
     """The budget the run trained with, from the fairseq-train command finetune.py prints first:
-    with --train-size it follows the subset, so the run file states it."""
+    with --train-size it follows the subset, so the run file states it. A flag given twice (the
+    recipe's, then one passed through) counts as fairseq-train's argparse counts it: the last
+    one, in either `--flag value` or `--flag=value` form."""
     for line in log.splitlines():
         if "fairseq_cli.train" in line:
-            words = shlex.split(line)
-            return {name.lstrip("-").replace("-", "_"): words[words.index(name) + 1]
-                    for name in SCHEDULE_FLAGS if name in words}
+            words, schedule = shlex.split(line), {}
+            for i, word in enumerate(words):
+                name, equals, value = word.partition("=")
+                if name in SCHEDULE_FLAGS and (equals or i + 1 < len(words)):
+                    schedule[name.lstrip("-").replace("-", "_")] = value if equals else words[i + 1]
+            return schedule
     return None
 
 
