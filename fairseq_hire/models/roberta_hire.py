@@ -39,6 +39,17 @@ logger = logging.getLogger(__name__)
 ENCODER_DEFAULTS = {"freeze_encoder": False, "layer_cache": None}
 
 
+def check_encoder_options(cfg, model) -> None:
+    """Refuse the frozen-encoder options for a model that is not roberta_hire: fairseq's parser
+    refuses them on fairseq-train, but fairseq-hydra-train hands any ``model.*`` key to the
+    model, and fairseq's stock roberta (the YAMLs' baseline) would fine-tune its whole encoder."""
+    given = [name for name in ENCODER_DEFAULTS if safe_getattr(cfg, name, None)]
+    if given and not isinstance(model, RobertaHireModel):
+        raise ValueError(f"model.{given[0]} is an option of roberta_hire; {type(model).__name__} would ignore it "
+                         "and train its encoder: use roberta_hire, whose stock head is --head stock's options "
+                         "(docs/OPTIONS.md)")
+
+
 def head_parts(param_names) -> frozenset:
     """The submodules a head's parameters live in ({"dense", "out_proj"} for a stock head;
     HIRE adds "extractor" and "fusion"): heads with the same parts can share parameters."""

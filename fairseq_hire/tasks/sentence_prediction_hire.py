@@ -6,7 +6,8 @@ with three additions, for the runs that use it and no other:
 
 1. ``build_model`` records the head's classes in the task state fairseq saves in every
    checkpoint, or refuses data whose classes differ from those a checkpoint recorded
-   (``head_classes``);
+   (``head_classes``); for training, it refuses roberta_hire's frozen-encoder options given to
+   another model, which would ignore them (``roberta_hire.check_encoder_options``);
 2. its batch iterators keep the last, smaller batch that fairseq's ``batch_by_size`` drops when
    its size is not a multiple of ``--required-batch-size-multiple`` (``RemainderKeepingDataset``):
    validation scores every example (the recipes also set the multiple to 1, as fairseq's GLUE
@@ -26,6 +27,7 @@ from fairseq.tasks.sentence_prediction import SentencePredictionConfig, Sentence
 
 from ..checkpoints import saving
 from ..checkpoints.head_classes import record_or_check
+from ..models.roberta_hire import check_encoder_options
 
 TASK_NAME = "sentence_prediction_hire"
 
@@ -68,7 +70,10 @@ class SentencePredictionHireTask(SentencePredictionTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         record_or_check(self)
-        return super().build_model(cfg, from_checkpoint)
+        model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint:  # a run that trains; a checkpoint already trained is loaded as it is
+            check_encoder_options(cfg, model)
+        return model
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         if dataset not in self.remainder_keeping:
