@@ -52,3 +52,29 @@ def test_hydra_freezes_the_stock_head_of_roberta_hire(rte_bin, tiny_pretrained, 
     model = safe_torch_load(tmp_path / "checkpoint_last.pt")["model"]
     expected = pretrained_encoder(tiny_pretrained)
     assert [k for k in expected if not torch.equal(model[k], expected[k])] == []
+
+
+@pytest.mark.unit
+def test_a_cache_built_under_autocast_holds_the_encoders_own_precision(rte_bin, tiny_pretrained, tmp_path):
+    """fairseq's --amp runs the training forward under autocast, where the cache of every split
+    is built; the entries then held half-precision states, which a later fp32 run on the same
+    encoder (the same fingerprint) read as its own: a cache that changed its results."""
+    from test_layer_cache import HEAD, batches, frozen_trainer
+
+    building = frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache")
+    batch = batches(building)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what torch.cuda.amp.autocast is on a GPU
+        building.model(**batch["net_input"], classification_head_name=HEAD)
+
+    reading = frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache")
+    model, cache = reading.model, reading.model.layer_cache
+    model.eval()
+    for batch in batches(reading):
+        tokens = batch["net_input"]["src_tokens"]
+        with torch.no_grad():
+            _, cached_states = cache.lookup(tokens)
+            _, extra = model.encoder(tokens, features_only=True, return_all_hiddens=True)
+        real = tokens.ne(cache.padding_idx).t()
+        for cached, computed in zip(cached_states, extra["inner_states"]):
+            torch.testing.assert_close(cached[real], computed[real], rtol=0, atol=1e-5)
+    assert cache.missed_batches == 0

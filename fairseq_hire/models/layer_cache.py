@@ -26,7 +26,9 @@ whenever the task loads another split, the rows of every split the task holds
 ones) that no entry holds yet are encoded in batches and written as one new entry: built in
 a temporary folder (``glue_prep.atomic``), renamed into place once complete, under a lock
 (``fcntl.flock`` on ``<entry>.lock``), so that two processes that need the same rows build
-them once and a reader never sees half an entry. Rows longer than the encoder's positions
+them once and a reader never sees half an entry. Rows are encoded in the encoder's own dtype,
+outside any autocast region the building run is in (fairseq's --amp), so an entry does not
+depend on the run that built it. Rows longer than the encoder's positions
 are left out (fairseq cannot run them either); a batch with a row not in the cache (the
 hub, a split the task never loaded) runs the encoder, exactly as without the cache.
 
@@ -308,7 +310,9 @@ class LayerCache:
                 tokens = torch.full((len(batch), int(lengths[batch[-1]])), self.padding_idx, dtype=torch.long)
                 for i, row in enumerate(batch):
                     tokens[i, :lengths[row]] = rows[digests[row]]
-                with torch.no_grad():
+                # not in the caller's autocast (fairseq's --amp): an entry holds the encoder's
+                # own-precision states, whatever run builds it and whatever run reads it
+                with torch.no_grad(), torch.autocast(device.type, enabled=False):
                     hidden = torch.stack(encode(self.sentence_encoder, tokens.to(device)), dim=2)  # T x B x (L+1) x C
                 real = tokens.ne(self.padding_idx).to(device)
                 start, end = offsets[batch[0]], offsets[batch[-1] + 1]
