@@ -78,7 +78,7 @@ def test_the_comparison_recipe_ignores_the_layer_cache_folder_and_keeps_the_regi
 
 def test_a_run_file_states_its_budget_and_its_rows(rte_bin, tmp_path):
     from glue_prep.subset import make_train_subset
-    from fairseq_hire.compare.runs import fairseq_schedule, subset_record
+    from fairseq_hire.compare.provenance import fairseq_schedule, subset_record
 
     log = ("finetune: note: ...\n/x/python -m fairseq_cli.train /d --arch roberta_hire_base --lr 0.001 "
            "--batch-size 16 --max-update 252 --max-epoch 36 --warmup-updates 15 --cpu\n{\"epoch\": 1}\n")

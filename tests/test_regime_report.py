@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -136,69 +135,6 @@ def test_the_recommendation_is_the_cheapest_head_within_the_band_by_each_regimes
     assert finetuned["ratios"] == {"finetuned": 1.6, "frozen": 3.0} and frozen["ratios"] == {"finetuned": 1.0, "frozen": 1.0}
     assert ("cost 1.60x the stock head's (minutes per run of the regime, mean over the tasks, from costs.json "
             "(benchmarks/regime_costs.py)); frozen: 3.00x the stock head's minutes per run") in report["fragment"]
-
-
-def summary_of(means, constant, sd=0.5, n=5):
-    """A point's summary as the recommendation reads it: each head's mean, sd, seeds and the 95%
-    t-interval of its mean."""
-    half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
-    return {"constant_score": constant, "heads": {h: {"mean": m, "sd": sd, "n": n, "mean_interval": [m - half, m + half]}
-                                                  for h, m in means.items()}}
-
-
-def test_tasks_at_chance_are_left_out_and_disagreeing_tasks_get_each_their_own_head():
-    """A task where no head beats the best constant prediction ranks noise: left out, said so.
-    Tasks whose bands share no head: no single recommendation, each task's own cheapest head."""
-    def result(task, means, constant):
-        return {"task": task, "regime": "frozen", "size": "n1000", "complete": True,
-                "summary": summary_of(means, constant)}
-
-    costs = {"measured": "test", "ranges": {}, "minutes": {"frozen/n1000/stock": 1.0, "frozen/n1000/hire": 4.0,
-                                                           "frozen/n1000/stock-mean-pool": 1.0}}  # as read_costs gives
-    learns = result("SST-2", {"stock": 70.0, "hire": 75.0, "stock-mean-pool": 78.0}, 50.9)
-    prefers_stock = result("MRPC", {"stock": 80.0, "hire": 74.0, "stock-mean-pool": 74.0}, 74.8)
-    chance = result("RTE", {"stock": 50.0, "hire": 52.0, "stock-mean-pool": 48.0}, 52.7)
-    found = regime_report.recommendations([learns, chance], costs, HEADS)["frozen-n1000"]
-    assert found["at_chance"] == ["RTE"] and found["head"] == "stock-mean-pool" and found["best"] == {"SST-2": "stock-mean-pool"}
-    line = regime_tables.recommendation_line("frozen-n1000", found, "minutes")
-    assert line.startswith("- **frozen, n1000** on SST-2; left out: RTE, where no head beats the best constant "
-                           "prediction: **stock-mean-pool**")
-    split = regime_report.recommendations([learns, prefers_stock, chance], costs, HEADS)["frozen-n1000"]
-    assert split["head"] is None and split["per_task"] == {"SST-2": "stock-mean-pool", "MRPC": "stock"}
-    assert "each task's cheapest head within its band: SST-2 **stock-mean-pool**, MRPC **stock**" in \
-        regime_tables.recommendation_line("frozen-n1000", split, "minutes")
-    headline = regime_tables.headline([], [], {"frozen-n1000": split, "frozen-n100": {"tasks": [], "in_progress": ["RTE"]}})
-    assert "Recommended head so far: frozen, 1,000 rows: per task, SST-2 **stock-mean-pool**, MRPC **stock**. " \
-        "No recommendation yet in the other 1 regimes (points in progress)." in headline
-    nothing = regime_report.recommendations([chance], costs, HEADS)["frozen-n1000"]
-    assert nothing["head"] is None and "no recommendation: no head learned; left out: RTE" in \
-        regime_tables.recommendation_line("frozen-n1000", nothing, "minutes")
-    # every task complete and no head learned: not "yet", said as settled
-    settled = regime_tables.headline([], [], {"frozen-n1000": nothing})
-    assert "No recommendation in frozen, 1,000 rows: no head that learned and has a measured cost." in settled
-    assert "yet" not in settled.rstrip().split("\n")[-1]  # the recommendation paragraph
-
-
-def test_regime_costs_rank_two_heads_only_where_their_measured_spreads_do_not_overlap():
-    from report import costs_less
-
-    minutes = {"RTE/frozen/n100/stock": 2.0, "RTE/frozen/n100/scalar-mix": 2.1, "RTE/frozen/n100/hire": 6.0,
-               "MRPC/frozen/n100/stock": 1.0, "MRPC/frozen/n100/scalar-mix": 1.0, "MRPC/frozen/n100/hire": 3.0,
-               "RTE/frozen/n100/last4-mean": 2.0}
-    ranges = {"RTE/frozen/n100/stock": [1.8, 2.3], "RTE/frozen/n100/scalar-mix": [1.9, 2.4],
-              "RTE/frozen/n100/hire": [5.5, 6.6]}
-    costs = {"minutes": minutes, "ranges": ranges}
-    found = regime_report.regime_costs(costs, "frozen", "n100", ["stock", "scalar-mix", "hire", "last4-mean"], ["RTE", "MRPC"])
-    assert "last4-mean" not in found  # not measured on MRPC: no cost, never a guess
-    assert found["hire"]["ratio"] == pytest.approx((6.0 / 2.0 + 3.0 / 1.0) / 2)
-    assert found["hire"]["ranges"] == {"RTE": [5.5, 6.6], "MRPC": [3.0, 3.0]}  # MRPC: no spread measured
-    # a regime-wide measurement brings its own range, as its minutes
-    wide = {"minutes": {"frozen/n100/stock": 2.0, "frozen/n100/hire": 6.0},
-            "ranges": {"frozen/n100/stock": [1.9, 2.2], "frozen/n100/hire": [5.0, 7.0]}}
-    assert regime_report.regime_costs(wide, "frozen", "n100", ["hire"], ["RTE"])["hire"]["ranges"] == {"RTE": [5.0, 7.0]}
-    assert costs_less(found["stock"], found["hire"]) and not costs_less(found["hire"], found["stock"])
-    # 2.1 against 2.0 minutes, within each other's spread: a tie, whichever way
-    assert not costs_less(found["stock"], found["scalar-mix"]) and not costs_less(found["scalar-mix"], found["stock"])
 
 
 def test_layer_weights_per_regime_and_the_files_written(study):
@@ -347,31 +283,6 @@ def test_the_readme_holds_the_headline_and_docs_results_the_full_section():
                                             regime_report.HEADLINE_SECTION: REPO / "README.md"}
 
 
-def test_a_head_that_does_not_beat_the_best_constant_prediction_is_not_recommended():
-    """MRPC frozen on 1,000 rows (the study's files): the stock head's mean (74.7, 2 of 5 seeds
-    failed) is below the best constant prediction (74.8), yet its wide seed spread put it in the
-    band of the best head, and it cost least: it was recommended. A head that learned nothing on
-    a task is not recommended there, and is named."""
-    costs = {"measured": "test", "ranges": {}, "minutes": {"frozen/n1000/stock": 1.0, "frozen/n1000/hire": 4.0,
-                                                           "frozen/n1000/stock-mean-pool": 1.2}}
-    summary = summary_of({"stock": 74.7, "hire": 76.2, "stock-mean-pool": 76.1}, 74.8, sd=1.0)
-    mrpc = {"task": "MRPC", "regime": "frozen", "size": "n1000", "complete": True, "summary": summary}
-    found = regime_report.recommendations([mrpc], costs, HEADS)["frozen-n1000"]
-    assert found["head"] == "stock-mean-pool" and found["within_band"] == ["hire", "stock-mean-pool"]
-    assert found["below_constant"] == {"stock": ["MRPC"]}
-    line = regime_tables.recommendation_line("frozen-n1000", found, "minutes")
-    assert "**stock-mean-pool**" in line and "**stock**" not in line
-    assert "; stock does not beat the best constant prediction on MRPC, so not recommended" in line
-    # two tasks whose bands share only a head that learned nothing on one of them: each task's own head
-    sst2 = {**mrpc, "task": "SST-2", "summary": summary_of({"stock": 80.0, "hire": 74.0, "stock-mean-pool": 74.0}, 50.9)}
-    split = regime_report.recommendations([sst2, mrpc], costs, HEADS)["frozen-n1000"]
-    assert split["head"] is None and split["per_task"] == {"SST-2": "stock", "MRPC": "stock-mean-pool"}
-    assert ("no head is within the detectable-difference band of the best (SST-2 stock, MRPC hire) on every task and "
-            "beats the best constant prediction on each; each task's cheapest head within its band: SST-2 **stock**, "
-            "MRPC **stock-mean-pool**; stock does not beat the best constant prediction on MRPC, so not recommended.") \
-        in regime_tables.recommendation_line("frozen-n1000", split, "minutes")
-
-
 def test_a_gain_without_the_mean_pooled_control_says_so():
     """The list's heading promises each gain held against stock-mean-pool; where that head has
     fewer than 5 seeds (today's fine-tuned full-set points) the line says there is no such
@@ -383,25 +294,3 @@ def test_a_gain_without_the_mean_pooled_control_says_so():
     hire, pooled = (next(line for line in lines if f"**{head}**" in line) for head in ("hire", "stock-mean-pool"))
     assert hire.endswith("detectable 0.9); against stock-mean-pool: not compared (fewer than 5 seeds of it)")
     assert pooled.endswith("detectable 0.9)")
-
-
-def test_a_mean_above_the_constant_from_one_lucky_seed_is_not_a_head_that_learned():
-    """MRPC frozen on 100 rows (the study's files): four seeds of every head at the constant
-    prediction 74.8, one at 75.2-75.6. The means (74.9-75.0) sat above the constant, so the task was
-    ranked and the stock head recommended: noise. Only a head whose mean's 95% interval lies above
-    the constant has learned; here none has, the task is left out and nothing is recommended."""
-    from fairseq_hire.compare.statistics import mean_interval
-
-    constant, lucky = 74.8025, {"stock": 75.5037, "hire": 75.6, "scalar-mix": 75.3}
-    heads = {h: [constant] * 4 + [score] for h, score in lucky.items()}
-    summary = {"constant_score": constant, "heads": {
-        h: {"mean": float(np.mean(s)), "sd": float(np.std(s, ddof=1)), "n": 5, "mean_interval": list(mean_interval(s))}
-        for h, s in heads.items()}}
-    assert all(d["mean"] > constant for d in summary["heads"].values())  # what the old rule counted as learning
-    costs = {"measured": "test", "ranges": {}, "minutes": {f"frozen/n100/{h}": 1.0 for h in heads}}
-    found = regime_report.recommendations(
-        [{"task": "MRPC", "regime": "frozen", "size": "n100", "complete": True, "summary": summary}], costs, list(heads))
-    assert found["frozen-n100"]["at_chance"] == ["MRPC"] and found["frozen-n100"]["head"] is None
-    # one seed above the rest is not enough, five clearly above it are
-    summary["heads"]["hire"]["mean_interval"] = list(mean_interval([75.6, 75.9, 76.2, 75.8, 76.0]))
-    assert regime_report.beats_constant(summary, "hire") and not regime_report.beats_constant(summary, "stock")

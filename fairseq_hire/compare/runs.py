@@ -47,14 +47,15 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from glue_prep.atomic import write_atomically
-from glue_prep.metadata import read_metadata
 from ..modules.options import head_options
+from .provenance import (code_version, fairseq_schedule, gpu_name, parse_validations, subset_record,
+                         torch_version)
 from .watchdog import RUNNING, kill_group
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.workflow.finetune"]
@@ -63,7 +64,6 @@ WATCHDOG = [sys.executable, "-I", str(Path(__file__).with_name("watchdog.py"))]
 LOG_FLAGS = ["--log-format", "json", "--log-interval", "50"]
 RESULT_VERSION = 1
 LAYER_CACHE_FLAG = "--layer-cache"
-SCHEDULE_FLAGS = ("--lr", "--batch-size", "--max-update", "--max-epoch", "--warmup-updates")
 
 
 @dataclass(frozen=True)
@@ -237,32 +237,6 @@ def without_flag(flags: Sequence[str], name: str) -> List[str]:
     return kept
 
 
-def fairseq_schedule(log: str) -> Optional[Dict]:
-    """The budget the run trained with, from the fairseq-train command finetune.py prints first:
-    with --train-size it follows the subset, so the run file states it. A flag given twice (the
-    recipe's, then one passed through) counts as fairseq-train's argparse counts it: the last
-    one, in either `--flag value` or `--flag=value` form."""
-    for line in log.splitlines():
-        if "fairseq_cli.train" in line:
-            words, schedule = shlex.split(line), {}
-            for i, word in enumerate(words):
-                name, equals, value = word.partition("=")
-                if name in SCHEDULE_FLAGS and (equals or i + 1 < len(words)):
-                    schedule[name.lstrip("-").replace("-", "_")] = value if equals else words[i + 1]
-            return schedule
-    return None
-
-
-def subset_record(save_dir: Path) -> Optional[Dict]:
-    """The training subset a --train-size run trained on (glue_prep.subset's record: size, seed,
-    per-class counts and the digest of its rows), or None for a run on every training row."""
-    from ..workflow.finetune import SUBSET_FOLDER
-
-    subset = save_dir / SUBSET_FOLDER
-    meta = read_metadata(subset, missing_ok=True) if subset.is_dir() else None
-    return None if meta is None or meta.train_subset is None else asdict(meta.train_subset)
-
-
 def run_all(runners: Dict[str, Runner], plan: Sequence[tuple], jobs: int, log=print) -> List[RunOutcome]:
     """plan: (comparison key, head, seed) in the order to run them; `jobs` at a time."""
     def one(entry):
@@ -283,17 +257,6 @@ def run_all(runners: Dict[str, Runner], plan: Sequence[tuple], jobs: int, log=pr
     finally:
         pool.shutdown(wait=True)
         RUNNING.resume()
-
-
-def parse_validations(log: str) -> List[Dict]:
-    """Every validation fairseq logged (--log-format json): epoch and valid_* figures."""
-    records = []
-    for line in log.splitlines():
-        if "| valid |" in line and "{" in line:
-            record = json.loads(line[line.index("{"):])
-            records.append({k[len("valid_"):] if k.startswith("valid_") else k: float(v)
-                            for k, v in record.items() if k.startswith("valid_") or k == "epoch"})
-    return records
 
 
 def run_sharing_lock(command: List[str], lock: TextIO, log: Path, env: Dict[str, str]) -> int:
@@ -375,28 +338,3 @@ def locked_file(path: Path) -> Optional[TextIO]:
         except FileNotFoundError:
             pass
         file.close()  # its holder removed it after we opened it: lock the file now at `path`
-
-
-def code_version() -> Optional[str]:
-    """The git commit of the plugin that trained (with +dirty for uncommitted changes)."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
-                                "fairseq_hire"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
-def gpu_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name()

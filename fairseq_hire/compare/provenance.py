@@ -1,0 +1,75 @@
+"""What a run file records about how its run was trained, read from the run itself: the
+budget fairseq-train was given, the training rows, every validation fairseq logged, and the
+code, torch and GPU that trained it. The report checks runs against these, so they are read
+from what ran (the command and log of the run, its save dir), never from what was asked."""
+import json
+import shlex
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from glue_prep.metadata import read_metadata
+
+SCHEDULE_FLAGS = ("--lr", "--batch-size", "--max-update", "--max-epoch", "--warmup-updates")
+
+
+def fairseq_schedule(log: str) -> Optional[Dict]:
+    """The budget the run trained with, from the fairseq-train command finetune.py prints first
+    (with --train-size it follows the subset). As in fairseq's argparse, a flag given twice (the
+    recipe's, then one passed through) counts last, as `--flag value` or `--flag=value`."""
+    for line in log.splitlines():
+        if "fairseq_cli.train" in line:
+            words, schedule = shlex.split(line), {}
+            for i, word in enumerate(words):
+                name, equals, value = word.partition("=")
+                if name in SCHEDULE_FLAGS and (equals or i + 1 < len(words)):
+                    schedule[name.lstrip("-").replace("-", "_")] = value if equals else words[i + 1]
+            return schedule
+    return None
+
+
+def subset_record(save_dir: Path) -> Optional[Dict]:
+    """The training subset a --train-size run trained on (glue_prep.subset's record: size, seed,
+    per-class counts and the digest of its rows), or None for a run on every training row."""
+    from ..workflow.finetune import SUBSET_FOLDER
+
+    subset = save_dir / SUBSET_FOLDER
+    meta = read_metadata(subset, missing_ok=True) if subset.is_dir() else None
+    return None if meta is None or meta.train_subset is None else asdict(meta.train_subset)
+
+
+def parse_validations(log: str) -> List[Dict]:
+    """Every validation fairseq logged (--log-format json): epoch and valid_* figures."""
+    records = []
+    for line in log.splitlines():
+        if "| valid |" in line and "{" in line:
+            record = json.loads(line[line.index("{"):])
+            records.append({k[len("valid_"):] if k.startswith("valid_") else k: float(v)
+                            for k, v in record.items() if k.startswith("valid_") or k == "epoch"})
+    return records
+
+
+def code_version() -> Optional[str]:
+    """The git commit of the plugin that trained (with +dirty for uncommitted changes)."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
+                                "fairseq_hire"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name()
