@@ -126,3 +126,39 @@ def test_the_comparison_refuses_bad_regime_flags_once_before_any_run(rte_bin, ti
     error = capsys.readouterr().err.strip()
     assert error.startswith("compare: error:") and "\n" not in error and re.search(expected, error), error
     assert not (out / "work").exists() and not list(out.rglob("*.lock"))
+
+
+def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, tiny_pretrained, tmp_path,
+                                                                        monkeypatch, capsys):
+    """fairseq-train resumes SAVE_DIR/checkpoint_last.pt whatever it is asked: a run on 100 rows
+    restarted with --train-size 50 (or frozen, or another seed) would continue the 100-row model
+    while the folder's train_subset said 50. Refused before anything is written or trained."""
+    import fairseq_hire.workflow.finetune as finetune
+    from glue_prep.metadata import read_metadata
+
+    trainings = []
+
+    def fake_fairseq_train(command, env):  # a training that saved its checkpoint_last.pt, then died
+        trainings.append(command)
+        (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
+        return 1
+
+    monkeypatch.setattr(finetune.subprocess, "call", fake_fairseq_train)
+    save = tmp_path / "save"
+    first = ["RTE", str(rte_bin), str(tiny_pretrained), str(save), "--device", "cpu", "--train-size", "100"]
+    assert main(first) == 1 and len(trainings) == 1
+    for other in (["--train-size", "50"], ["--train-size", "100", "--freeze-encoder"], ["--train-size", "100", "--seed", "2"],
+                  ["--train-size", "100", "--max-update", "7"]):
+        capsys.readouterr()
+        assert main([*first[:6], *other]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"finetune: error: {save} holds a run started with other options") and "\n" not in error
+        assert len(trainings) == 1  # nothing trained
+        assert read_metadata(save / SUBSET_FOLDER).train_subset.size == 100  # the subset was not rebuilt
+        if other[1] == "50":
+            assert "(train_size 100, now 50)" in error
+    # the same command resumes; so do the options that do not change the run (a layer cache needs a frozen run)
+    assert main([*first, "--dry-run"]) == 0 and main(first) == 1 and len(trainings) == 2
+    # a folder trained before the request was recorded is resumed as before
+    (save / finetune.REQUEST_FILE).unlink()
+    assert main([*first[:6], "--train-size", "100", "--seed", "1"]) == 1 and len(trainings) == 3

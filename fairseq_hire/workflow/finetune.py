@@ -18,9 +18,13 @@ updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-enc
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
 a crash and it resumes from SAVE_DIR/checkpoint_last.pt. Run again once finished, it ends at
-once and changes nothing (fairseq_hire/checkpoints/saving.py).
+once and changes nothing (fairseq_hire/checkpoints/saving.py). fairseq-train resumes that
+checkpoint whatever it is asked, so SAVE_DIR/finetune_request.json keeps what the run was started
+with, and a command asking for another run there (another --train-size, --freeze-encoder, seed,
+head, data or fairseq-train flag) is refused before anything is written.
 """
 import argparse
+import json
 import math
 import os
 import shlex
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glue_prep.atomic import write_atomically
 from glue_prep.metadata import metadata_file, read_metadata
 
 from ..checkpoints.architecture import flags_of, layernorm_eps, model_config
@@ -40,6 +45,8 @@ from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
+REQUEST_FILE = "finetune_request.json"
+NOT_THE_RUN = ("save_dir", "dry_run", "layer_cache")  # options a run may resume with other values of
 MIN_SUBSET_UPDATES = 250
 
 
@@ -195,6 +202,35 @@ def build_command(args, passthrough) -> list:
     return command + passthrough
 
 
+def run_request(args, passthrough) -> dict:
+    """What a run trains: finetune.py's options that shape it (paths resolved) and the flags it
+    passes on to fairseq-train."""
+    request = {name: value for name, value in vars(args).items() if name not in NOT_THE_RUN}
+    for name in ("data", "pretrained", "mnli_init"):
+        request[name] = request[name] and str(Path(request[name]).resolve())
+    return {**request, "fairseq_train_flags": list(passthrough)}
+
+
+def check_same_run(args, passthrough) -> None:
+    """Refuse to resume a SAVE_DIR checkpoint that another request started: fairseq-train would
+    load it and train on, mixing two runs (e.g. a head trained on 100 rows continued on 50, with
+    the folder's train_subset then naming 50)."""
+    save_dir = Path(args.save_dir)
+    recorded = save_dir / REQUEST_FILE
+    if not (save_dir / "checkpoint_last.pt").exists() or not recorded.exists():
+        return
+    try:
+        before = json.loads(recorded.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ValueError(f"{recorded}: not the JSON finetune.py writes; delete {save_dir} to start the run anew") from None
+    now = run_request(args, passthrough)
+    differ = [f"{name} {before.get(name)!r}, now {now.get(name)!r}"
+              for name in dict.fromkeys([*before, *now]) if before.get(name) != now.get(name)]
+    if differ:
+        raise ValueError(f"{save_dir} holds a run started with other options ({'; '.join(differ)}), whose "
+                         "checkpoint_last.pt fairseq-train would resume: use another SAVE_DIR, or delete this one")
+
+
 def check_stock_roberta_eps(encoder, pretrained) -> None:
     """fairseq's stock roberta (--baseline) builds its LayerNorms with 1e-5 and has no option to
     say otherwise: refuse a checkpoint that records another epsilon (a converted BERT-family
@@ -317,6 +353,7 @@ def main(argv=None) -> int:
 
     args, passthrough = build_parser().parse_known_args(argv)
     try:
+        check_same_run(args, passthrough)
         command = build_command(args, passthrough)
     except (DataMismatchError, CheckpointError, OSError, ValueError) as error:
         print(f"finetune: error: {error}", file=sys.stderr)
@@ -328,6 +365,9 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+    request, recorded = json.dumps(run_request(args, passthrough), indent=1) + "\n", Path(args.save_dir) / REQUEST_FILE
+    if not recorded.exists() or recorded.read_text(encoding="utf-8") != request:  # a finished run's rerun writes nothing
+        write_atomically(recorded, request)
     return subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
