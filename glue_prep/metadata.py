@@ -61,6 +61,10 @@ class TrainSubset:
     rows_file: str  # the chosen rows of the full training split, one a line
     rows_sha256: str
     full_train: FullTrain
+    # the draw was among the rows that fit this many positions (fairseq-train skips longer ones);
+    # None: among every row, and over_length_rows is not counted
+    max_positions: Optional[int] = None
+    over_length_rows: Optional[int] = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,9 @@ DATA_BIN's training split (0-based, one a line).
 The draw depends only on DATA_BIN's training labels, N and SEED: a classification task gets a
 stratified sample (each class its share of N by largest remainder, at least one row each),
 a regression task (STS-B) a simple random sample, both drawn with numpy's Generator seeded
-with SEED. Calling again with the same arguments reuses OUT; an OUT made from other
+with SEED. With ``--max-positions P`` (finetune.py passes the model's) the draw is among the
+rows that fit P positions: fairseq-train skips longer training rows, and a subset holding them
+would train on fewer than N; where every row fits, the draw is the same. Calling again with the same arguments reuses OUT; an OUT made from other
 arguments or other data is rebuilt, and anything else at OUT is refused.
 """
 import argparse
@@ -30,6 +32,7 @@ import numpy as np
 
 from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, unwritten
+from .lengths import positions
 from .metadata import METADATA_FILE, FullTrain, GlueMetadata, TrainSubset, read_metadata, write_metadata
 
 ROWS_FILE = "train_subset.rows"
@@ -85,9 +88,11 @@ def check_train_size(data_bin: Path, size) -> None:
     _check_size(data_bin, size, full.rows, None if full.regression else len(np.unique(full.classes())))
 
 
-def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> SubsetInfo:
-    """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed`.
-    Raises GlueFormatError (one line: the folder and what was expected) for bad arguments."""
+def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
+                      max_positions: Optional[int] = None) -> SubsetInfo:
+    """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed` (among
+    those that fit `max_positions`, if given). Raises GlueFormatError (one line: the folder and
+    what was expected) for bad arguments."""
     data_bin, out = Path(data_bin), Path(out)
     meta = read_metadata(data_bin)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -96,9 +101,11 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> Subset
         raise GlueFormatError(f"the subset folder {out} is the data folder or inside it; "
                               "expected a folder elsewhere", data_bin)
     full = _TrainSplit(data_bin, meta)
+    fitting = full.fitting_rows(max_positions)
     classes = None if full.regression else full.classes()
-    _check_size(data_bin, size, full.rows, None if classes is None else len(np.unique(classes)))
-    rows = choose_rows(classes, full.rows, size, int(seed))
+    drawable = None if classes is None else classes[fitting]
+    _check_size(data_bin, size, len(fitting), None if classes is None else len(np.unique(drawable)), max_positions)
+    rows = fitting[choose_rows(drawable, len(fitting), size, int(seed))]  # ascending, as fitting is
     rows_text = "".join(f"{r}\n" for r in rows.tolist()).encode("ascii")
     counts = {} if classes is None else full.label_counts(classes[rows])
     record = TrainSubset(
@@ -107,6 +114,7 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path) -> Subset
         rows_file=ROWS_FILE, rows_sha256=hashlib.sha256(rows_text).hexdigest(),
         full_train=FullTrain(rows=full.rows, label_counts=meta.label_counts.get("train"),
                              over_length=meta.over_length.get("train")),
+        max_positions=max_positions, over_length_rows=None if max_positions is None else full.rows - len(fitting),
     )
 
     existing = _existing_record(out)
@@ -208,6 +216,16 @@ class _TrainSplit:
             raise GlueFormatError(f"{len(lines)} lines; expected {self.rows}, one per row of input0/train", path)
         return lines
 
+    def fitting_rows(self, max_positions: Optional[int]) -> np.ndarray:
+        """The rows fairseq-train trains on at `max_positions` (every row for None), ascending."""
+        everything = np.arange(self.rows)
+        if max_positions is None:
+            return everything
+        # each row's tokens with its </s>, copied while its dataset (and memory map) is open
+        datasets = [self._load(name) for name in self.inputs]
+        tokens = [np.array(dataset.sizes) for dataset in datasets]
+        return everything[positions([n - 1 for n in tokens]) <= max_positions]
+
     def classes(self) -> np.ndarray:
         """Each row's label index in label/dict.txt."""
         return np.array([int(tokens[0]) for tokens in self._rows("label", range(self.rows))], dtype=np.int64)
@@ -251,12 +269,13 @@ def _prefix_exists(prefix: Path) -> bool:
     return prefix.with_suffix(".bin").is_file() and prefix.with_suffix(".idx").is_file()
 
 
-def _check_size(data_bin: Path, size, rows: int, classes: Optional[int]) -> None:
+def _check_size(data_bin: Path, size, rows: int, classes: Optional[int], max_positions: Optional[int] = None) -> None:
     smallest = classes or 1
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not smallest <= size <= rows:
         why = f"one row of each of its {classes} classes" if classes else "one row"
+        fit = f" that fit {max_positions} positions" if max_positions is not None else ""
         raise GlueFormatError(f"a training subset of {size!r} rows: expected an integer from {smallest} "
-                              f"(at least {why}) to {rows} (its training rows)", data_bin)
+                              f"(at least {why}) to {rows} (its training rows{fit})", data_bin)
 
 
 def _existing_record(out: Path) -> Optional[TrainSubset]:
@@ -313,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("size", type=int, help="training rows to keep")
     parser.add_argument("seed", type=int, help="seed of the draw (an integer >= 0)")
     parser.add_argument("out", type=Path, help="the subset's folder")
+    parser.add_argument("--max-positions", type=int, metavar="P",
+                        help="draw among the rows that fit P positions (fairseq-train skips longer ones)")
     return parser
 
 
@@ -320,7 +341,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("fairseq").setLevel(logging.WARNING)  # its "loaded N examples" lines
     try:
-        info = make_train_subset(args.data_bin, args.size, args.seed, args.out)
+        info = make_train_subset(args.data_bin, args.size, args.seed, args.out, args.max_positions)
     except GlueFormatError as e:
         print(f"glue_prep.subset: error: {e}", file=sys.stderr)
         return 1

@@ -31,10 +31,12 @@ def test_train_size_trains_on_the_subset_with_a_budget_over_its_rows(rte_bin, ti
     epochs = math.ceil(MIN_SUBSET_UPDATES / per_epoch)  # 3 epochs would be 21 updates: lengthened
     assert int(flag(command, "--max-epoch")) == epochs
     assert int(flag(command, "--max-update")) == epochs * per_epoch >= MIN_SUBSET_UPDATES
-    # the rows are the ones every head of seed 3 gets, and a dry run writes no subset
-    expected = make_train_subset(rte_bin, 100, 3, tmp_path / "expected")
-    built = make_train_subset(rte_bin, 100, 3, save / SUBSET_FOLDER)
-    assert built.reused and (built.rows == expected.rows).all()
+    # the rows are the ones every head of seed 3 gets, drawn among those that fit the model's
+    # positions (fairseq-train skips the others), and a dry run writes no subset
+    positions = int(flag(command, "--max-positions"))
+    expected = make_train_subset(rte_bin, 100, 3, tmp_path / "expected", max_positions=positions)
+    built = make_train_subset(rte_bin, 100, 3, save / SUBSET_FOLDER, max_positions=positions)
+    assert built.reused and (built.rows == expected.rows).all() and built.record["max_positions"] == positions
     assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "dry"), "--train-size", "100",
                  "--dry-run"]) == 0
     assert not (tmp_path / "dry" / SUBSET_FOLDER).exists()

@@ -293,3 +293,24 @@ def test_command_line(rte_bin, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"glue_prep.subset: error: {rte_bin}: a training subset of 500 rows")
     assert not (tmp_path / "big").exists() and os.listdir(tmp_path) == ["subset"]
+
+
+def test_with_max_positions_the_draw_leaves_out_the_rows_fairseq_train_would_skip(data_bin, tmp_path):
+    """fairseq-train skips training rows longer than the model's positions: a subset holding them
+    trained on fewer rows than its record says. Drawn among the rows that fit, it trains on N."""
+    tokens = [np.array([len(row) for row in rows_of(data_bin, name)]) for name in ("input0", "input1")]
+    taken = tokens[0] + tokens[1] + 2  # <s> A </s> </s> B </s>; each row's tokens hold its own </s>
+    limit = int(np.median(taken))
+    info = make_train_subset(data_bin, 40, 5, tmp_path / "fit", max_positions=limit)
+    assert len(info.rows) == 40 and (taken[info.rows] <= limit).all()
+    record = meta_of(info.folder)["train_subset"]
+    assert record["max_positions"] == limit and record["over_length_rows"] == int((taken > limit).sum()) > 0
+    if not meta_of(data_bin)["regression"]:
+        assert len(np.unique(classes_of(info.folder))) == 2  # still stratified, among the rows that fit
+    # where every row fits, the draw is the draw over every row
+    assert np.array_equal(make_train_subset(data_bin, 40, 5, tmp_path / "all", max_positions=int(taken.max())).rows,
+                          make_train_subset(data_bin, 40, 5, tmp_path / "plain").rows)
+    fitting = int((taken <= limit).sum())
+    with pytest.raises(GlueFormatError, match=f"to {fitting} \\(its training rows that fit {limit} positions\\)"):
+        make_train_subset(data_bin, fitting + 1, 5, tmp_path / "too-many", max_positions=limit)
+    assert not (tmp_path / "too-many").exists()

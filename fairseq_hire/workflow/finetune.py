@@ -183,7 +183,8 @@ def build_command(args, passthrough) -> list:
         schedule["num_classes"] = None if task_recipe.regression else len(data_labels(data))
         if args.train_size:
             # a dry run names the subset's folder without writing it
-            data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data).folder
+            data = (Path(args.save_dir) / SUBSET_FOLDER if args.dry_run
+                    else train_subset(args, data, int(flags[flags.index("--max-positions") + 1])).folder)
             schedule.update(train_examples=args.train_size,
                             epochs=subset_epochs(task_recipe, args, args.train_size))
         else:
@@ -242,12 +243,13 @@ def check_stock_roberta_eps(encoder, pretrained) -> None:
                          "Use --head stock (roberta_hire with fairseq's RoBERTa head), which honours it")
 
 
-def train_subset(args, data: Path):
+def train_subset(args, data: Path, max_positions: int):
     """The run's training rows: a stratified sample of --train-size rows drawn with the run's
-    --seed (every head of a seed gets the same rows), kept in SAVE_DIR/train_subset."""
+    --seed (every head of a seed gets the same rows) among those that fit the model's
+    positions (fairseq-train would skip the others), kept in SAVE_DIR/train_subset."""
     from glue_prep.subset import make_train_subset
 
-    info = make_train_subset(data, args.train_size, args.seed, Path(args.save_dir) / SUBSET_FOLDER)
+    info = make_train_subset(data, args.train_size, args.seed, Path(args.save_dir) / SUBSET_FOLDER, max_positions)
     print(f"finetune: training on {args.train_size} of {info.record['full_train']['rows']} training rows "
           f"(seed {args.seed}, rows {info.record['rows_sha256'][:12]}, {info.folder})", file=sys.stderr)
     return info
