@@ -12,17 +12,20 @@ from typing import Dict, List, Optional
 from glue_prep.metadata import read_metadata
 
 SCHEDULE_FLAGS = ("--lr", "--batch-size", "--max-update", "--max-epoch", "--warmup-updates")
+FLAG_ALIASES = {"--max-sentences": "--batch-size"}  # fairseq's argparse_alias: the same option
 
 
 def fairseq_schedule(log: str) -> Optional[Dict]:
     """The budget the run trained with, from the fairseq-train command finetune.py prints first
     (with --train-size it follows the subset). As in fairseq's argparse, a flag given twice (the
-    recipe's, then one passed through) counts last, as `--flag value` or `--flag=value`."""
+    recipe's, then one passed through) counts last, as `--flag value` or `--flag=value`, under its
+    own name or fairseq's alias for it."""
     for line in log.splitlines():
         if "fairseq_cli.train" in line:
             words, schedule = shlex.split(line), {}
             for i, word in enumerate(words):
                 name, equals, value = word.partition("=")
+                name = FLAG_ALIASES.get(name, name)
                 if name in SCHEDULE_FLAGS and (equals or i + 1 < len(words)):
                     schedule[name.lstrip("-").replace("-", "_")] = value if equals else words[i + 1]
             return schedule
