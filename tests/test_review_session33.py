@@ -61,3 +61,37 @@ def test_a_run_file_states_the_batch_size_given_by_fairseqs_alias():
            "--warmup-updates 15 --cpu --max-sentences 8\n")
     assert fairseq_schedule(log)["batch_size"] == "8"
     assert fairseq_schedule(log.replace("--max-sentences 8", "--max-sentences=4"))["batch_size"] == "4"
+
+
+def command_for(rte_bin, tiny_pretrained, save, *flags):
+    return ["RTE", str(rte_bin), str(tiny_pretrained), str(save), *flags]
+
+
+def test_a_checkpoint_without_a_recorded_request_gets_no_record_of_another_run(rte_bin, tiny_pretrained, tmp_path,
+                                                                                trainings):
+    """A save dir whose checkpoint_last.pt no finetune_request.json describes (a run started by
+    fairseq-train itself, by fairseq-hydra-train or by finetune.py before it kept the request)
+    is resumed as before, but finetune.py then wrote the new command's options as what the run
+    was started with: resumed with --train-size 50 after 100 rows, the record said 50, and the
+    true command (100) was refused from then on."""
+    save = tmp_path / "save"
+    save.mkdir()
+    (save / "checkpoint_last.pt").write_bytes(b"a checkpoint of a run on 100 rows")
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--train-size", "50")) == 1
+    assert len(trainings) == 1 and not (save / finetune.REQUEST_FILE).exists()
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--train-size", "100")) == 1
+    assert len(trainings) == 2
+
+
+@pytest.mark.parametrize("text", ["[]", "null", "3"])
+def test_a_request_file_that_is_not_an_object_is_refused_in_one_line(text, rte_bin, tiny_pretrained, tmp_path,
+                                                                      trainings, capsys):
+    """Valid JSON that is not the object finetune.py writes ended in a traceback (AttributeError)."""
+    save = tmp_path / "save"
+    save.mkdir()
+    (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
+    (save / finetune.REQUEST_FILE).write_text(text)
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu")) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"finetune: error: {save / finetune.REQUEST_FILE}: not the JSON") and "\n" not in error
+    assert trainings == [] and (save / finetune.REQUEST_FILE).read_text() == text

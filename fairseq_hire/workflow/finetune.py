@@ -21,7 +21,8 @@ a crash and it resumes from SAVE_DIR/checkpoint_last.pt. Run again once finished
 once and changes nothing (fairseq_hire/checkpoints/saving.py). fairseq-train resumes that
 checkpoint whatever it is asked, so SAVE_DIR/finetune_request.json keeps what the run was started
 with, and a command asking for another run there (another --train-size, --freeze-encoder, seed,
-head, data or fairseq-train flag) is refused before anything is written.
+head, data or fairseq-train flag) is refused before anything is written. A checkpoint that no
+request describes (a run fairseq-train started itself) is resumed unchecked, and left unrecorded.
 """
 import argparse
 import json
@@ -223,13 +224,30 @@ def check_same_run(args, passthrough) -> None:
     try:
         before = json.loads(recorded.read_text(encoding="utf-8"))
     except ValueError:
-        raise ValueError(f"{recorded}: not the JSON finetune.py writes; delete {save_dir} to start the run anew") from None
+        before = None
+    if not isinstance(before, dict):
+        raise ValueError(f"{recorded}: not the JSON finetune.py writes; delete {save_dir} to start the run anew")
     now = run_request(args, passthrough)
     differ = [f"{name} {before.get(name)!r}, now {now.get(name)!r}"
               for name in dict.fromkeys([*before, *now]) if before.get(name) != now.get(name)]
     if differ:
         raise ValueError(f"{save_dir} holds a run started with other options ({'; '.join(differ)}), whose "
                          "checkpoint_last.pt fairseq-train would resume: use another SAVE_DIR, or delete this one")
+
+
+def record_request(args, passthrough) -> None:
+    """Keep in SAVE_DIR/REQUEST_FILE what the run is started with. A finished run's rerun writes
+    nothing; nor does a resume of a checkpoint_last.pt that no request describes (started by
+    fairseq-train itself or an older finetune.py): what started it is not known, and this
+    command's options would be recorded as if it were."""
+    save_dir = Path(args.save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    request, recorded = json.dumps(run_request(args, passthrough), indent=1) + "\n", save_dir / REQUEST_FILE
+    if recorded.exists() and recorded.read_text(encoding="utf-8") == request:
+        return
+    if not recorded.exists() and (save_dir / "checkpoint_last.pt").exists():
+        return
+    write_atomically(recorded, request)
 
 
 def check_stock_roberta_eps(encoder, pretrained) -> None:
@@ -366,10 +384,7 @@ def main(argv=None) -> int:
     print(shlex.join(command), flush=True)
     if args.dry_run:
         return 0
-    Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-    request, recorded = json.dumps(run_request(args, passthrough), indent=1) + "\n", Path(args.save_dir) / REQUEST_FILE
-    if not recorded.exists() or recorded.read_text(encoding="utf-8") != request:  # a finished run's rerun writes nothing
-        write_atomically(recorded, request)
+    record_request(args, passthrough)
     return subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
