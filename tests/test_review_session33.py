@@ -95,3 +95,19 @@ def test_a_request_file_that_is_not_an_object_is_refused_in_one_line(text, rte_b
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"finetune: error: {save / finetune.REQUEST_FILE}: not the JSON") and "\n" not in error
     assert trainings == [] and (save / finetune.REQUEST_FILE).read_text() == text
+
+
+def test_the_request_records_the_device_the_run_trains_on(rte_bin, tiny_pretrained, tmp_path, trainings, monkeypatch):
+    """--device auto is recorded as what it resolves to: on a machine without a GPU, a run
+    started with auto resumes with --device cpu (the same command was refused), and a run that
+    auto started on a GPU (fp16) is not resumed by auto on the CPU (fp32: another recipe, which
+    the comparison refuses too), which was taken as the same request."""
+    monkeypatch.setattr(finetune, "gpu_available", lambda: False)
+    save = tmp_path / "cpu"
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save)) == 1
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu")) == 1 and len(trainings) == 2
+    monkeypatch.setattr(finetune, "gpu_available", lambda: True)
+    save = tmp_path / "gpu"
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save)) == 1 and "--fp16" in trainings[-1]
+    monkeypatch.setattr(finetune, "gpu_available", lambda: False)
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save)) == 2 and len(trainings) == 3

@@ -199,15 +199,20 @@ def build_command(args, passthrough) -> list:
         "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
-    use_gpu = args.device == "gpu" or (args.device == "auto" and gpu_available())
-    command += FP16_FLAGS if use_gpu else ["--cpu"]
+    command += FP16_FLAGS if training_device(args) == "gpu" else ["--cpu"]
     return command + passthrough
 
 
+def training_device(args) -> str:
+    """cpu or gpu (fp16, fairseq's recipe): --device, with auto resolved on this machine."""
+    return "gpu" if args.device == "gpu" or (args.device == "auto" and gpu_available()) else "cpu"
+
+
 def run_request(args, passthrough) -> dict:
-    """What a run trains: finetune.py's options that shape it (paths resolved) and the flags it
-    passes on to fairseq-train."""
+    """What a run trains: finetune.py's options that shape it (paths and --device auto resolved)
+    and the flags it passes on to fairseq-train."""
     request = {name: value for name, value in vars(args).items() if name not in NOT_THE_RUN}
+    request["device"] = training_device(args)
     for name in ("data", "pretrained", "mnli_init"):
         request[name] = request[name] and str(Path(request[name]).resolve())
     return {**request, "fairseq_train_flags": list(passthrough)}
