@@ -111,3 +111,31 @@ def test_the_request_records_the_device_the_run_trains_on(rte_bin, tiny_pretrain
     assert finetune.main(command_for(rte_bin, tiny_pretrained, save)) == 1 and "--fp16" in trainings[-1]
     monkeypatch.setattr(finetune, "gpu_available", lambda: False)
     assert finetune.main(command_for(rte_bin, tiny_pretrained, save)) == 2 and len(trainings) == 3
+
+
+def test_the_same_fairseq_flag_written_with_an_equals_sign_resumes(rte_bin, tiny_pretrained, tmp_path, trainings):
+    """fairseq-train's argparse reads --max-update=7 as --max-update 7: the same run, which was
+    refused as another (the flags were compared word for word)."""
+    save = tmp_path / "save"
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--max-update", "7")) == 1
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--max-update=7")) == 1
+    assert len(trainings) == 2
+    assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--max-update=8")) == 2
+    assert len(trainings) == 2
+
+
+def test_a_task_file_named_by_a_relative_path_is_the_same_task(tmp_path, monkeypatch):
+    """A user's task file given as tasks/reviews.json, then as its absolute path, from the same
+    folder: the same run, refused as another (its data and checkpoints' paths were resolved,
+    the task file's was not)."""
+    save = tmp_path / "save"
+    save.mkdir()
+    monkeypatch.chdir(tmp_path)
+    absolute = finetune.build_parser().parse_known_args(
+        [str(tmp_path / "tasks" / "reviews.json"), "bin", "model.pt", str(save), "--device", "cpu"])
+    relative = finetune.build_parser().parse_known_args(["tasks/reviews.json", "bin", "model.pt", str(save),
+                                                         "--device", "cpu"])
+    finetune.record_request(*absolute)
+    (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
+    finetune.check_same_run(*relative)  # not refused
+    finetune.check_same_run(*absolute)

@@ -213,9 +213,11 @@ def run_request(args, passthrough) -> dict:
     and the flags it passes on to fairseq-train."""
     request = {name: value for name, value in vars(args).items() if name not in NOT_THE_RUN}
     request["device"] = training_device(args)
-    for name in ("data", "pretrained", "mnli_init"):
+    for name in ("data", "pretrained", "mnli_init") + (("task",) if args.task.endswith(".json") else ()):
         request[name] = request[name] and str(Path(request[name]).resolve())
-    return {**request, "fairseq_train_flags": list(passthrough)}
+    # --flag=value as fairseq's argparse reads it: --flag value
+    flags = [part for word in passthrough for part in (word.split("=", 1) if word.startswith("--") else [word])]
+    return {**request, "fairseq_train_flags": flags}
 
 
 def check_same_run(args, passthrough) -> None:
