@@ -81,11 +81,13 @@ def choose_rows(classes: Optional[np.ndarray], total: int, size: int, seed: int)
     return np.sort(np.concatenate(chosen))
 
 
-def check_train_size(data_bin: Path, size) -> None:
+def check_train_size(data_bin: Path, size, max_positions: Optional[int] = None) -> None:
     """Refuse (GlueFormatError) a size make_train_subset would refuse, drawing and writing nothing."""
     data_bin = Path(data_bin)
     full = _TrainSplit(data_bin, read_metadata(data_bin))
-    _check_size(data_bin, size, full.rows, None if full.regression else len(np.unique(full.classes())))
+    fitting = full.fitting_rows(max_positions)
+    classes = None if full.regression else len(np.unique(full.classes()[fitting]))
+    _check_size(data_bin, size, len(fitting), classes, max_positions)
 
 
 def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,

@@ -164,3 +164,27 @@ def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, 
     # a folder trained before the request was recorded is resumed as before
     (save / finetune.REQUEST_FILE).unlink()
     assert main([*first[:6], "--train-size", "100", "--seed", "1"]) == 1 and len(trainings) == 3
+
+
+def test_the_comparison_counts_only_the_rows_that_fit_the_encoders_positions(rte_bin, tmp_path, capsys):
+    """Each run draws its rows among those that fit the encoder's positions: a size between
+    those and every row is refused once, up front, not by every run in turn."""
+    import numpy as np
+    from fairseq.data import data_utils
+
+    from fairseq_hire.compare.__main__ import main as compare
+    from conftest import GPT2_BPE
+    from roberta_checkpoints import write_original_roberta_checkpoint
+
+    model = tmp_path / "short" / "model.pt"
+    model.parent.mkdir()
+    write_original_roberta_checkpoint(model, GPT2_BPE / "dict.txt", positions=128)
+    inputs = [data_utils.load_indexed_dataset(str(rte_bin / name / "train"), None) for name in ("input0", "input1")]
+    fitting = int(((np.array(inputs[0].sizes) + np.array(inputs[1].sizes) + 2) <= 128).sum())
+    assert fitting < 160
+    out = tmp_path / "out"
+    assert compare(["RTE", str(rte_bin), str(model), str(out), "--heads", "stock", "--seeds", "1", "--device", "cpu",
+                    "--train-size", str(fitting + 1)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"to {fitting} (its training rows that fit 128 positions)" in error and "\n" not in error
+    assert not (out / "work").exists()

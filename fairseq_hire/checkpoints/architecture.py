@@ -82,6 +82,11 @@ def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoin
     return flags
 
 
+def flag_number(flags: List[str], name: str) -> int:
+    """An integer architecture flag's value (--encoder-layers, --max-positions)."""
+    return int(flags[flags.index(name) + 1])
+
+
 def architecture_flags(model_pt_path, for_stock_roberta: bool = False) -> List[str]:
     """Flags for the encoder's layers, dimensions, heads, positions, activation, untied LM
     head and (unless for_stock_roberta: fairseq's roberta has no such option) LayerNorm

@@ -38,7 +38,7 @@ import numpy as np
 from glue_prep.atomic import write_atomically
 from glue_prep.metadata import metadata_file, read_metadata
 
-from ..checkpoints.architecture import flags_of, layernorm_eps, model_config
+from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
@@ -172,7 +172,7 @@ def build_command(args, passthrough) -> list:
     if args.baseline:
         check_stock_roberta_eps(encoder, args.pretrained)
     flags = flags_of(encoder, for_stock_roberta=args.baseline, described_as=args.pretrained)
-    layers = encoder_layers(flags)
+    layers, max_positions = flag_number(flags, "--encoder-layers"), flag_number(flags, "--max-positions")
     if args.head:
         head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
     size = args.size or ("large" if layers >= 24 else "base")
@@ -180,12 +180,11 @@ def build_command(args, passthrough) -> list:
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
     else:
-        check_data(task_recipe, data, int(flags[flags.index("--max-positions") + 1]))
+        check_data(task_recipe, data, max_positions)
         schedule["num_classes"] = None if task_recipe.regression else len(data_labels(data))
         if args.train_size:
             # a dry run names the subset's folder without writing it
-            data = (Path(args.save_dir) / SUBSET_FOLDER if args.dry_run
-                    else train_subset(args, data, int(flags[flags.index("--max-positions") + 1])).folder)
+            data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data, max_positions).folder
             schedule.update(train_examples=args.train_size,
                             epochs=subset_epochs(task_recipe, args, args.train_size))
         else:
@@ -290,11 +289,6 @@ def subset_epochs(task_recipe, args, train_size: int) -> int:
     batch = args.batch_size or task_recipe.schedule(epochs=epochs, train_examples=train_size).batch_size
     per_epoch = math.ceil(train_size / batch)
     return max(epochs, math.ceil(MIN_SUBSET_UPDATES / per_epoch))
-
-
-def encoder_layers(flags) -> int:
-    """The encoder's number of layers, from its architecture flags."""
-    return int(flags[flags.index("--encoder-layers") + 1])
 
 
 def positive(kind):
