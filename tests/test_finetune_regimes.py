@@ -161,6 +161,10 @@ def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, 
             assert "(train_size 100, now 50)" in error
     # the same command resumes; so do the options that do not change the run (a layer cache needs a frozen run)
     assert main([*first, "--dry-run"]) == 0 and main(first) == 1 and len(trainings) == 2
+    # fairseq resumes checkpoint_last<suffix>.pt under --checkpoint-suffix: the same check
+    (save / "checkpoint_last.pt").rename(save / "checkpoint_last-a.pt")
+    assert main([*first[:6], "--train-size", "50", "--checkpoint-suffix", "-a"]) == 2 and len(trainings) == 2
+    (save / "checkpoint_last-a.pt").rename(save / "checkpoint_last.pt")
     # a folder trained before the request was recorded is resumed as before
     (save / finetune.REQUEST_FILE).unlink()
     assert main([*first[:6], "--train-size", "100", "--seed", "1"]) == 1 and len(trainings) == 3

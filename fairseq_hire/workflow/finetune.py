@@ -219,13 +219,18 @@ def run_request(args, passthrough) -> dict:
     return {**request, "fairseq_train_flags": flags}
 
 
+def resumable(save_dir: Path) -> bool:
+    """Whether fairseq-train would resume a checkpoint there (checkpoint_last<--checkpoint-suffix>.pt)."""
+    return any(save_dir.glob("checkpoint_last*.pt"))
+
+
 def check_same_run(args, passthrough) -> None:
     """Refuse to resume a SAVE_DIR checkpoint that another request started: fairseq-train would
     load it and train on, mixing two runs (e.g. a head trained on 100 rows continued on 50, with
     the folder's train_subset then naming 50)."""
     save_dir = Path(args.save_dir)
     recorded = save_dir / REQUEST_FILE
-    if not (save_dir / "checkpoint_last.pt").exists() or not recorded.exists():
+    if not resumable(save_dir) or not recorded.exists():
         return
     try:
         before = json.loads(recorded.read_text(encoding="utf-8"))
@@ -251,7 +256,7 @@ def record_request(args, passthrough) -> None:
     request, recorded = json.dumps(run_request(args, passthrough), indent=1) + "\n", save_dir / REQUEST_FILE
     if recorded.exists() and recorded.read_text(encoding="utf-8") == request:
         return
-    if not recorded.exists() and (save_dir / "checkpoint_last.pt").exists():
+    if not recorded.exists() and resumable(save_dir):
         return
     write_atomically(recorded, request)
 
