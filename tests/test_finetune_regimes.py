@@ -136,6 +136,7 @@ def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, 
     restarted with --train-size 50 (or frozen, or another seed) would continue the 100-row model
     while the folder's train_subset said 50. Refused before anything is written or trained."""
     import fairseq_hire.workflow.finetune as finetune
+    from fairseq_hire.workflow import same_run
     from glue_prep.metadata import read_metadata
 
     trainings = []
@@ -166,7 +167,7 @@ def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, 
     assert main([*first[:6], "--train-size", "50", "--checkpoint-suffix", "-a"]) == 2 and len(trainings) == 2
     (save / "checkpoint_last-a.pt").rename(save / "checkpoint_last.pt")
     # a folder trained before the request was recorded is resumed as before
-    (save / finetune.REQUEST_FILE).unlink()
+    (save / same_run.REQUEST_FILE).unlink()
     assert main([*first[:6], "--train-size", "100", "--seed", "1"]) == 1 and len(trainings) == 3
 
 
@@ -192,3 +193,25 @@ def test_the_comparison_counts_only_the_rows_that_fit_the_encoders_positions(rte
     error = capsys.readouterr().err.strip()
     assert f"to {fitting} (its training rows that fit 128 positions)" in error and "\n" not in error
     assert not (out / "work").exists()
+
+
+def test_a_run_resumes_with_other_logging_flags_but_not_other_training_flags(rte_bin, tiny_pretrained, tmp_path,
+                                                                              monkeypatch):
+    """--log-interval, --log-format, --tensorboard-logdir, --no-progress-bar change what is
+    logged, not what is trained: a resume with others is the same run; --max-update is not."""
+    import fairseq_hire.workflow.finetune as finetune
+
+    trainings = []
+
+    def fake_fairseq_train(command, env):
+        trainings.append(command)
+        (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
+        return 1
+
+    monkeypatch.setattr(finetune.subprocess, "call", fake_fairseq_train)
+    save = tmp_path / "save"
+    first = ["RTE", str(rte_bin), str(tiny_pretrained), str(save), "--device", "cpu", "--max-update", "9"]
+    assert main([*first, "--log-interval", "50", "--log-format", "json"]) == 1
+    assert main([*first, "--log-interval=10", "--no-progress-bar", "--tensorboard-logdir", "tb"]) == 1
+    assert len(trainings) == 2
+    assert main([*first, "--log-interval", "10", "--max-epoch", "2"]) == 2 and len(trainings) == 2

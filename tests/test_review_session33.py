@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fairseq_hire.compare import statistics as st
-from fairseq_hire.workflow import finetune
+from fairseq_hire.workflow import finetune, same_run
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -78,7 +78,7 @@ def test_a_checkpoint_without_a_recorded_request_gets_no_record_of_another_run(r
     save.mkdir()
     (save / "checkpoint_last.pt").write_bytes(b"a checkpoint of a run on 100 rows")
     assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--train-size", "50")) == 1
-    assert len(trainings) == 1 and not (save / finetune.REQUEST_FILE).exists()
+    assert len(trainings) == 1 and not (save / same_run.REQUEST_FILE).exists()
     assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu", "--train-size", "100")) == 1
     assert len(trainings) == 2
 
@@ -90,11 +90,11 @@ def test_a_request_file_that_is_not_an_object_is_refused_in_one_line(text, rte_b
     save = tmp_path / "save"
     save.mkdir()
     (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
-    (save / finetune.REQUEST_FILE).write_text(text)
+    (save / same_run.REQUEST_FILE).write_text(text)
     assert finetune.main(command_for(rte_bin, tiny_pretrained, save, "--device", "cpu")) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith(f"finetune: error: {save / finetune.REQUEST_FILE}: not the JSON") and "\n" not in error
-    assert trainings == [] and (save / finetune.REQUEST_FILE).read_text() == text
+    assert error.startswith(f"finetune: error: {save / same_run.REQUEST_FILE}: not the JSON") and "\n" not in error
+    assert trainings == [] and (save / same_run.REQUEST_FILE).read_text() == text
 
 
 def test_the_request_records_the_device_the_run_trains_on(rte_bin, tiny_pretrained, tmp_path, trainings, monkeypatch):
@@ -135,7 +135,7 @@ def test_a_task_file_named_by_a_relative_path_is_the_same_task(tmp_path, monkeyp
         [str(tmp_path / "tasks" / "reviews.json"), "bin", "model.pt", str(save), "--device", "cpu"])
     relative = finetune.build_parser().parse_known_args(["tasks/reviews.json", "bin", "model.pt", str(save),
                                                          "--device", "cpu"])
-    finetune.record_request(*absolute)
+    same_run.record_request(*absolute)
     (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
-    finetune.check_same_run(*relative)  # not refused
-    finetune.check_same_run(*absolute)
+    same_run.check_same_run(*relative)  # not refused
+    same_run.check_same_run(*absolute)

@@ -18,14 +18,10 @@ updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-enc
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
 a crash and it resumes from SAVE_DIR/checkpoint_last.pt. Run again once finished, it ends at
-once and changes nothing (fairseq_hire/checkpoints/saving.py). fairseq-train resumes that
-checkpoint whatever it is asked, so SAVE_DIR/finetune_request.json keeps what the run was started
-with, and a command asking for another run there (another --train-size, --freeze-encoder, seed,
-head, data or fairseq-train flag) is refused before anything is written. A checkpoint that no
-request describes (a run fairseq-train started itself) is resumed unchecked, and left unrecorded.
+once and changes nothing (fairseq_hire/checkpoints/saving.py). A command asking for another run
+in a save dir that holds one is refused before anything is written (``same_run.py``).
 """
 import argparse
-import json
 import math
 import os
 import shlex
@@ -35,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from glue_prep.atomic import write_atomically
 from glue_prep.metadata import metadata_file, read_metadata
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
@@ -43,11 +38,10 @@ from ..checkpoints.errors import DataMismatchError
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
+from .same_run import check_same_run, record_request
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
-REQUEST_FILE = "finetune_request.json"
-NOT_THE_RUN = ("save_dir", "dry_run", "layer_cache")  # options a run may resume with other values of
 MIN_SUBSET_UPDATES = 250
 
 
@@ -207,60 +201,6 @@ def training_device(args) -> str:
     return "gpu" if args.device == "gpu" or (args.device == "auto" and gpu_available()) else "cpu"
 
 
-def run_request(args, passthrough) -> dict:
-    """What a run trains: finetune.py's options that shape it (paths and --device auto resolved)
-    and the flags it passes on to fairseq-train."""
-    request = {name: value for name, value in vars(args).items() if name not in NOT_THE_RUN}
-    request["device"] = training_device(args)
-    for name in ("data", "pretrained", "mnli_init") + (("task",) if args.task.endswith(".json") else ()):
-        request[name] = request[name] and str(Path(request[name]).resolve())
-    # --flag=value as fairseq's argparse reads it: --flag value
-    flags = [part for word in passthrough for part in (word.split("=", 1) if word.startswith("--") else [word])]
-    return {**request, "fairseq_train_flags": flags}
-
-
-def resumable(save_dir: Path) -> bool:
-    """Whether fairseq-train would resume a checkpoint there (checkpoint_last<--checkpoint-suffix>.pt)."""
-    return any(save_dir.glob("checkpoint_last*.pt"))
-
-
-def check_same_run(args, passthrough) -> None:
-    """Refuse to resume a SAVE_DIR checkpoint that another request started: fairseq-train would
-    load it and train on, mixing two runs (e.g. a head trained on 100 rows continued on 50, with
-    the folder's train_subset then naming 50)."""
-    save_dir = Path(args.save_dir)
-    recorded = save_dir / REQUEST_FILE
-    if not resumable(save_dir) or not recorded.exists():
-        return
-    try:
-        before = json.loads(recorded.read_text(encoding="utf-8"))
-    except ValueError:
-        before = None
-    if not isinstance(before, dict):
-        raise ValueError(f"{recorded}: not the JSON finetune.py writes; delete {save_dir} to start the run anew")
-    now = run_request(args, passthrough)
-    differ = [f"{name} {before.get(name)!r}, now {now.get(name)!r}"
-              for name in dict.fromkeys([*before, *now]) if before.get(name) != now.get(name)]
-    if differ:
-        raise ValueError(f"{save_dir} holds a run started with other options ({'; '.join(differ)}), whose "
-                         "checkpoint_last.pt fairseq-train would resume: use another SAVE_DIR, or delete this one")
-
-
-def record_request(args, passthrough) -> None:
-    """Keep in SAVE_DIR/REQUEST_FILE what the run is started with. A finished run's rerun writes
-    nothing; nor does a resume of a checkpoint_last.pt that no request describes (started by
-    fairseq-train itself or an older finetune.py): what started it is not known, and this
-    command's options would be recorded as if it were."""
-    save_dir = Path(args.save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    request, recorded = json.dumps(run_request(args, passthrough), indent=1) + "\n", save_dir / REQUEST_FILE
-    if recorded.exists() and recorded.read_text(encoding="utf-8") == request:
-        return
-    if not recorded.exists() and resumable(save_dir):
-        return
-    write_atomically(recorded, request)
-
-
 def check_stock_roberta_eps(encoder, pretrained) -> None:
     """fairseq's stock roberta (--baseline) builds its LayerNorms with 1e-5 and has no option to
     say otherwise: refuse a checkpoint that records another epsilon (a converted BERT-family
@@ -378,6 +318,7 @@ def main(argv=None) -> int:
     from ..checkpoints.loading import CheckpointError
 
     args, passthrough = build_parser().parse_known_args(argv)
+    args.device = training_device(args)  # resolved once: what the run trains on, and what it records
     try:
         check_same_run(args, passthrough)
         command = build_command(args, passthrough)
