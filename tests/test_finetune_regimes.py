@@ -130,24 +130,32 @@ def test_the_comparison_refuses_bad_regime_flags_once_before_any_run(rte_bin, ti
     assert not (out / "work").exists() and not list(out.rglob("*.lock"))
 
 
-def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, tiny_pretrained, tmp_path,
-                                                                        monkeypatch, capsys):
-    """fairseq-train resumes SAVE_DIR/checkpoint_last.pt whatever it is asked: a run on 100 rows
-    restarted with --train-size 50 (or frozen, or another seed) would continue the 100-row model
-    while the folder's train_subset said 50. Refused before anything is written or trained."""
+def dying_trainings(monkeypatch, save):
+    """finetune.py's fairseq-train replaced by a training that saves SAVE_DIR/checkpoint_last.pt,
+    then dies; the list of the commands it is given."""
     import fairseq_hire.workflow.finetune as finetune
-    from fairseq_hire.workflow import same_run
-    from glue_prep.metadata import read_metadata
 
     trainings = []
 
-    def fake_fairseq_train(command, env):  # a training that saved its checkpoint_last.pt, then died
+    def fake_fairseq_train(command, env):
         trainings.append(command)
         (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
         return 1
 
     monkeypatch.setattr(finetune.subprocess, "call", fake_fairseq_train)
+    return trainings
+
+
+def test_a_save_dir_is_not_resumed_by_a_command_asking_for_another_run(rte_bin, tiny_pretrained, tmp_path,
+                                                                        monkeypatch, capsys):
+    """fairseq-train resumes SAVE_DIR/checkpoint_last.pt whatever it is asked: a run on 100 rows
+    restarted with --train-size 50 (or frozen, or another seed) would continue the 100-row model
+    while the folder's train_subset said 50. Refused before anything is written or trained."""
+    from fairseq_hire.workflow import same_run
+    from glue_prep.metadata import read_metadata
+
     save = tmp_path / "save"
+    trainings = dying_trainings(monkeypatch, save)
     first = ["RTE", str(rte_bin), str(tiny_pretrained), str(save), "--device", "cpu", "--train-size", "100"]
     assert main(first) == 1 and len(trainings) == 1
     for other in (["--train-size", "50"], ["--train-size", "100", "--freeze-encoder"], ["--train-size", "100", "--seed", "2"],
@@ -199,17 +207,8 @@ def test_a_run_resumes_with_other_logging_flags_but_not_other_training_flags(rte
                                                                               monkeypatch):
     """--log-interval, --log-format, --tensorboard-logdir, --no-progress-bar change what is
     logged, not what is trained: a resume with others is the same run; --max-update is not."""
-    import fairseq_hire.workflow.finetune as finetune
-
-    trainings = []
-
-    def fake_fairseq_train(command, env):
-        trainings.append(command)
-        (save / "checkpoint_last.pt").write_bytes(b"a checkpoint")
-        return 1
-
-    monkeypatch.setattr(finetune.subprocess, "call", fake_fairseq_train)
     save = tmp_path / "save"
+    trainings = dying_trainings(monkeypatch, save)
     first = ["RTE", str(rte_bin), str(tiny_pretrained), str(save), "--device", "cpu", "--max-update", "9"]
     assert main([*first, "--log-interval", "50", "--log-format", "json"]) == 1
     assert main([*first, "--log-interval=10", "--no-progress-bar", "--tensorboard-logdir", "tb"]) == 1
