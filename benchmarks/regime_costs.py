@@ -115,8 +115,9 @@ def measure(comparison, head: str, save_dir: Path, warmup: int, timed: int, log:
     command = fairseq_train_command(finetune, ["--max-update", str(warmup + timed + 1)], log)
     resolving = time.perf_counter() - start
     start = time.perf_counter()
-    if "--train-size" in finetune:  # the dry run names the subset finetune.py would draw: draw it
-        make_train_subset(comparison.data, flag_value(finetune, "--train-size"), TIMING_SEED, save_dir / SUBSET_FOLDER)
+    if "--train-size" in finetune:  # the dry run names the subset finetune.py would draw: draw it as it would
+        make_train_subset(comparison.data, flag_value(finetune, "--train-size"), TIMING_SEED, save_dir / SUBSET_FOLDER,
+                          max_positions=flag_value(command, "--max-positions"))
     subset = time.perf_counter() - start
     times_file = save_dir / "times.json"
     train = timed_process([sys.executable, str(TIMED_TRAIN), str(times_file), *command[3:]], log)
