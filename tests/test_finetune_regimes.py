@@ -214,3 +214,4 @@ def test_a_run_resumes_with_other_logging_flags_but_not_other_training_flags(rte
     assert main([*first, "--log-interval=10", "--no-progress-bar", "--tensorboard-logdir", "tb"]) == 1
     assert len(trainings) == 2
     assert main([*first, "--log-interval", "10", "--max-epoch", "2"]) == 2 and len(trainings) == 2
+    assert main(["rte", *first[1:]]) == 1 and len(trainings) == 3  # the task as the registry names it

@@ -5,8 +5,8 @@ train the 100-row model on, while the folder's train_subset named 50. finetune.p
 request in SAVE_DIR/finetune_request.json when it starts a run and refuses, before anything is
 written, a command asking for another run there.
 
-The request is finetune.py's options that shape the run (paths resolved, the device the run
-trains on) and the flags it passes on to fairseq-train as fairseq's argparse reads them
+The request is finetune.py's options that shape the run (paths resolved, the task by its
+registry name, the device the run trains on) and the flags it passes on to fairseq-train as fairseq's argparse reads them
 (``--flag=value`` is ``--flag value``), less those that change what is logged, not what is
 trained. A checkpoint no request describes (fairseq-train's own, an older finetune.py's) is
 resumed unchecked and left unrecorded: what started it is not known.
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from glue_prep.atomic import write_atomically
+from glue_prep.tasks import get_task
 
 REQUEST_FILE = "finetune_request.json"
 NOT_THE_RUN = ("save_dir", "dry_run", "layer_cache")  # finetune.py options a run may resume with other values of
@@ -43,6 +44,8 @@ def run_request(args, passthrough) -> dict:
     request = {name: value for name, value in vars(args).items() if name not in NOT_THE_RUN}
     for name in ("data", "pretrained", "mnli_init") + (("task",) if args.task.endswith(".json") else ()):
         request[name] = request[name] and str(Path(request[name]).resolve())
+    if not args.task.endswith(".json"):  # rte and RTE, sts_b and STS-B: one task
+        request["task"] = get_task(args.task, args.data).name
     return {**request, "fairseq_train_flags": training_flags(passthrough)}
 
 
