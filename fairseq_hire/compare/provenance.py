@@ -11,6 +11,8 @@ from typing import Dict, List, Optional
 
 from glue_prep.metadata import read_metadata
 
+from ..workflow.same_run import argparse_words
+
 SCHEDULE_FLAGS = ("--lr", "--batch-size", "--max-update", "--max-epoch", "--warmup-updates")
 FLAG_ALIASES = {"--max-sentences": "--batch-size"}  # fairseq's argparse_alias: the same option
 
@@ -22,12 +24,11 @@ def fairseq_schedule(log: str) -> Optional[Dict]:
     own name or fairseq's alias for it."""
     for line in log.splitlines():
         if "fairseq_cli.train" in line:
-            words, schedule = shlex.split(line), {}
-            for i, word in enumerate(words):
-                name, equals, value = word.partition("=")
+            words, schedule = argparse_words(shlex.split(line)), {}
+            for name, value in zip(words, words[1:]):
                 name = FLAG_ALIASES.get(name, name)
-                if name in SCHEDULE_FLAGS and (equals or i + 1 < len(words)):
-                    schedule[name.lstrip("-").replace("-", "_")] = value if equals else words[i + 1]
+                if name in SCHEDULE_FLAGS:
+                    schedule[name.lstrip("-").replace("-", "_")] = value
             return schedule
     return None
 

@@ -104,9 +104,9 @@ class Comparison:
     def training_device(self) -> str:
         """cpu or gpu, resolved once: on a GPU fine-tuning runs in fp16 (fairseq's recipe), on
         the CPU in fp32, so the device is part of the recipe and every run uses the same one."""
-        from ..workflow.finetune import gpu_available
+        from ..workflow.finetune import training_device
 
-        return "gpu" if self.device == "gpu" or (self.device == "auto" and gpu_available()) else "cpu"
+        return training_device(self.device)
 
     def recipe(self) -> Dict:
         """What every run of this comparison shares; a run with another recipe is refused. The

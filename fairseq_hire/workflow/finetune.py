@@ -192,13 +192,13 @@ def build_command(args, passthrough) -> list:
         "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
-    command += FP16_FLAGS if training_device(args) == "gpu" else ["--cpu"]
+    command += FP16_FLAGS if training_device(args.device) == "gpu" else ["--cpu"]
     return command + passthrough
 
 
-def training_device(args) -> str:
+def training_device(device: str) -> str:
     """cpu or gpu (fp16, fairseq's recipe): --device, with auto resolved on this machine."""
-    return "gpu" if args.device == "gpu" or (args.device == "auto" and gpu_available()) else "cpu"
+    return "gpu" if device == "gpu" or (device == "auto" and gpu_available()) else "cpu"
 
 
 def check_stock_roberta_eps(encoder, pretrained) -> None:
@@ -318,7 +318,7 @@ def main(argv=None) -> int:
     from ..checkpoints.loading import CheckpointError
 
     args, passthrough = build_parser().parse_known_args(argv)
-    args.device = training_device(args)  # resolved once: what the run trains on, and what it records
+    args.device = training_device(args.device)  # resolved once: what the run trains on, and what it records
     try:
         check_same_run(args, passthrough)
         command = build_command(args, passthrough)

@@ -25,11 +25,15 @@ LOGGING_FLAGS = {"--log-interval": 1, "--log-format": 1, "--log-file": 1, "--ten
                  "--azureml-logging": 0}
 
 
+def argparse_words(words) -> list:
+    """Command words as fairseq's argparse reads them: --flag=value is --flag value."""
+    return [part for word in words for part in (word.split("=", 1) if word.startswith("--") else [word])]
+
+
 def training_flags(passthrough) -> list:
     """The passed-through fairseq-train flags as its argparse reads them, less the logging ones."""
-    words = [part for word in passthrough for part in (word.split("=", 1) if word.startswith("--") else [word])]
     kept, skip = [], 0
-    for word in words:
+    for word in argparse_words(passthrough):
         if skip:
             skip -= 1
         elif word in LOGGING_FLAGS:
