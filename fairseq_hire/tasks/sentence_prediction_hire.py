@@ -7,7 +7,8 @@ with three additions, for the runs that use it and no other:
 1. ``build_model`` records the head's classes in the task state fairseq saves in every
    checkpoint, or refuses data whose classes differ from those a checkpoint recorded
    (``head_classes``); for training, it refuses roberta_hire's frozen-encoder options given to
-   another model, which would ignore them (``roberta_hire.check_encoder_options``);
+   another model, which would ignore them (``roberta_hire.check_encoder_options``); loaded from
+   a checkpoint, the model reads no layer cache (the folder recorded is the training run's);
 2. its batch iterators keep the last, smaller batch that fairseq's ``batch_by_size`` drops when
    its size is not a multiple of ``--required-batch-size-multiple`` (``RemainderKeepingDataset``):
    validation scores every example (the recipes also set the multiple to 1, as fairseq's GLUE
@@ -73,6 +74,10 @@ class SentencePredictionHireTask(SentencePredictionTask):
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:  # a run that trains; a checkpoint already trained is loaded as it is
             check_encoder_options(cfg, model)
+        elif getattr(model, "layer_cache", None) is not None:
+            # the folder a frozen run cached its layers in is the training machine's: a loaded
+            # checkpoint runs its encoder and writes nothing where its configuration says
+            model.layer_cache = None
         return model
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
