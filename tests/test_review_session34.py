@@ -1,11 +1,15 @@
 """Review of session 34 (issue 28's options from outside): a frozen checkpoint's recorded
 --layer-cache folder, when the checkpoint is loaded rather than trained, and a --layer-cache
 folder that cannot be made, given to finetune.py or the comparison."""
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from fairseq_hire import RobertaHireModel
+from fairseq_hire.compare.__main__ import main as compare_main
+from fairseq_hire.workflow import finetune
 from fairseq_setup import build_trainer, finetune_args, save
 
 pytestmark = pytest.mark.unit
@@ -35,3 +39,62 @@ def test_a_loaded_checkpoint_never_writes_the_layer_cache_its_configuration_name
                                                            batch["net_input"]["src_tokens"].eq(1))
     assert not recorded.exists()
     assert torch.equal(logits, expected)
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    """fairseq-train replaced by a stand-in that records its command."""
+    started = []
+    monkeypatch.setattr(finetune.subprocess, "call", lambda command, env: started.append(command) or 0)
+    return started
+
+
+def refused_in_one_line(capsys, prefix):
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(prefix) and "--layer-cache" in error
+    return error
+
+
+def test_a_layer_cache_folder_with_a_file_in_the_way_is_refused_before_fairseq_starts(
+        rte_bin, tiny_pretrained, tmp_path, trainings, capsys):
+    """fairseq-train started, loaded the model and stopped at its first batch with a traceback
+    (NotADirectoryError), leaving the save dir with a crash.pt of the whole model."""
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    cache, save_dir, out = in_the_way / "cache", tmp_path / "save", tmp_path / "compare"
+    flags = ["--freeze-encoder", "--layer-cache", str(cache), "--device", "cpu"]
+    assert finetune.main(["RTE", str(rte_bin), str(tiny_pretrained), str(save_dir), *flags]) == 2
+    assert f"{in_the_way} is not a folder" in refused_in_one_line(capsys, "finetune: error: --layer-cache")
+    assert compare_main(["RTE", str(rte_bin), str(tiny_pretrained), str(out), "--heads", "stock", "--seeds", "1",
+                         *flags]) == 2
+    refused_in_one_line(capsys, "compare: error: --layer-cache")
+    assert trainings == [] and not save_dir.exists() and not out.exists()
+
+
+@pytest.fixture
+def unwritable(monkeypatch):
+    """Folders made with mode 0o555 are not writable, also for root (who may write anywhere)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (real_access(path, mode) and not (
+        mode & os.W_OK and Path(path).is_dir() and Path(path).stat().st_mode & 0o777 == 0o555)))
+
+
+def test_a_layer_cache_folder_that_cannot_be_made_is_refused_before_fairseq_starts(
+        rte_bin, tiny_pretrained, tmp_path, trainings, unwritable, capsys):
+    locked = tmp_path / "read-only"
+    locked.mkdir(mode=0o555)
+    save_dir = tmp_path / "save"
+    command = ["RTE", str(rte_bin), str(tiny_pretrained), str(save_dir), "--freeze-encoder", "--layer-cache",
+               str(locked / "cache"), "--device", "cpu"]
+    assert finetune.main(command) == 2
+    assert f"{locked} is not writable" in refused_in_one_line(capsys, "finetune: error: --layer-cache")
+    assert trainings == [] and not save_dir.exists()
+
+
+def test_an_existing_read_only_cache_folder_is_accepted(rte_bin, tiny_pretrained, tmp_path, trainings, unwritable):
+    """A complete cache is only read: a folder this user cannot write to is no reason to refuse."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o555)
+    command = ["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "save"), "--freeze-encoder",
+               "--layer-cache", str(cache), "--device", "cpu"]
+    assert finetune.main(command) == 0 and len(trainings) == 1

@@ -137,10 +137,27 @@ def check_options(args) -> None:
     if args.layer_cache and not args.freeze_encoder:
         raise ValueError(f"--layer-cache {args.layer_cache}: the cache holds a frozen encoder's layer outputs; "
                          "expected --freeze-encoder with it")
+    if args.layer_cache:
+        check_layer_cache_folder(Path(args.layer_cache))
     if args.train_size and Path(args.data).exists():  # a dry run may plan before the data is binarised
         from glue_prep.subset import check_train_size
 
         check_train_size(Path(args.data), args.train_size)
+
+
+def check_layer_cache_folder(folder: Path) -> None:
+    """Refuse a --layer-cache folder that is no folder, or that does not exist and cannot be
+    made: fairseq-train would stop with a traceback at its first batch, after loading the model.
+    An existing folder this user cannot write to is accepted: a complete cache is only read."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--layer-cache {folder}: {existing} is not a folder; expected a folder for the cache "
+                         "or a path where one can be made")
+    if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--layer-cache {folder}: {existing} is not writable, so the folder cannot be made there; "
+                         "expected a folder for the cache or a path where one can be made")
 
 
 def parse_arguments(argv):
