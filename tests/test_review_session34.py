@@ -98,3 +98,31 @@ def test_an_existing_read_only_cache_folder_is_accepted(rte_bin, tiny_pretrained
     command = ["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "save"), "--freeze-encoder",
                "--layer-cache", str(cache), "--device", "cpu"]
     assert finetune.main(command) == 0 and len(trainings) == 1
+
+
+def test_the_same_recipe_written_in_another_order_or_with_an_equals_sign_joins_the_comparison(tmp_path):
+    """A comparison rerun to add seeds, its flags typed in another order or as --flag=value
+    (which finetune.py and fairseq-train read alike), was refused as another recipe ("use
+    another OUT folder"), and the report refused such run files side by side."""
+    import json
+
+    from fairseq_hire.compare.report import check_comparable, load_runs
+    from fairseq_hire.compare.runs import Comparison, check_recipe
+
+    def comparison(*flags):
+        return Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path / "out", flags, device="cpu")
+
+    first = comparison("--train-size", "100", "--freeze-encoder", "--lr", "1e-3", "--max-update", "300")
+    first.runs_dir.mkdir(parents=True)
+    (first.runs_dir / "stock-seed1.json").write_text(json.dumps(
+        {"recipe": first.recipe(), "targets": [0, 1], "seed": 1, "file": "stock-seed1.json"}))
+    again = comparison("--freeze-encoder", "--lr=0.001", "--train-size=100", "--max-update=300", "--log-interval", "5")
+    check_recipe(again)  # the same recipe: accepted
+    (first.runs_dir / "hire-seed1.json").write_text(json.dumps(
+        {"recipe": again.recipe(), "targets": [0, 1], "seed": 1, "file": "hire-seed1.json"}))
+    check_comparable(load_runs(first.runs_dir))
+    for other in (("--freeze-encoder", "--lr", "1e-3", "--train-size", "50", "--max-update", "300"),
+                  ("--train-size", "100", "--lr", "1e-3", "--max-update", "300"),
+                  ("--train-size", "100", "--freeze-encoder", "--lr", "1e-3", "--max-update", "301")):
+        with pytest.raises(ValueError, match="use another OUT folder"):
+            check_recipe(comparison(*other))

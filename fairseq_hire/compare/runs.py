@@ -140,12 +140,38 @@ def recorded_recipe(record: Dict) -> Optional[Dict]:
     return {**recipe, "device": device if device in ("cpu", "gpu") else "not recorded"}
 
 
+def same_recipe(recipe: Optional[Dict], other: Optional[Dict]) -> bool:
+    """Whether two recipes train alike, their training flags read as finetune.py reads them."""
+    return recipe_key(recipe) == recipe_key(other)
+
+
+def recipe_key(recipe: Optional[Dict]) -> Optional[Dict]:
+    """The recipe with its training flags as finetune.py reads them: its own options by value
+    (in any order, --flag=value or not), the flags it passes on as the request a resumed run is
+    checked against (same_run: as fairseq-train's argparse reads them, less logging flags)."""
+    import argparse
+
+    from ..workflow.finetune import build_parser
+    from ..workflow.same_run import training_flags
+
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("train_flags"), list):
+        return recipe
+    parser = build_parser()
+    parser.exit_on_error = False
+    try:  # the positional arguments are the recipe's own fields
+        options, passthrough = parser.parse_known_args(["task", "data", "pretrained", "save_dir",
+                                                        *map(str, recipe["train_flags"])])
+    except argparse.ArgumentError:
+        return recipe
+    return {**recipe, "train_flags": {**vars(options), "fairseq_train_flags": training_flags(passthrough)}}
+
+
 def check_recipe(comparison: Comparison) -> None:
     """Refuse to add runs to a comparison whose finished runs were trained another way."""
     wanted = comparison.recipe()
     for path in sorted(comparison.runs_dir.glob("*.json")):
         recipe = recorded_recipe(json.loads(path.read_text(encoding="utf-8")))
-        if recipe != wanted:
+        if not same_recipe(recipe, wanted):
             raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
                              "Every head must share one recipe: use another OUT folder")
 
