@@ -119,6 +119,17 @@ def regime_costs(costs: Dict, regime: str, size: str, heads: Sequence[str], task
     return found
 
 
+def ratios_in_regimes(costs: Dict, size: str, head: str, tasks: Sequence[str]) -> Dict[str, float]:
+    """regime -> `head`'s minutes per run at `size` over the stock head's (regime_costs, the mean
+    over `tasks`); a regime without a measurement is left out."""
+    found = {}
+    for regime in rg.REGIMES:
+        costed = regime_costs(costs, regime, size, [head], tasks)
+        if head in costed:
+            found[regime] = costed[head]["ratio"]
+    return found
+
+
 def beats_constant(summary: Dict, head: str) -> bool:
     """Whether `head` learned something on this point: the lower end of its mean's 95% interval
     over seeds lies above the best constant prediction. A mean just above it is not enough: on
@@ -176,12 +187,11 @@ def recommendations(results: Sequence[Dict], costs: Dict, heads: Sequence[str]) 
                     entry["per_task_below_constant"] = {
                         h: [t for t, choice in choices.items() if h in choice["below_constant"]] for h in heads
                         if any(h in choice["below_constant"] for choice in choices.values())}
-                # what the chosen head costs in the other regime too (issue 28: "frozen and fine-tuned")
-                entry["ratios"] = {}
-                for name in rg.REGIMES:
-                    costed = priced(list(tasks), name)
-                    if entry["head"] in costed:
-                        entry["ratios"][name] = costed[entry["head"]]["ratio"]
+                # what the chosen head costs in both regimes (issue 28: "frozen and fine-tuned")
+                entry["ratios"] = ratios_in_regimes(costs, size, entry["head"], list(tasks)) if entry["head"] else {}
+                if entry.get("per_task"):
+                    entry["per_task_ratios"] = {t: ratios_in_regimes(costs, size, h, [t])
+                                                for t, h in entry["per_task"].items() if h}
             out[f"{regime}-{size}"] = entry
     return out
 
