@@ -4,9 +4,9 @@
     python benchmarks/regime_report.py [--update-readme | --check-readme]
 
 Per point (task, regime, training-set size): the comparison's own report (report.md,
-report.json, scores.png, layer_weights.png in the point's folder; the fine-tuned full-set
-points of today's tasks are today's comparison and are summarised without rewriting its
-files): every head's seeds, mean and its 95% interval, failed runs (at or below the best
+report.json, scores.png, layer_weights.png in the point's folder of results/regimes; the
+fine-tuned full-set points of today's tasks are today's comparison, whose runs are read without
+rewriting its files): every head's seeds, mean and its 95% interval, failed runs (at or below the best
 constant prediction), and against the stock head the paired bootstrap interval, Welch and
 Mann-Whitney, the detectable difference at 80% power (fairseq_hire.compare.report/statistics).
 Per task: learning_curve.png, the score against the training rows (log axis), one line per head,
@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import regimes as rg  # noqa: E402
-from fairseq_hire.compare.report import ReportError, load_runs, summarise, write_report  # noqa: E402
+from fairseq_hire.compare.report import ReportError, load_runs, summarise, write_summary  # noqa: E402
 from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from fairseq_hire.metrics import rounded  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
@@ -64,15 +64,20 @@ def check_subset(point: rg.Point, runs: Sequence[Dict]) -> None:
 
 def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_study: Path, write: bool = True) -> Dict:
     folder = point.folder(results, todays_study)
+    # the point's report, in the study's folder of the point: a reused point's runs are today's
+    # comparison, whose report is report.py's to rewrite (and older than the heads added there)
+    report_folder = results / point.task / point.name
     runs = load_runs(folder / "runs") if (folder / "runs").is_dir() else []
     check_subset(point, runs)
     seeds = {h: sum(r["head"] == h for r in runs) for h in heads}
     summary = None
-    if runs:  # today's folders are report.py's to rewrite, not this report's
-        summary = write_report(folder) if write and not point.reused else summarise(runs)
+    if runs:
+        summary = summarise(runs)
+        if write:
+            write_summary(summary, report_folder)
         add_mean_pool_comparison(summary, runs)
     return {"task": point.task, "regime": point.regime, "size": point.size, "train_rows": point.train_rows,
-            "capped": bool(point.size == "full" and point.subset), "folder": rg.shown(folder),
+            "capped": bool(point.size == "full" and point.subset), "folder": rg.shown(report_folder),
             "reused_from": rg.shown(folder) if point.reused else None, "seeds": seeds,
             "complete": all(n >= MIN_SEEDS for n in seeds.values()), "summary": summary}
 

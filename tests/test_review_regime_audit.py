@@ -1,8 +1,12 @@
-"""Audit of the regimes study's report (issue 28, item 5): the recommendation per regime comes
-"with its measured step cost frozen and fine-tuned", in the README's headline as in
-docs/RESULTS.md, also where the tasks disagree and each gets its own head. Before: the per-task
-recommendation (the study's frozen 1,000-row regime: SST-2 stock-mean-pool, MRPC last4-mean)
-stated no cost at all, and the README's headline stated none for any regime."""
+"""Audit of the regimes study's report against issue 28, item 5.
+
+* The recommendation per regime comes "with its measured step cost frozen and fine-tuned", in
+  the README's headline as in docs/RESULTS.md, also where the tasks disagree and each gets its
+  own head. Before: the per-task recommendation (the study's frozen 1,000-row regime: SST-2
+  stock-mean-pool, MRPC last4-mean) stated no cost at all, and the headline none for any regime.
+* Every complete point has a full report with every head it counts (Welch, Mann-Whitney).
+"""
+import json
 import sys
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tests"))
 import regime_report  # noqa: E402
 import regime_tables  # noqa: E402
 
@@ -60,3 +65,31 @@ def test_the_readme_headline_gives_each_recommended_heads_measured_cost_in_both_
         k: v for k, v in COSTS["minutes"].items() if k.startswith("frozen/")}}
     single = regime_report.recommendations([SST2], frozen_only, HEADS)["frozen-n1000"]
     assert "stock-mean-pool frozen 1.20x, fine-tuned not measured." in regime_tables.headline([], [], {"frozen-n1000": single})
+
+
+def test_a_reused_points_full_report_holds_every_head_it_counts(tmp_path):
+    """The fine-tuned full-set points of MRPC and RTE are today's comparison, whose report.md
+    (benchmarks/results/compare/<TASK>/) was written before the study added stock-mean-pool there
+    and is not this report's to rewrite: the page linked it as the point's "full report", where
+    stock-mean-pool (5 seeds, counted at the point) had no Welch or Mann-Whitney p anywhere on a
+    page. The point's own report is written beside the study's other points and linked instead."""
+    from test_regime_report import HEADS as FIXTURE_HEADS, write_run
+    import regimes
+
+    results, todays = tmp_path / "regimes", tmp_path / "compare"
+    full = regimes.Point("RTE", "finetuned", "full")
+    for seed in range(1, 6):
+        for head in FIXTURE_HEADS:
+            write_run(full.folder(results, todays), full, head, seed, 0.65)
+    (results / "costs.json").parent.mkdir(parents=True, exist_ok=True)
+    (results / "costs.json").write_text(json.dumps({"measured": "test", "minutes_per_run": {}}))
+    pages = {regime_report.FULL_SECTION: tmp_path / "RESULTS.md", regime_report.HEADLINE_SECTION: tmp_path / "README.md"}
+    report = regime_report.build(results, todays, FIXTURE_HEADS, ["RTE"], pages=pages)
+    written = results / "RTE" / "finetuned-full" / "report.md"
+    assert written.exists() and not (todays / "RTE" / "report.md").exists()  # today's folder left alone
+    row = next(line for line in written.read_text().splitlines() if line.startswith("| stock-mean-pool | 5 |"))
+    welch = next(r for r in report["points"] if r["size"] == "full" and r["regime"] == "finetuned")[
+        "summary"]["heads"]["stock-mean-pool"]["vs_reference"]["welch_p"]
+    assert f"| {welch:.3f} |" in row
+    assert "[report.md](regimes/RTE/finetuned-full/report.md)" in report["fragment"]
+    assert "[report.md](compare/RTE/report.md)" not in report["fragment"]

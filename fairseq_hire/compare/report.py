@@ -248,7 +248,12 @@ def plot_layer_weights(summary: Dict, path: Path) -> bool:
 
 def write_report(out: Path, reference: str = "stock") -> Dict:
     out = Path(out)
-    summary = summarise(load_runs(out / "runs"), reference)
+    return write_summary(summarise(load_runs(out / "runs"), reference), out)
+
+
+def write_summary(summary: Dict, out: Path) -> Dict:
+    """A summary's report.json, report.md and plots, in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "report.json", json.dumps(summary, indent=1) + "\n")
     write_atomically(out / "report.md", markdown(summary))
     plot_scores(summary, out / "scores.png")
