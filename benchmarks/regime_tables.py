@@ -230,7 +230,9 @@ def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict]
               "weights (input-dependent at 0.05 or more):", "", *layer_weight_lines(results), "",
               input_dependence(results), "",
               "Recommendation per regime (a head beats the best constant prediction on a task when the lower end of "
-              "its mean's 95% interval over seeds lies above it):", ""]
+              "its mean's 95% interval over seeds lies above it; a head costs less than another when its minutes per "
+              "run over the stock head's, with every task's measurement at the slow end of its spread, stay below "
+              "the other's at the fast end, else their costs tie, and a tie goes to the stock head):", ""]
     source = ("minutes per run of the regime, mean over the tasks, from costs.json (benchmarks/regime_costs.py)"
               if costs.get("minutes") else "no costs.json")
     lines += [recommendation_line(name, entry, source) for name, entry in recommended.items()]
