@@ -74,6 +74,7 @@ def from_pretrained(
 
     from .checkpoints.loading import load_checkpoint_to_cpu
     from .checkpoints.head_classes import record_or_check
+    from .models.layer_cache import drop_layer_cache
     from .models.layernorm_eps import apply_recorded_eps
 
     model_dir = Path(model_name_or_path)
@@ -90,6 +91,7 @@ def from_pretrained(
     state = load_checkpoint_to_cpu(path, overrides)
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
     apply_recorded_eps(models[0])  # fairseq's roberta builds 1e-5 whatever the checkpoint records
+    drop_layer_cache(models[0])  # done by the plugin's task too; fairseq's sentence_prediction does not
     record_or_check(task)  # done by the plugin's task when it built the model; fairseq's does not
     hub = RobertaHireHubInterface(cfg, task, models[0])
     return hub.eval()

@@ -156,12 +156,15 @@ def recipe_key(recipe: Optional[Dict]) -> Optional[Dict]:
 
     if not isinstance(recipe, dict) or not isinstance(recipe.get("train_flags"), list):
         return recipe
-    parser = build_parser()
-    parser.exit_on_error = False
+    def unreadable(message):  # argparse exits on these (an ambiguous abbreviation) despite exit_on_error
+        raise argparse.ArgumentError(None, message)
+
+    parser = build_parser(add_help=False)  # a recorded --help reads as a flag, not as an exit
+    parser.exit_on_error, parser.error = False, unreadable
     try:  # the positional arguments are the recipe's own fields
         options, passthrough = parser.parse_known_args(["task", "data", "pretrained", "save_dir",
                                                         *map(str, recipe["train_flags"])])
-    except argparse.ArgumentError:
+    except argparse.ArgumentError:  # a recipe finetune.py cannot read is compared as recorded
         return recipe
     return {**recipe, "train_flags": {**vars(options), "fairseq_train_flags": training_flags(passthrough)}}
 

@@ -75,6 +75,14 @@ BUILD_BATCH_TOKENS = 8192  # padded tokens per encoder batch while building
 SCAN_ROWS = 512  # dataset rows collated at once while looking for missing rows
 
 
+def drop_layer_cache(model) -> None:
+    """Make a model loaded from a checkpoint run its encoder: the --layer-cache folder its
+    configuration records is the training machine's, so it never decides where files are read or
+    written (whichever task loads it: the plugin's, or fairseq's sentence_prediction)."""
+    if getattr(model, "layer_cache", None) is not None:
+        model.layer_cache = None
+
+
 class LayerCacheError(ValueError):
     """A cache entry cannot be used; the message names it and says what to do."""
 

@@ -28,6 +28,7 @@ from fairseq.tasks.sentence_prediction import SentencePredictionConfig, Sentence
 
 from ..checkpoints import saving
 from ..checkpoints.head_classes import record_or_check
+from ..models.layer_cache import drop_layer_cache
 from ..models.roberta_hire import check_encoder_options
 
 TASK_NAME = "sentence_prediction_hire"
@@ -74,10 +75,8 @@ class SentencePredictionHireTask(SentencePredictionTask):
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:  # a run that trains; a checkpoint already trained is loaded as it is
             check_encoder_options(cfg, model)
-        elif getattr(model, "layer_cache", None) is not None:
-            # the folder a frozen run cached its layers in is the training machine's: a loaded
-            # checkpoint runs its encoder and writes nothing where its configuration says
-            model.layer_cache = None
+        else:  # its recorded --layer-cache folder is the training machine's
+            drop_layer_cache(model)
         return model
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
