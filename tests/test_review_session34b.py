@@ -62,3 +62,23 @@ def test_a_recorded_recipe_finetune_py_cannot_read_is_another_recipe_not_an_exit
         check_recipe(comparison)
     printed = capsys.readouterr()
     assert "usage:" not in printed.out + printed.err
+
+
+def test_a_layer_cache_path_that_is_a_dangling_link_is_refused_before_fairseq_starts(
+        rte_bin, tiny_pretrained, tmp_path, monkeypatch, capsys):
+    """A --layer-cache path that is a symbolic link to nothing (a cache folder deleted, or on an
+    unmounted disk) was accepted: it does not exist, and its parent is writable. fairseq-train then
+    stopped at its first batch with a traceback (FileExistsError: the link is in the way of the
+    folder it makes)."""
+    from fairseq_hire.workflow import finetune
+
+    started = []
+    monkeypatch.setattr(finetune.subprocess, "call", lambda command, env: started.append(command) or 0)
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "gone")
+    save_dir = tmp_path / "save"
+    assert finetune.main(["RTE", str(rte_bin), str(tiny_pretrained), str(save_dir), "--freeze-encoder",
+                          "--layer-cache", str(link), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("finetune: error: --layer-cache") and f"{link} is not a folder" in error
+    assert started == [] and not save_dir.exists()

@@ -150,7 +150,8 @@ def check_layer_cache_folder(folder: Path) -> None:
     made: fairseq-train would stop with a traceback at its first batch, after loading the model.
     An existing folder this user cannot write to is accepted: a complete cache is only read."""
     existing = folder
-    while not existing.exists() and existing != existing.parent:
+    # lexists: a link to nothing is in the way of the folder, as a file is
+    while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"--layer-cache {folder}: {existing} is not a folder; expected a folder for the cache "
