@@ -16,17 +16,21 @@ pytestmark = pytest.mark.unit
 HEAD = "sentence_classification_head"
 
 
-def test_a_loaded_checkpoint_never_writes_the_layer_cache_its_configuration_names(rte_bin, tmp_path):
+@pytest.mark.parametrize("task", ["sentence_prediction_hire", "sentence_prediction"])
+def test_a_loaded_checkpoint_never_writes_the_layer_cache_its_configuration_names(rte_bin, tmp_path, task):
     """A checkpoint trained with --freeze-encoder --layer-cache DIR records DIR. Loaded through
     the hub (or fairseq-validate), a forward on rows of a split the task loaded built a cache
     there: the checkpoint's configuration decided where files were written (a folder of the
     machine that trained it: absent, read-only or someone else's here). A loaded checkpoint runs
-    its encoder, as the scripts' hub always did."""
+    its encoder, as the scripts' hub always did. Also under fairseq's own sentence_prediction
+    task (docs/DISTRIBUTED.md trains roberta_hire so), whose build_model is fairseq's (helper-24)."""
     recorded = tmp_path / "recorded-cache"
-    trainer = build_trainer(finetune_args(rte_bin, extra=["--freeze-encoder", "--layer-cache", str(recorded)]))
-    save(trainer, tmp_path / "model" / "checkpoint_best.pt", {"epoch": 1})
+    args = finetune_args(rte_bin, extra=["--task", task, "--freeze-encoder", "--layer-cache", str(recorded)])
+    save(build_trainer(args), tmp_path / "model" / "checkpoint_best.pt", {"epoch": 1})
+    assert not recorded.exists()  # training made no cache: no forward ran
     hub = RobertaHireModel.from_pretrained(str(tmp_path / "model"), "checkpoint_best.pt",
                                            data_name_or_path=str(rte_bin))
+    assert hub.cfg.task._name == task
     assert hub.model.args.layer_cache == str(recorded) and hub.model.frozen_encoder
     hub.task.load_dataset("valid")  # a hub user scoring the binarised dev split
     iterator = hub.task.get_batch_iterator(hub.task.dataset("valid"), max_sentences=16)

@@ -1,43 +1,14 @@
-"""Review of session 34's fixes (helper-24): a frozen checkpoint's recorded --layer-cache folder
-when its task is fairseq's own sentence_prediction (docs/DISTRIBUTED.md trains roberta_hire so),
-and recipes compared as finetune.py reads them when a recorded recipe is one its parser refuses."""
+"""Review of session 34's fixes (helper-24): recipes compared as finetune.py reads them when a
+recorded recipe is one its parser refuses, and a --layer-cache path that is a link to nothing
+(a frozen checkpoint's recorded folder under fairseq's own task: tests/test_review_session34.py)."""
 import json
 
 import pytest
-import torch
 
-from fairseq_hire import RobertaHireModel
 from fairseq_hire.compare.report import ReportError, check_comparable, load_runs
 from fairseq_hire.compare.runs import Comparison, check_recipe
-from fairseq_setup import build_trainer, finetune_args, save
 
 pytestmark = pytest.mark.unit
-HEAD = "sentence_classification_head"
-
-
-def test_a_loaded_stock_task_checkpoint_never_writes_the_layer_cache_its_configuration_names(rte_bin, tmp_path):
-    """roberta_hire trained frozen on the cache under fairseq's sentence_prediction task records
-    the folder too; the hub loads it with that task, whose build_model is fairseq's, so a forward
-    on rows of a split the task loaded built a cache in the training machine's folder."""
-    recorded = tmp_path / "recorded-cache"
-    args = finetune_args(rte_bin, extra=["--task", "sentence_prediction", "--freeze-encoder",
-                                         "--layer-cache", str(recorded)])
-    save(build_trainer(args), tmp_path / "model" / "checkpoint_best.pt", {"epoch": 1})
-    assert not recorded.exists()  # training made no cache: no forward ran
-    hub = RobertaHireModel.from_pretrained(str(tmp_path / "model"), "checkpoint_best.pt",
-                                           data_name_or_path=str(rte_bin))
-    assert hub.cfg.task._name == "sentence_prediction" and hub.model.args.layer_cache == str(recorded)
-    hub.task.load_dataset("valid")
-    iterator = hub.task.get_batch_iterator(hub.task.dataset("valid"), max_sentences=16)
-    batch = next(iter(iterator.next_epoch_itr(shuffle=False)))
-    with torch.no_grad():
-        logits, _ = hub.model(**batch["net_input"], classification_head_name=HEAD)
-        features, extra = hub.model.encoder(batch["net_input"]["src_tokens"], features_only=True,
-                                            return_all_hiddens=True)
-        expected, _ = hub.model.classification_heads[HEAD](extra["inner_states"], features.transpose(0, 1),
-                                                           batch["net_input"]["src_tokens"].eq(1))
-    assert not recorded.exists()
-    assert torch.equal(logits, expected)
 
 
 def write_run(runs_dir, name, train_flags):
