@@ -22,7 +22,7 @@ from .. import metrics
 from ..modules.options import head_preset, ordered_heads
 from .plotting import pyplot, save_figure
 from . import statistics as st
-from .runs import recorded_recipe, same_recipe
+from .runs import recipe_key, recorded_recipe
 
 # below this mean total-variation distance the weights barely depend on the input
 STATIC_TV = 0.05
@@ -54,8 +54,9 @@ def check_comparable(runs: List[Dict]) -> None:
     first = runs[0]
     budgeted = next((run for run in runs if run.get("schedule")), None)
     rows_of_seed = {}
+    first_key = recipe_key(first["recipe"])
     for run in runs[1:]:
-        if not same_recipe(run["recipe"], first["recipe"]):
+        if recipe_key(run["recipe"]) != first_key:
             raise ReportError(f"{run['file']} was trained with {run['recipe']}, {first['file']} with "
                               f"{first['recipe']}: heads must share one recipe")
         if run["targets"] != first["targets"]:

@@ -36,6 +36,7 @@ machine that loses the server for longer than its lease (about 90 s) can lose it
 its trainer still runs. On a shared folder without working locks, give each machine its own
 heads or seeds.
 """
+import argparse
 import fcntl
 import json
 import os
@@ -48,12 +49,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
+from ..workflow.same_run import training_flags
 from .provenance import (code_version, fairseq_schedule, gpu_name, parse_validations, subset_record,
                          torch_version)
 from .watchdog import RUNNING, kill_group
@@ -140,30 +142,30 @@ def recorded_recipe(record: Dict) -> Optional[Dict]:
     return {**recipe, "device": device if device in ("cpu", "gpu") else "not recorded"}
 
 
-def same_recipe(recipe: Optional[Dict], other: Optional[Dict]) -> bool:
-    """Whether two recipes train alike, their training flags read as finetune.py reads them."""
-    return recipe_key(recipe) == recipe_key(other)
+@lru_cache(maxsize=None)
+def recipe_parser():
+    """finetune.py's parser, reading a recorded recipe: no --help, and every argparse exit (an
+    ambiguous abbreviation exits despite exit_on_error) an ArgumentError instead."""
+    from ..workflow.finetune import build_parser
+
+    def unreadable(message):
+        raise argparse.ArgumentError(None, message)
+
+    parser = build_parser(add_help=False)
+    parser.exit_on_error, parser.error = False, unreadable
+    return parser
 
 
 def recipe_key(recipe: Optional[Dict]) -> Optional[Dict]:
     """The recipe with its training flags as finetune.py reads them: its own options by value
     (in any order, --flag=value or not), the flags it passes on as the request a resumed run is
-    checked against (same_run: as fairseq-train's argparse reads them, less logging flags)."""
-    import argparse
-
-    from ..workflow.finetune import build_parser
-    from ..workflow.same_run import training_flags
-
+    checked against (same_run: as fairseq-train's argparse reads them, less logging flags). Two
+    recipes train alike when their keys are equal."""
     if not isinstance(recipe, dict) or not isinstance(recipe.get("train_flags"), list):
         return recipe
-    def unreadable(message):  # argparse exits on these (an ambiguous abbreviation) despite exit_on_error
-        raise argparse.ArgumentError(None, message)
-
-    parser = build_parser(add_help=False)  # a recorded --help reads as a flag, not as an exit
-    parser.exit_on_error, parser.error = False, unreadable
     try:  # the positional arguments are the recipe's own fields
-        options, passthrough = parser.parse_known_args(["task", "data", "pretrained", "save_dir",
-                                                        *map(str, recipe["train_flags"])])
+        options, passthrough = recipe_parser().parse_known_args(["task", "data", "pretrained", "save_dir",
+                                                                 *map(str, recipe["train_flags"])])
     except argparse.ArgumentError:  # a recipe finetune.py cannot read is compared as recorded
         return recipe
     return {**recipe, "train_flags": {**vars(options), "fairseq_train_flags": training_flags(passthrough)}}
@@ -172,9 +174,10 @@ def recipe_key(recipe: Optional[Dict]) -> Optional[Dict]:
 def check_recipe(comparison: Comparison) -> None:
     """Refuse to add runs to a comparison whose finished runs were trained another way."""
     wanted = comparison.recipe()
+    wanted_key = recipe_key(wanted)
     for path in sorted(comparison.runs_dir.glob("*.json")):
         recipe = recorded_recipe(json.loads(path.read_text(encoding="utf-8")))
-        if not same_recipe(recipe, wanted):
+        if recipe_key(recipe) != wanted_key:
             raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
                              "Every head must share one recipe: use another OUT folder")
 
