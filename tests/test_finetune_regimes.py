@@ -95,6 +95,18 @@ def test_a_run_file_states_its_budget_and_its_rows(rte_bin, tmp_path):
     assert record["size"] == 20 and record["seed"] == 2 and record["rows_sha256"] == info.record["rows_sha256"]
 
 
+def test_a_run_file_states_the_batch_size_given_by_fairseqs_alias():
+    """fairseq-train takes --max-sentences as --batch-size (the same option, argparse_alias in
+    fairseq's DatasetConfig): passed through after the recipe's --batch-size 16, it is the batch
+    fairseq trained with, but the run file said 16."""
+    from fairseq_hire.compare.provenance import fairseq_schedule
+
+    log = ("/x/python -m fairseq_cli.train /d --lr 0.001 --batch-size 16 --max-update 252 --max-epoch 36 "
+           "--warmup-updates 15 --cpu --max-sentences 8\n")
+    assert fairseq_schedule(log)["batch_size"] == "8"
+    assert fairseq_schedule(log.replace("--max-sentences 8", "--max-sentences=4"))["batch_size"] == "4"
+
+
 def test_a_layer_cache_without_a_frozen_encoder_is_refused_before_anything_runs(rte_bin, tiny_pretrained, tmp_path,
                                                                                  capsys):
     for run in (["--dry-run"], []):

@@ -1,13 +1,16 @@
 """The regimes study's recommendation per regime (benchmarks/regime_report.py): which tasks it
 ranks (those where some head beat the best constant prediction), which heads it may name (those
 that learned, within the detectable-difference band of the best), and how it prices them (each
-regime's measured minutes per run in costs.json)."""
+regime's measured minutes per run in costs.json), stating each recommended head's cost frozen and
+fine-tuned, also where the tasks disagree and each gets its own head."""
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
+
+from fairseq_hire.compare import statistics as st
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -153,3 +156,64 @@ def test_a_regime_cost_is_ranked_by_its_mean_over_tasks_not_by_its_most_variable
     chosen = regime_report.recommendations([point, {**point, "task": "RTE"}], {"minutes": minutes, "ranges": ranges},
                                            ["stock", "hire", "scalar-mix"])["finetuned-full"]
     assert chosen["head"] == "stock" and chosen["tied"] == ["scalar-mix"]
+
+
+def test_a_head_predicting_the_majority_class_on_every_seed_does_not_beat_the_constant():
+    """RTE's dev split: 146 of 277 rows entailment, so the best constant prediction scores
+    52.70758..%; a run's score is recorded to 4 digits, 52.7076, above it. A head that predicts
+    entailment on every seed (frozen, 100 rows) has the interval [52.7076, 52.7076]: it learned
+    nothing, yet counted as beating the constant, so the task was ranked and the head could be
+    recommended. The report's own `failed` count holds the scores against the rounded constant."""
+    constant = 100 * 146 / 277
+    scores = [52.7076] * 5
+    at_chance = {"mean": 52.7076, "sd": 0.0, "n": 5, "mean_interval": list(st.mean_interval(scores))}
+    below = {"mean": 49.5, "sd": 0.4, "n": 5, "mean_interval": [49.0, 50.0]}
+    summary = {"constant_score": constant, "heads": {"stock": below, "hire": at_chance, "stock-mean-pool": below}}
+    point = {"task": "RTE", "regime": "frozen", "size": "n100", "complete": True, "summary": summary}
+    costs = {"measured": "test", "ranges": {},
+             "minutes": {f"frozen/n100/{h}": 1.0 for h in ("stock", "hire", "stock-mean-pool")}}
+    assert not regime_report.beats_constant(summary, "hire")
+    found = regime_report.recommendations([point], costs, ["stock", "hire", "stock-mean-pool"])["frozen-n100"]
+    assert found["at_chance"] == ["RTE"] and found["head"] is None
+
+
+# minutes per run: stock-mean-pool costs 1.20x the stock head frozen and 1.05x fine-tuned
+COSTS = {"measured": "test", "ranges": {}, "minutes": {
+    "frozen/n1000/stock": 1.0, "frozen/n1000/hire": 4.0, "frozen/n1000/stock-mean-pool": 1.2,
+    "finetuned/n1000/stock": 10.0, "finetuned/n1000/hire": 16.0, "finetuned/n1000/stock-mean-pool": 10.5}}
+
+
+def complete_point(task, means, constant, sd=0.5, n=5):
+    return {"task": task, "regime": "frozen", "size": "n1000", "complete": True,
+            "summary": summary_of(means, constant, sd, n)}
+
+
+SST2 = complete_point("SST-2", {"stock": 70.0, "hire": 75.0, "stock-mean-pool": 78.0}, 50.9)
+MRPC = complete_point("MRPC", {"stock": 80.0, "hire": 74.0, "stock-mean-pool": 74.0}, 74.8)
+
+
+def test_each_tasks_own_head_is_given_with_its_measured_cost_frozen_and_fine_tuned():
+    split = regime_report.recommendations([SST2, MRPC], COSTS, HEADS)["frozen-n1000"]
+    assert split["per_task"] == {"SST-2": "stock-mean-pool", "MRPC": "stock"}
+    assert split["per_task_ratios"] == {"SST-2": {"frozen": pytest.approx(1.2), "finetuned": pytest.approx(1.05)},
+                                        "MRPC": {"frozen": 1.0, "finetuned": 1.0}}
+    line = regime_tables.recommendation_line("frozen-n1000", split, "minutes")
+    assert ("Their cost against the stock head's minutes per run: SST-2 stock-mean-pool frozen 1.20x, fine-tuned "
+            "1.05x; MRPC stock frozen 1.00x, fine-tuned 1.00x.") in line
+
+
+def test_the_readme_headline_gives_each_recommended_heads_measured_cost_in_both_regimes():
+    single = regime_report.recommendations([SST2], COSTS, HEADS)["frozen-n1000"]
+    assert single["head"] == "stock-mean-pool"
+    text = regime_tables.headline([], [], {"frozen-n1000": single})
+    assert ("Recommended head so far: frozen, 1,000 rows: **stock-mean-pool** (SST-2). Measured cost against the "
+            "stock head's minutes per run (costs.json): frozen, 1,000 rows: stock-mean-pool frozen 1.20x, fine-tuned 1.05x.") in text
+    split = regime_report.recommendations([SST2, MRPC], COSTS, HEADS)["frozen-n1000"]
+    text = regime_tables.headline([], [], {"frozen-n1000": split})
+    assert ("frozen, 1,000 rows: SST-2 stock-mean-pool frozen 1.20x, fine-tuned 1.05x; MRPC stock frozen 1.00x, "
+            "fine-tuned 1.00x.") in text
+    # a regime whose head has no measurement in the other regime says so, never a guess
+    frozen_only = {"measured": "test", "ranges": {}, "minutes": {
+        k: v for k, v in COSTS["minutes"].items() if k.startswith("frozen/")}}
+    single = regime_report.recommendations([SST2], frozen_only, HEADS)["frozen-n1000"]
+    assert "stock-mean-pool frozen 1.20x, fine-tuned not measured." in regime_tables.headline([], [], {"frozen-n1000": single})

@@ -1,7 +1,8 @@
 """The regimes study (benchmarks/regimes.py) and its report (benchmarks/regime_report.py), on
 run files written in tmp_path in the format fairseq_hire.compare.runs writes: the plan counts runs
 and reuse, the report computes the statistics, shows an incomplete point as in progress, marks a
-constructed clear gain as detected and a noise-only difference as not, and writes its plots."""
+constructed clear gain as detected and a noise-only difference as not, and writes its plots and
+the full report of a point reused from today's comparison beside the study's other points."""
 import hashlib
 import json
 import sys
@@ -294,3 +295,31 @@ def test_a_gain_without_the_mean_pooled_control_says_so():
     hire, pooled = (next(line for line in lines if f"**{head}**" in line) for head in ("hire", "stock-mean-pool"))
     assert hire.endswith("detectable 0.9); against stock-mean-pool: not compared (fewer than 5 seeds of it)")
     assert pooled.endswith("detectable 0.9)")
+
+
+def test_a_reused_points_full_report_holds_every_head_it_counts(tmp_path):
+    """The fine-tuned full-set points of MRPC and RTE are today's comparison, whose report.md
+    (benchmarks/results/compare/<TASK>/) was written before the study added stock-mean-pool there
+    and is not this report's to rewrite: the page linked it as the point's "full report", where
+    stock-mean-pool (5 seeds, counted at the point) had no Welch or Mann-Whitney p anywhere on a
+    page. The point's own report is written beside the study's other points and linked instead."""
+    from test_regime_report import HEADS as FIXTURE_HEADS, write_run
+    import regimes
+
+    results, todays = tmp_path / "regimes", tmp_path / "compare"
+    full = regimes.Point("RTE", "finetuned", "full")
+    for seed in range(1, 6):
+        for head in FIXTURE_HEADS:
+            write_run(full.folder(results, todays), full, head, seed, 0.65)
+    (results / "costs.json").parent.mkdir(parents=True, exist_ok=True)
+    (results / "costs.json").write_text(json.dumps({"measured": "test", "minutes_per_run": {}}))
+    pages = {regime_report.FULL_SECTION: tmp_path / "RESULTS.md", regime_report.HEADLINE_SECTION: tmp_path / "README.md"}
+    report = regime_report.build(results, todays, FIXTURE_HEADS, ["RTE"], pages=pages)
+    written = results / "RTE" / "finetuned-full" / "report.md"
+    assert written.exists() and not (todays / "RTE" / "report.md").exists()  # today's folder left alone
+    row = next(line for line in written.read_text().splitlines() if line.startswith("| stock-mean-pool | 5 |"))
+    welch = next(r for r in report["points"] if r["size"] == "full" and r["regime"] == "finetuned")[
+        "summary"]["heads"]["stock-mean-pool"]["vs_reference"]["welch_p"]
+    assert f"| {welch:.3f} |" in row
+    assert "[report.md](regimes/RTE/finetuned-full/report.md)" in report["fragment"]
+    assert "[report.md](compare/RTE/report.md)" not in report["fragment"]

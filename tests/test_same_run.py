@@ -1,17 +1,13 @@
-"""Review of session 33: finetune.py's record of the run a save dir holds, the run files'
-budget, and the regime recommendation's "beats the best constant prediction"."""
-import json
-import sys
+"""finetune.py resumes a save dir only for the run that started it (fairseq_hire/workflow/same_run.py):
+the request it records beside the checkpoints (finetune_request.json), read back as finetune.py
+and fairseq-train read a command line (the device --device auto resolves to, --flag=value, a
+task file's path from another folder), and a save dir without such a record or with a damaged
+one. Which options make another run: tests/test_finetune_regimes.py."""
 from pathlib import Path
 
 import pytest
 
-from fairseq_hire.compare import statistics as st
 from fairseq_hire.workflow import finetune, same_run
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import regime_report  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -30,37 +26,6 @@ def trainings(monkeypatch):
 
     monkeypatch.setattr(finetune.subprocess, "call", fake_fairseq_train)
     return started
-
-
-def test_a_head_predicting_the_majority_class_on_every_seed_does_not_beat_the_constant():
-    """RTE's dev split: 146 of 277 rows entailment, so the best constant prediction scores
-    52.70758..%; a run's score is recorded to 4 digits, 52.7076, above it. A head that predicts
-    entailment on every seed (frozen, 100 rows) has the interval [52.7076, 52.7076]: it learned
-    nothing, yet counted as beating the constant, so the task was ranked and the head could be
-    recommended. The report's own `failed` count holds the scores against the rounded constant."""
-    constant = 100 * 146 / 277
-    scores = [52.7076] * 5
-    at_chance = {"mean": 52.7076, "sd": 0.0, "n": 5, "mean_interval": list(st.mean_interval(scores))}
-    below = {"mean": 49.5, "sd": 0.4, "n": 5, "mean_interval": [49.0, 50.0]}
-    summary = {"constant_score": constant, "heads": {"stock": below, "hire": at_chance, "stock-mean-pool": below}}
-    point = {"task": "RTE", "regime": "frozen", "size": "n100", "complete": True, "summary": summary}
-    costs = {"measured": "test", "ranges": {},
-             "minutes": {f"frozen/n100/{h}": 1.0 for h in ("stock", "hire", "stock-mean-pool")}}
-    assert not regime_report.beats_constant(summary, "hire")
-    found = regime_report.recommendations([point], costs, ["stock", "hire", "stock-mean-pool"])["frozen-n100"]
-    assert found["at_chance"] == ["RTE"] and found["head"] is None
-
-
-def test_a_run_file_states_the_batch_size_given_by_fairseqs_alias():
-    """fairseq-train takes --max-sentences as --batch-size (the same option, argparse_alias in
-    fairseq's DatasetConfig): passed through after the recipe's --batch-size 16, it is the batch
-    fairseq trained with, but the run file said 16."""
-    from fairseq_hire.compare.provenance import fairseq_schedule
-
-    log = ("/x/python -m fairseq_cli.train /d --lr 0.001 --batch-size 16 --max-update 252 --max-epoch 36 "
-           "--warmup-updates 15 --cpu --max-sentences 8\n")
-    assert fairseq_schedule(log)["batch_size"] == "8"
-    assert fairseq_schedule(log.replace("--max-sentences 8", "--max-sentences=4"))["batch_size"] == "4"
 
 
 def command_for(rte_bin, tiny_pretrained, save, *flags):
