@@ -1,5 +1,6 @@
-"""The comparison: its statistics against scipy, its resumable runs and report on a tiny
-RoBERTa and real RTE rows (its metrics: tests/test_metrics.py)."""
+"""The comparison: its statistics against scipy, which runs share a recipe (flags in any order or
+as --flag=value, a recorded recipe finetune.py cannot read), its resumable runs and report on a
+tiny RoBERTa and real RTE rows (its metrics: tests/test_metrics.py)."""
 import json
 import os
 import subprocess
@@ -97,6 +98,60 @@ def test_runs_trained_for_another_budget_are_not_compared():
     with pytest.raises(ReportError, match="share one budget"):
         check_comparable([{**run, "schedule": None, "file": "old.json"}, run, longer])
     check_comparable([run, {**run, "file": "b.json", "seed": 2}, {**run, "schedule": None, "file": "old.json"}])
+
+
+@pytest.mark.unit
+def test_the_same_recipe_written_in_another_order_or_with_an_equals_sign_joins_the_comparison(tmp_path):
+    """A comparison rerun to add seeds, its flags typed in another order or as --flag=value
+    (which finetune.py and fairseq-train read alike), was refused as another recipe ("use
+    another OUT folder"), and the report refused such run files side by side."""
+    import json
+
+    from fairseq_hire.compare.report import check_comparable, load_runs
+    from fairseq_hire.compare.runs import Comparison, check_recipe
+
+    def comparison(*flags):
+        return Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path / "out", flags, device="cpu")
+
+    first = comparison("--train-size", "100", "--freeze-encoder", "--lr", "1e-3", "--max-update", "300")
+    first.runs_dir.mkdir(parents=True)
+    (first.runs_dir / "stock-seed1.json").write_text(json.dumps(
+        {"recipe": first.recipe(), "targets": [0, 1], "seed": 1, "file": "stock-seed1.json"}))
+    again = comparison("--freeze-encoder", "--lr=0.001", "--train-size=100", "--max-update=300", "--log-interval", "5")
+    check_recipe(again)  # the same recipe: accepted
+    (first.runs_dir / "hire-seed1.json").write_text(json.dumps(
+        {"recipe": again.recipe(), "targets": [0, 1], "seed": 1, "file": "hire-seed1.json"}))
+    check_comparable(load_runs(first.runs_dir))
+    for other in (("--freeze-encoder", "--lr", "1e-3", "--train-size", "50", "--max-update", "300"),
+                  ("--train-size", "100", "--lr", "1e-3", "--max-update", "300"),
+                  ("--train-size", "100", "--freeze-encoder", "--lr", "1e-3", "--max-update", "301")):
+        with pytest.raises(ValueError, match="use another OUT folder"):
+            check_recipe(comparison(*other))
+
+
+def write_run(runs_dir, name, train_flags):
+    recipe = {"task": "RTE", "data": "/d", "pretrained": "/m.pt", "train_flags": train_flags, "device": "cpu"}
+    (runs_dir / name).write_text(json.dumps({"recipe": recipe, "targets": [0, 1], "seed": 1, "file": name}))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("odd_flags", [["--b", "8"], ["-h"]], ids=["ambiguous-abbreviation", "help"])
+def test_a_recorded_recipe_finetune_py_cannot_read_is_another_recipe_not_an_exit(tmp_path, capsys, odd_flags):
+    """A run file whose train_flags finetune.py's parser refuses with an exit rather than an
+    error (an abbreviation that today matches two options, or --help), written by hand or by
+    another version: the report and a comparison adding runs exited (finetune.py's usage, or
+    its whole help, and status 0) instead of naming the file whose recipe differs."""
+    runs_dir = tmp_path / "out" / "runs"
+    runs_dir.mkdir(parents=True)
+    write_run(runs_dir, "stock-seed1.json", ["--lr", "1e-3"])
+    write_run(runs_dir, "hire-seed1.json", odd_flags)
+    with pytest.raises(ReportError, match="hire-seed1.json with .*heads must share one recipe"):
+        check_comparable(load_runs(runs_dir))
+    comparison = Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path / "out", ("--lr", "1e-3"), device="cpu")
+    with pytest.raises(ValueError, match="hire-seed1.json was trained with"):
+        check_recipe(comparison)
+    printed = capsys.readouterr()
+    assert "usage:" not in printed.out + printed.err
 
 
 @pytest.mark.unit

@@ -1,6 +1,9 @@
-"""Review of session 34 (issue 28's options from outside): a frozen checkpoint's recorded
---layer-cache folder, when the checkpoint is loaded rather than trained, and a --layer-cache
-folder that cannot be made, given to finetune.py or the comparison."""
+"""The --layer-cache folder, which decides where a frozen encoder's layer outputs are written:
+the folder given to finetune.py or the comparison is refused in one line before fairseq-train
+starts when it cannot be made (a file in the way, a folder not writable, a link to nothing), and
+accepted when it exists read-only (a complete cache is only read); the folder a frozen checkpoint
+records is never written when the checkpoint is loaded rather than trained. What the cache holds:
+tests/test_layer_cache.py."""
 import os
 from pathlib import Path
 
@@ -104,29 +107,21 @@ def test_an_existing_read_only_cache_folder_is_accepted(rte_bin, tiny_pretrained
     assert finetune.main(command) == 0 and len(trainings) == 1
 
 
-def test_the_same_recipe_written_in_another_order_or_with_an_equals_sign_joins_the_comparison(tmp_path):
-    """A comparison rerun to add seeds, its flags typed in another order or as --flag=value
-    (which finetune.py and fairseq-train read alike), was refused as another recipe ("use
-    another OUT folder"), and the report refused such run files side by side."""
-    import json
+def test_a_layer_cache_path_that_is_a_dangling_link_is_refused_before_fairseq_starts(
+        rte_bin, tiny_pretrained, tmp_path, monkeypatch, capsys):
+    """A --layer-cache path that is a symbolic link to nothing (a cache folder deleted, or on an
+    unmounted disk) was accepted: it does not exist, and its parent is writable. fairseq-train then
+    stopped at its first batch with a traceback (FileExistsError: the link is in the way of the
+    folder it makes)."""
+    from fairseq_hire.workflow import finetune
 
-    from fairseq_hire.compare.report import check_comparable, load_runs
-    from fairseq_hire.compare.runs import Comparison, check_recipe
-
-    def comparison(*flags):
-        return Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path / "out", flags, device="cpu")
-
-    first = comparison("--train-size", "100", "--freeze-encoder", "--lr", "1e-3", "--max-update", "300")
-    first.runs_dir.mkdir(parents=True)
-    (first.runs_dir / "stock-seed1.json").write_text(json.dumps(
-        {"recipe": first.recipe(), "targets": [0, 1], "seed": 1, "file": "stock-seed1.json"}))
-    again = comparison("--freeze-encoder", "--lr=0.001", "--train-size=100", "--max-update=300", "--log-interval", "5")
-    check_recipe(again)  # the same recipe: accepted
-    (first.runs_dir / "hire-seed1.json").write_text(json.dumps(
-        {"recipe": again.recipe(), "targets": [0, 1], "seed": 1, "file": "hire-seed1.json"}))
-    check_comparable(load_runs(first.runs_dir))
-    for other in (("--freeze-encoder", "--lr", "1e-3", "--train-size", "50", "--max-update", "300"),
-                  ("--train-size", "100", "--lr", "1e-3", "--max-update", "300"),
-                  ("--train-size", "100", "--freeze-encoder", "--lr", "1e-3", "--max-update", "301")):
-        with pytest.raises(ValueError, match="use another OUT folder"):
-            check_recipe(comparison(*other))
+    started = []
+    monkeypatch.setattr(finetune.subprocess, "call", lambda command, env: started.append(command) or 0)
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "gone")
+    save_dir = tmp_path / "save"
+    assert finetune.main(["RTE", str(rte_bin), str(tiny_pretrained), str(save_dir), "--freeze-encoder",
+                          "--layer-cache", str(link), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("finetune: error: --layer-cache") and f"{link} is not a folder" in error
+    assert started == [] and not save_dir.exists()
