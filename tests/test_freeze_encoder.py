@@ -3,6 +3,8 @@ tiny RoBERTa, real RTE rows): the encoder (embeddings, layers, LM head) ends bit
 the pretrained checkpoint while the head trains, for the stock head and HIRE, in
 fairseq-train and fairseq-hydra-train; a run on cached layer outputs ends where the same run
 without the cache ends, and a second run (another head) on the cache never runs the encoder.
+fairseq-hydra-train refuses both options for the recipe YAMLs' stock baseline (roberta_base),
+and freezes roberta_hire's stock head instead.
 """
 import subprocess
 import sys
@@ -117,6 +119,50 @@ def test_hydra_run_with_a_frozen_encoder(rte_bin, tiny_pretrained, tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert_encoder_is_pretrained(tmp_path / "checkpoint_last.pt", tiny_pretrained)
     assert safe_torch_load(tmp_path / "checkpoint_last.pt")["cfg"]["model"]["freeze_encoder"] is True
+
+
+TINY_MODEL = ["+model.encoder_layers=2", "+model.encoder_embed_dim=32", "+model.encoder_ffn_embed_dim=64",
+              "+model.encoder_attention_heads=2"]
+
+
+def hydra_train(rte_bin, pretrained, save_dir, *overrides):
+    command = [
+        sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(RECIPES), "--config-name", "rte",
+        f"task.data={rte_bin}", f"checkpoint.finetune_from_model={pretrained}", f"checkpoint.save_dir={save_dir}",
+        f"hydra.run.dir={save_dir}", "common.fp16=false", "common.cpu=true", f"common.user_dir={REPO / 'fairseq_hire'}",
+        "optimization.max_update=4", "optimization.lr=[3e-4]", *TINY_MODEL, *overrides,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("option", ["++model.freeze_encoder=true", "++model.layer_cache=CACHE"])
+def test_hydra_refuses_the_frozen_encoder_options_for_the_stock_baseline_model(option, rte_bin, tiny_pretrained,
+                                                                                 tmp_path):
+    """The YAMLs name model._name=roberta_base as the baseline; fairseq's stock roberta takes any
+    model.* key and ignores it, so a 'frozen' baseline fine-tuned its whole encoder (and its
+    checkpoint said freeze_encoder: true). It is refused before training, nothing saved."""
+    save_dir = tmp_path / "save"
+    result = hydra_train(rte_bin, tiny_pretrained, save_dir, "model._name=roberta_base",
+                         option.replace("CACHE", str(tmp_path / "cache")))
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]
+    name = option[len("++model."):].partition("=")[0]
+    assert f"model.{name} is an option of roberta_hire" in log, log[-3000:]
+    assert not list(save_dir.glob("*.pt"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_hydra_freezes_the_stock_head_of_roberta_hire(rte_bin, tiny_pretrained, tmp_path):
+    """What the refusal points to: roberta_hire's stock head with a frozen encoder, bit-identical."""
+    from fairseq_hire.checkpoints.loading import safe_torch_load
+
+    result = hydra_train(rte_bin, tiny_pretrained, tmp_path, "++model.hire_extractor=mean", "++model.hire_last_k=1",
+                         "++model.hire_fusion=false", "++model.hire_classifier_init=pytorch",
+                         "++model.freeze_encoder=true")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    model = safe_torch_load(tmp_path / "checkpoint_last.pt")["model"]
+    expected = pretrained_encoder(tiny_pretrained)
+    assert [k for k in expected if not torch.equal(model[k], expected[k])] == []
 
 
 # ------------------------------------------------------------------ in-process, no fairseq-train

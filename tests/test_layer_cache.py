@@ -2,7 +2,8 @@
 tiny RoBERTa and real RTE rows: lookups give the encoder's outputs and the heads' logits; a
 second model, or a subset of the rows, reads the cache without running the encoder; another
 encoder's weights never read it; a damaged entry is refused; two processes filling the same
-cache at once build it once."""
+cache at once build it once; a cache built under autocast (fairseq's --amp) holds the encoder's
+own precision. Which folder it is written to: tests/test_layer_cache_folder.py."""
 import json
 import os
 import subprocess
@@ -261,3 +262,28 @@ def test_rows_too_long_for_the_encoder_are_left_out(rte_bin, tiny_pretrained, tm
     valid = trainer.task.dataset("valid")
     assert max(valid.num_tokens(i) for i in range(len(valid))) > 40
     assert cache.index and max(length for _, _, length in cache.index.values()) <= 40
+
+
+def test_a_cache_built_under_autocast_holds_the_encoders_own_precision(rte_bin, tiny_pretrained, tmp_path):
+    """fairseq's --amp runs the training forward under autocast, where the cache of every split
+    is built; the entries then held half-precision states, which a later fp32 run on the same
+    encoder (the same fingerprint) read as its own: a cache that changed its results."""
+    from test_layer_cache import HEAD, batches, frozen_trainer
+
+    building = frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache")
+    batch = batches(building)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what torch.cuda.amp.autocast is on a GPU
+        building.model(**batch["net_input"], classification_head_name=HEAD)
+
+    reading = frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache")
+    model, cache = reading.model, reading.model.layer_cache
+    model.eval()
+    for batch in batches(reading):
+        tokens = batch["net_input"]["src_tokens"]
+        with torch.no_grad():
+            _, cached_states = cache.lookup(tokens)
+            _, extra = model.encoder(tokens, features_only=True, return_all_hiddens=True)
+        real = tokens.ne(cache.padding_idx).t()
+        for cached, computed in zip(cached_states, extra["inner_states"]):
+            torch.testing.assert_close(cached[real], computed[real], rtol=0, atol=1e-5)
+    assert cache.missed_batches == 0
