@@ -268,8 +268,6 @@ def test_a_cache_built_under_autocast_holds_the_encoders_own_precision(rte_bin, 
     """fairseq's --amp runs the training forward under autocast, where the cache of every split
     is built; the entries then held half-precision states, which a later fp32 run on the same
     encoder (the same fingerprint) read as its own: a cache that changed its results."""
-    from test_layer_cache import HEAD, batches, frozen_trainer
-
     building = frozen_trainer(rte_bin, tiny_pretrained, tmp_path / "cache")
     batch = batches(building)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):  # what torch.cuda.amp.autocast is on a GPU

@@ -303,18 +303,15 @@ def test_a_reused_points_full_report_holds_every_head_it_counts(tmp_path):
     and is not this report's to rewrite: the page linked it as the point's "full report", where
     stock-mean-pool (5 seeds, counted at the point) had no Welch or Mann-Whitney p anywhere on a
     page. The point's own report is written beside the study's other points and linked instead."""
-    from test_regime_report import HEADS as FIXTURE_HEADS, write_run
-    import regimes
-
     results, todays = tmp_path / "regimes", tmp_path / "compare"
     full = regimes.Point("RTE", "finetuned", "full")
     for seed in range(1, 6):
-        for head in FIXTURE_HEADS:
+        for head in HEADS:
             write_run(full.folder(results, todays), full, head, seed, 0.65)
     (results / "costs.json").parent.mkdir(parents=True, exist_ok=True)
     (results / "costs.json").write_text(json.dumps({"measured": "test", "minutes_per_run": {}}))
     pages = {regime_report.FULL_SECTION: tmp_path / "RESULTS.md", regime_report.HEADLINE_SECTION: tmp_path / "README.md"}
-    report = regime_report.build(results, todays, FIXTURE_HEADS, ["RTE"], pages=pages)
+    report = regime_report.build(results, todays, HEADS, ["RTE"], pages=pages)
     written = results / "RTE" / "finetuned-full" / "report.md"
     assert written.exists() and not (todays / "RTE" / "report.md").exists()  # today's folder left alone
     row = next(line for line in written.read_text().splitlines() if line.startswith("| stock-mean-pool | 5 |"))
