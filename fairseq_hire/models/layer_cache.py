@@ -18,9 +18,9 @@ matrix products of other shapes (all-MiniLM-L6-v2, RTE dev batches: states by at
 HIRE's logits by 6e-8).
 
 Where, and when it is built. ``DIR/<encoder fingerprint>/<entry>/``: the fingerprint is a
-digest of the encoder's weights and structure (LayerNorm epsilons, activations, dtype), so a
-cache of another encoder is never read (its rows live in another folder and are computed
-anew). At the first forward of a process (after fairseq has loaded the checkpoint), and
+digest of the encoder's weights and structure (LayerNorm epsilons, activations, attention
+heads, dtype), so a cache of another encoder is never read (its rows live in another folder and
+are computed anew). At the first forward of a process (after fairseq has loaded the checkpoint), and
 whenever the task loads another split, the rows of every split the task holds
 (``task.datasets``, through each dataset's own collater, so the tokens are the training
 ones) that no entry holds yet are encoded in batches and written as one new entry: built in
@@ -101,12 +101,14 @@ def states_checksum(states: np.ndarray) -> bytes:
 def encoder_fingerprint(sentence_encoder: torch.nn.Module) -> str:
     """A digest of everything that decides the encoder's outputs: its structure (the module
     tree with every LayerNorm's epsilon, each layer's activation and LayerNorm placement, the
-    embedding scale) and every weight and buffer, with dtype and shape."""
+    embedding scale, each layer's number of attention heads, which no weight's shape shows) and
+    every weight and buffer, with dtype and shape."""
     digest = hashlib.sha256(f"layer-cache {FORMAT_VERSION}\n{sentence_encoder!r}\n".encode())
     for layer in getattr(sentence_encoder, "layers", ()):
         activation = getattr(layer, "activation_fn", None)
         digest.update(f"{getattr(activation, '__qualname__', activation)!r} "
-                      f"{getattr(layer, 'normalize_before', None)!r}\n".encode())
+                      f"{getattr(layer, 'normalize_before', None)!r} "
+                      f"heads {getattr(getattr(layer, 'self_attn', None), 'num_heads', None)!r}\n".encode())
     digest.update(f"embed_scale {getattr(sentence_encoder, 'embed_scale', None)!r}\n".encode())
     for name, tensor in sentence_encoder.state_dict().items():
         digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
