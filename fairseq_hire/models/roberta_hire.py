@@ -113,6 +113,15 @@ class RobertaHireModel(RobertaModel):
             self.encoder.eval()
         return self
 
+    def half(self):
+        """fairseq's --fp16 and --memory-efficient-fp16 cast the whole model with half(): a frozen
+        encoder keeps its weights as they are (rounded, they would leave training changed) and
+        only the heads are cast; forward hands them the encoder's outputs in their dtype."""
+        if not self.frozen_encoder:
+            return super().half()
+        self.classification_heads.half()
+        return self
+
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
         """A HireHead with this model's --hire-* options; fairseq's head flags
         (--spectral-norm-classification-head, --quant-noise-pq) apply to its out_proj exactly
@@ -160,16 +169,16 @@ class RobertaHireModel(RobertaModel):
                 src_tokens, features_only=True, return_all_hiddens=True, **kwargs
             )
             final = features.transpose(0, 1)
+        head = self.classification_heads[classification_head_name]
+        if self.frozen_encoder:  # a frozen encoder keeps its dtype when the heads are cast (half)
+            dtype = head.dense.weight.dtype
+            final, extra["inner_states"] = final.to(dtype), [state.to(dtype) for state in extra["inner_states"]]
         padding_mask = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
-        logits, layer_weights = self.classification_heads[classification_head_name](
-            extra["inner_states"], final, padding_mask
-        )
+        logits, layer_weights = head(extra["inner_states"], final, padding_mask)
         if not return_all_hiddens:
             extra["inner_states"] = None
         extra["layer_weights"] = layer_weights
-        extra["first_scored_layer"] = self.classification_heads[
-            classification_head_name
-        ].first_scored_layer
+        extra["first_scored_layer"] = head.first_scored_layer
         return logits, extra
 
     def frozen_encoder_states(self, src_tokens, **kwargs):
