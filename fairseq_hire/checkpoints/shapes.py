@@ -26,6 +26,7 @@ import re
 from typing import Dict, Optional
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .configuration import SENTENCE_PREDICTION_TASKS, as_mapping, model_name, task_name
 from .errors import UnsafeConfigError, one_line
@@ -247,13 +248,27 @@ class Shapes:
 
         host = HeadHost(model)
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), NoInitialisation():
                 ARCH_MODEL_REGISTRY[arch].register_classification_head(host, name, num_classes=num_classes,
                                                                        inner_dim=inner_dim)
         except CONFIGURATION_READ_ERRORS as error:
             self.refuse(f"fairseq cannot build the classification head {name} of {where} ({one_line(error)})",
                         "the options of a RoBERTa classification head")
         return host.classification_heads[name].state_dict()
+
+
+class NoInitialisation(TorchFunctionMode):
+    """Skips torch.nn.init's initialisers: a meta tensor holds no values to set. (torch computes
+    normal_ on the meta device through its Python references, whose first use imports
+    torch._dynamo, which extends torch's weights_only allowlist and the warnings filters and
+    replaces torch.manual_seed for the rest of the process: not what loading a checkpoint may do.)"""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if getattr(func, "__module__", None) == "torch.nn.init" and name.endswith("_") and not name.startswith("_"):
+            return args[0] if args else kwargs["tensor"]  # the tensor it would have filled
+        return func(*args, **kwargs)
 
 
 @dataclasses.dataclass
