@@ -165,11 +165,24 @@ def distributed_cfg(**overrides):
     return cfg
 
 
-def full_cfg(cpu):
+def full_cfg(cpu, components=("sentence_prediction_hire", "sentence_prediction_hire")):
+    """A run's configuration; by default the plugin's (its task and criterion)."""
     cfg = type("Cfg", (), {})()
     cfg.distributed_training = distributed_cfg()
     cfg.common = type("Common", (), {"tpu": False, "cpu": cpu})()
+    cfg.task, cfg.criterion = (type("Component", (), {"_name": name})() for name in components)
     return cfg
+
+
+def launcher_free_machine(monkeypatch, gpus):
+    """A machine with `gpus` CUDA devices, started by no launcher (no torchrun or SLURM
+    variables); torch's spawn recorded instead of run: the recorder."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST"):
+        monkeypatch.delenv(name, raising=False)
+    spawn = Recorder()
+    monkeypatch.setattr(torch.multiprocessing, "spawn", spawn)
+    return spawn
 
 
 def test_install_twice_is_a_no_op(monkeypatch):
@@ -199,7 +212,8 @@ def test_install_twice_is_a_no_op(monkeypatch):
     assert distributed_utils.all_gather_list({"x": 1}) == "fairseq"
     # a module on CPU: DDP is built without the device arguments DDP refuses for it
     module = torch.nn.Linear(2, 2)
-    assert distributed_fairseq_model.DistributedDataParallel(module, device_ids=[0], output_device=0) == "fairseq"
+    with cpu_distributed.in_plugin_run():
+        assert distributed_fairseq_model.DistributedDataParallel(module, device_ids=[0], output_device=0) == "fairseq"
     assert {name: recorder.calls for name, recorder in originals.items()} == {
         "infer_init_method": [((cfg.distributed_training, False), {})],
         "call_main": [((cfg, main), {})],
@@ -225,11 +239,7 @@ def test_with_a_gpu_every_patch_calls_fairseq(monkeypatch):
 def test_cpu_workers_on_a_gpu_machine(monkeypatch):
     """--cpu with more workers than GPUs: fairseq would assert world size <= GPU count and
     spawn min(GPU count, world size) processes; the wrapper spawns the whole world."""
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST"):
-        monkeypatch.delenv(name, raising=False)
-    spawn = Recorder()
-    monkeypatch.setattr(torch.multiprocessing, "spawn", spawn)
+    spawn = launcher_free_machine(monkeypatch, gpus=1)
     original = Recorder()
     cfg = full_cfg(cpu=True)
     assert cpu_distributed.cpu_call_main(original)(cfg, print) is None and not original.calls
@@ -239,11 +249,33 @@ def test_cpu_workers_on_a_gpu_machine(monkeypatch):
     assert cfg.distributed_training.distributed_init_method.startswith("tcp://localhost:")
 
 
+def test_outside_a_plugin_run_every_patch_calls_fairseq(monkeypatch):
+    """The patches stay installed in a process where a plugin command line was parsed: a run of
+    fairseq's own components there, on CPU workers, is still stock fairseq's (its assertion on the
+    GPU count included), and so is a call outside any run."""
+    spawn = launcher_free_machine(monkeypatch, gpus=0)
+    original = Recorder()
+    cfg = full_cfg(cpu=True, components=("sentence_prediction", "sentence_prediction"))
+    assert cpu_distributed.cpu_call_main(original)(cfg, print) == "fairseq"
+    assert original.calls == [((cfg, print), {})] and not spawn.calls
+    assert cfg.distributed_training.distributed_init_method is None  # left for fairseq to infer
+
+    for patch, args in ((cpu_distributed.cpu_infer_init_method, (distributed_cfg(),)),
+                        (cpu_distributed.cpu_all_gather_list, ({"x": 1},))):
+        original = Recorder()
+        assert patch(original)(*args) == "fairseq" and len(original.calls) == 1
+    ddp = Recorder()
+    cpu_module = torch.nn.Linear(2, 2)
+    cpu_distributed.cpu_module_ddp(ddp)(cpu_module, device_ids=[0], output_device=0)
+    assert ddp.calls == [((cpu_module,), {"device_ids": [0], "output_device": 0})]
+
+
 def test_ddp_keeps_device_ids_for_gpu_modules_only():
     ddp = Recorder()
     wrapper = cpu_distributed.cpu_module_ddp(ddp)
     cpu_module = torch.nn.Linear(2, 2)
-    wrapper(cpu_module, device_ids=[0], output_device=0, find_unused_parameters=True)
+    with cpu_distributed.in_plugin_run():
+        wrapper(cpu_module, device_ids=[0], output_device=0, find_unused_parameters=True)
     assert ddp.calls[-1] == ((cpu_module,), {"find_unused_parameters": True})
 
     class OnGpu(torch.nn.Module):
@@ -251,7 +283,8 @@ def test_ddp_keeps_device_ids_for_gpu_modules_only():
             yield type("P", (), {"device": torch.device("cuda", 0)})()
 
     gpu_module = OnGpu()
-    wrapper(gpu_module, device_ids=[0], output_device=0)
+    with cpu_distributed.in_plugin_run():
+        wrapper(gpu_module, device_ids=[0], output_device=0)
     assert ddp.calls[-1] == ((gpu_module,), {"device_ids": [0], "output_device": 0})
 
 
@@ -261,17 +294,17 @@ def test_cpu_init_method_under_torchrun(monkeypatch):
     for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "2", "RANK": "1"}.items():
         monkeypatch.setenv(name, value)
     cfg = distributed_cfg(distributed_world_size=1)
-    cpu_distributed.cpu_infer_init_method(Recorder())(cfg)
+    with cpu_distributed.in_plugin_run():
+        cpu_distributed.cpu_infer_init_method(Recorder())(cfg)
     assert (cfg.distributed_init_method, cfg.distributed_world_size, cfg.distributed_rank,
             cfg.device_id, cfg.distributed_no_spawn) == ("env://", 2, 1, 0, True)
 
 
 def test_cpu_init_method_for_fairseq_spawn(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST"):
-        monkeypatch.delenv(name, raising=False)
+    launcher_free_machine(monkeypatch, gpus=0)
     cfg = distributed_cfg(distributed_world_size=3)
-    cpu_distributed.cpu_infer_init_method(Recorder())(cfg)
+    with cpu_distributed.in_plugin_run():
+        cpu_distributed.cpu_infer_init_method(Recorder())(cfg)
     assert cfg.distributed_init_method == f"tcp://localhost:{cfg.distributed_port}"
     assert 10000 <= cfg.distributed_port <= 60000 and cfg.distributed_num_procs == 3
 
@@ -286,32 +319,38 @@ from fairseq import options
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.distributed import utils
 
-def inferred(criterion):
+spawned = []
+torch.multiprocessing.spawn = lambda fn, args, nprocs, join: spawned.append(nprocs)
+
+def started(task, criterion, arch):
     args = options.parse_args_and_arch(options.get_training_parser(), [
-        sys.argv[1], "--user-dir", sys.argv[2], "--task", "sentence_prediction_hire", "--num-classes", "2",
-        "--arch", "roberta_hire_base", "--criterion", criterion, "--cpu", "--distributed-world-size", "2"])
-    cfg = convert_namespace_to_omegaconf(args).distributed_training
+        sys.argv[1], "--user-dir", sys.argv[2], "--task", task, "--num-classes", "2",
+        "--arch", arch, "--criterion", criterion, "--cpu", "--distributed-world-size", "2"])
+    cfg = convert_namespace_to_omegaconf(args)
     try:
-        utils.infer_init_method(cfg)
+        utils.call_main(cfg, print)
     except AssertionError:  # fairseq: world size > GPU count
         return "fairseq refused"
-    return f"{cfg.distributed_init_method} {cfg.distributed_num_procs}"
+    return f"{cfg.distributed_training.distributed_init_method} {spawned.pop()}"
 
-print(inferred("sentence_prediction"))
-print(inferred("sentence_prediction_hire"))
+print(started("sentence_prediction", "sentence_prediction", "roberta_base"))
+print(started("sentence_prediction_hire", "sentence_prediction_hire", "roberta_hire_base"))
+print(started("sentence_prediction", "sentence_prediction", "roberta_base"))
 """
 
 
 def test_a_command_line_with_the_plugins_criterion_makes_fairseq_distribute_over_cpus(tmp_path):
     """fairseq-train --user-dir fairseq_hire (and torchrun -m fairseq_cli.train) needs no launcher:
     parsing a command line that names the plugin's criterion installs the patches, before fairseq
-    infers the init method; importing the plugin (a command line without the criterion) does not."""
+    infers the init method; importing the plugin (a command line without the criterion) does not,
+    and a run of fairseq's own components started afterwards in the same process is stock
+    fairseq's, which refuses more CPU workers than GPUs."""
     from fairseq_setup import write_task_dicts
 
     data = write_task_dicts(tmp_path / "RTE-bin")
     result = subprocess.run([sys.executable, "-c", CPU_LAUNCH, str(data), str(REPO / "fairseq_hire")],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    stock, plugin = result.stdout.splitlines()[-2:]
-    assert stock == "fairseq refused"
+    stock, plugin, stock_afterwards = result.stdout.splitlines()[-3:]
+    assert stock == stock_afterwards == "fairseq refused"
     assert re.fullmatch(r"tcp://localhost:\d+ 2", plugin), plugin

@@ -11,8 +11,11 @@ When: never at import. ``install()`` is called when fairseq's argument parser ad
 of the plugin's criterion, ``sentence_prediction_hire``: in fairseq-train (and each process of
 ``torchrun -m fairseq_cli.train``) running the plugin's recipe, before fairseq works out the
 distributed setup; workers fairseq's launcher spawns on CPU install the patches themselves
-(patch 2). The patches act only where a run is distributed over CPU workers, which fairseq
-would fail: a single-process run, and a run on GPUs (no ``--cpu``, CUDA visible), go through
+(patch 2). The patches act only inside a plugin run (``in_plugin_run``: fairseq's
+``call_main`` for a configuration whose task or criterion is ``sentence_prediction_hire``, and
+the workers it spawns), and there only where the run is distributed over CPU workers, which
+fairseq would fail: a single-process run, a run on GPUs (no ``--cpu``, CUDA visible), and any
+run of other components, also in a process where a plugin run was set up, go through
 fairseq's code unchanged. ``fairseq-hydra-train`` parses no command line (and imports the user
 dir only inside each worker): on CPU, distribute with fairseq-train.
 
@@ -73,6 +76,7 @@ no-op. Line numbers are fairseq main (fairseq-fixed 0.12.3.1).
 ``_TensorPlaceholder`` is allowlisted with the other checkpoint contents while a plugin run
 loads its checkpoint, ``fairseq_hire.checkpoints.saving``.)
 """
+import contextlib
 import functools
 import os
 import random
@@ -82,6 +86,25 @@ import torch.distributed as dist
 
 MARK = "__wrapped_by_fairseq_hire__"
 TORCHRUN_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
+PLUGIN_COMPONENT = "sentence_prediction_hire"  # the plugin's task and criterion, by their registered name
+plugin_run_depth = 0  # > 0 while a plugin run's call_main (or a worker it spawned) runs in this process
+
+
+def names_plugin_component(cfg) -> bool:
+    """Whether a run's configuration trains with the plugin's task or criterion."""
+    return any(getattr(getattr(cfg, section, None), "_name", None) == PLUGIN_COMPONENT
+               for section in ("task", "criterion"))
+
+
+@contextlib.contextmanager
+def in_plugin_run():
+    """Inside, the patches act (on CPU workers); outside, every call goes to fairseq as it is."""
+    global plugin_run_depth
+    plugin_run_depth += 1
+    try:
+        yield
+    finally:
+        plugin_run_depth -= 1
 
 
 def cuda_visible() -> bool:
@@ -126,7 +149,7 @@ def infer_cpu_init_method(cfg, force_distributed=False) -> bool:
 def cpu_infer_init_method(infer_init_method):
     def wrapper(cfg, force_distributed=False):
         # no CUDA here: fairseq's own inference divides by / asserts on the GPU count
-        if not cuda_visible() and infer_cpu_init_method(cfg, force_distributed):
+        if plugin_run_depth and not cuda_visible() and infer_cpu_init_method(cfg, force_distributed):
             return None
         return infer_init_method(cfg, force_distributed)
 
@@ -144,29 +167,36 @@ def spawned_worker(index, main, cfg, kwargs):
         torch.set_num_threads(1)
     from fairseq.distributed import utils as distributed_utils
 
-    distributed_utils.distributed_main(index, main, cfg, kwargs)
+    with in_plugin_run():
+        distributed_utils.distributed_main(index, main, cfg, kwargs)
 
 
 def cpu_call_main(call_main):
     def wrapper(cfg, main, **kwargs):
-        training = cfg.distributed_training
-        if cfg.common.tpu or (cuda_visible() and not cfg.common.cpu):
+        if not names_plugin_component(cfg) or cfg.common.tpu or (cuda_visible() and not cfg.common.cpu):
             return call_main(cfg, main, **kwargs)
-        # CPU workers (--cpu, or no CUDA at all): infer as for CPU, whatever GPUs are present
-        if training.distributed_init_method is None:
-            infer_cpu_init_method(training)
-        if training.distributed_init_method is None or training.distributed_no_spawn:
-            return call_main(cfg, main, **kwargs)
-        # fairseq would spawn min(torch.cuda.device_count(), world_size) processes: 0 on CPU
-        nprocs = training.distributed_num_procs
-        if not nprocs or nprocs <= 1:
-            nprocs = training.distributed_world_size
-        kwargs["start_rank"] = training.distributed_rank
-        training.distributed_rank = None  # assigned as start_rank + index in distributed_main
-        torch.multiprocessing.spawn(fn=spawned_worker, args=(main, cfg, kwargs), nprocs=nprocs, join=True)
-        return None
+        with in_plugin_run():
+            return cpu_workers_main(call_main, cfg, main, kwargs)
 
     return marked(wrapper, call_main)
+
+
+def cpu_workers_main(call_main, cfg, main, kwargs):
+    """A plugin run on CPU workers (--cpu, or no CUDA at all): the init method inferred as for
+    CPU, whatever GPUs are present, and the workers spawned on this machine."""
+    training = cfg.distributed_training
+    if training.distributed_init_method is None:
+        infer_cpu_init_method(training)
+    if training.distributed_init_method is None or training.distributed_no_spawn:
+        return call_main(cfg, main, **kwargs)
+    # fairseq would spawn min(torch.cuda.device_count(), world_size) processes: 0 on CPU
+    nprocs = training.distributed_num_procs
+    if not nprocs or nprocs <= 1:
+        nprocs = training.distributed_world_size
+    kwargs["start_rank"] = training.distributed_rank
+    training.distributed_rank = None  # assigned as start_rank + index in distributed_main
+    torch.multiprocessing.spawn(fn=spawned_worker, args=(main, cfg, kwargs), nprocs=nprocs, join=True)
+    return None
 
 
 # 3. DDP for modules on CPU ---------------------------------------------------------------
@@ -174,7 +204,7 @@ def cpu_call_main(call_main):
 
 def cpu_module_ddp(ddp_class):
     def wrapper(module, *args, **kwargs):
-        if all(p.device.type == "cpu" for p in module.parameters()):
+        if plugin_run_depth and all(p.device.type == "cpu" for p in module.parameters()):
             # DDP accepts no device_ids / output_device for a CPU module
             kwargs.pop("device_ids", None)
             kwargs.pop("output_device", None)
@@ -190,7 +220,7 @@ def cpu_module_ddp(ddp_class):
 
 def cpu_all_gather_list(all_gather_list):
     def wrapper(data, group=None, max_size=16384):
-        if cuda_visible():
+        if not plugin_run_depth or cuda_visible():
             return all_gather_list(data, group=group, max_size=max_size)
         from fairseq import utils
         from fairseq.distributed import utils as distributed_utils
