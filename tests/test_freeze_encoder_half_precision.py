@@ -1,4 +1,4 @@
-"""--freeze-encoder under fairseq's half precision (helper-26's review of issue 28 from outside).
+"""--freeze-encoder under fairseq's half precision.
 fairseq's trainer casts the whole model with ``model.half()`` for --fp16 and
 --memory-efficient-fp16 (finetune.py's GPU recipe and the YAMLs' common.fp16), and saves the
 weights back as float32: a frozen encoder came out of training rounded to half precision, not

@@ -1,5 +1,5 @@
-"""The layer cache's encoder fingerprint and the number of attention heads (helper-26's review of
-issue 28 from outside). The heads split the attention's projections without changing a weight's
+"""The layer cache's encoder fingerprint and the number of attention heads. The
+heads split the attention's projections without changing a weight's
 shape, so one checkpoint loads into encoders of 2 or 4 heads (fairseq-train --finetune-from-model
 builds the model from the command's --encoder-attention-heads, not the checkpoint's), and their
 outputs differ. The fingerprint held the module tree, the weights, the LayerNorms and

@@ -26,7 +26,7 @@ def test_a_loaded_checkpoint_never_writes_the_layer_cache_its_configuration_name
     there: the checkpoint's configuration decided where files were written (a folder of the
     machine that trained it: absent, read-only or someone else's here). A loaded checkpoint runs
     its encoder, as the scripts' hub always did. Also under fairseq's own sentence_prediction
-    task (docs/DISTRIBUTED.md trains roberta_hire so), whose build_model is fairseq's (helper-24)."""
+    task (docs/DISTRIBUTED.md trains roberta_hire so), whose build_model is fairseq's."""
     recorded = tmp_path / "recorded-cache"
     args = finetune_args(rte_bin, extra=["--task", task, "--freeze-encoder", "--layer-cache", str(recorded)])
     save(build_trainer(args), tmp_path / "model" / "checkpoint_best.pt", {"epoch": 1})
