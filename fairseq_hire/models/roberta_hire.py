@@ -170,8 +170,8 @@ class RobertaHireModel(RobertaModel):
             )
             final = features.transpose(0, 1)
         head = self.classification_heads[classification_head_name]
-        if self.frozen_encoder:  # a frozen encoder keeps its dtype when the heads are cast (half)
-            dtype = head.dense.weight.dtype
+        dtype = head.dense.weight.dtype
+        if self.frozen_encoder and final.dtype != dtype:  # half() cast the heads alone
             final, extra["inner_states"] = final.to(dtype), [state.to(dtype) for state in extra["inner_states"]]
         padding_mask = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
         logits, layer_weights = head(extra["inner_states"], final, padding_mask)
