@@ -25,14 +25,15 @@ run's trainer:
    checkpoint fairseq broadcasts to ranks > 0. After resuming, a run whose budget is spent
    (``budget_spent``) ends there, with exit status 0: fairseq checks --max-update and
    --stop-time-hours only after an update, so a finished run started again would train one
-   more and overwrite its checkpoints.
+   more and overwrite its checkpoints. fairseq's --patience counters are put back from the
+   checkpoint (``early_stopping``), so a run that stopped early stays stopped too.
 2. ``save_checkpoint`` runs fairseq's own inside ``plugin_checkpoints()`` too, where
    ``torch_persistent_save`` writes through ``atomic.atomic_file`` (a temporary file named
    after the writer's pid, flushed to disk, renamed over the destination, the folder synced)
    and ``PathManager.copy``, which fairseq uses to copy the file to its other names
    (``checkpoint_best.pt``, ``checkpoint_last.pt``) in place with ``shutil.copyfile``, goes
    through ``atomic.copy_atomically``: every checkpoint file is at any moment either the old
-   or the new one, whole. (A SIGKILL during fairseq's in-place copy leaves a truncated
+   or the new one, whole. The checkpoints carry fairseq's --patience counters. (A SIGKILL during fairseq's in-place copy leaves a truncated
    ``checkpoint_last.pt``, and every rerun of the same command would fail at once.)
 
 Remote paths (ioPath handlers) and asynchronous writes keep fairseq's own behaviour.
@@ -51,7 +52,7 @@ from typing import Optional
 
 from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 
-from . import loading
+from . import early_stopping, loading
 from .errors import CheckpointError, CorruptCheckpointError
 from .loading import HOOK_MARK, fairseq_contents_allowed, load_state
 
@@ -191,7 +192,8 @@ def install(component: type) -> None:
         prepare_resume(cfg, trainer)
         with plugin_checkpoints():
             extra_state, epoch_itr = fairseq_load(cfg, trainer, **passthrough_args)
-        spent = budget_spent(trainer, extra_state, epoch_itr)
+        stopped_early = early_stopping.restore(cfg, trainer, extra_state)
+        spent = budget_spent(trainer, extra_state, epoch_itr) or stopped_early
         if spent:
             # every rank loaded the same state, so every rank ends here, before any update or save
             logger.info(f"nothing left to train: the run has reached {spent}; its checkpoints are unchanged")
@@ -202,7 +204,7 @@ def install(component: type) -> None:
         # fairseq keeps the best score as an attribute of checkpoint_utils.save_checkpoint, this function
         if not plugin_run(trainer):
             return fairseq_save(cfg, trainer, epoch_itr, val_loss)
-        with plugin_checkpoints():
+        with plugin_checkpoints(), early_stopping.recorded(cfg, trainer):
             return fairseq_save(cfg, trainer, epoch_itr, val_loss)
 
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
