@@ -122,6 +122,25 @@ class RobertaHireModel(RobertaModel):
         self.classification_heads.half()
         return self
 
+    def bfloat16(self):
+        """As half(), for bfloat16."""
+        if not self.frozen_encoder:
+            return super().bfloat16()
+        self.classification_heads.bfloat16()
+        return self
+
+    def to(self, *args, **kwargs):
+        """fairseq's --bf16 casts the whole model with .to(dtype=torch.bfloat16): as in half(), a
+        frozen encoder keeps its weights' dtype and only the heads are cast. A device asked for
+        moves the whole model."""
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)  # as nn.Module.to reads them
+        if not self.frozen_encoder or dtype is None:
+            return super().to(*args, **kwargs)
+        if device is not None:
+            super().to(device=device, non_blocking=non_blocking)
+        self.classification_heads.to(*args, **kwargs)
+        return self
+
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
         """A HireHead with this model's --hire-* options; fairseq's head flags
         (--spectral-norm-classification-head, --quant-noise-pq) apply to its out_proj exactly
@@ -171,7 +190,7 @@ class RobertaHireModel(RobertaModel):
             final = features.transpose(0, 1)
         head = self.classification_heads[classification_head_name]
         dtype = head.dense.weight.dtype
-        if self.frozen_encoder and final.dtype != dtype:  # half() cast the heads alone
+        if self.frozen_encoder and final.dtype != dtype:  # half(), bfloat16() or to() cast the heads alone
             final, extra["inner_states"] = final.to(dtype), [state.to(dtype) for state in extra["inner_states"]]
         padding_mask = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
         logits, layer_weights = head(extra["inner_states"], final, padding_mask)
