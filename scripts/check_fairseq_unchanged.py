@@ -8,7 +8,7 @@ configurations: the plugin activated exactly as ``--user-dir fairseq_hire`` acti
 set or not. Every test whose outcome differs between plugin off and on, in either loading mode,
 is listed; the exit status is 1 if any differs.
 
-    bash scripts/check_fairseq_unchanged.sh FAIRSEQ_CHECKOUT [--out result.json] [--tests ...]
+    bash scripts/check_fairseq_unchanged.sh FAIRSEQ_CHECKOUT [--out result.json] [--tests ...] [-- PYTEST_ARGS]
 
 The checkout's tests/ and examples/ (tests refer to examples/... by relative path) are copied
 into a scratch folder, without the checkout's fairseq/ sources, so the tests import the
@@ -98,15 +98,16 @@ def main(argv=None) -> int:
     parser.add_argument("--tests", nargs="+", default=DEFAULT_TESTS)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "fairseq_unchanged.json")
-    parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest (e.g. -k 'not transformer')")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)  # what follows -- goes to pytest as it is
+    args, pytest_args = parser.parse_args(argv[:split]), argv[split + 1:]
     logs = args.out.with_suffix("")
     logs.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="fairseq-tests-") as scratch:
         scratch_copy(args.checkout.resolve(), Path(scratch))
         for name in args.configs:
-            results[name] = run_config(name, Path(scratch), args.tests, args.pytest_args, logs)
+            results[name] = run_config(name, Path(scratch), args.tests, pytest_args, logs)
             print(f"{name}: {totals(results[name])}", flush=True)
     report = {"tests": args.tests, "totals": {name: totals(r) for name, r in results.items()}, "differences": {}}
     for off, on in PAIRS:

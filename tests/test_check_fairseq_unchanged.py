@@ -84,3 +84,41 @@ def test_no_checkout_is_one_line_error(tmp_path):
     assert done.returncode != 0
     assert "expected a facebookresearch/fairseq checkout" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def run_checker(checkout, out, *extra):
+    return subprocess.run([sys.executable, str(SCRIPT), str(checkout), "--tests", "tests/test_fake.py",
+                           "--configs", "stock", "plugin", "--out", str(out), *extra],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_both_configurations_draw_the_same_random_numbers(tmp_path):
+    """fairseq's dummy data comes from Python's unseeded random: each test is seeded from its id,
+    so the configurations compare the same data (unseeded, these two draws differ)."""
+    draws = tmp_path / "draws"
+    draws.mkdir()
+    checkout = fake_checkout(tmp_path / "checkout", f"""
+        import os, random
+
+        def test_draw():
+            name = "plugin" if os.environ.get("FAIRSEQ_HIRE_ACTIVATE") else "stock"
+            with open(os.path.join({str(draws)!r}, name), "w") as f:
+                f.write(repr(random.random()))
+    """)
+    done = run_checker(checkout, tmp_path / "result.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (draws / "stock").read_text() == (draws / "plugin").read_text()
+
+
+def test_arguments_after_a_double_dash_go_to_pytest(tmp_path):
+    checkout = fake_checkout(tmp_path / "checkout", """
+        def test_selected():
+            assert True
+
+        def test_left_out():
+            assert True
+    """)
+    out = tmp_path / "result.json"
+    done = run_checker(checkout, out, "--", "-k", "selected")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(out.read_text())["totals"] == {"stock": {"passed": 1}, "plugin": {"passed": 1}}
