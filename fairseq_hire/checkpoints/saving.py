@@ -33,8 +33,9 @@ run's trainer:
    and ``PathManager.copy``, which fairseq uses to copy the file to its other names
    (``checkpoint_best.pt``, ``checkpoint_last.pt``) in place with ``shutil.copyfile``, goes
    through ``atomic.copy_atomically``: every checkpoint file is at any moment either the old
-   or the new one, whole. The checkpoints carry fairseq's --patience counters. (A SIGKILL during fairseq's in-place copy leaves a truncated
-   ``checkpoint_last.pt``, and every rerun of the same command would fail at once.)
+   or the new one, whole. (A SIGKILL during fairseq's in-place copy leaves a truncated
+   ``checkpoint_last.pt``, and every rerun of the same command would fail at once.) The
+   checkpoints carry fairseq's --patience counters.
 
 Remote paths (ioPath handlers) and asynchronous writes keep fairseq's own behaviour.
 """

@@ -114,25 +114,17 @@ class RobertaHireModel(RobertaModel):
         return self
 
     def half(self):
-        """fairseq's --fp16 and --memory-efficient-fp16 cast the whole model with half(): a frozen
-        encoder keeps its weights as they are (rounded, they would leave training changed) and
-        only the heads are cast; forward hands them the encoder's outputs in their dtype."""
-        if not self.frozen_encoder:
-            return super().half()
-        self.classification_heads.half()
-        return self
+        """fairseq's --fp16 and --memory-efficient-fp16 cast the whole model with half(): see to()."""
+        return self.to(torch.float16)
 
     def bfloat16(self):
-        """As half(), for bfloat16."""
-        if not self.frozen_encoder:
-            return super().bfloat16()
-        self.classification_heads.bfloat16()
-        return self
+        return self.to(torch.bfloat16)
 
     def to(self, *args, **kwargs):
-        """fairseq's --bf16 casts the whole model with .to(dtype=torch.bfloat16): as in half(), a
-        frozen encoder keeps its weights' dtype and only the heads are cast. A device asked for
-        moves the whole model."""
+        """fairseq casts the whole model for half precision (half() for --fp16, .to(dtype=
+        torch.bfloat16) for --bf16): a frozen encoder keeps its weights as they are (rounded, they
+        would leave training changed) and only the heads are cast; forward hands them the
+        encoder's outputs in their dtype. A device asked for moves the whole model."""
         device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)  # as nn.Module.to reads them
         if not self.frozen_encoder or dtype is None:
             return super().to(*args, **kwargs)
@@ -190,7 +182,7 @@ class RobertaHireModel(RobertaModel):
             final = features.transpose(0, 1)
         head = self.classification_heads[classification_head_name]
         dtype = head.dense.weight.dtype
-        if self.frozen_encoder and final.dtype != dtype:  # half(), bfloat16() or to() cast the heads alone
+        if self.frozen_encoder and final.dtype != dtype:  # to() cast the heads alone
             final, extra["inner_states"] = final.to(dtype), [state.to(dtype) for state in extra["inner_states"]]
         padding_mask = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
         logits, layer_weights = head(extra["inner_states"], final, padding_mask)
