@@ -267,8 +267,8 @@ def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, p
     recommendation = ("Recommended head so far: " + "; ".join(f"{regime_words(n)}: {choice(e)}" for n, e in decided.items())
                       + "." if decided else "")
     if waiting:
-        recommendation += (f" No recommendation yet in the other {len(waiting)} regimes (points in progress)." if decided
-                           else " No regime has a recommendation yet.")
+        recommendation += (f" No recommendation yet for {'; '.join(regime_words(n) for n in waiting)} (points in progress)."
+                           if decided else " No regime has a recommendation yet.")
     if without:  # every task complete, and still no head to recommend
         recommendation += f" No recommendation in {'; '.join(without)}: no head that learned and has a measured cost."
     if decided:

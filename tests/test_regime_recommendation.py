@@ -53,7 +53,7 @@ def test_tasks_at_chance_are_left_out_and_disagreeing_tasks_get_each_their_own_h
         regime_tables.recommendation_line("frozen-n1000", split, "minutes")
     headline = regime_tables.headline([], [], {"frozen-n1000": split, "frozen-n100": {"tasks": [], "in_progress": ["RTE"]}})
     assert "Recommended head so far: frozen, 1,000 rows: per task, SST-2 **stock-mean-pool**, MRPC **stock**. " \
-        "No recommendation yet in the other 1 regimes (points in progress)." in headline
+        "No recommendation yet for frozen, 100 rows (points in progress)." in headline
     nothing = regime_report.recommendations([chance], costs, HEADS)["frozen-n1000"]
     assert nothing["head"] is None and "no recommendation: no head learned; left out: RTE" in \
         regime_tables.recommendation_line("frozen-n1000", nothing, "minutes")

@@ -244,7 +244,8 @@ def test_the_readme_headline_states_the_verdict_and_each_regimes_recommendation_
     gain = next(line for line in text.splitlines() if line.startswith("- RTE, fine-tuned, 100 rows: **hire** +"))
     assert "95% CI +" in gain and "Welch p < 0.001" in gain and "detectable" in gain and gain in report["fragment"]
     assert ("Recommended head so far: fine-tuned, 100 rows: **hire** (RTE); frozen, 100 rows: **stock** (RTE). "
-            "No recommendation yet in the other 4 regimes (points in progress).") in text
+            "No recommendation yet for fine-tuned, 1,000 rows; fine-tuned, the full set; frozen, 1,000 rows; "
+            "frozen, the full set (points in progress).") in text
     assert "[RESULTS.md](RESULTS.md#across-training-set-sizes-and-with-a-frozen-encoder)" in text
     # nothing counted yet: no verdict, no recommendation, no number
     young = [point(report, "frozen", "n1000")]
