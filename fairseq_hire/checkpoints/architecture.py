@@ -31,7 +31,7 @@ POSITIVE_INTEGER_OPTIONS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_
 
 def model_config(model_pt_path):
     """The model options of a checkpoint: ``args`` (original format) or ``cfg.model``."""
-    state = load_state(model_pt_path)
+    state = load_state(model_pt_path, lazy=True)
     if state.get("args") is not None:
         return state["args"]
     cfg = state.get("cfg")

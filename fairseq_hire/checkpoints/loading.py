@@ -26,8 +26,10 @@ upstream does there) around ``load_state``: the file is checked as above first, 
 fairseq reads it with its own function, its unpickling held to ``weights_only=True`` whatever
 the environment says (``weights_only_unpickling``), and the configuration it returns is
 checked again (the upgrades fill in what old checkpoints lack; a configuration fairseq
-cannot read is refused in one line, not a traceback). The file is read twice: the price of
-checking it before fairseq's code reads its configuration, without copying that code.
+cannot read is refused in one line, not a traceback). The check before fairseq's code reads
+the configuration memory-maps a zip checkpoint's tensors rather than reading them, so fairseq's
+read is the only full one; the legacy format (the 2019 releases), which torch cannot map, is
+read twice.
 The hub and the scripts hand the result to fairseq (``load_model_ensemble_and_task(...,
 state=...)``); a plugin run's trainer loads through it (``checkpoints.saving``).
 """
@@ -205,11 +207,14 @@ def classify_failure(path: Path, error: Exception) -> CheckpointError:
                                   f"({type(error).__name__}: {first_line})")
 
 
-def safe_torch_load(path, map_location="cpu"):
+def safe_torch_load(path, map_location="cpu", lazy=False):
     """The checkpoint's contents, unpickled safely (steps 1 and 2 above); the configuration
-    is not checked (``load_state`` does that)."""
+    is not checked (``load_state`` does that). ``lazy``: a zip checkpoint's tensors are
+    memory-mapped (``torch.load(mmap=True)``) instead of read, for a caller that looks at the
+    configuration and the weights' shapes only; torch cannot map the legacy format, read whole."""
     path = Path(path)
     check_file(path)
+    mmap = lazy and zipfile.is_zipfile(path)
     if os.environ.get(FORCE_UNSAFE_VARIABLE, "0").lower() in TRUE_VALUES:
         # torch refuses the pair before it opens the file: not the file's fault, so not "corrupt"
         # (which would make a resume set checkpoint_last aside)
@@ -221,9 +226,11 @@ def safe_torch_load(path, map_location="cpu"):
                   "weights_only=True all the same: the variable would let any checkpoint run code")
     try:
         with fairseq_contents_allowed():
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError,
             AttributeError, UnicodeDecodeError, OverflowError, MemoryError, struct.error) as error:
+        if mmap:  # a file system that cannot map files is no corrupt file: the full read decides
+            return safe_torch_load(path, map_location)
         raise classify_failure(path, error) from None
 
 
@@ -232,9 +239,10 @@ def warn_once(message: str) -> None:
     logger.warning(message)
 
 
-def load_state(path, map_location="cpu"):
-    """A checkpoint's contents, safely unpickled and with its configuration checked."""
-    state = safe_torch_load(path, map_location)
+def load_state(path, map_location="cpu", lazy=False):
+    """A checkpoint's contents, safely unpickled and with its configuration checked; ``lazy``
+    as for ``safe_torch_load``."""
+    state = safe_torch_load(path, map_location, lazy)
     configuration.check(state, path)
     shapes.check(state, path)
     return state
@@ -254,9 +262,10 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     ``load_state`` accepted, unpickled with weights_only and checked again after the upgrades."""
     from fairseq.file_io import PathManager
 
-    stored = load_state(PathManager.get_local_path(str(path)))
+    # the check reads the pickle and maps the tensors without reading them (a zip checkpoint)
+    stored = load_state(PathManager.get_local_path(str(path)), lazy=True)
     had_cfg = stored.get("cfg") is not None
-    del stored  # fairseq reads the file again: one copy in memory at a time
+    del stored  # fairseq reads the file itself; the mapping is closed before it does
     try:
         with weights_only_unpickling():
             # converts args through Hydra, whose parser and ast.literal_eval read their strings
