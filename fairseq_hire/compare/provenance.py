@@ -13,7 +13,7 @@ from glue_prep.metadata import read_metadata
 
 from ..workflow.same_run import argparse_words
 
-SCHEDULE_FLAGS = ("--lr", "--batch-size", "--max-update", "--max-epoch", "--warmup-updates")
+SCHEDULE_FLAGS = ("--lr", "--batch-size", "--update-freq", "--max-update", "--max-epoch", "--warmup-updates")
 FLAG_ALIASES = {"--max-sentences": "--batch-size"}  # fairseq's argparse_alias: the same option
 
 

@@ -38,6 +38,7 @@ from ..checkpoints.errors import DataMismatchError
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
+from .passthrough import batches_per_update, check_precision
 from .same_run import check_same_run, record_request
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
@@ -188,7 +189,10 @@ def build_command(args, passthrough) -> list:
     if args.head:
         head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
     size = args.size or ("large" if layers >= 24 else "base")
-    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
+    device = training_device(args.device)
+    check_precision(passthrough, device)
+    per_update = batches_per_update(passthrough, device)
+    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "batches_per_update": per_update}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
     else:
@@ -198,7 +202,7 @@ def build_command(args, passthrough) -> list:
             # a dry run names the subset's folder without writing it
             data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data, max_positions).folder
             schedule.update(train_examples=args.train_size,
-                            epochs=subset_epochs(task_recipe, args, args.train_size))
+                            epochs=subset_epochs(task_recipe, args, args.train_size, per_update))
         else:
             schedule["train_examples"] = count_train_examples(data)
     command = [
@@ -210,7 +214,7 @@ def build_command(args, passthrough) -> list:
         "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
         "--seed", str(args.seed), *task_recipe.flags(**schedule),
     ]
-    command += FP16_FLAGS if training_device(args.device) == "gpu" else ["--cpu"]
+    command += FP16_FLAGS if device == "gpu" else ["--cpu"]
     return command + passthrough
 
 
@@ -242,15 +246,15 @@ def train_subset(args, data: Path, max_positions: int):
     return info
 
 
-def subset_epochs(task_recipe, args, train_size: int) -> int:
+def subset_epochs(task_recipe, args, train_size: int, per_update: int = 1) -> int:
     """A budget in epochs over the subset (--epochs, else the recipe's, else 10), lengthened by
-    whole epochs to at least MIN_SUBSET_UPDATES updates: 100 rows at batch 16 are 7 updates an
-    epoch, and a few dozen updates leave a head barely trained (few-sample fine-tuning needs
-    more steps, not fewer; Mosbach et al. 2021, Zhang et al. 2021)."""
+    whole epochs to at least MIN_SUBSET_UPDATES updates of `per_update` batches: 100 rows at
+    batch 16 are 7 updates an epoch, and a few dozen updates leave a head barely trained
+    (few-sample fine-tuning needs more steps, not fewer; Mosbach et al. 2021, Zhang et al. 2021)."""
     given = task_recipe.task.recipe
     epochs = args.epochs or (given.max_epoch if given and given.max_epoch else DERIVED_EPOCHS)
     batch = args.batch_size or task_recipe.schedule(epochs=epochs, train_examples=train_size).batch_size
-    per_epoch = math.ceil(train_size / batch)
+    per_epoch = math.ceil(train_size / (batch * per_update))
     return max(epochs, math.ceil(MIN_SUBSET_UPDATES / per_epoch))
 
 

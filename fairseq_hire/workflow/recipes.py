@@ -55,10 +55,10 @@ class Schedule:
     max_epoch: int
 
 
-def budget(batch_size: int, train_examples: int, epochs: int) -> Dict[str, int]:
-    """Updates and warmup for `epochs` over `train_examples`: linear warmup over 6%, linear
-    decay to 0 at the end (the recipe's shape)."""
-    total = epochs * math.ceil(train_examples / batch_size)
+def budget(update_batch: int, train_examples: int, epochs: int) -> Dict[str, int]:
+    """Updates and warmup for `epochs` over `train_examples` in updates of `update_batch`
+    examples: linear warmup over 6%, linear decay to 0 at the end (the recipe's shape)."""
+    total = epochs * math.ceil(train_examples / update_batch)
     return {"max_epoch": epochs, "total_updates": total, "warmup_updates": warmup_of(total)}
 
 
@@ -103,16 +103,23 @@ class TaskRecipe:
         return self.task.name.lower().replace("-", "_")
 
     def schedule(self, epochs: Optional[int] = None, train_examples: Optional[int] = None,
-                 lr: Optional[float] = None, batch_size: Optional[int] = None) -> Schedule:
+                 lr: Optional[float] = None, batch_size: Optional[int] = None,
+                 batches_per_update: int = 1) -> Schedule:
         """The task's schedule; what the task does not fix is derived from the data.
 
         `epochs` asks for another budget: that many epochs, warmup 6%. Otherwise a budget the
         task fixes in updates (GLUE's recipes, a task file's total_updates) is kept with its
-        warmup; another `batch_size` scales both, so that the run still sees as many examples.
+        warmup; another batch per update scales both, so that the run still sees as many examples.
         A budget in epochs (a task file's, else 10) gives the updates from the data, and a task
-        file's warmup_updates, if any, is kept."""
+        file's warmup_updates, if any, is kept.
+
+        `batch_size` is fairseq's --batch-size, per worker and forward pass; one update takes
+        `batches_per_update` of them (workers x --update-freq), and fairseq counts the budget
+        in updates. An epoch of N examples is ceil(N / (batch_size x batches_per_update))
+        updates: fairseq deals ceil(N / batch_size) batches to the workers, each group of
+        --update-freq of a worker's batches (the last one short) being one update."""
         given = self.task.recipe or Recipe(max_epoch=None)
-        asked = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+        asked = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "batches_per_update": batches_per_update}
         for name, value in asked.items():
             if value is not None and not 0 < value < math.inf:
                 raise ValueError(f"{self.name}: {name} {value!r}; expected a positive number, finite")
@@ -124,9 +131,10 @@ class TaskRecipe:
             return 16 if train_examples < LARGE_TASK_EXAMPLES else 32
 
         batch = batch_size or given.batch_size or derived_batch()
+        update_batch = batch * batches_per_update  # examples per update, over every worker
         rate = lr or given.lr or DERIVED_LR
         if epochs is None and given.total_updates:
-            scale = (given.batch_size or derived_batch()) / batch
+            scale = (given.batch_size or derived_batch()) / update_batch
             total = max(1, round(given.total_updates * scale))
             warmup = max(1, round(given.warmup_updates * scale)) if given.warmup_updates else warmup_of(total)
             # 0 is fairseq's "no epoch limit": a budget in updates ends at its last update
@@ -135,7 +143,7 @@ class TaskRecipe:
             if train_examples is None:
                 raise ValueError(f"{self.name}: the number of updates follows from the training set's size: "
                                  "binarise the data first (glue_prep), then ask again")
-            length = budget(batch, train_examples, epochs or given.max_epoch or DERIVED_EPOCHS)
+            length = budget(update_batch, train_examples, epochs or given.max_epoch or DERIVED_EPOCHS)
             total, max_epoch = length["total_updates"], length["max_epoch"]
             warmup = given.warmup_updates if epochs is None and given.warmup_updates else length["warmup_updates"]
         if warmup >= total:
@@ -144,10 +152,11 @@ class TaskRecipe:
         return Schedule(rate, batch, total, warmup, max_epoch)
 
     def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None, lr: Optional[float] = None,
-              batch_size: Optional[int] = None, num_classes: Optional[int] = None) -> List[str]:
+              batch_size: Optional[int] = None, num_classes: Optional[int] = None,
+              batches_per_update: int = 1) -> List[str]:
         """fairseq-train flags of this task's recipe (everything but data, paths and the model,
         whose dimensions and --max-positions come from the pretrained checkpoint)."""
-        schedule = self.schedule(epochs, train_examples, lr, batch_size)
+        schedule = self.schedule(epochs, train_examples, lr, batch_size, batches_per_update)
         classes = num_classes or self.num_classes
         if classes is None:
             raise ValueError(f"{self.name}: its labels are collected from the training file: binarise the "

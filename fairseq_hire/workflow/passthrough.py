@@ -1,0 +1,52 @@
+"""What finetune.py reads of the fairseq-train flags it passes on (the flags it does not know):
+how many batches one update takes, which its budget in updates depends on, and half-precision
+flags fairseq cannot train with on the CPU, refused before anything runs."""
+import argparse
+
+from .same_run import argparse_words
+
+
+def batches_per_update(passthrough, device: str) -> int:
+    """The --batch-size batches one fairseq update takes: its workers (--distributed-world-size,
+    by fairseq's default every visible GPU, one process on the CPU) x --update-freq, read from
+    the fairseq-train flags passed on. The budget (--max-update, --total-num-update, the
+    warmup) is counted in updates, so it is reckoned in updates of that many batches."""
+    from fairseq.utils import eval_str_list
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("--update-freq", default="1")
+    parser.add_argument("--distributed-world-size", default=None)
+    known, _ = parser.parse_known_args(argparse_words(passthrough))
+    try:
+        frequencies = set(eval_str_list(known.update_freq, int))
+    except (ValueError, SyntaxError, TypeError):
+        frequencies = set()
+    if len(frequencies) != 1 or min(frequencies) < 1:
+        raise ValueError(f"--update-freq {known.update_freq}: expected one positive integer (finetune.py "
+                         "reckons the budget in updates from it; a frequency per epoch is not supported)")
+    if known.distributed_world_size is None:
+        import torch
+
+        workers = max(1, torch.cuda.device_count()) if device == "gpu" else 1
+    elif known.distributed_world_size.isdigit() and int(known.distributed_world_size) >= 1:
+        workers = int(known.distributed_world_size)
+    else:
+        raise ValueError(f"--distributed-world-size {known.distributed_world_size}: expected a positive integer")
+    return workers * frequencies.pop()
+
+
+def check_precision(passthrough, device: str) -> None:
+    """Refuse half-precision flags fairseq cannot train with on the CPU: it would stop after
+    loading the model (--fp16's flattened-gradient optimizer calls CUDA, --bf16 asks for an XLA
+    device). --memory-efficient-fp16 and --amp do train on the CPU."""
+    if device != "cpu":
+        return
+    words = set(argparse_words(passthrough))
+    for flag in ("--bf16", "--memory-efficient-bf16"):
+        if flag in words:
+            raise ValueError(f"{flag}: fairseq trains in bfloat16 on CUDA or a TPU only, and this run trains on "
+                             "the CPU (--device cpu, or no GPU found); expected no bf16 flag on the CPU")
+    if "--fp16" in words and "--memory-efficient-fp16" not in words:
+        raise ValueError("--fp16: fairseq's fp16 optimizer needs CUDA, and this run trains on the CPU (--device "
+                         "cpu, or no GPU found); expected no --fp16 there (--memory-efficient-fp16 and --amp "
+                         "train on the CPU)")

@@ -1,0 +1,77 @@
+"""finetune.py's budget is counted in updates, and one fairseq update takes --batch-size x workers x
+--update-freq examples. Reckoned from --batch-size alone, `--batch-size 8 --update-freq 2` (the
+small-memory row of docs/DISTRIBUTED.md) planned twice the updates the epochs hold: --max-epoch
+stopped the run half-way, its learning rate never decayed to 0, and --train-size's floor of
+MIN_SUBSET_UPDATES updates was not met (140 of 260). On the CPU, --fp16 and --bf16 are refused
+before anything runs: fairseq would stop with a traceback after loading the model."""
+import json
+import math
+import sys
+
+import pytest
+
+from conftest import REPO
+from fairseq_hire.workflow.finetune import MIN_SUBSET_UPDATES, build_command, build_parser, main
+from test_restart import run_to_end, updates_of
+
+
+def planned(rte_bin, tiny_pretrained, save_dir, *flags):
+    args, passthrough = build_parser().parse_known_args(
+        ["RTE", str(rte_bin), str(tiny_pretrained), str(save_dir), "--device", "cpu", *flags])
+    command = build_command(args, passthrough)
+    return {name: int(command[command.index(name) + 1])
+            for name in ("--max-update", "--total-num-update", "--warmup-updates", "--max-epoch")}
+
+
+@pytest.mark.unit
+def test_the_budget_counts_updates_of_the_global_batch(rte_bin, tiny_pretrained, tmp_path):
+    one_batch = planned(rte_bin, tiny_pretrained, tmp_path, "--train-size", "100", "--batch-size", "16")
+    for flags in (["--batch-size", "8", "--update-freq", "2"], ["--batch-size", "8", "--update-freq=2"],
+                  ["--batch-size", "4", "--update-freq", "2", "--distributed-world-size", "2"]):
+        # 16 examples an update, as --batch-size 16: the same updates and epochs
+        assert planned(rte_bin, tiny_pretrained, tmp_path, "--train-size", "100", *flags) == one_batch, flags
+    assert one_batch["--max-update"] == one_batch["--max-epoch"] * math.ceil(100 / 16) >= MIN_SUBSET_UPDATES
+    # 32 examples an update: half the updates per epoch, the floor met with more epochs
+    doubled = planned(rte_bin, tiny_pretrained, tmp_path, "--train-size", "100", "--update-freq", "2")
+    assert doubled["--max-update"] == doubled["--max-epoch"] * math.ceil(100 / 32) >= MIN_SUBSET_UPDATES
+    # GLUE's budget in updates (RTE: 2,036 at batch 16) follows the examples per update
+    assert planned(rte_bin, tiny_pretrained, tmp_path, "--batch-size", "8", "--update-freq", "2")["--max-update"] == 2036
+    assert planned(rte_bin, tiny_pretrained, tmp_path, "--distributed-world-size", "2")["--total-num-update"] == 1018
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("flags, message", [
+    (["--update-freq", "2,4"], r"--update-freq 2,4: expected one positive integer"),
+    (["--update-freq", "0"], r"--update-freq 0: expected one positive integer"),
+    (["--update-freq", "x"], r"--update-freq x: expected one positive integer"),
+    (["--distributed-world-size", "0"], r"--distributed-world-size 0: expected a positive integer"),
+    (["--fp16"], r"--fp16: fairseq's fp16 optimizer needs CUDA, and this run trains on the CPU"),
+    (["--bf16"], r"--bf16: fairseq trains in bfloat16 on CUDA or a TPU only"),
+    (["--memory-efficient-bf16"], r"--memory-efficient-bf16: fairseq trains in bfloat16 on CUDA or a TPU only"),
+])
+def test_flags_the_budget_or_the_cpu_cannot_take_are_refused_in_one_line(rte_bin, tiny_pretrained, tmp_path,
+                                                                         capsys, flags, message):
+    with pytest.raises(ValueError, match=message):
+        planned(rte_bin, tiny_pretrained, tmp_path, *flags)
+    assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu",
+                 "--train-size", "100", *flags]) != 0
+    assert len(capsys.readouterr().err.strip().splitlines()[-1:]) == 1 and not (tmp_path / "save").exists()
+    # the half-precision flags fairseq trains with on the CPU pass
+    planned(rte_bin, tiny_pretrained, tmp_path, "--memory-efficient-fp16")
+    planned(rte_bin, tiny_pretrained, tmp_path, "--fp16", "--memory-efficient-fp16")
+    planned(rte_bin, tiny_pretrained, tmp_path, "--amp")
+
+
+def test_a_run_with_update_freq_trains_its_budget_to_a_learning_rate_of_0(rte_bin, tiny_pretrained, tmp_path):
+    """160 rows, 2 epochs at 8 x 2 examples an update: 20 updates, the last at learning rate 0
+    (before: --max-update 40, stopped by --max-epoch at 20 with the rate half-way)."""
+    command = [sys.executable, str(REPO / "scripts" / "finetune.py"), "RTE", str(rte_bin), str(tiny_pretrained),
+               str(tmp_path), "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--seed", "1",
+               "--update-freq", "2", "--log-format", "json", "--log-interval", "1"]
+    log = run_to_end(command)
+    planned_updates = int(next(line for line in log.splitlines() if "fairseq_cli.train" in line)
+                          .split("--max-update ")[1].split()[0])
+    assert planned_updates == 2 * math.ceil(160 / 16) == updates_of(tmp_path / "checkpoint_last.pt")
+    last_epoch = [json.loads(line[line.index("{"):]) for line in log.splitlines()
+                  if "| train |" in line and "{" in line][-1]
+    assert int(last_epoch["train_num_updates"]) == planned_updates and float(last_epoch["train_lr"]) == 0
