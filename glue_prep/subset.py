@@ -1,4 +1,5 @@
-"""A seeded training subset of a task's binaries: N training rows, stratified by label.
+"""A seeded training subset of a task's binaries: N training rows, stratified by label
+(classification) or a simple random sample (regression).
 
     python -m glue_prep.subset DATA_BIN N SEED OUT
 

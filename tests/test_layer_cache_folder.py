@@ -125,3 +125,29 @@ def test_a_layer_cache_path_that_is_a_dangling_link_is_refused_before_fairseq_st
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("finetune: error: --layer-cache") and f"{link} is not a folder" in error
     assert started == [] and not save_dir.exists()
+
+
+@pytest.mark.parametrize("in_the_way", ["file", "dangling link"])
+def test_plain_fairseq_train_refuses_a_layer_cache_folder_in_one_line_before_any_update(
+        rte_bin, tiny_pretrained, tmp_path, in_the_way):
+    """fairseq-train itself (no finetune.py to check first): the cache checks its folder as it
+    opens it, at the first batch, and the run ends naming the folder, not with NotADirectoryError
+    deep in the cache; no update is made, no checkpoint written."""
+    import subprocess
+
+    from conftest import REPO
+    from test_finished_run import fairseq_train_command
+
+    cache = tmp_path / "cache"
+    if in_the_way == "file":
+        cache.write_text("in the way")
+    else:
+        cache.symlink_to(tmp_path / "nowhere")
+    save_dir = tmp_path / "save"
+    command = fairseq_train_command(rte_bin, tiny_pretrained, save_dir, "--freeze-encoder", "--layer-cache", str(cache))
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"fairseq_hire.models.layer_cache.LayerCacheError: --layer-cache {cache}: {cache} is not a folder; "
+                    "expected a folder for the cache or a path where one can be made"), result.stderr[-2000:]
+    assert not list(save_dir.glob("checkpoint*.pt"))

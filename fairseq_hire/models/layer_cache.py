@@ -87,6 +87,22 @@ class LayerCacheError(ValueError):
     """A cache entry cannot be used; the message names it and says what to do."""
 
 
+def check_layer_cache_folder(folder: Path) -> None:
+    """Refuse a --layer-cache folder that is no folder, or that does not exist and cannot be made
+    (finetune.py and the comparison before fairseq-train starts; a cache as it opens it). An
+    existing folder this user cannot write to is accepted: a complete cache is only read."""
+    existing = folder
+    # lexists: a link to nothing is in the way of the folder, as a file is
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LayerCacheError(f"--layer-cache {folder}: {existing} is not a folder; expected a folder for the "
+                              "cache or a path where one can be made")
+    if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
+        raise LayerCacheError(f"--layer-cache {folder}: {existing} is not writable, so the folder cannot be made "
+                              "there; expected a folder for the cache or a path where one can be made")
+
+
 def row_digest(tokens: torch.Tensor) -> bytes:
     """The key of one example: a digest of its real tokens (1-D, no padding)."""
     data = tokens.detach().to("cpu", torch.int64).contiguous().numpy().tobytes()
@@ -218,9 +234,14 @@ class LayerCache:
     def open(self) -> None:
         """Fingerprint the encoder (its weights are final by the first forward) and open the
         entries already written for it."""
+        check_layer_cache_folder(self.root)
         self.fingerprint = encoder_fingerprint(self.sentence_encoder)
         self.folder = self.root / self.fingerprint[:32]
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # e.g. a read-only cache that holds no entry of this encoder
+            raise LayerCacheError(f"--layer-cache {self.root}: cannot make {self.folder} ({error.strerror}); "
+                                  "expected a folder for the cache or a path where one can be made") from None
         remove_stale(self.folder)  # what killed builders left
         for path in sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             self.add(open_entry(path, self.fingerprint, self.num_states, self.embed_dim))

@@ -9,9 +9,9 @@ encoder's dimensions come from the checkpoint itself, so roberta.base, roberta.l
 converted checkpoints all work unchanged. Any flag this script does not know goes to
 fairseq-train as is (e.g. --hire-gru-dim 96, --log-interval 10).
 
-For the regime study (issue 28): ``--train-size N`` trains on a seeded, stratified sample of N
-training rows (``glue_prep.subset``; the rows follow --seed, so every head of a seed gets the
-same ones) for a budget in epochs over those rows, lengthened to at least MIN_SUBSET_UPDATES
+For the regime study (issue 28): ``--train-size N`` trains on a seeded sample of N training rows,
+stratified by label for classification, simple random for regression (``glue_prep.subset``; the
+rows follow --seed, so every head of a seed gets the same ones) for a budget in epochs over those rows, lengthened to at least MIN_SUBSET_UPDATES
 updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-encoder``), and
 ``--layer-cache DIR``, refused without it, reads the frozen encoder's layer outputs from a cache.
 
@@ -35,6 +35,7 @@ from glue_prep.metadata import metadata_file, read_metadata
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
+from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
@@ -146,22 +147,6 @@ def check_options(args) -> None:
         check_train_size(Path(args.data), args.train_size)
 
 
-def check_layer_cache_folder(folder: Path) -> None:
-    """Refuse a --layer-cache folder that is no folder, or that does not exist and cannot be
-    made: fairseq-train would stop with a traceback at its first batch, after loading the model.
-    An existing folder this user cannot write to is accepted: a complete cache is only read."""
-    existing = folder
-    # lexists: a link to nothing is in the way of the folder, as a file is
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"--layer-cache {folder}: {existing} is not a folder; expected a folder for the cache "
-                         "or a path where one can be made")
-    if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--layer-cache {folder}: {existing} is not writable, so the folder cannot be made there; "
-                         "expected a folder for the cache or a path where one can be made")
-
-
 def parse_arguments(argv):
     """finetune.py's options (checked) and the fairseq-train flags it passes on; a bad option is
     a ValueError in one line instead of argparse's exit (the comparison parses its flags so)."""
@@ -235,7 +220,8 @@ def check_stock_roberta_eps(encoder, pretrained) -> None:
 
 
 def train_subset(args, data: Path, max_positions: int):
-    """The run's training rows: a stratified sample of --train-size rows drawn with the run's
+    """The run's training rows: a sample of --train-size rows (stratified by label where there are
+    classes) drawn with the run's
     --seed (every head of a seed gets the same rows) among those that fit the model's
     positions (fairseq-train would skip the others), kept in SAVE_DIR/train_subset."""
     from glue_prep.subset import make_train_subset
@@ -299,8 +285,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="batch size instead of the recipe's (a budget in epochs gives the updates; one in "
                              "updates is scaled to see as many examples)")
     parser.add_argument("--train-size", type=positive(int), metavar="N",
-                        help="train on a stratified sample of N training rows drawn with --seed (the same rows "
-                             "for every head at a seed), kept in SAVE_DIR/train_subset; the budget is in epochs "
+                        help="train on a sample of N training rows drawn with --seed (stratified by label; simple "
+                             "random for a regression task; the same rows for every head at a seed), kept in "
+                             "SAVE_DIR/train_subset; the budget is in epochs "
                              f"over the N rows, at least {MIN_SUBSET_UPDATES} updates")
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="train the head alone: the encoder runs without dropout and is never updated "
