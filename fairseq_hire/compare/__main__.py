@@ -88,6 +88,10 @@ def main(argv=None) -> int:
         failed = [o for o in outcomes if o.status == "failed"]
         for outcome in failed:
             print(f"failed: {args.task} {outcome.head} seed {outcome.seed}: {outcome.message}", file=sys.stderr)
+        for outcome in outcomes:  # the report leaves these out until their run lands
+            if outcome.status == "claimed-elsewhere":
+                print(f"compare: note: {args.task} {outcome.head} seed {outcome.seed} is being trained by another "
+                      f"process ({outcome.message}); the report below does not have it yet", file=sys.stderr)
     try:
         summary = write_report(args.out, args.reference)
     except ReportError as error:

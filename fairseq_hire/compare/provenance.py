@@ -19,11 +19,12 @@ FLAG_ALIASES = {"--max-sentences": "--batch-size"}  # fairseq's argparse_alias: 
 
 def fairseq_schedule(log: str) -> Optional[Dict]:
     """The budget the run trained with, from the fairseq-train command finetune.py prints first
-    (with --train-size it follows the subset). As in fairseq's argparse, a flag given twice (the
-    recipe's, then one passed through) counts last, as `--flag value` or `--flag=value`, under its
-    own name or fairseq's alias for it."""
-    for line in log.splitlines():
-        if "fairseq_cli.train" in line:
+    (with --train-size it follows the subset); of a log that holds several attempts (a run
+    started again), the last one's, which trained the model scored. As in fairseq's argparse, a
+    flag given twice (the recipe's, then one passed through) counts last, as `--flag value` or
+    `--flag=value`, under its own name or fairseq's alias for it."""
+    for line in reversed(log.splitlines()):
+        if " -m fairseq_cli.train " in line:  # the command, not fairseq's log lines from that module
             words, schedule = argparse_words(shlex.split(line)), {}
             for name, value in zip(words, words[1:]):
                 name = FLAG_ALIASES.get(name, name)

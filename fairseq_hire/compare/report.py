@@ -27,6 +27,7 @@ from .runs import recipe_key, recorded_recipe
 # below this mean total-variation distance the weights barely depend on the input
 STATIC_TV = 0.05
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+SCORE_TOLERANCE = 1e-3  # points: a recorded score is rounded to 4 decimals (metrics.METRIC_DIGITS)
 
 
 class ReportError(ValueError):
@@ -73,6 +74,25 @@ def check_comparable(runs: List[Dict]) -> None:
                               "different training rows: the heads of a seed must share them")
 
 
+def check_runs(runs: List[Dict], metric, targets: np.ndarray, metric_name: str) -> None:
+    """Each head and seed once (a file copied under another name would count a seed twice), and
+    each run's recorded score that of its predictions on the dev targets (within the rounding of
+    METRIC_DIGITS): a run file changed by hand or damaged is refused, not averaged."""
+    seen = {}
+    for run in runs:
+        other = seen.setdefault((run["head"], run["seed"]), run)
+        if other is not run:
+            raise ReportError(f"{run['file']} and {other['file']} are both {run['head']} seed {run['seed']}: "
+                              "a run counts once; remove one of them")
+        predictions = np.asarray(run["predictions"], targets.dtype)
+        if predictions.shape != targets.shape:
+            raise ReportError(f"{run['file']}: {predictions.size} predictions for {targets.size} dev examples")
+        recorded, scored = run["metrics"].get(metric_name), metrics.rounded(metric(predictions, targets))
+        if not isinstance(recorded, (int, float)) or not abs(recorded - scored) <= SCORE_TOLERANCE:
+            raise ReportError(f"{run['file']}: records {metric_name} {recorded!r}, but its predictions score "
+                              f"{scored} on the dev targets; expected the two to agree (a damaged or edited file)")
+
+
 def description(head: str) -> str:
     """The head's one line, or none for a name this version does not know (an older run's)."""
     try:
@@ -91,6 +111,7 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     num_classes = 1 if regression else len(first["label_names"])
     metric = metrics.metric_function(metric_name, regression, first["positive_class"])
     targets = np.asarray(first["targets"], float if regression else int)
+    check_runs(runs, metric, targets, metric_name)
     constant = metrics.constant_score(targets, metric_name, regression, first["positive_class"], num_classes)
     by_head: Dict[str, List[Dict]] = {}
     for run in sorted(runs, key=lambda r: r["seed"]):

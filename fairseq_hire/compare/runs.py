@@ -55,7 +55,7 @@ from typing import Dict, List, Optional, Sequence, TextIO
 
 from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
-from ..workflow.same_run import training_flags
+from ..workflow.same_run import argparse_words, training_flags
 from .provenance import (code_version, fairseq_schedule, gpu_name, parse_validations, subset_record,
                          torch_version)
 from .watchdog import RUNNING, kill_group
@@ -97,10 +97,9 @@ class Comparison:
         official one, unless the training flags choose another."""
         from ..workflow.recipes import recipe
 
-        flags = list(self.train_flags)
-        if "--best-checkpoint-metric" in flags:
-            return flags[flags.index("--best-checkpoint-metric") + 1]
-        return recipe(self.task, self.data).best_metric
+        words = argparse_words(self.train_flags)  # as fairseq reads them: --flag=value, the last one counts
+        chosen = [value for name, value in zip(words, words[1:]) if name == "--best-checkpoint-metric"]
+        return chosen[-1] if chosen else recipe(self.task, self.data).best_metric
 
     @cached_property
     def training_device(self) -> str:

@@ -1,0 +1,74 @@
+"""What the comparison's report may average and how it words a verdict (helper-30's review): a
+run counted twice, a run file whose score is not its predictions', a verdict that quoted a
+detectable difference smaller than the difference it did not detect, the metric chosen by
+--best-checkpoint-metric=NAME, and the budget of a run started again."""
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from fairseq_hire.compare import statistics as st
+from fairseq_hire.compare.provenance import fairseq_schedule
+from fairseq_hire.compare.report import ReportError, check_runs
+from fairseq_hire.compare.runs import Comparison
+from fairseq_hire.metrics import metric_function, rounded
+
+pytestmark = pytest.mark.unit
+ACCURACY = metric_function("accuracy", False)
+TARGETS = np.array([0, 1] * 20)
+
+
+def run(name, head, seed, correct):
+    """A run file's content: the first `correct` dev examples right, the rest wrong."""
+    predictions = np.where(np.arange(len(TARGETS)) < correct, TARGETS, 1 - TARGETS)
+    return {"file": name, "head": head, "seed": seed, "predictions": predictions.tolist(),
+            "metrics": {"accuracy": rounded(ACCURACY(predictions, TARGETS))}}
+
+
+def test_a_run_counted_twice_or_changed_by_hand_is_refused_naming_its_file():
+    runs = [run("stock-seed1.json", "stock", 1, 30), run("hire-seed1.json", "hire", 1, 32)]
+    check_runs(runs, ACCURACY, TARGETS, "accuracy")
+    copy = {**runs[1], "file": "hire-seed1 (copy).json"}
+    with pytest.raises(ReportError, match=r"hire-seed1 \(copy\).json and hire-seed1.json are both hire seed 1"):
+        check_runs([*runs, copy], ACCURACY, TARGETS, "accuracy")
+    for damaged, expected in (({"metrics": {"accuracy": 87.5}}, r"records accuracy 87.5, but its predictions score 80.0"),
+                              ({"metrics": {"accuracy": float("nan")}}, r"records accuracy nan"),
+                              ({"metrics": {}}, r"records accuracy None"),
+                              ({"predictions": runs[1]["predictions"][:-3]}, r"37 predictions for 40 dev examples")):
+        with pytest.raises(ReportError, match=r"^hire-seed1.json: " + expected):
+            check_runs([runs[0], {**runs[1], **damaged}], ACCURACY, TARGETS, "accuracy")
+
+
+def test_a_difference_the_seeds_find_but_the_dev_set_cannot_is_worded_so():
+    """5 seeds a side, 2 dev examples apart each: Welch finds it, the bootstrap over 40 examples
+    does not exclude 0. The verdict said "a difference of 1.0 or more would have been" detected,
+    beside a difference of 5 it did not detect."""
+    a = [run("", "hire", seed, 30 + seed % 2) for seed in range(5)]
+    b = [run("", "stock", seed, 28 + seed % 2) for seed in range(5)]
+    scores_a, scores_b = [r["metrics"]["accuracy"] for r in a], [r["metrics"]["accuracy"] for r in b]
+    predictions = [np.array([r["predictions"] for r in runs]) for runs in (a, b)]
+    found = st.compare_heads(scores_a, scores_b, *predictions, TARGETS, ACCURACY)
+    assert found.welch_p == pytest.approx(scipy_stats.ttest_ind(scores_a, scores_b, equal_var=False).pvalue)
+    assert found.welch_p < st.ALPHA and found.bootstrap_low <= 0 < found.difference and not found.detected
+    assert found.verdict() == (f"not detected; the seeds' test finds it (Welch p {found.welch_p:.3f}), but the "
+                               "bootstrap interval over the dev examples includes 0: the dev set is too small to tell")
+
+
+def test_the_metric_compared_is_the_one_fairseq_selects_checkpoints_by(tmp_path):
+    def metric(*flags):
+        return Comparison("RTE", tmp_path, tmp_path / "model.pt", tmp_path / "out", flags, device="cpu").metric
+
+    assert metric() == "accuracy"  # RTE's official metric
+    assert metric("--best-checkpoint-metric", "mcc") == metric("--best-checkpoint-metric=mcc") == "mcc"
+    # fairseq's argparse takes the last of a flag given twice
+    assert metric("--best-checkpoint-metric", "mcc", "--best-checkpoint-metric=macro_f1") == "macro_f1"
+
+
+def test_a_run_started_again_records_the_budget_of_the_attempt_that_trained_it():
+    """The run's log holds every attempt (a comparison stopped before the run's first checkpoint
+    and started again with another --lr): the last command is the run's; fairseq's own log lines
+    from fairseq_cli.train are no command."""
+    log = ("/x/python -m fairseq_cli.train /d --lr 1e-05 --batch-size 16 --max-update 252 --max-epoch 36 "
+           "--warmup-updates 15 --cpu\n2026-12-07 | INFO | fairseq_cli.train | task: SentencePredictionHireTask\n"
+           "/x/python -m fairseq_cli.train /d --lr 3e-05 --batch-size 16 --max-update 252 --max-epoch 36 "
+           "--warmup-updates 15 --cpu\n2026-12-07 | INFO | fairseq_cli.train | done training in 3.0 seconds\n")
+    assert fairseq_schedule(log)["lr"] == "3e-05"
