@@ -72,3 +72,30 @@ def test_a_run_started_again_records_the_budget_of_the_attempt_that_trained_it()
            "/x/python -m fairseq_cli.train /d --lr 3e-05 --batch-size 16 --max-update 252 --max-epoch 36 "
            "--warmup-updates 15 --cpu\n2026-12-07 | INFO | fairseq_cli.train | done training in 3.0 seconds\n")
     assert fairseq_schedule(log)["lr"] == "3e-05"
+
+
+@pytest.mark.parametrize("case", ["seeds as two words", "OUT a file", "OUT a dangling link", "a damaged run file"])
+def test_a_command_line_or_folder_that_cannot_be_a_comparison_is_one_line_and_trains_nothing(
+        rte_bin, tiny_pretrained, tmp_path, capsys, monkeypatch, case):
+    from fairseq_hire.compare import __main__ as compare
+    from fairseq_hire.compare import runs
+
+    monkeypatch.setattr(runs, "run_sharing_lock", lambda *args: pytest.fail("a run was started"))
+    out, extra = tmp_path / "out", []
+    if case == "seeds as two words":
+        extra = ["--seeds", "1", "2"]  # "2" went to fairseq-train, and every run failed inside it
+        expected = "unexpected argument '2': seeds are one argument (--seeds 1-5 or 1,2,5)"
+    elif case == "OUT a file":
+        out.write_text("in the way")
+        expected = f"OUT {out} is not a folder"
+    elif case == "OUT a dangling link":
+        out.symlink_to(tmp_path / "nowhere")
+        expected = f"OUT {out} is not a folder"
+    else:
+        (out / "runs").mkdir(parents=True)
+        (out / "runs" / "stock-seed1.json").write_text('{"recipe": ')
+        expected = f"{out / 'runs' / 'stock-seed1.json'}: not a run file of a comparison (JSONDecodeError"
+    code = compare.main(["RTE", str(rte_bin), str(tiny_pretrained), str(out), "--heads", "stock", "--device", "cpu",
+                         *extra])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and error.startswith(f"compare: error: {expected}"), error

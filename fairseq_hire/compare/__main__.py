@@ -63,8 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def usage_error(args, train_flags) -> str:
+    """Why the command line cannot be a comparison, or "" (checked before anything is written)."""
+    if train_flags and not train_flags[0].startswith("-"):  # every fairseq-train flag starts with -
+        return (f"unexpected argument {train_flags[0]!r}: seeds are one argument (--seeds 1-5 or 1,2,5), and "
+                "the fairseq-train flags passed on start with --")
+    if os.path.lexists(args.out) and not args.out.is_dir():
+        return f"OUT {args.out} is not a folder; expected a folder for the comparison (made if missing)"
+    return ""
+
+
 def main(argv=None) -> int:
     args, train_flags = build_parser().parse_known_args(argv)
+    problem = usage_error(args, train_flags)
+    if problem:
+        print(f"compare: error: {problem}", file=sys.stderr)
+        return 2
     comparison = Comparison(args.task, args.data, args.pretrained, args.out, tuple(train_flags), args.device)
     if not args.report_only:
         try:

@@ -175,7 +175,11 @@ def check_recipe(comparison: Comparison) -> None:
     wanted = comparison.recipe()
     wanted_key = recipe_key(wanted)
     for path in sorted(comparison.runs_dir.glob("*.json")):
-        recipe = recorded_recipe(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            recipe = recorded_recipe(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path}: not a run file of a comparison ({type(error).__name__}: {error}); "
+                             "expected the file a finished run writes: delete it, or use another OUT folder") from None
         if recipe_key(recipe) != wanted_key:
             raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
                              "Every head must share one recipe: use another OUT folder")
