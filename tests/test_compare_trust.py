@@ -99,3 +99,62 @@ def test_a_command_line_or_folder_that_cannot_be_a_comparison_is_one_line_and_tr
                          *extra])
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and error.startswith(f"compare: error: {expected}"), error
+
+
+def full_run(head, seed, correct, recipe):
+    """A run file a report can summarise (RTE-like: 2 labels, accuracy)."""
+    return {**run(f"{head}-seed{seed}.json", head, seed, correct), "task": "RTE", "metric": "accuracy",
+            "regression": False, "label_names": ["entailment", "not_entailment"], "positive_class": 1,
+            "targets": TARGETS.tolist(), "train_seconds": 60.0, "layer_weights": None, "recipe": recipe}
+
+
+def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(tmp_path, monkeypatch):
+    """A diverged run (fairseq stops on NaN gradients, or leaves no checkpoint_best.pt to score)
+    has no run file: the report averaged the survivors and said "failed runs 0 (0%)"."""
+    import json
+    import sys
+
+    from fairseq_hire.compare.failures import failure_path
+    from fairseq_hire.compare.report import write_report
+    from fairseq_hire.compare.runs import Runner
+
+    diverging = "print('FloatingPointError: gradients are Nan/Inf'); raise SystemExit(1)"
+    stopped = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+
+    class Trial(Comparison):
+        training_device, metric, program = "cpu", "accuracy", diverging
+
+        def finetune_command(self, head, seed, save_dir):
+            return [sys.executable, "-c", self.program, str(save_dir)]
+
+    comparison = Trial("RTE", tmp_path / "data", tmp_path / "model.pt", tmp_path / "out", ("--lr", "1e6"))
+    comparison.runs_dir.mkdir(parents=True)
+    outcome = Runner(comparison, log=lambda text: None).run("hire", 2)
+    record = json.loads(failure_path(comparison.result_path("hire", 2)).read_text())
+    assert outcome.status == "failed" and record["stage"] == "fine-tuning" and record["exit_code"] == 1
+    assert record["reason"] == "FloatingPointError: gradients are Nan/Inf"
+    Trial.program = stopped  # stopped by a signal (Ctrl-C, a scheduler): stopped, not failed
+    assert Runner(comparison, log=lambda text: None).run("hire", 3).status == "failed"
+    assert not failure_path(comparison.result_path("hire", 3)).exists()
+
+    recipe = comparison.recipe()
+    for head, seed, correct in (("stock", 1, 30), ("stock", 2, 31), ("hire", 1, 32)):
+        comparison.result_path(head, seed).write_text(json.dumps(full_run(head, seed, correct, recipe)))
+    other = {**record, "head": "stock", "seed": 3, "recipe": {**recipe, "train_flags": ["--lr", "3e-5"]}}
+    failure_path(comparison.result_path("stock", 3)).write_text(json.dumps(other))  # an earlier recipe's try
+    summary = write_report(comparison.out)
+    assert summary["heads"]["hire"]["failed"] == 1 and summary["heads"]["hire"]["failed_rate"] == 0.5
+    assert summary["heads"]["hire"]["n"] == 1 and summary["heads"]["stock"]["failed"] == 0
+    assert [(u["head"], u["seed"]) for u in summary["unfinished"]] == [("hire", 2)]
+    assert ("Runs that did not finish (no run file; counted as failed runs, left out of every other figure): hire "
+            "seed 2, fine-tuning exited with 1 (FloatingPointError: gradients are Nan/Inf).") in \
+        (comparison.out / "report.md").read_text()
+    # the run trained again and finished: its record goes
+    Trial.program = "import pathlib, sys; pathlib.Path(sys.argv[1]).mkdir(parents=True)"
+    monkeypatch.setattr(Trial, "evaluate_command", lambda self, save_dir, scores_file: [
+        sys.executable, "-c", f"import json, pathlib; pathlib.Path({str(scores_file)!r}).write_text(json.dumps("
+        f"{{'metrics': {{'accuracy': 80.0}}, 'split': 'valid', 'examples': 40, 'source': 'test', "
+        f"'per_example': {{'predictions': [], 'targets': []}}}}))"])
+    done = Runner(comparison, log=lambda text: None).run("hire", 2)
+    assert done.status == "done", done
+    assert not failure_path(comparison.result_path("hire", 2)).exists()

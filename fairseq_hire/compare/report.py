@@ -2,7 +2,8 @@
 for heads with per-example layer weights, layer_weights.png.
 
 Per head: every seed's score on the official metric, median, mean +- sd, a 95% interval of
-the mean, and the failed-run rate (runs at or below the best constant prediction). Against
+the mean, and the failed-run rate (runs at or below the best constant prediction, and runs that
+did not finish: ``failures``). Against
 the reference head (the stock RoBERTa head): the difference of the means, its 95% paired
 bootstrap interval over dev examples pooled across seeds, Welch's t and Mann-Whitney over
 seeds, the smallest difference these seeds could have detected (80% power), and the verdict
@@ -13,13 +14,14 @@ total-variation distance between an example's weights and the mean weights.
 import json
 import statistics as pystats
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from glue_prep.atomic import write_atomically
 from .. import metrics
 from ..modules.options import head_preset, ordered_heads
+from .failures import load_failures
 from .plotting import pyplot, save_figure
 from . import statistics as st
 from .runs import recipe_key, recorded_recipe
@@ -101,7 +103,9 @@ def description(head: str) -> str:
         return ""
 
 
-def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
+def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[Dict] = ()) -> Dict:
+    """`unfinished`: records of runs of this recipe that did not finish (``failures``), counted
+    as failed runs of their head and left out of every other figure."""
     if not runs:
         raise ReportError("no finished runs to report on")
     check_comparable(runs)
@@ -125,14 +129,15 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     for head in order:
         scores = [r["metrics"][metric_name] for r in by_head[head]]
         # the runs' scores are rounded to METRIC_DIGITS: so is the constant they are held against
-        failed = sum(score <= metrics.rounded(constant) for score in scores)
+        lost = [u["seed"] for u in unfinished if u["head"] == head]
+        failed = sum(score <= metrics.rounded(constant) for score in scores) + len(lost)
         heads[head] = {
             "description": description(head),
             "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),
             "median": pystats.median(scores), "mean": pystats.fmean(scores),
             "sd": pystats.stdev(scores) if len(scores) > 1 else None,
             "mean_interval": st.mean_interval(scores),
-            "failed": failed, "failed_rate": failed / len(scores),
+            "failed": failed, "failed_rate": failed / (len(scores) + len(lost)), "unfinished_seeds": lost,
             "train_minutes": pystats.fmean(r["train_seconds"] for r in by_head[head]) / 60,
             "layer_weights": layer_weight_summary(by_head[head]),
         }
@@ -145,7 +150,8 @@ def summarise(runs: List[Dict], reference: str = "stock") -> Dict:
     return {
         "task": first["task"], "metric": metric_name, "dev_examples": len(targets),
         "constant_score": constant, "reference": reference, "recipe": first["recipe"],
-        "heads": heads,
+        "heads": heads, "unfinished": [{key: u[key] for key in ("head", "seed", "stage", "exit_code", "reason", "log")}
+                                       for u in unfinished],
     }
 
 
@@ -196,6 +202,10 @@ def markdown(summary: Dict) -> str:
         else:
             cells += ["(reference)" if head == ref else "-", "", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
+    if summary.get("unfinished"):
+        lines += ["", "Runs that did not finish (no run file; counted as failed runs, left out of every other "
+                  "figure): " + "; ".join(f"{u['head']} seed {u['seed']}, {u['stage']} exited with {u['exit_code']} "
+                                          f"({u['reason'] or 'log: ' + u['log']})" for u in summary["unfinished"]) + "."]
     for head, data in summary["heads"].items():
         weights = data["layer_weights"]
         if weights:
@@ -270,7 +280,9 @@ def plot_layer_weights(summary: Dict, path: Path) -> bool:
 
 def write_report(out: Path, reference: str = "stock") -> Dict:
     out = Path(out)
-    return write_summary(summarise(load_runs(out / "runs"), reference), out)
+    runs = load_runs(out / "runs")
+    unfinished = load_failures(out / "runs", recipe_key, recipe_key(runs[0]["recipe"])) if runs else []
+    return write_summary(summarise(runs, reference, unfinished), out)
 
 
 def write_summary(summary: Dict, out: Path) -> Dict:

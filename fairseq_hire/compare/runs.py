@@ -56,6 +56,7 @@ from typing import Dict, List, Optional, Sequence, TextIO
 from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
 from ..workflow.same_run import argparse_words, training_flags
+from .failures import clear_failure, record_failure
 from .provenance import (code_version, fairseq_schedule, gpu_name, parse_validations, subset_record,
                          torch_version)
 from .watchdog import RUNNING, kill_group
@@ -226,12 +227,14 @@ class Runner:
         train_log = logs / f"{head}-seed{seed}.log"
         code = run_sharing_lock(command, lock, train_log, env)
         if code != 0:
+            record_failure(result, head, seed, "fine-tuning", code, train_log, comparison.recipe())
             return RunOutcome(head, seed, "failed", f"fine-tuning exited with {code}; log: {train_log}")
         train_seconds = time.time() - start
         scores_file = work / "dev-scores.json"
         scoring_log = logs / f"{head}-seed{seed}-scoring.log"
         code = run_sharing_lock(comparison.evaluate_command(work, scores_file), lock, scoring_log, env)
         if code != 0:
+            record_failure(result, head, seed, "scoring", code, scoring_log, comparison.recipe())
             return RunOutcome(head, seed, "failed", f"scoring exited with {code}; log: {scoring_log}")
         scores = json.loads(scores_file.read_text())
         record = {
@@ -249,6 +252,7 @@ class Runner:
             "train_subset": subset_record(work),
         }
         write_atomically(result, json.dumps(record) + "\n")
+        clear_failure(result)
         if not self.keep_checkpoints:
             shutil.rmtree(work, ignore_errors=True)
         return RunOutcome(head, seed, "done", f"{scores['metrics']}", time.time() - start)
