@@ -127,6 +127,8 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
         def finetune_command(self, head, seed, save_dir):
             return [sys.executable, "-c", self.program, str(save_dir)]
 
+    (tmp_path / "data").mkdir()
+    (tmp_path / "model.pt").write_bytes(b"a stand-in: the run file records its digest")
     comparison = Trial("RTE", tmp_path / "data", tmp_path / "model.pt", tmp_path / "out", ("--lr", "1e6"))
     comparison.runs_dir.mkdir(parents=True)
     outcome = Runner(comparison, log=lambda text: None).run("hire", 2)
@@ -158,3 +160,41 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
     done = Runner(comparison, log=lambda text: None).run("hire", 2)
     assert done.status == "done", done
     assert not failure_path(comparison.result_path("hire", 2)).exists()
+    from fairseq_hire.compare.provenance import input_digests
+
+    recorded = json.loads(comparison.result_path("hire", 2).read_text())["inputs_sha256"]
+    assert recorded == input_digests(tmp_path / "model.pt", tmp_path / "data") and recorded["pretrained"]
+
+
+def test_another_checkpoint_or_data_at_the_same_paths_is_another_comparison(rte_bin, tiny_pretrained, tmp_path):
+    """The recipe names the encoder and data by path: a model.pt overwritten with another
+    checkpoint joined the comparison, pooling seeds of two encoders."""
+    import json
+    import shutil
+
+    from fairseq_hire.compare.provenance import input_digests
+    from fairseq_hire.compare.report import check_comparable
+    from fairseq_hire.compare.runs import check_recipe
+
+    model, data = tmp_path / "model.pt", tmp_path / "RTE-bin"
+    shutil.copy(tiny_pretrained, model)
+    shutil.copytree(rte_bin, data)
+    comparison = Comparison("RTE", data, model, tmp_path / "out", ("--epochs", "1"), device="cpu")
+    comparison.runs_dir.mkdir(parents=True)
+    trained = {"recipe": comparison.recipe(), "targets": [0, 1], "seed": 1, "file": "stock-seed1.json",
+               "inputs_sha256": input_digests(model, data)}
+    comparison.result_path("stock", 1).write_text(json.dumps(trained))
+    check_recipe(comparison)  # the same files: accepted
+    with open(model, "ab") as f:
+        f.write(b"another checkpoint")
+    with pytest.raises(ValueError, match=r"stock-seed1.json was trained from other files at the same paths "
+                                         r"\(pretrained: sha256 [0-9a-f]{12}, now [0-9a-f]{12}\)"):
+        check_recipe(comparison)
+    shutil.copy(tiny_pretrained, model)
+    (data / "input0" / "train.bin").write_bytes((data / "input0" / "train.bin").read_bytes()[::-1])
+    with pytest.raises(ValueError, match=r"\(training_data: sha256"):
+        check_recipe(comparison)
+    later = {**trained, "file": "hire-seed1.json", "inputs_sha256": input_digests(model, data)}
+    with pytest.raises(ReportError, match="trained from other files at the same paths"):
+        check_comparable([trained, later])
+    check_comparable([trained, {**later, "inputs_sha256": None}])  # a run file from before the digests

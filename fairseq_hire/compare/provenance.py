@@ -2,10 +2,12 @@
 budget fairseq-train was given, the training rows, every validation fairseq logged, and the
 code, torch and GPU that trained it. The report checks runs against these, so they are read
 from what ran (the command and log of the run, its save dir), never from what was asked."""
+import hashlib
 import json
 import shlex
 import subprocess
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -32,6 +34,42 @@ def fairseq_schedule(log: str) -> Optional[Dict]:
                     schedule[name.lstrip("-").replace("-", "_")] = value
             return schedule
     return None
+
+
+@lru_cache(maxsize=None)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:  # cached per version of the file
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    stat = Path(path).stat()
+    return _digest(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+def input_digests(pretrained: Path, data: Path) -> Dict[str, str]:
+    """What a run was trained from, by content: the pretrained checkpoint, and the training
+    split's binaries and dictionaries (every input's and the labels'), which the recipe names by
+    path only: another model.pt or data binarised again at the same path is another comparison."""
+    training = hashlib.sha256()
+    files = [path for path in sorted(Path(data).glob("*/*"))
+             if path.is_file() and path.name.split(".")[0] in ("train", "dict")]
+    for path in files:
+        training.update(f"{path.parent.name}/{path.name}:{file_digest(path)}\n".encode())
+    # None where there is nothing to digest (a file gone since): not compared
+    return {"pretrained": file_digest(pretrained) if Path(pretrained).is_file() else None,
+            "training_data": training.hexdigest() if files else None}
+
+
+def differing_inputs(run: Dict, other: Dict) -> List[str]:
+    """The inputs (pretrained, training_data) whose digests both run records hold, and differ."""
+    mine, theirs = run.get("inputs_sha256"), other.get("inputs_sha256")
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):  # a run file from before the digests
+        return []
+    return [name for name in mine if None not in (mine[name], theirs.get(name)) and mine[name] != theirs[name]]
 
 
 def subset_record(save_dir: Path) -> Optional[Dict]:

@@ -23,6 +23,7 @@ from .. import metrics
 from ..modules.options import head_preset, ordered_heads
 from .failures import load_failures
 from .plotting import pyplot, save_figure
+from .provenance import differing_inputs
 from . import statistics as st
 from .runs import recipe_key, recorded_recipe
 
@@ -64,6 +65,9 @@ def check_comparable(runs: List[Dict]) -> None:
                               f"{first['recipe']}: heads must share one recipe")
         if run["targets"] != first["targets"]:
             raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
+        if differing_inputs(run, first):
+            raise ReportError(f"{run['file']} and {first['file']} were trained from other files at the same paths "
+                              "(the pretrained checkpoint's or the training data's sha256 differ): heads must share them")
     for run in runs:
         if run.get("schedule") and run["schedule"] != budgeted["schedule"]:
             raise ReportError(f"{run['file']} trained for {run['schedule']}, {budgeted['file']} for "

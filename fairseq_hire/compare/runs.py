@@ -57,8 +57,8 @@ from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
 from ..workflow.same_run import argparse_words, training_flags
 from .failures import clear_failure, record_failure
-from .provenance import (code_version, fairseq_schedule, gpu_name, parse_validations, subset_record,
-                         torch_version)
+from .provenance import (code_version, differing_inputs, fairseq_schedule, gpu_name, input_digests,
+                         parse_validations, subset_record, torch_version)
 from .watchdog import RUNNING, kill_group
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.workflow.finetune"]
@@ -175,15 +175,25 @@ def check_recipe(comparison: Comparison) -> None:
     """Refuse to add runs to a comparison whose finished runs were trained another way."""
     wanted = comparison.recipe()
     wanted_key = recipe_key(wanted)
+    inputs = None  # digested once, where a finished run records its own
     for path in sorted(comparison.runs_dir.glob("*.json")):
         try:
-            recipe = recorded_recipe(json.loads(path.read_text(encoding="utf-8")))
+            record = json.loads(path.read_text(encoding="utf-8"))
+            recipe = recorded_recipe(record)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"{path}: not a run file of a comparison ({type(error).__name__}: {error}); "
                              "expected the file a finished run writes: delete it, or use another OUT folder") from None
         if recipe_key(recipe) != wanted_key:
             raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
                              "Every head must share one recipe: use another OUT folder")
+        if not isinstance(record.get("inputs_sha256"), dict):  # a run file from before the digests
+            continue
+        inputs = inputs or {"inputs_sha256": input_digests(comparison.pretrained, comparison.data)}
+        changed = differing_inputs(record, inputs)
+        if changed:
+            raise ValueError(f"{path} was trained from other files at the same paths ({', '.join(changed)}: sha256 "
+                             f"{', '.join(str(record['inputs_sha256'][n])[:12] for n in changed)}, now "
+                             f"{', '.join(inputs['inputs_sha256'][n][:12] for n in changed)}): use another OUT folder")
 
 
 @dataclass
@@ -250,6 +260,7 @@ class Runner:
             "gpu": gpu_name() if comparison.training_device == "gpu" else None,
             "schedule": fairseq_schedule(train_log.read_text(encoding="utf-8")),
             "train_subset": subset_record(work),
+            "inputs_sha256": input_digests(comparison.pretrained, comparison.data),
         }
         write_atomically(result, json.dumps(record) + "\n")
         clear_failure(result)
