@@ -75,3 +75,16 @@ def test_a_run_with_update_freq_trains_its_budget_to_a_learning_rate_of_0(rte_bi
     last_epoch = [json.loads(line[line.index("{"):]) for line in log.splitlines()
                   if "| train |" in line and "{" in line][-1]
     assert int(last_epoch["train_num_updates"]) == planned_updates and float(last_epoch["train_lr"]) == 0
+
+
+@pytest.mark.unit
+def test_without_a_world_size_the_workers_are_fairseqs_default_the_visible_gpus_on_any_device(monkeypatch):
+    """fairseq's --distributed-world-size defaults to the GPU count, also for a --cpu run (which
+    then starts that many CPU workers): counting one worker on the CPU planned twice the updates."""
+    import torch
+
+    from fairseq_hire.workflow.passthrough import batches_per_update
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert batches_per_update([]) == 2 and batches_per_update(["--update-freq", "3"]) == 6
+    assert batches_per_update(["--distributed-world-size", "1"]) == 1

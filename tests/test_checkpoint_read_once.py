@@ -90,3 +90,34 @@ def test_where_the_file_cannot_be_mapped_it_is_read_whole_not_called_corrupt(che
     monkeypatch.setattr(torch, "load", no_mapping)
     state = loading.load_state(zipped, lazy=True)
     assert state["extra_state"]["padding"].shape == (PADDING_NUMBERS,)
+
+
+def test_a_tensor_record_shorter_than_its_tensor_is_refused_as_corrupt_in_one_line(checkpoints, tmp_path):
+    """A mapped read takes a tensor's size from the pickle and never reads its record, so the
+    check before fairseq's read passes such a file: fairseq's own read then meets it, and the
+    loader calls it corrupt in one line (it was a RuntimeError traceback). The resume repair
+    reads whole, and so still sets such a checkpoint_last aside."""
+    import zipfile
+
+    from fairseq_hire.checkpoints.errors import CorruptCheckpointError
+
+    zipped, _ = checkpoints
+    short = tmp_path / "short.pt"
+    with zipfile.ZipFile(zipped) as source, zipfile.ZipFile(short, "w", zipfile.ZIP_STORED) as target:
+        # the first tensor's record, which others follow: a mapped slice past it reads them, not past the file
+        first = min((info for info in source.infolist() if "/data/" in info.filename and info.file_size > 64),
+                    key=lambda info: info.header_offset)
+        for info in source.infolist():
+            data = source.read(info.filename)
+            target.writestr(info.filename, data[:16] if info.filename == first.filename else data)
+    for load in (lambda: loading.load_checkpoint_to_cpu(str(short)), lambda: loading.load_state(short)):
+        with pytest.raises(CorruptCheckpointError, match=rf"^checkpoint {short} is truncated or corrupt"):
+            load()
+    from fairseq_hire.checkpoints.saving import repair_last_checkpoint
+
+    last = tmp_path / "run" / "checkpoint_last.pt"
+    last.parent.mkdir()
+    short.rename(last)
+    with pytest.raises(CorruptCheckpointError, match=r"^cannot resume: checkpoint .* is truncated or corrupt"):
+        repair_last_checkpoint(last, "")
+    assert list(last.parent.glob("checkpoint_last.pt.corrupt-*"))  # set aside, kept

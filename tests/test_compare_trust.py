@@ -113,6 +113,7 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
     has no run file: the report averaged the survivors and said "failed runs 0 (0%)"."""
     import json
     import sys
+    import threading
 
     from fairseq_hire.compare.failures import failure_path
     from fairseq_hire.compare.report import write_report
@@ -138,6 +139,17 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
     Trial.program = stopped  # stopped by a signal (Ctrl-C, a scheduler): stopped, not failed
     assert Runner(comparison, log=lambda text: None).run("hire", 3).status == "failed"
     assert not failure_path(comparison.result_path("hire", 3)).exists()
+    # Ctrl-C: the comparison kills its runs' process groups (SIGKILL, exit -9): stopped, not failed
+    from fairseq_hire.compare.watchdog import RUNNING
+
+    Trial.program = "import time; time.sleep(60)"
+    threading.Timer(1.0, RUNNING.stop).start()
+    try:
+        assert Runner(comparison, log=lambda text: None).run("hire", 4).status == "failed"
+    finally:
+        RUNNING.resume()
+    assert not failure_path(comparison.result_path("hire", 4)).exists()
+    Trial.program = diverging
 
     recipe = comparison.recipe()
     for head, seed, correct in (("stock", 1, 30), ("stock", 2, 31), ("hire", 1, 32)):
@@ -148,7 +160,7 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
     assert summary["heads"]["hire"]["failed"] == 1 and summary["heads"]["hire"]["failed_rate"] == 0.5
     assert summary["heads"]["hire"]["n"] == 1 and summary["heads"]["stock"]["failed"] == 0
     assert [(u["head"], u["seed"]) for u in summary["unfinished"]] == [("hire", 2)]
-    assert ("Runs that did not finish (no run file; counted as failed runs, left out of every other figure): hire "
+    assert ("Runs without a score (counted as failed runs, left out of every other figure): hire "
             "seed 2, fine-tuning exited with 1 (FloatingPointError: gradients are Nan/Inf).") in \
         (comparison.out / "report.md").read_text()
     # the run trained again and finished: its record goes
@@ -198,3 +210,41 @@ def test_another_checkpoint_or_data_at_the_same_paths_is_another_comparison(rte_
     with pytest.raises(ReportError, match="trained from other files at the same paths"):
         check_comparable([trained, later])
     check_comparable([trained, {**later, "inputs_sha256": None}])  # a run file from before the digests
+
+
+def test_a_regression_run_that_scores_nan_is_a_failed_run_not_a_damaged_file(tmp_path):
+    """A collapsed STS-B run (one prediction for every example) records pearson NaN, as its
+    predictions score: counted as failed and left out of the figures, not refused as edited."""
+    from fairseq_hire.compare.report import summarise
+
+    targets = np.linspace(0.0, 5.0, 40)
+    pearson = metric_function("pearson_and_spearman", True)
+
+    def regression_run(seed, predictions):
+        return {"file": f"stock-seed{seed}.json", "head": "stock", "seed": seed, "task": "STS-B",
+                "metric": "pearson_and_spearman", "regression": True, "label_names": None, "positive_class": -1,
+                "targets": targets.tolist(), "predictions": predictions.tolist(), "train_seconds": 1.0,
+                "layer_weights": None, "recipe": {"train_flags": []},
+                "metrics": {"pearson_and_spearman": rounded(pearson(predictions, targets))}}
+
+    rng = np.random.default_rng(0)
+    runs = [regression_run(1, targets + rng.normal(0, 1, 40)), regression_run(2, targets + rng.normal(0, 1, 40)),
+            regression_run(3, np.full(40, 2.5))]
+    assert np.isnan(runs[2]["metrics"]["pearson_and_spearman"])
+    summary = summarise(runs)
+    stock = summary["heads"]["stock"]
+    assert stock["n"] == 2 and stock["failed"] == 1 and np.isfinite(stock["mean"])
+    assert summary["unfinished"][0]["seed"] == 3 and "NaN" in summary["unfinished"][0]["why"]
+
+
+def test_runs_recording_their_inputs_are_compared_with_each_other_past_an_older_file():
+    """An older run file (no digests) sorted first no longer lets two newer runs of different
+    encoders through."""
+    from fairseq_hire.compare.report import check_comparable
+
+    base = {"recipe": {"train_flags": []}, "targets": [0, 1], "seed": 1}
+    older = {**base, "file": "a.json"}
+    one = {**base, "file": "b.json", "seed": 2, "inputs_sha256": {"pretrained": "1" * 64, "training_data": "d"}}
+    other = {**base, "file": "c.json", "seed": 3, "inputs_sha256": {"pretrained": "2" * 64, "training_data": "d"}}
+    with pytest.raises(ReportError, match="c.json and b.json were trained from other files"):
+        check_comparable([older, one, other])

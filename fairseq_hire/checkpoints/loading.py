@@ -211,7 +211,9 @@ def safe_torch_load(path, map_location="cpu", lazy=False):
     """The checkpoint's contents, unpickled safely (steps 1 and 2 above); the configuration
     is not checked (``load_state`` does that). ``lazy``: a zip checkpoint's tensors are
     memory-mapped (``torch.load(mmap=True)``) instead of read, for a caller that looks at the
-    configuration and the weights' shapes only; torch cannot map the legacy format, read whole."""
+    configuration and the weights' shapes only, and reads the weights afterwards or not at all
+    (a record shorter than its tensor is found only when read); torch cannot map the legacy
+    format, read whole."""
     path = Path(path)
     check_file(path)
     mmap = lazy and zipfile.is_zipfile(path)
@@ -272,11 +274,13 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
             state = fairseq_load_checkpoint_to_cpu()(str(path), arg_overrides, load_on_all_ranks)
             if had_cfg and arg_overrides is not None:
                 replace_named_components(state["cfg"], arg_overrides)
-    except pickle.UnpicklingError as error:  # the file changed since it was checked
-        raise classify_failure(Path(path), error) from None
-    except CONFIGURATION_ERRORS as error:
+    except CONFIGURATION_ERRORS as error:  # first: RecursionError is a RuntimeError
         raise UnsafeConfigError(f"refusing to load checkpoint {path}: fairseq cannot read its configuration "
                                 f"({one_line(error)}); nothing from it was run") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        # the file changed since it was checked, or a tensor's record is shorter than its storage,
+        # which the mapped check cannot see (torch reads the record's size only when it reads it)
+        raise classify_failure(Path(path), error) from None
     # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
     configuration.check(state, path)
     return state

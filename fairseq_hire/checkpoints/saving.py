@@ -78,7 +78,7 @@ def newest_intact(save_dir: Path, suffix: str, exclude: Path):
         if path == exclude:
             continue
         try:
-            found.append((updates_of(load_state(path, lazy=True)), path.stat().st_mtime, path))
+            found.append((updates_of(load_state(path)), path.stat().st_mtime, path))
         except (CheckpointError, OSError, KeyError, IndexError, TypeError) as error:
             logger.warning(f"not resuming from {path}: {error}")
     if not found:
@@ -90,7 +90,7 @@ def newest_intact(save_dir: Path, suffix: str, exclude: Path):
 def repair_last_checkpoint(last: Path, suffix: str) -> None:
     """If checkpoint_last is unreadable, put the newest intact checkpoint in its place."""
     try:
-        load_state(last, lazy=True)
+        load_state(last)  # read whole: a mapped read does not see a record shorter than its tensor
         return
     except CorruptCheckpointError as error:
         problem = error

@@ -4,7 +4,8 @@ without a record the report would average the runs that survived and call none f
 run leaves OUT/runs/<head>-seed<seed>.failed (the stage, exit code, log and the log's last
 line, and the recipe it was tried with); the report lists it and counts it as a failed run,
 and a later successful run of that head and seed removes it. A run stopped by SIGINT or
-SIGTERM (Ctrl-C, a scheduler) is stopped, not failed: no record."""
+SIGTERM (Ctrl-C, a scheduler), or killed by the comparison being stopped, is stopped, not
+failed: no record."""
 import json
 import signal
 from pathlib import Path
@@ -30,9 +31,11 @@ def last_line(log: Path) -> str:
     return next((line for line in reversed(lines) if line), "")[:REASON_CHARACTERS]
 
 
-def record_failure(result: Path, head: str, seed: int, stage: str, code: int, log: Path, recipe: Dict) -> None:
-    """Leave the record of a run that `stage` (fine-tuning, scoring) ended with exit `code`."""
-    if code in STOPPED:
+def record_failure(result: Path, head: str, seed: int, stage: str, code: int, log: Path, recipe: Dict,
+                   stopping: bool = False) -> None:
+    """Leave the record of a run that `stage` (fine-tuning, scoring) ended with exit `code`;
+    none while the comparison itself is `stopping` (Ctrl-C: it kills its runs' processes)."""
+    if stopping or code in STOPPED:
         return
     record = {"head": head, "seed": seed, "stage": stage, "exit_code": code, "log": str(log),
               "reason": last_line(log), "recipe": recipe}

@@ -12,6 +12,7 @@ extractor): the per-example distribution of each layer's weight and the mean
 total-variation distance between an example's weights and the mean weights.
 """
 import json
+import math
 import statistics as pystats
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -59,14 +60,16 @@ def check_comparable(runs: List[Dict]) -> None:
     budgeted = next((run for run in runs if run.get("schedule")), None)
     rows_of_seed = {}
     first_key = recipe_key(first["recipe"])
+    # the first run that records what it was trained from (older run files do not)
+    digested = next((run for run in runs if isinstance(run.get("inputs_sha256"), dict)), first)
     for run in runs[1:]:
         if recipe_key(run["recipe"]) != first_key:
             raise ReportError(f"{run['file']} was trained with {run['recipe']}, {first['file']} with "
                               f"{first['recipe']}: heads must share one recipe")
         if run["targets"] != first["targets"]:
             raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
-        if differing_inputs(run, first):
-            raise ReportError(f"{run['file']} and {first['file']} were trained from other files at the same paths "
+        if differing_inputs(run, digested):
+            raise ReportError(f"{run['file']} and {digested['file']} were trained from other files at the same paths "
                               "(the pretrained checkpoint's or the training data's sha256 differ): heads must share them")
     for run in runs:
         if run.get("schedule") and run["schedule"] != budgeted["schedule"]:
@@ -90,11 +93,16 @@ def check_runs(runs: List[Dict], metric, targets: np.ndarray, metric_name: str) 
         if other is not run:
             raise ReportError(f"{run['file']} and {other['file']} are both {run['head']} seed {run['seed']}: "
                               "a run counts once; remove one of them")
-        predictions = np.asarray(run["predictions"], targets.dtype)
+        try:
+            predictions = np.asarray(run["predictions"], targets.dtype)
+        except (ValueError, TypeError) as error:
+            raise ReportError(f"{run['file']}: its predictions are not {targets.dtype} numbers ({error})") from None
         if predictions.shape != targets.shape:
             raise ReportError(f"{run['file']}: {predictions.size} predictions for {targets.size} dev examples")
         recorded, scored = run["metrics"].get(metric_name), metrics.rounded(metric(predictions, targets))
-        if not isinstance(recorded, (int, float)) or not abs(recorded - scored) <= SCORE_TOLERANCE:
+        # a collapsed regression run (one value for every example) scores NaN, recorded so: it failed
+        if not isinstance(recorded, (int, float)) or not (
+                abs(recorded - scored) <= SCORE_TOLERANCE or (math.isnan(recorded) and math.isnan(scored))):
             raise ReportError(f"{run['file']}: records {metric_name} {recorded!r}, but its predictions score "
                               f"{scored} on the dev targets; expected the two to agree (a damaged or edited file)")
 
@@ -108,8 +116,9 @@ def description(head: str) -> str:
 
 
 def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[Dict] = ()) -> Dict:
-    """`unfinished`: records of runs of this recipe that did not finish (``failures``), counted
-    as failed runs of their head and left out of every other figure."""
+    """`unfinished`: records of runs of this recipe that did not finish (``failures``); they, and
+    runs that scored NaN (a regression run predicting one value for every example), count as
+    failed runs of their head and are left out of every other figure."""
     if not runs:
         raise ReportError("no finished runs to report on")
     check_comparable(runs)
@@ -120,6 +129,16 @@ def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[D
     metric = metrics.metric_function(metric_name, regression, first["positive_class"])
     targets = np.asarray(first["targets"], float if regression else int)
     check_runs(runs, metric, targets, metric_name)
+    unfinished = [{**u, "why": f"{u['stage']} exited with {u['exit_code']} ({u['reason'] or 'log: ' + u['log']})"}
+                  for u in unfinished]
+    for run in runs:
+        if math.isnan(run["metrics"][metric_name]):
+            unfinished.append({"head": run["head"], "seed": run["seed"], "log": run["file"],
+                               "why": f"its {metric_name} is NaN (one prediction for every example)"})
+    runs = [run for run in runs if not math.isnan(run["metrics"][metric_name])]
+    if not runs:
+        raise ReportError("no run with a score to report on: " + "; ".join(
+            f"{u['head']} seed {u['seed']}: {u['why']}" for u in unfinished))
     constant = metrics.constant_score(targets, metric_name, regression, first["positive_class"], num_classes)
     by_head: Dict[str, List[Dict]] = {}
     for run in sorted(runs, key=lambda r: r["seed"]):
@@ -154,8 +173,7 @@ def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[D
     return {
         "task": first["task"], "metric": metric_name, "dev_examples": len(targets),
         "constant_score": constant, "reference": reference, "recipe": first["recipe"],
-        "heads": heads, "unfinished": [{key: u[key] for key in ("head", "seed", "stage", "exit_code", "reason", "log")}
-                                       for u in unfinished],
+        "heads": heads, "unfinished": [{key: u[key] for key in ("head", "seed", "why", "log")} for u in unfinished],
     }
 
 
@@ -207,9 +225,8 @@ def markdown(summary: Dict) -> str:
             cells += ["(reference)" if head == ref else "-", "", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("unfinished"):
-        lines += ["", "Runs that did not finish (no run file; counted as failed runs, left out of every other "
-                  "figure): " + "; ".join(f"{u['head']} seed {u['seed']}, {u['stage']} exited with {u['exit_code']} "
-                                          f"({u['reason'] or 'log: ' + u['log']})" for u in summary["unfinished"]) + "."]
+        lines += ["", "Runs without a score (counted as failed runs, left out of every other figure): "
+                  + "; ".join(f"{u['head']} seed {u['seed']}, {u['why']}" for u in summary["unfinished"]) + "."]
     for head, data in summary["heads"].items():
         weights = data["layer_weights"]
         if weights:

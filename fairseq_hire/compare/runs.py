@@ -233,18 +233,19 @@ class Runner:
         env = run_environment(self.threads)
         command = comparison.finetune_command(head, seed, work)
         self.log(f"run {name}" + (" (resuming)" if (work / "checkpoint_last.pt").exists() else ""))
+        inputs = input_digests(comparison.pretrained, comparison.data)  # the files as the run starts from them
         start = time.time()
         train_log = logs / f"{head}-seed{seed}.log"
         code = run_sharing_lock(command, lock, train_log, env)
         if code != 0:
-            record_failure(result, head, seed, "fine-tuning", code, train_log, comparison.recipe())
+            record_failure(result, head, seed, "fine-tuning", code, train_log, comparison.recipe(), RUNNING.stopping)
             return RunOutcome(head, seed, "failed", f"fine-tuning exited with {code}; log: {train_log}")
         train_seconds = time.time() - start
         scores_file = work / "dev-scores.json"
         scoring_log = logs / f"{head}-seed{seed}-scoring.log"
         code = run_sharing_lock(comparison.evaluate_command(work, scores_file), lock, scoring_log, env)
         if code != 0:
-            record_failure(result, head, seed, "scoring", code, scoring_log, comparison.recipe())
+            record_failure(result, head, seed, "scoring", code, scoring_log, comparison.recipe(), RUNNING.stopping)
             return RunOutcome(head, seed, "failed", f"scoring exited with {code}; log: {scoring_log}")
         scores = json.loads(scores_file.read_text())
         record = {
@@ -260,7 +261,7 @@ class Runner:
             "gpu": gpu_name() if comparison.training_device == "gpu" else None,
             "schedule": fairseq_schedule(train_log.read_text(encoding="utf-8")),
             "train_subset": subset_record(work),
-            "inputs_sha256": input_digests(comparison.pretrained, comparison.data),
+            "inputs_sha256": inputs,
         }
         write_atomically(result, json.dumps(record) + "\n")
         clear_failure(result)

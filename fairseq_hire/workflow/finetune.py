@@ -176,7 +176,7 @@ def build_command(args, passthrough) -> list:
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
-    per_update = batches_per_update(passthrough, device)
+    per_update = batches_per_update(passthrough)
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "batches_per_update": per_update}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)

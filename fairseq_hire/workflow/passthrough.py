@@ -6,11 +6,12 @@ import argparse
 from .same_run import argparse_words
 
 
-def batches_per_update(passthrough, device: str) -> int:
+def batches_per_update(passthrough) -> int:
     """The --batch-size batches one fairseq update takes: its workers (--distributed-world-size,
-    by fairseq's default every visible GPU, one process on the CPU) x --update-freq, read from
-    the fairseq-train flags passed on. The budget (--max-update, --total-num-update, the
-    warmup) is counted in updates, so it is reckoned in updates of that many batches."""
+    whose fairseq default is the number of visible GPUs, also for a --cpu run, which then starts
+    that many CPU workers) x --update-freq, read from the fairseq-train flags passed on. The
+    budget (--max-update, --total-num-update, the warmup) is counted in updates, so it is
+    reckoned in updates of that many batches."""
     from fairseq.utils import eval_str_list
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
@@ -27,7 +28,7 @@ def batches_per_update(passthrough, device: str) -> int:
     if known.distributed_world_size is None:
         import torch
 
-        workers = max(1, torch.cuda.device_count()) if device == "gpu" else 1
+        workers = max(1, torch.cuda.device_count())  # fairseq's default, on any device
     elif known.distributed_world_size.isdigit() and int(known.distributed_world_size) >= 1:
         workers = int(known.distributed_world_size)
     else:
