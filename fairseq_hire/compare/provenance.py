@@ -64,9 +64,9 @@ def input_digests(pretrained: Path, data: Path) -> Dict[str, str]:
             "training_data": training.hexdigest() if files else None}
 
 
-def differing_inputs(run: Dict, other: Dict) -> List[str]:
-    """The inputs (pretrained, training_data) whose digests both run records hold, and differ."""
-    mine, theirs = run.get("inputs_sha256"), other.get("inputs_sha256")
+def differing_inputs(mine, theirs) -> List[str]:
+    """The inputs (pretrained, training_data) two runs' digests (``inputs_sha256``) both hold,
+    and differ in."""
     if not isinstance(mine, dict) or not isinstance(theirs, dict):  # a run file from before the digests
         return []
     return [name for name in mine if None not in (mine[name], theirs.get(name)) and mine[name] != theirs[name]]

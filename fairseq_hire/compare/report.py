@@ -68,7 +68,7 @@ def check_comparable(runs: List[Dict]) -> None:
                               f"{first['recipe']}: heads must share one recipe")
         if run["targets"] != first["targets"]:
             raise ReportError(f"{run['file']} and {first['file']} were scored on different dev sets")
-        if differing_inputs(run, digested):
+        if differing_inputs(run.get("inputs_sha256"), digested.get("inputs_sha256")):
             raise ReportError(f"{run['file']} and {digested['file']} were trained from other files at the same paths "
                               "(the pretrained checkpoint's or the training data's sha256 differ): heads must share them")
     for run in runs:
@@ -129,13 +129,12 @@ def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[D
     metric = metrics.metric_function(metric_name, regression, first["positive_class"])
     targets = np.asarray(first["targets"], float if regression else int)
     check_runs(runs, metric, targets, metric_name)
-    unfinished = [{**u, "why": f"{u['stage']} exited with {u['exit_code']} ({u['reason'] or 'log: ' + u['log']})"}
-                  for u in unfinished]
-    for run in runs:
-        if math.isnan(run["metrics"][metric_name]):
-            unfinished.append({"head": run["head"], "seed": run["seed"], "log": run["file"],
-                               "why": f"its {metric_name} is NaN (one prediction for every example)"})
-    runs = [run for run in runs if not math.isnan(run["metrics"][metric_name])]
+    collapsed = [run for run in runs if math.isnan(run["metrics"][metric_name])]
+    runs = [run for run in runs if run not in collapsed]
+    unfinished = [*({**u, "why": f"{u['stage']} exited with {u['exit_code']} ({u['reason'] or 'log: ' + u['log']})"}
+                    for u in unfinished),
+                  *({"head": run["head"], "seed": run["seed"], "log": run["file"],
+                     "why": f"its {metric_name} is NaN (one prediction for every example)"} for run in collapsed)]
     if not runs:
         raise ReportError("no run with a score to report on: " + "; ".join(
             f"{u['head']} seed {u['seed']}: {u['why']}" for u in unfinished))

@@ -186,14 +186,15 @@ def check_recipe(comparison: Comparison) -> None:
         if recipe_key(recipe) != wanted_key:
             raise ValueError(f"{path} was trained with {recipe}; this comparison's recipe is {wanted}. "
                              "Every head must share one recipe: use another OUT folder")
-        if not isinstance(record.get("inputs_sha256"), dict):  # a run file from before the digests
+        trained_from = record.get("inputs_sha256")
+        if not isinstance(trained_from, dict):  # a run file from before the digests
             continue
-        inputs = inputs or {"inputs_sha256": input_digests(comparison.pretrained, comparison.data)}
-        changed = differing_inputs(record, inputs)
+        inputs = inputs or input_digests(comparison.pretrained, comparison.data)
+        changed = differing_inputs(trained_from, inputs)
         if changed:
             raise ValueError(f"{path} was trained from other files at the same paths ({', '.join(changed)}: sha256 "
-                             f"{', '.join(str(record['inputs_sha256'][n])[:12] for n in changed)}, now "
-                             f"{', '.join(inputs['inputs_sha256'][n][:12] for n in changed)}): use another OUT folder")
+                             f"{', '.join(str(trained_from[n])[:12] for n in changed)}, now "
+                             f"{', '.join(inputs[n][:12] for n in changed)}): use another OUT folder")
 
 
 @dataclass

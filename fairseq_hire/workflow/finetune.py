@@ -11,9 +11,9 @@ fairseq-train as is (e.g. --hire-gru-dim 96, --log-interval 10).
 
 For the regime study (issue 28): ``--train-size N`` trains on a seeded sample of N training rows,
 stratified by label for classification, simple random for regression (``glue_prep.subset``; the
-rows follow --seed, so every head of a seed gets the same ones) for a budget in epochs over those rows, lengthened to at least MIN_SUBSET_UPDATES
-updates; ``--freeze-encoder`` trains the head alone (``roberta_hire --freeze-encoder``), and
-``--layer-cache DIR``, refused without it, reads the frozen encoder's layer outputs from a cache.
+rows follow --seed, so every head of a seed gets the same ones) for a budget in epochs over
+those rows, lengthened to at least MIN_SUBSET_UPDATES updates; ``--freeze-encoder`` trains the
+head alone (``roberta_hire --freeze-encoder``), and ``--layer-cache DIR``, refused without it, reads the frozen encoder's layer outputs from a cache.
 
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
@@ -221,9 +221,9 @@ def check_stock_roberta_eps(encoder, pretrained) -> None:
 
 def train_subset(args, data: Path, max_positions: int):
     """The run's training rows: a sample of --train-size rows (stratified by label where there are
-    classes) drawn with the run's
-    --seed (every head of a seed gets the same rows) among those that fit the model's
-    positions (fairseq-train would skip the others), kept in SAVE_DIR/train_subset."""
+    classes) drawn with the run's --seed (every head of a seed gets the same rows) among those
+    that fit the model's positions (fairseq-train would skip the others), kept in
+    SAVE_DIR/train_subset."""
     from glue_prep.subset import make_train_subset
 
     info = make_train_subset(data, args.train_size, args.seed, Path(args.save_dir) / SUBSET_FOLDER, max_positions)
