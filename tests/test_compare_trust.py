@@ -164,7 +164,7 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
             "seed 2, fine-tuning exited with 1 (FloatingPointError: gradients are Nan/Inf).") in \
         (comparison.out / "report.md").read_text()
     # the run trained again and finished: its record goes
-    Trial.program = "import pathlib, sys; pathlib.Path(sys.argv[1]).mkdir(parents=True)"
+    Trial.program = "import pathlib, sys; pathlib.Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)"
     monkeypatch.setattr(Trial, "evaluate_command", lambda self, save_dir, scores_file: [
         sys.executable, "-c", f"import json, pathlib; pathlib.Path({str(scores_file)!r}).write_text(json.dumps("
         f"{{'metrics': {{'accuracy': 80.0}}, 'split': 'valid', 'examples': 40, 'source': 'test', "
@@ -248,3 +248,63 @@ def test_runs_recording_their_inputs_are_compared_with_each_other_past_an_older_
     other = {**base, "file": "c.json", "seed": 3, "inputs_sha256": {"pretrained": "2" * 64, "training_data": "d"}}
     with pytest.raises(ReportError, match="c.json and b.json were trained from other files"):
         check_comparable([older, one, other])
+
+
+def test_an_input_replaced_during_a_run_or_between_its_attempts_is_not_recorded(tmp_path, monkeypatch):
+    """The run file records the digests taken as the run starts: a model.pt replaced while it
+    trained (same size, same mtime), or data binarised again before a killed run was resumed
+    from its checkpoints, left a run file naming files it was not (only) trained from."""
+    import json
+    import shutil
+    import sys
+
+    from fairseq_hire.compare.failures import failure_path
+    from fairseq_hire.compare.provenance import input_digests
+    from fairseq_hire.compare.runs import Runner
+
+    model, data = tmp_path / "model.pt", tmp_path / "data"
+    (data / "input0").mkdir(parents=True)
+    (data / "input0" / "train.bin").write_bytes(b"rows")
+    model.write_bytes(b"checkpoint A")
+    replace_model = (f"import os, pathlib, sys; m = pathlib.Path({str(model)!r}); t = m.stat().st_mtime_ns; "
+                     "m.write_bytes(b'checkpoint B'); os.utime(m, ns=(t, t)); "
+                     "pathlib.Path(sys.argv[1]).mkdir(parents=True, exist_ok=True); "
+                     "pathlib.Path(sys.argv[1], 'trained').write_text('')")
+
+    class Trial(Comparison):
+        training_device, metric, program = "cpu", "accuracy", replace_model
+
+        def finetune_command(self, head, seed, save_dir):
+            return [sys.executable, "-c", self.program, str(save_dir)]
+
+        def evaluate_command(self, save_dir, scores_file):
+            return [sys.executable, "-c", f"import json, pathlib; pathlib.Path({str(scores_file)!r}).write_text("
+                    "json.dumps({'metrics': {'accuracy': 80.0}, 'split': 'valid', 'examples': 40, "
+                    "'source': 'test', 'per_example': {'predictions': [], 'targets': []}}))"]
+
+    comparison = Trial("RTE", data, model, tmp_path / "out", ())
+    comparison.runs_dir.mkdir(parents=True)
+    runner = Runner(comparison, log=lambda text: None)
+    outcome = runner.run("hire", 1)
+    assert outcome.status == "failed" and outcome.message.startswith("pretrained changed while the run trained")
+    assert not comparison.result_path("hire", 1).exists() and not failure_path(comparison.result_path("hire", 1)).exists()
+    assert not (comparison.work_dir / "hire-seed1").exists()  # its checkpoints mixed two encoders: gone
+
+    # a first attempt stopped (SIGTERM: no failure record), then the data binarised again
+    Trial.program = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    assert runner.run("hire", 2).status == "failed"
+    (data / "input0" / "train.bin").write_bytes(b"other rows")
+    Trial.program = ("import pathlib, sys; pathlib.Path(sys.argv[1]).mkdir(parents=True, exist_ok=True); "
+                     "pathlib.Path(sys.argv[1], 'trained').write_text('')")
+    outcome = runner.run("hire", 2)
+    work = comparison.work_dir / "hire-seed2"
+    assert outcome.status == "failed" and outcome.message == (
+        f"training_data changed since this run's first attempt, whose checkpoints are in {work}; "
+        "remove that folder to train it from the new files")
+    assert not (work / "trained").exists() and not comparison.result_path("hire", 2).exists()
+    (work / "inputs_sha256.json").write_text("{")  # damaged: named, nothing trains
+    assert "inputs_sha256.json: unreadable" in runner.run("hire", 2).message and not (work / "trained").exists()
+    shutil.rmtree(work)  # as the message says: the run trains from the new files
+    assert runner.run("hire", 2).status == "done"
+    recorded = json.loads(comparison.result_path("hire", 2).read_text())["inputs_sha256"]
+    assert recorded == input_digests(model, data)

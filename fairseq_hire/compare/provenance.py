@@ -11,10 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from glue_prep.atomic import write_atomically
 from glue_prep.metadata import read_metadata
 
 from ..workflow.same_run import argparse_words
 
+INPUTS_FILE = "inputs_sha256.json"  # in a run's save dir: what its first attempt trained from
 SCHEDULE_FLAGS = ("--lr", "--batch-size", "--update-freq", "--max-update", "--max-epoch", "--warmup-updates")
 FLAG_ALIASES = {"--max-sentences": "--batch-size"}  # fairseq's argparse_alias: the same option
 
@@ -37,7 +39,7 @@ def fairseq_schedule(log: str) -> Optional[Dict]:
 
 
 @lru_cache(maxsize=None)
-def _digest(path: Path, size: int, mtime_ns: int) -> str:  # cached per version of the file
+def _digest(path: Path, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:  # cached per version
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
@@ -47,7 +49,8 @@ def _digest(path: Path, size: int, mtime_ns: int) -> str:  # cached per version 
 
 def file_digest(path: Path) -> str:
     stat = Path(path).stat()
-    return _digest(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+    # a file rewritten or replaced gets a new ctime or inode even where its size and mtime are kept
+    return _digest(Path(path).resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 def input_digests(pretrained: Path, data: Path) -> Dict[str, str]:
@@ -70,6 +73,24 @@ def differing_inputs(mine, theirs) -> List[str]:
     if not isinstance(mine, dict) or not isinstance(theirs, dict):  # a run file from before the digests
         return []
     return [name for name in mine if None not in (mine[name], theirs.get(name)) and mine[name] != theirs[name]]
+
+
+def pin_inputs(save_dir: Path, inputs: Dict[str, str]) -> Optional[str]:
+    """Keep a run's input digests in its save dir at its first attempt; at a later one (a run
+    resumed from checkpoints trained on the first attempt's files, whose run file must not
+    record other files' digests), why it may not go on, if its inputs changed since."""
+    pinned = Path(save_dir) / INPUTS_FILE
+    try:
+        first = json.loads(pinned.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        pinned.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(pinned, json.dumps(inputs) + "\n")
+        return None
+    except (OSError, ValueError) as error:
+        return f"{pinned}: unreadable ({error}); expected the input digests of the run's first attempt"
+    moved = differing_inputs(first, inputs)
+    return (f"{', '.join(moved)} changed since this run's first attempt, whose checkpoints are in {save_dir}; "
+            "remove that folder to train it from the new files") if moved else None
 
 
 def subset_record(save_dir: Path) -> Optional[Dict]:

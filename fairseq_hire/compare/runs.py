@@ -58,7 +58,7 @@ from ..modules.options import head_options
 from ..workflow.same_run import argparse_words, training_flags
 from .failures import clear_failure, record_failure
 from .provenance import (code_version, differing_inputs, fairseq_schedule, gpu_name, input_digests,
-                         parse_validations, subset_record, torch_version)
+                         parse_validations, pin_inputs, subset_record, torch_version)
 from .watchdog import RUNNING, kill_group
 
 FINETUNE = [sys.executable, "-m", "fairseq_hire.workflow.finetune"]
@@ -235,6 +235,9 @@ class Runner:
         command = comparison.finetune_command(head, seed, work)
         self.log(f"run {name}" + (" (resuming)" if (work / "checkpoint_last.pt").exists() else ""))
         inputs = input_digests(comparison.pretrained, comparison.data)  # the files as the run starts from them
+        refused = pin_inputs(work, inputs)
+        if refused:
+            return RunOutcome(head, seed, "failed", refused)
         start = time.time()
         train_log = logs / f"{head}-seed{seed}.log"
         code = run_sharing_lock(command, lock, train_log, env)
@@ -248,6 +251,11 @@ class Runner:
         if code != 0:
             record_failure(result, head, seed, "scoring", code, scoring_log, comparison.recipe(), RUNNING.stopping)
             return RunOutcome(head, seed, "failed", f"scoring exited with {code}; log: {scoring_log}")
+        changed = differing_inputs(inputs, input_digests(comparison.pretrained, comparison.data))
+        if changed:  # trained partly from other files than those it would record
+            shutil.rmtree(work, ignore_errors=True)
+            return RunOutcome(head, seed, "failed", f"{', '.join(changed)} changed while the run trained: not "
+                              "recorded, its checkpoints removed; run it again")
         scores = json.loads(scores_file.read_text())
         record = {
             "version": RESULT_VERSION, "task": comparison.task, "head": head, "seed": seed,
