@@ -41,7 +41,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import regimes as rg  # noqa: E402
-from fairseq_hire.compare.report import ReportError, load_runs, summarise, write_summary  # noqa: E402
+from fairseq_hire.compare.report import (ReportError, load_runs, load_unfinished, summarise,  # noqa: E402
+                                         write_summary)
 from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from fairseq_hire.metrics import rounded  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
@@ -72,7 +73,7 @@ def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_st
     seeds = {h: sum(r["head"] == h for r in runs) for h in heads}
     summary = None
     if runs:
-        summary = summarise(runs)
+        summary = summarise(runs, unfinished=load_unfinished(folder / "runs", runs))
         if write:
             write_summary(summary, report_folder)
         add_mean_pool_comparison(summary, runs)

@@ -99,7 +99,7 @@ def gpu_quality_section(summaries: dict, study: Path = GPU_STUDY, page_dir: Path
 def run_minutes(summaries: dict) -> str:
     """How long a run trained, per task: the mean over its runs, from their own files."""
     def mean(summary):
-        heads = summary["heads"].values()
+        heads = [h for h in summary["heads"].values() if h["n"]]  # not a head whose every run failed
         return sum(h["train_minutes"] * h["n"] for h in heads) / sum(h["n"] for h in heads)
 
     return ("Training minutes per run (the mean over the task's runs, from their files): "
@@ -268,7 +268,7 @@ def cost_section(summaries: dict, costs: dict) -> str:
     for head in heads:
         config = head
         scores = [f"{summaries[t]['heads'][head]['mean']:.1f} ({summaries[t]['heads'][head]['n']})"
-                  if head in summaries[t]["heads"] else "-" for t in tasks]
+                  if summaries[t]["heads"].get(head, {}).get("n") else "-" for t in tasks]
         ratios = [f"{costs[d][config]['ratio']:.2f}x" if config in costs[d] else "-" for d in devices]
         flops = next((f"{costs[d][config]['flop_ratio']:.2f}x" for d in devices if config in costs[d]), "-")
         lines.append(f"| {head} | " + " | ".join(scores) + " | " + " | ".join(ratios) + f" | {flops} |")

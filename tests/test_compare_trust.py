@@ -156,10 +156,22 @@ def test_a_run_that_did_not_finish_is_listed_and_counted_as_failed_not_left_out(
         comparison.result_path(head, seed).write_text(json.dumps(full_run(head, seed, correct, recipe)))
     other = {**record, "head": "stock", "seed": 3, "recipe": {**recipe, "train_flags": ["--lr", "3e-5"]}}
     failure_path(comparison.result_path("stock", 3)).write_text(json.dumps(other))  # an earlier recipe's try
+    # a head whose every run failed: a row of its own, not only a line under the table
+    for seed in (1, 2):
+        failure_path(comparison.result_path("scalar-mix", seed)).write_text(
+            json.dumps({**record, "head": "scalar-mix", "seed": seed}))
     summary = write_report(comparison.out)
     assert summary["heads"]["hire"]["failed"] == 1 and summary["heads"]["hire"]["failed_rate"] == 0.5
     assert summary["heads"]["hire"]["n"] == 1 and summary["heads"]["stock"]["failed"] == 0
-    assert [(u["head"], u["seed"]) for u in summary["unfinished"]] == [("hire", 2)]
+    assert [(u["head"], u["seed"]) for u in summary["unfinished"]] == [("hire", 2), ("scalar-mix", 1),
+                                                                       ("scalar-mix", 2)]
+    mix = summary["heads"]["scalar-mix"]
+    assert (mix["n"], mix["failed"], mix["failed_rate"], mix["mean"]) == (0, 2, 1.0, None) and "vs_reference" not in mix
+    assert "| scalar-mix | 0 | - | - | - | 2 (100%) | - |" in (comparison.out / "report.md").read_text()
+    assert (comparison.out / "scores.png").stat().st_size > 0
+    for seed in (1, 2):
+        failure_path(comparison.result_path("scalar-mix", seed)).unlink()
+    summary = write_report(comparison.out)
     assert ("Runs without a score (counted as failed runs, left out of every other figure): hire "
             "seed 2, fine-tuning exited with 1 (FloatingPointError: gradients are Nan/Inf).") in \
         (comparison.out / "report.md").read_text()

@@ -167,6 +167,20 @@ def test_heads_of_one_seed_on_other_rows_or_runs_of_another_size_are_refused(tmp
         regime_report.point_result(p, HEADS, results, todays, write=False)
 
 
+def test_a_run_of_a_point_that_did_not_finish_is_counted_as_a_failed_run(tmp_path):
+    """A diverged run of the study leaves a failure record (compare/failures.py), not a run
+    file: the point's report counted only the runs that finished, as if none had failed."""
+    results, todays = tmp_path / "regimes", tmp_path / "compare"
+    p = regimes.Point("RTE", "finetuned", "n100")
+    finished = json.loads(write_run(p.folder(results, todays), p, "stock", 1, 0.7).read_text())
+    write_run(p.folder(results, todays), p, "hire", 1, 0.7)
+    record = {"head": "hire", "seed": 2, "stage": "fine-tuning", "exit_code": 1, "log": "hire-seed2.log",
+              "reason": "FloatingPointError: gradients are Nan/Inf", "recipe": finished["recipe"]}
+    (p.folder(results, todays) / "runs" / "hire-seed2.failed").write_text(json.dumps(record))
+    heads = regime_report.point_result(p, HEADS, results, todays, write=False)["summary"]["heads"]
+    assert (heads["hire"]["n"], heads["hire"]["failed"], heads["hire"]["unfinished_seeds"]) == (1, 1, [2])
+
+
 def test_the_plan_counts_runs_reuse_and_measured_hours(tmp_path):
     results, todays = tmp_path / "regimes", tmp_path / "compare"
     points = regimes.grid(["RTE", "SST-2"])

@@ -142,29 +142,31 @@ def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[D
     by_head: Dict[str, List[Dict]] = {}
     for run in sorted(runs, key=lambda r: r["seed"]):
         by_head.setdefault(run["head"], []).append(run)
-    order = ordered_heads(by_head)
+    # a head whose every run failed has a row too: n 0, every run failed
+    order = ordered_heads([*by_head, *(u["head"] for u in unfinished)])
 
     def predictions(head):
         return np.asarray([r["predictions"] for r in by_head[head]], float if regression else int)
 
     heads = {}
     for head in order:
-        scores = [r["metrics"][metric_name] for r in by_head[head]]
+        scored = by_head.get(head, [])
+        scores = [r["metrics"][metric_name] for r in scored]
         # the runs' scores are rounded to METRIC_DIGITS: so is the constant they are held against
         lost = [u["seed"] for u in unfinished if u["head"] == head]
         failed = sum(score <= metrics.rounded(constant) for score in scores) + len(lost)
         heads[head] = {
             "description": description(head),
-            "seeds": [r["seed"] for r in by_head[head]], "scores": scores, "n": len(scores),
-            "median": pystats.median(scores), "mean": pystats.fmean(scores),
+            "seeds": [r["seed"] for r in scored], "scores": scores, "n": len(scores),
+            "median": pystats.median(scores) if scores else None, "mean": pystats.fmean(scores) if scores else None,
             "sd": pystats.stdev(scores) if len(scores) > 1 else None,
             "mean_interval": st.mean_interval(scores),
             "failed": failed, "failed_rate": failed / (len(scores) + len(lost)), "unfinished_seeds": lost,
-            "train_minutes": pystats.fmean(r["train_seconds"] for r in by_head[head]) / 60,
-            "layer_weights": layer_weight_summary(by_head[head]),
+            "train_minutes": pystats.fmean(r["train_seconds"] for r in scored) / 60 if scored else None,
+            "layer_weights": layer_weight_summary(scored) if scored else None,
         }
-    for head in order:
-        if reference in heads and head != reference:
+    for head in by_head:
+        if reference in by_head and head != reference:
             heads[head]["vs_reference"] = st.compare_heads(
                 heads[head]["scores"], heads[reference]["scores"], predictions(head), predictions(reference),
                 targets, metric,
@@ -212,7 +214,8 @@ def markdown(summary: Dict) -> str:
     ]
     for head, data in summary["heads"].items():
         ci = data["mean_interval"]
-        cells = [head, str(data["n"]), number(data["median"]), f"{number(data['mean'])} ± {number(data['sd'])}",
+        cells = [head, str(data["n"]), number(data["median"]),
+                 f"{number(data['mean'])} ± {number(data['sd'])}" if data["n"] else "-",
                  f"{number(ci[0])} to {number(ci[1])}" if ci else "-",
                  f"{data['failed']} ({100 * data['failed_rate']:.0f}%)"]
         versus = data.get("vs_reference")
@@ -261,7 +264,7 @@ def plot_scores(summary: Dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(heads) + 2), 4))
     for i, head in enumerate(heads):
         data = summary["heads"][head]
-        jitter = np.linspace(-0.15, 0.15, len(data["scores"])) if len(data["scores"]) > 1 else [0.0]
+        jitter = np.linspace(-0.15, 0.15, len(data["scores"])) if len(data["scores"]) > 1 else [0.0] * data["n"]
         ax.scatter(i + np.asarray(jitter), data["scores"], s=14, alpha=0.7, color="tab:blue")
         if data["mean_interval"]:
             low, high = data["mean_interval"]
@@ -298,11 +301,15 @@ def plot_layer_weights(summary: Dict, path: Path) -> bool:
     return True
 
 
+def load_unfinished(runs_dir: Path, runs: List[Dict]) -> List[Dict]:
+    """The records of the runs of these runs' recipe that did not finish (``failures``)."""
+    return load_failures(runs_dir, recipe_key, recipe_key(runs[0]["recipe"])) if runs else []
+
+
 def write_report(out: Path, reference: str = "stock") -> Dict:
     out = Path(out)
     runs = load_runs(out / "runs")
-    unfinished = load_failures(out / "runs", recipe_key, recipe_key(runs[0]["recipe"])) if runs else []
-    return write_summary(summarise(runs, reference, unfinished), out)
+    return write_summary(summarise(runs, reference, load_unfinished(out / "runs", runs)), out)
 
 
 def write_summary(summary: Dict, out: Path) -> Dict:
