@@ -2,13 +2,16 @@
 --update-freq examples. Reckoned from --batch-size alone, `--batch-size 8 --update-freq 2` (the
 small-memory row of docs/DISTRIBUTED.md) planned twice the updates the epochs hold: --max-epoch
 stopped the run half-way, its learning rate never decayed to 0, and --train-size's floor of
-MIN_SUBSET_UPDATES updates was not met (140 of 260). On the CPU, --fp16 and --bf16 are refused
-before anything runs: fairseq would stop with a traceback after loading the model."""
+MIN_SUBSET_UPDATES updates was not met (140 of 260). --skip-remainder-batch drops batches from
+every epoch: reckoned without it, --max-epoch again stopped the run before its last update. On the
+CPU, --fp16 and --bf16 are refused before anything runs: fairseq would stop with a traceback after
+loading the model."""
 import json
 import math
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 from fairseq_hire.workflow.finetune import MIN_SUBSET_UPDATES, build_command, build_parser, main
@@ -45,6 +48,7 @@ def test_the_budget_counts_updates_of_the_global_batch(rte_bin, tiny_pretrained,
     (["--update-freq", "0"], r"--update-freq 0: expected one positive integer"),
     (["--update-freq", "x"], r"--update-freq x: expected one positive integer"),
     (["--distributed-world-size", "0"], r"--distributed-world-size 0: expected a positive integer"),
+    (["--skip-remainder-batch", "--train-size", "10"], r"10 training examples make no whole update of 16 examples"),
     (["--fp16"], r"--fp16: fairseq's fp16 optimizer needs CUDA, and this run trains on the CPU"),
     (["--bf16"], r"--bf16: fairseq trains in bfloat16 on CUDA or a TPU only"),
     (["--memory-efficient-bf16"], r"--memory-efficient-bf16: fairseq trains in bfloat16 on CUDA or a TPU only"),
@@ -62,16 +66,23 @@ def test_flags_the_budget_or_the_cpu_cannot_take_are_refused_in_one_line(rte_bin
     planned(rte_bin, tiny_pretrained, tmp_path, "--amp")
 
 
-def test_a_run_with_update_freq_trains_its_budget_to_a_learning_rate_of_0(rte_bin, tiny_pretrained, tmp_path):
+@pytest.mark.parametrize("flags, updates_per_epoch", [
+    ([], math.ceil(160 / 16)),
+    # each epoch's last batch dropped, then the last short group: (20 - 1) // 2
+    (["--skip-remainder-batch"], 9),
+])
+def test_a_run_with_update_freq_trains_its_budget_to_a_learning_rate_of_0(rte_bin, tiny_pretrained, tmp_path,
+                                                                         flags, updates_per_epoch):
     """160 rows, 2 epochs at 8 x 2 examples an update: 20 updates, the last at learning rate 0
-    (before: --max-update 40, stopped by --max-epoch at 20 with the rate half-way)."""
+    (before: --max-update 40, stopped by --max-epoch at 20 with the rate half-way); 18 with
+    --skip-remainder-batch (before: 20 planned, stopped at 18)."""
     command = [sys.executable, str(REPO / "scripts" / "finetune.py"), "RTE", str(rte_bin), str(tiny_pretrained),
                str(tmp_path), "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--seed", "1",
-               "--update-freq", "2", "--log-format", "json", "--log-interval", "1"]
+               "--update-freq", "2", "--log-format", "json", "--log-interval", "1", *flags]
     log = run_to_end(command)
     planned_updates = int(next(line for line in log.splitlines() if "fairseq_cli.train" in line)
                           .split("--max-update ")[1].split()[0])
-    assert planned_updates == 2 * math.ceil(160 / 16) == updates_of(tmp_path / "checkpoint_last.pt")
+    assert planned_updates == 2 * updates_per_epoch == updates_of(tmp_path / "checkpoint_last.pt")
     last_epoch = [json.loads(line[line.index("{"):]) for line in log.splitlines()
                   if "| train |" in line and "{" in line][-1]
     assert int(last_epoch["train_num_updates"]) == planned_updates and float(last_epoch["train_lr"]) == 0
@@ -81,10 +92,44 @@ def test_a_run_with_update_freq_trains_its_budget_to_a_learning_rate_of_0(rte_bi
 def test_without_a_world_size_the_workers_are_fairseqs_default_the_visible_gpus_on_any_device(monkeypatch):
     """fairseq's --distributed-world-size defaults to the GPU count, also for a --cpu run (which
     then starts that many CPU workers): counting one worker on the CPU planned twice the updates."""
-    import torch
-
-    from fairseq_hire.workflow.passthrough import batches_per_update
+    from fairseq_hire.workflow.passthrough import update_shape
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert batches_per_update([]) == 2 and batches_per_update(["--update-freq", "3"]) == 6
-    assert batches_per_update(["--distributed-world-size", "1"]) == 1
+    assert update_shape([]).batches == 2 and update_shape(["--update-freq", "3"]).batches == 6
+    assert update_shape(["--distributed-world-size", "1"]).batches == 1
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, count):
+        self.count = count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return index
+
+    def collater(self, samples):
+        return samples
+
+
+@pytest.mark.unit
+def test_updates_per_epoch_is_what_fairseqs_own_iterators_yield():
+    """UpdateShape's count against fairseq's EpochBatchIterator (sharded over the workers) and
+    GroupedIterator (--update-freq), with and without --skip-remainder-batch, as train.py uses them."""
+    import itertools
+
+    from fairseq.data import iterators
+
+    from fairseq_hire.workflow.passthrough import UpdateShape, update_shape
+
+    for rows, batch, workers, freq, skip in itertools.product([1, 5, 16, 17, 100], [1, 4, 16], [1, 2, 3], [1, 2, 3],
+                                                              [False, True]):
+        batches = [list(range(i, min(i + batch, rows))) for i in range(0, rows, batch)]
+        epoch = iterators.EpochBatchIterator(Rows(rows), Rows(rows).collater, batches, num_shards=workers,
+                                             shard_id=0, skip_remainder_batch=skip)
+        grouped = iterators.GroupedIterator(epoch.next_epoch_itr(shuffle=False), freq, skip_remainder_batch=skip)
+        expected = sum(1 for _ in grouped)
+        assert UpdateShape(workers, freq, skip).updates_per_epoch(rows, batch) == expected, (rows, batch, workers,
+                                                                                           freq, skip)
+    assert update_shape(["--skip-remainder-batch", "--distributed-world-size=3"]) == UpdateShape(3, 1, True)

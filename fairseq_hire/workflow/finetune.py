@@ -39,7 +39,7 @@ from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
-from .passthrough import batches_per_update, check_precision
+from .passthrough import UpdateShape, check_precision, update_shape
 from .same_run import check_same_run, record_request
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
@@ -176,18 +176,19 @@ def build_command(args, passthrough) -> list:
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
-    per_update = batches_per_update(passthrough)
-    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "batches_per_update": per_update}
+    shape = update_shape(passthrough)
+    schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "update_shape": shape}
     if args.dry_run and not data.exists():  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
     else:
         check_data(task_recipe, data, max_positions)
         schedule["num_classes"] = None if task_recipe.regression else len(data_labels(data))
         if args.train_size:
+            schedule.update(train_examples=args.train_size,
+                            epochs=subset_epochs(task_recipe, args, args.train_size, shape))
+            task_recipe.flags(**schedule)  # a schedule the recipe refuses is refused before the subset is written
             # a dry run names the subset's folder without writing it
             data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data, max_positions).folder
-            schedule.update(train_examples=args.train_size,
-                            epochs=subset_epochs(task_recipe, args, args.train_size, per_update))
         else:
             schedule["train_examples"] = count_train_examples(data)
     command = [
@@ -232,15 +233,17 @@ def train_subset(args, data: Path, max_positions: int):
     return info
 
 
-def subset_epochs(task_recipe, args, train_size: int, per_update: int = 1) -> int:
+def subset_epochs(task_recipe, args, train_size: int, shape: UpdateShape = UpdateShape()) -> int:
     """A budget in epochs over the subset (--epochs, else the recipe's, else 10), lengthened by
-    whole epochs to at least MIN_SUBSET_UPDATES updates of `per_update` batches: 100 rows at
-    batch 16 are 7 updates an epoch, and a few dozen updates leave a head barely trained
+    whole epochs to at least MIN_SUBSET_UPDATES updates of `shape`: 100 rows at batch 16 are
+    7 updates an epoch, and a few dozen updates leave a head barely trained
     (few-sample fine-tuning needs more steps, not fewer; Mosbach et al. 2021, Zhang et al. 2021)."""
     given = task_recipe.task.recipe
     epochs = args.epochs or (given.max_epoch if given and given.max_epoch else DERIVED_EPOCHS)
     batch = args.batch_size or task_recipe.schedule(epochs=epochs, train_examples=train_size).batch_size
-    per_epoch = math.ceil(train_size / (batch * per_update))
+    per_epoch = shape.updates_per_epoch(train_size, batch)
+    if not per_epoch:
+        return epochs  # not one whole update an epoch: the recipe's schedule refuses it
     return max(epochs, math.ceil(MIN_SUBSET_UPDATES / per_epoch))
 
 

@@ -1,22 +1,46 @@
 """What finetune.py reads of the fairseq-train flags it passes on (the flags it does not know):
-how many batches one update takes, which its budget in updates depends on, and half-precision
-flags fairseq cannot train with on the CPU, refused before anything runs."""
+how fairseq groups batches into updates, which its budget in updates depends on, and
+half-precision flags fairseq cannot train with on the CPU, refused before anything runs."""
 import argparse
+import math
+from dataclasses import dataclass
 
 from .same_run import argparse_words
 
 
-def batches_per_update(passthrough) -> int:
-    """The --batch-size batches one fairseq update takes: its workers (--distributed-world-size,
-    whose fairseq default is the number of visible GPUs, also for a --cpu run, which then starts
-    that many CPU workers) x --update-freq, read from the fairseq-train flags passed on. The
-    budget (--max-update, --total-num-update, the warmup) is counted in updates, so it is
-    reckoned in updates of that many batches."""
+@dataclass(frozen=True)
+class UpdateShape:
+    """How fairseq makes updates of --batch-size batches: each of `workers` takes every
+    workers-th batch (the shards padded to one length), and `update_freq` of a worker's batches
+    are one update. With --skip-remainder-batch it drops each worker's last batch, full or not,
+    and then a last group shorter than `update_freq` (fairseq's data/iterators.py)."""
+    workers: int = 1
+    update_freq: int = 1
+    skip_remainder_batch: bool = False
+
+    @property
+    def batches(self) -> int:
+        return self.workers * self.update_freq
+
+    def updates_per_epoch(self, examples: int, batch_size: int) -> int:
+        worker_batches = math.ceil(math.ceil(examples / batch_size) / self.workers)
+        if self.skip_remainder_batch:
+            return (worker_batches - 1) // self.update_freq
+        return math.ceil(worker_batches / self.update_freq)  # = ceil(examples / (batch_size x batches))
+
+
+def update_shape(passthrough) -> UpdateShape:
+    """The update shape the fairseq-train flags passed on ask for: --distributed-world-size
+    (whose fairseq default is the number of visible GPUs, also for a --cpu run, which then
+    starts that many CPU workers), --update-freq and --skip-remainder-batch. The budget
+    (--max-update, --total-num-update, the warmup) is counted in updates, so it is reckoned in
+    updates of this shape."""
     from fairseq.utils import eval_str_list
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     parser.add_argument("--update-freq", default="1")
     parser.add_argument("--distributed-world-size", default=None)
+    parser.add_argument("--skip-remainder-batch", action="store_true")
     known, _ = parser.parse_known_args(argparse_words(passthrough))
     try:
         frequencies = set(eval_str_list(known.update_freq, int))
@@ -33,7 +57,7 @@ def batches_per_update(passthrough) -> int:
         workers = int(known.distributed_world_size)
     else:
         raise ValueError(f"--distributed-world-size {known.distributed_world_size}: expected a positive integer")
-    return workers * frequencies.pop()
+    return UpdateShape(workers, frequencies.pop(), known.skip_remainder_batch)
 
 
 def check_precision(passthrough, device: str) -> None:

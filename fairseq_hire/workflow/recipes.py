@@ -22,6 +22,8 @@ from typing import Dict, List, Optional
 
 from glue_prep.tasks import TASKS, Recipe, TaskSpec, get_task
 
+from .passthrough import UpdateShape
+
 SHARED_FLAGS = [
     "--task", "sentence_prediction_hire", "--init-token", "0", "--separator-token", "2",
     "--max-tokens", "4400", "--required-batch-size-multiple", "1",
@@ -55,10 +57,10 @@ class Schedule:
     max_epoch: int
 
 
-def budget(update_batch: int, train_examples: int, epochs: int) -> Dict[str, int]:
-    """Updates and warmup for `epochs` over `train_examples` in updates of `update_batch`
-    examples: linear warmup over 6%, linear decay to 0 at the end (the recipe's shape)."""
-    total = epochs * math.ceil(train_examples / update_batch)
+def budget(updates_per_epoch: int, epochs: int) -> Dict[str, int]:
+    """Updates and warmup for `epochs` of `updates_per_epoch`: linear warmup over 6%, linear
+    decay to 0 at the end (the recipe's shape)."""
+    total = epochs * updates_per_epoch
     return {"max_epoch": epochs, "total_updates": total, "warmup_updates": warmup_of(total)}
 
 
@@ -104,7 +106,7 @@ class TaskRecipe:
 
     def schedule(self, epochs: Optional[int] = None, train_examples: Optional[int] = None,
                  lr: Optional[float] = None, batch_size: Optional[int] = None,
-                 batches_per_update: int = 1) -> Schedule:
+                 update_shape: UpdateShape = UpdateShape()) -> Schedule:
         """The task's schedule; what the task does not fix is derived from the data.
 
         `epochs` asks for another budget: that many epochs, warmup 6%. Otherwise a budget the
@@ -114,12 +116,11 @@ class TaskRecipe:
         file's warmup_updates, if any, is kept.
 
         `batch_size` is fairseq's --batch-size, per worker and forward pass; one update takes
-        `batches_per_update` of them (workers x --update-freq), and fairseq counts the budget
-        in updates. An epoch of N examples is ceil(N / (batch_size x batches_per_update))
-        updates: fairseq deals ceil(N / batch_size) batches to the workers, each group of
-        --update-freq of a worker's batches (the last one short) being one update."""
+        `update_shape.batches` of them (workers x --update-freq), and fairseq counts the budget
+        in updates: an epoch of N examples is ceil(N / (batch_size x batches)) updates, fewer
+        with --skip-remainder-batch (``UpdateShape.updates_per_epoch``)."""
         given = self.task.recipe or Recipe(max_epoch=None)
-        asked = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "batches_per_update": batches_per_update}
+        asked = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
         for name, value in asked.items():
             if value is not None and not 0 < value < math.inf:
                 raise ValueError(f"{self.name}: {name} {value!r}; expected a positive number, finite")
@@ -131,7 +132,7 @@ class TaskRecipe:
             return 16 if train_examples < LARGE_TASK_EXAMPLES else 32
 
         batch = batch_size or given.batch_size or derived_batch()
-        update_batch = batch * batches_per_update  # examples per update, over every worker
+        update_batch = batch * update_shape.batches  # examples per update, over every worker
         rate = lr or given.lr or DERIVED_LR
         if epochs is None and given.total_updates:
             scale = (given.batch_size or derived_batch()) / update_batch
@@ -143,7 +144,12 @@ class TaskRecipe:
             if train_examples is None:
                 raise ValueError(f"{self.name}: the number of updates follows from the training set's size: "
                                  "binarise the data first (glue_prep), then ask again")
-            length = budget(update_batch, train_examples, epochs or given.max_epoch or DERIVED_EPOCHS)
+            per_epoch = update_shape.updates_per_epoch(train_examples, batch)
+            if per_epoch < 1:
+                raise ValueError(f"{self.name}: {train_examples} training examples make no whole update of "
+                                 f"{update_batch} examples with --skip-remainder-batch; expected a smaller "
+                                 "batch, or no --skip-remainder-batch")
+            length = budget(per_epoch, epochs or given.max_epoch or DERIVED_EPOCHS)
             total, max_epoch = length["total_updates"], length["max_epoch"]
             warmup = given.warmup_updates if epochs is None and given.warmup_updates else length["warmup_updates"]
         if warmup >= total:
@@ -153,10 +159,10 @@ class TaskRecipe:
 
     def flags(self, epochs: Optional[int] = None, train_examples: Optional[int] = None, lr: Optional[float] = None,
               batch_size: Optional[int] = None, num_classes: Optional[int] = None,
-              batches_per_update: int = 1) -> List[str]:
+              update_shape: UpdateShape = UpdateShape()) -> List[str]:
         """fairseq-train flags of this task's recipe (everything but data, paths and the model,
         whose dimensions and --max-positions come from the pretrained checkpoint)."""
-        schedule = self.schedule(epochs, train_examples, lr, batch_size, batches_per_update)
+        schedule = self.schedule(epochs, train_examples, lr, batch_size, update_shape)
         classes = num_classes or self.num_classes
         if classes is None:
             raise ValueError(f"{self.name}: its labels are collected from the training file: binarise the "
