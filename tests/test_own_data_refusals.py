@@ -202,6 +202,12 @@ class TestTaskFileRecipes:
         schedule = self.schedule({"warmup_updates": 5})
         assert (schedule.total_updates, schedule.warmup_updates, schedule.batch_size) == (10 * 19, 5, 16)
 
+    def test_a_warmup_alone_is_kept_in_examples_at_another_batch_per_update(self):
+        from fairseq_hire.workflow.passthrough import UpdateShape
+
+        schedule = self.schedule({"warmup_updates": 6}, update_shape=UpdateShape(update_freq=2))
+        assert (schedule.total_updates, schedule.warmup_updates, schedule.batch_size) == (10 * 10, 3, 16)
+
     def test_a_budget_in_updates_ends_at_its_last_update(self):
         schedule = self.schedule({"total_updates": 100})
         assert (schedule.total_updates, schedule.warmup_updates, schedule.max_epoch) == (100, 6, 0)

@@ -113,7 +113,7 @@ class TaskRecipe:
         task fixes in updates (GLUE's recipes, a task file's total_updates) is kept with its
         warmup; another batch per update scales both, so that the run still sees as many examples.
         A budget in epochs (a task file's, else 10) gives the updates from the data, and a task
-        file's warmup_updates, if any, is kept.
+        file's warmup_updates, if any, is kept, scaled in the same way.
 
         `batch_size` is fairseq's --batch-size, per worker and forward pass; one update takes
         `update_shape.batches` of them (workers x --update-freq), and fairseq counts the budget
@@ -134,10 +134,13 @@ class TaskRecipe:
         batch = batch_size or given.batch_size or derived_batch()
         update_batch = batch * update_shape.batches  # examples per update, over every worker
         rate = lr or given.lr or DERIVED_LR
+
+        def scaled(updates):  # the task's updates are of its own batch: as many examples in ours
+            return max(1, round(updates * (given.batch_size or derived_batch()) / update_batch))
+
         if epochs is None and given.total_updates:
-            scale = (given.batch_size or derived_batch()) / update_batch
-            total = max(1, round(given.total_updates * scale))
-            warmup = max(1, round(given.warmup_updates * scale)) if given.warmup_updates else warmup_of(total)
+            total = scaled(given.total_updates)
+            warmup = scaled(given.warmup_updates) if given.warmup_updates else warmup_of(total)
             # 0 is fairseq's "no epoch limit": a budget in updates ends at its last update
             max_epoch = given.max_epoch or 0
         else:
@@ -151,7 +154,7 @@ class TaskRecipe:
                                  "batch, or no --skip-remainder-batch")
             length = budget(per_epoch, epochs or given.max_epoch or DERIVED_EPOCHS)
             total, max_epoch = length["total_updates"], length["max_epoch"]
-            warmup = given.warmup_updates if epochs is None and given.warmup_updates else length["warmup_updates"]
+            warmup = scaled(given.warmup_updates) if epochs is None and given.warmup_updates else length["warmup_updates"]
         if warmup >= total:
             raise ValueError(f"{self.name}: {warmup} warmup updates in a run of {total} updates; expected "
                              "fewer warmup updates than the run has (a shorter warmup_updates, or more epochs)")
