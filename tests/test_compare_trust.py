@@ -320,3 +320,17 @@ def test_an_input_replaced_during_a_run_or_between_its_attempts_is_not_recorded(
     assert runner.run("hire", 2).status == "done"
     recorded = json.loads(comparison.result_path("hire", 2).read_text())["inputs_sha256"]
     assert recorded == input_digests(model, data)
+
+
+def test_the_report_says_which_plugin_code_and_torch_trained_its_runs():
+    """Runs of one comparison may be trained by different plugin commits (a fix between seeds is
+    allowed): the report counts them, so that a reader can see a mixed comparison."""
+    from fairseq_hire.compare.report import markdown, summarise
+
+    recipe = {"task": "RTE", "train_flags": []}
+    runs = [{**full_run(head, seed, 30 + seed, recipe), "code_version": commit, "torch": "2.13.0+cpu"}
+            for head, seed, commit in (("stock", 1, "a" * 40), ("stock", 2, "b" * 40 + "+dirty"), ("hire", 1, "a" * 40))]
+    summary = summarise(runs)
+    assert summary["trained_by"] == {"code": {"aaaaaaa": 2, "bbbbbbb+dirty": 1}, "torch": {"2.13.0+cpu": 3}}
+    assert ("Trained by plugin code aaaaaaa (2 runs), bbbbbbb+dirty (1 run); torch 2.13.0+cpu (3 runs)."
+            in markdown(summary))

@@ -14,6 +14,7 @@ total-variation distance between an example's weights and the mean weights.
 import json
 import math
 import statistics as pystats
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -31,6 +32,7 @@ from .runs import recipe_key, recorded_recipe
 # below this mean total-variation distance the weights barely depend on the input
 STATIC_TV = 0.05
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+CODE_DIGITS = 7  # of a run's plugin commit, as git abbreviates it
 SCORE_TOLERANCE = 1e-3  # points: a recorded score is rounded to 4 decimals (metrics.METRIC_DIGITS)
 
 
@@ -175,7 +177,19 @@ def summarise(runs: List[Dict], reference: str = "stock", unfinished: Sequence[D
         "task": first["task"], "metric": metric_name, "dev_examples": len(targets),
         "constant_score": constant, "reference": reference, "recipe": first["recipe"],
         "heads": heads, "unfinished": [{key: u[key] for key in ("head", "seed", "why", "log")} for u in unfinished],
+        "trained_by": trained_by(runs),
     }
+
+
+def trained_by(runs: List[Dict]) -> Dict[str, Dict[str, int]]:
+    """How many runs each plugin commit and torch version trained. Not a condition of the
+    comparison (a plugin fix between seeds is allowed), so shown, for the reader to judge."""
+    def count(values):
+        return dict(Counter("unrecorded" if v is None else v for v in values).most_common())
+
+    return {"code": count(r.get("code_version") and r["code_version"][:CODE_DIGITS] + r["code_version"][40:]
+                          for r in runs),
+            "torch": count(r.get("torch") for r in runs)}
 
 
 def layer_weight_summary(runs: List[Dict]) -> Optional[Dict]:
@@ -229,6 +243,11 @@ def markdown(summary: Dict) -> str:
     if summary.get("unfinished"):
         lines += ["", "Runs without a score (counted as failed runs, left out of every other figure): "
                   + "; ".join(f"{u['head']} seed {u['seed']}, {u['why']}" for u in summary["unfinished"]) + "."]
+    versions = summary.get("trained_by")
+    if versions:
+        lines += ["", "Trained by plugin code " + "; torch ".join(
+            ", ".join(f"{version} ({runs} run{'s' if runs > 1 else ''})" for version, runs in versions[what].items())
+            for what in ("code", "torch")) + "."]
     for head, data in summary["heads"].items():
         weights = data["layer_weights"]
         if weights:
