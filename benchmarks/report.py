@@ -118,7 +118,9 @@ def answer(summaries: dict) -> str:
     heads = [h for h in heads_of(summaries) if h != "stock"]
     sentences = []
     for head in heads:
-        found = {task: s["heads"][head] for task, s in summaries.items() if head in s["heads"]}
+        found = {task: s["heads"][head] for task, s in summaries.items() if scored(s, head)}
+        lost = {task: s["heads"][head]["failed"] for task, s in summaries.items()
+                if head in s["heads"] and not scored(s, head)}
         versus = {task: data["vs_reference"] for task, data in found.items() if "vs_reference" in data}
         few = [t for t, data in found.items() if min(data["n"], summaries[t]["heads"]["stock"]["n"]) < MIN_SEEDS]
         detected = {t: v for t, v in versus.items() if v["detected"]}
@@ -134,6 +136,8 @@ def answer(summaries: dict) -> str:
             parts.append(f"not detected on {', '.join(undetected)}{band}")
         if few:
             parts.append(f"fewer than {MIN_SEEDS} seeds so far on {', '.join(few)}")
+        if lost:
+            parts.append("every run failed on " + ", ".join(f"{t} ({k} runs)" for t, k in lost.items()))
         sentences.append(f"- **{head}**: " + "; ".join(parts) + ".")
     return "\n".join(["In plain words, against the stock RoBERTa head:", "", *sentences, "", verdict(summaries)])
 
@@ -141,14 +145,20 @@ def answer(summaries: dict) -> str:
 def against_stock(summaries: dict) -> dict:
     """The tasks whose report compares the heads with the stock head (one made against another
     reference head says nothing of the stock head)."""
-    return {t: s for t, s in summaries.items() if s.get("reference", "stock") == "stock" and "stock" in s["heads"]}
+    return {t: s for t, s in summaries.items() if s.get("reference", "stock") == "stock" and scored(s, "stock")}
+
+
+def scored(summary: dict, head: str) -> bool:
+    """Whether `head` has a finished run in this report (a head none of whose runs finished has
+    a row of failed runs only)."""
+    return summary["heads"].get(head, {}).get("n", 0) > 0
 
 
 def verdict(summaries: dict) -> str:
     """The study's answer for HIRE in one line, from the tasks compared with the stock head that
     have MIN_SEEDS seeds of both."""
     hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in against_stock(summaries).items()
-            if "hire" in s["heads"] and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
+            if scored(s, "hire") and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
     if hire and not any(v["detected"] for v in hire.values()):
         return (f"**HIRE does not measurably help all-MiniLM-L6-v2** on {', '.join(hire)}, the task(s) with at "
                 f"least {MIN_SEEDS} seeds of both heads.")
@@ -161,7 +171,7 @@ def verdict(summaries: dict) -> str:
 
 def headline_section(summaries: dict) -> str:
     """The README's headline: the verdict, and HIRE against the stock head on every task."""
-    summaries = {t: s for t, s in against_stock(summaries).items() if "hire" in s["heads"]}
+    summaries = {t: s for t, s in against_stock(summaries).items() if scored(s, "hire")}
     if not summaries:
         return "(no comparison of HIRE with the stock head yet: python benchmarks/quality.py)"
     lines = [verdict(summaries), "",
@@ -224,14 +234,16 @@ def within_band(summary: dict, head: str, best: str) -> bool:
 
 def recommendation(summaries: dict, costs: dict) -> str:
     cpu = costs.get("CPU", {})
-    tasks = {t: s for t, s in summaries.items() if all(d["n"] >= MIN_SEEDS for d in s["heads"].values())}
+    # a head none of whose runs finished is no candidate, and does not hold the others back
+    tasks = {t: s for t, s in summaries.items() if all(d["n"] >= MIN_SEEDS for d in s["heads"].values() if d["n"])}
     if not tasks or not cpu:
         return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
                 "results of every head.")
-    heads = [h for h in heads_of(tasks) if all(h in s["heads"] for s in tasks.values())]
+    heads = [h for h in heads_of(tasks) if all(scored(s, h) for s in tasks.values())]
     unpriced = [h for h in heads if h not in cpu]
     heads = [h for h in heads if h in cpu]
-    best = {t: max(s["heads"], key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
+    best = {t: max((h for h in s["heads"] if scored(s, h)), key=lambda h: s["heads"][h]["mean"])
+            for t, s in tasks.items()}
     fits = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
     unpriced_note = (f" ({', '.join(unpriced)}: no speed results, so not recommended)" if unpriced else "")
     if not fits:
@@ -268,7 +280,7 @@ def cost_section(summaries: dict, costs: dict) -> str:
     for head in heads:
         config = head
         scores = [f"{summaries[t]['heads'][head]['mean']:.1f} ({summaries[t]['heads'][head]['n']})"
-                  if summaries[t]["heads"].get(head, {}).get("n") else "-" for t in tasks]
+                  if scored(summaries[t], head) else "-" for t in tasks]
         ratios = [f"{costs[d][config]['ratio']:.2f}x" if config in costs[d] else "-" for d in devices]
         flops = next((f"{costs[d][config]['flop_ratio']:.2f}x" for d in devices if config in costs[d]), "-")
         lines.append(f"| {head} | " + " | ".join(scores) + " | " + " | ".join(ratios) + f" | {flops} |")

@@ -302,8 +302,15 @@ def test_an_input_replaced_during_a_run_or_between_its_attempts_is_not_recorded(
     assert not comparison.result_path("hire", 1).exists() and not failure_path(comparison.result_path("hire", 1)).exists()
     assert not (comparison.work_dir / "hire-seed1").exists()  # its checkpoints mixed two encoders: gone
 
-    # a first attempt stopped (SIGTERM: no failure record), then the data binarised again
-    Trial.program = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    # an attempt refused before training (no checkpoint), then the data binarised again: a fresh start
+    Trial.program = "raise SystemExit(2)"
+    assert runner.run("hire", 3).status == "failed"
+    (data / "input0" / "train.bin").write_bytes(b"rows again")
+    Trial.program = "import pathlib, sys; pathlib.Path(sys.argv[1], 'checkpoint_last.pt').write_text('')"
+    assert runner.run("hire", 3).status == "done"
+    # a first attempt stopped (SIGTERM: no failure record) with a checkpoint, then the data binarised again
+    Trial.program = ("import os, pathlib, signal, sys; pathlib.Path(sys.argv[1], 'checkpoint_last.pt').write_text('');"
+                     " os.kill(os.getpid(), signal.SIGTERM)")
     assert runner.run("hire", 2).status == "failed"
     (data / "input0" / "train.bin").write_bytes(b"other rows")
     Trial.program = ("import pathlib, sys; pathlib.Path(sys.argv[1]).mkdir(parents=True, exist_ok=True); "
@@ -311,8 +318,8 @@ def test_an_input_replaced_during_a_run_or_between_its_attempts_is_not_recorded(
     outcome = runner.run("hire", 2)
     work = comparison.work_dir / "hire-seed2"
     assert outcome.status == "failed" and outcome.message == (
-        f"training_data changed since this run's first attempt, whose checkpoints are in {work}; "
-        "remove that folder to train it from the new files")
+        f"training_data changed since the attempt whose checkpoints are in {work}; "
+        "remove that folder to train the run from the new files")
     assert not (work / "trained").exists() and not comparison.result_path("hire", 2).exists()
     (work / "inputs_sha256.json").write_text("{")  # damaged: named, nothing trains
     assert "inputs_sha256.json: unreadable" in runner.run("hire", 2).message and not (work / "trained").exists()

@@ -94,6 +94,22 @@ def test_few_seeds_give_no_verdict():
         "No recommendation yet")
 
 
+def test_a_head_none_of_whose_runs_finished_is_said_so_and_holds_nothing_back():
+    """Such a head has a row of failed runs (n 0, no comparison): the headline read it as a head
+    with results and stopped with a KeyError; the answer called it 'fewer than 5 seeds'."""
+    lost = {**head(None, None, 0), "failed": 5}
+    summaries = {"RTE": {"metric": "accuracy", "heads": {
+        "stock": head(56.0, 2.0, 5), "hire": lost, "scalar-mix": head(57.0, 2.0, 5, versus(1.0, False, 3.9))}}}
+    text = report.answer(summaries)
+    assert "- **hire**: every run failed on RTE (5 runs)." in text and "No task has 5 seeds of both" in text
+    assert report.headline_section(summaries).startswith("(no comparison of HIRE with the stock head yet")
+    costs = {"CPU": {"stock": {"ratio": 1.0}, "hire": {"ratio": 1.5}, "scalar-mix": {"ratio": 1.02}}}
+    assert "Recommended head: **stock**" in report.recommendation(summaries, costs)
+    summaries["RTE"]["heads"] = {"stock": lost, "hire": head(57.0, 2.0, 5)}  # the reference's every run failed
+    assert report.headline_section(summaries).startswith("(no comparison of HIRE with the stock head yet")
+    assert "No task has 5 seeds" in report.answer(summaries)
+
+
 def test_recommendation_is_the_cheapest_head_within_the_band_of_the_best():
     summaries = {"MRPC": {"metric": "acc_and_f1", "heads": {
         "stock": head(80.0, 1.0, 10), "hire": head(82.0, 1.0, 10), "scalar-mix": head(81.6, 1.0, 10),

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from glue_prep.atomic import write_atomically
 from glue_prep.metadata import read_metadata
 
-from ..workflow.same_run import argparse_words
+from ..workflow.same_run import argparse_words, resumable
 
 INPUTS_FILE = "inputs_sha256.json"  # in a run's save dir: what its first attempt trained from
 SCHEDULE_FLAGS = ("--lr", "--batch-size", "--update-freq", "--max-update", "--max-epoch", "--warmup-updates")
@@ -76,21 +76,25 @@ def differing_inputs(mine, theirs) -> List[str]:
 
 
 def pin_inputs(save_dir: Path, inputs: Dict[str, str]) -> Optional[str]:
-    """Keep a run's input digests in its save dir at its first attempt; at a later one (a run
-    resumed from checkpoints trained on the first attempt's files, whose run file must not
-    record other files' digests), why it may not go on, if its inputs changed since."""
+    """Keep a run's input digests in its save dir while nothing there would be resumed; where
+    a checkpoint would be (a stopped run started again goes on from checkpoints trained on the
+    earlier attempt's files, whose run file must not record other files' digests), why it may
+    not go on, if its inputs changed since."""
     pinned = Path(save_dir) / INPUTS_FILE
-    try:
-        first = json.loads(pinned.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not resumable(Path(save_dir)):  # an attempt that left no checkpoint: a fresh start
         pinned.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(pinned, json.dumps(inputs) + "\n")
         return None
+    try:
+        first = json.loads(pinned.read_text(encoding="utf-8"))
+    except FileNotFoundError:  # checkpoints of a run older than the pin: what trained them is not known
+        write_atomically(pinned, json.dumps(inputs) + "\n")
+        return None
     except (OSError, ValueError) as error:
-        return f"{pinned}: unreadable ({error}); expected the input digests of the run's first attempt"
+        return f"{pinned}: unreadable ({error}); expected the input digests of the run's earlier attempt"
     moved = differing_inputs(first, inputs)
-    return (f"{', '.join(moved)} changed since this run's first attempt, whose checkpoints are in {save_dir}; "
-            "remove that folder to train it from the new files") if moved else None
+    return (f"{', '.join(moved)} changed since the attempt whose checkpoints are in {save_dir}; remove that "
+            "folder to train the run from the new files") if moved else None
 
 
 def subset_record(save_dir: Path) -> Optional[Dict]:

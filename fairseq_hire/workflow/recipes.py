@@ -149,9 +149,11 @@ class TaskRecipe:
                                  "binarise the data first (glue_prep), then ask again")
             per_epoch = update_shape.updates_per_epoch(train_examples, batch)
             if per_epoch < 1:
-                raise ValueError(f"{self.name}: {train_examples} training examples make no whole update of "
-                                 f"{update_batch} examples with --skip-remainder-batch; expected a smaller "
-                                 "batch, or no --skip-remainder-batch")
+                raise ValueError(
+                    f"{self.name}: --skip-remainder-batch drops each worker's last batch, full or not: {train_examples} "
+                    f"training examples in batches of {batch} over {update_shape.workers} worker(s) leave fewer than "
+                    f"--update-freq {update_shape.update_freq} batches a worker, so no update; expected more "
+                    "examples, a smaller batch, or no --skip-remainder-batch")
             length = budget(per_epoch, epochs or given.max_epoch or DERIVED_EPOCHS)
             total, max_epoch = length["total_updates"], length["max_epoch"]
             warmup = scaled(given.warmup_updates) if epochs is None and given.warmup_updates else length["warmup_updates"]
