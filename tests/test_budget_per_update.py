@@ -71,22 +71,28 @@ def test_flags_the_budget_or_the_cpu_cannot_take_are_refused_in_one_line(rte_bin
     ([], math.ceil(160 / 16)),
     # each epoch's last batch dropped, then the last short group: (20 - 1) // 2
     (["--skip-remainder-batch"], 9),
+    # batches of at most 256 tokens (the longest row has about 205): fairseq splits batches of
+    # long rows, so an epoch has more updates than 160 rows at 8 x 2 make
+    (["--max-tokens", "256"], None),
 ])
 def test_a_run_with_update_freq_trains_its_budget_to_a_learning_rate_of_0(rte_bin, tiny_pretrained, tmp_path,
                                                                          flags, updates_per_epoch):
     """160 rows, 2 epochs at 8 x 2 examples an update: 20 updates, the last at learning rate 0
     (before: --max-update 40, stopped by --max-epoch at 20 with the rate half-way); 18 with
-    --skip-remainder-batch (before: 20 planned, stopped at 18)."""
+    --skip-remainder-batch (before: 20 planned, stopped at 18); with batches split at --max-tokens,
+    the updates fairseq makes of them (before: 20 planned, the run stopped in its second epoch)."""
     command = [sys.executable, str(REPO / "scripts" / "finetune.py"), "RTE", str(rte_bin), str(tiny_pretrained),
                str(tmp_path), "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--seed", "1",
                "--update-freq", "2", "--log-format", "json", "--log-interval", "1", *flags]
     log = run_to_end(command)
     planned_updates = int(next(line for line in log.splitlines() if "fairseq_cli.train" in line)
                           .split("--max-update ")[1].split()[0])
-    assert planned_updates == 2 * updates_per_epoch == updates_of(tmp_path / "checkpoint_last.pt")
+    assert planned_updates == updates_of(tmp_path / "checkpoint_last.pt")
+    assert planned_updates == 2 * updates_per_epoch if updates_per_epoch else planned_updates > 2 * math.ceil(160 / 16)
     last_epoch = [json.loads(line[line.index("{"):]) for line in log.splitlines()
                   if "| train |" in line and "{" in line][-1]
     assert int(last_epoch["train_num_updates"]) == planned_updates and float(last_epoch["train_lr"]) == 0
+    assert int(last_epoch["epoch"]) == 2  # every epoch trained, none cut by --max-update
 
 
 @pytest.mark.unit

@@ -70,6 +70,12 @@ class SentencePredictionHireTask(SentencePredictionTask):
             saving.install(cls)
         return super().setup_task(cfg, **kwargs)
 
+    @classmethod
+    def for_planning(cls, cfg):
+        """The task as a run sets it up, without the run's checkpoint hooks: finetune.py counts
+        the batches of the runs it plans with it (``workflow.epoch_batches``)."""
+        return super().setup_task(cfg)
+
     def build_model(self, cfg, from_checkpoint=False):
         record_or_check(self)
         model = super().build_model(cfg, from_checkpoint)

@@ -27,6 +27,7 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
+from .epoch_batches import training_batches
 from .passthrough import UpdateShape, check_precision, update_shape
 from .same_run import check_same_run, record_request
 
@@ -191,17 +193,26 @@ def build_command(args, passthrough) -> list:
             data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data, max_positions).folder
         else:
             schedule["train_examples"] = count_train_examples(data)
-    command = [
-        sys.executable, "-m", "fairseq_cli.train", str(data),
-        "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
-        *(head_options(args.head).flags() if args.head else []),
-        *(["--freeze-encoder"] if args.freeze_encoder else []),
-        *(["--layer-cache", args.layer_cache] if args.layer_cache else []),
-        "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
-        "--seed", str(args.seed), *task_recipe.flags(**schedule),
-    ]
-    command += FP16_FLAGS if device == "gpu" else ["--cpu"]
-    return command + passthrough
+    def command_with(schedule):
+        command = [
+            sys.executable, "-m", "fairseq_cli.train", str(data),
+            "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
+            *(head_options(args.head).flags() if args.head else []),
+            *(["--freeze-encoder"] if args.freeze_encoder else []),
+            *(["--layer-cache", args.layer_cache] if args.layer_cache else []),
+            "--finetune-from-model", str(source), "--save-dir", str(args.save_dir),
+            "--seed", str(args.seed), *task_recipe.flags(**schedule),
+        ]
+        return command + (FP16_FLAGS if device == "gpu" else ["--cpu"]) + passthrough
+
+    command = command_with(schedule)
+    if data.exists():  # the budget in the batches fairseq makes of these rows (--max-tokens splits long ones)
+        shape = replace(shape, epoch_batches=training_batches(command[3:]))
+        schedule["update_shape"] = shape
+        if args.train_size:
+            schedule["epochs"] = subset_epochs(task_recipe, args, args.train_size, shape)
+        command = command_with(schedule)
+    return command
 
 
 def training_device(device: str) -> str:

@@ -4,6 +4,7 @@ half-precision flags fairseq cannot train with on the CPU, refused before anythi
 import argparse
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from .same_run import argparse_words
 
@@ -17,13 +18,17 @@ class UpdateShape:
     workers: int = 1
     update_freq: int = 1
     skip_remainder_batch: bool = False
+    # the batches fairseq makes of the training split, where counted (``epoch_batches``: long
+    # rows split batches at --max-tokens); else ceil(examples / batch_size)
+    epoch_batches: Optional[int] = None
 
     @property
     def batches(self) -> int:
         return self.workers * self.update_freq
 
     def updates_per_epoch(self, examples: int, batch_size: int) -> int:
-        worker_batches = math.ceil(math.ceil(examples / batch_size) / self.workers)
+        epoch_batches = self.epoch_batches or math.ceil(examples / batch_size)
+        worker_batches = math.ceil(epoch_batches / self.workers)
         if self.skip_remainder_batch:
             return (worker_batches - 1) // self.update_freq
         return math.ceil(worker_batches / self.update_freq)  # = ceil(examples / (batch_size x batches))
