@@ -114,15 +114,17 @@ def heads_of(summaries: dict) -> list:
 def answer(summaries: dict) -> str:
     """The answer in plain words, for HIRE and every other head against the stock head (a
     task's report made against another reference head says nothing of the stock head)."""
+    unreferenced = [t for t, s in summaries.items() if s.get("reference", "stock") == "stock" and not scored(s, "stock")]
     summaries = against_stock(summaries)
     heads = [h for h in heads_of(summaries) if h != "stock"]
     sentences = []
     for head in heads:
-        found = {task: s["heads"][head] for task, s in summaries.items() if scored(s, head)}
-        lost = {task: s["heads"][head]["failed"] for task, s in summaries.items()
-                if head in s["heads"] and not scored(s, head)}
+        present = {task: s["heads"][head] for task, s in summaries.items() if head in s["heads"]}
+        found = {task: data for task, data in present.items() if data["n"]}
+        failed = {task: data["failed"] for task, data in present.items() if lost(data)}
         versus = {task: data["vs_reference"] for task, data in found.items() if "vs_reference" in data}
-        few = [t for t, data in found.items() if min(data["n"], summaries[t]["heads"]["stock"]["n"]) < MIN_SEEDS]
+        few = [t for t, data in present.items()
+               if t not in failed and min(data["n"], summaries[t]["heads"]["stock"]["n"]) < MIN_SEEDS]
         detected = {t: v for t, v in versus.items() if v["detected"]}
         undetected = {t: v for t, v in versus.items() if not v["detected"]}
         parts = []
@@ -136,9 +138,13 @@ def answer(summaries: dict) -> str:
             parts.append(f"not detected on {', '.join(undetected)}{band}")
         if few:
             parts.append(f"fewer than {MIN_SEEDS} seeds so far on {', '.join(few)}")
-        if lost:
-            parts.append("every run failed on " + ", ".join(f"{t} ({k} runs)" for t, k in lost.items()))
+        if failed:
+            parts.append("every run failed on " + ", ".join(f"{t} ({k} run{'s' if k != 1 else ''})"
+                                                           for t, k in failed.items()))
         sentences.append(f"- **{head}**: " + "; ".join(parts) + ".")
+    if unreferenced:
+        sentences.append(f"- No head is compared with the stock head on {', '.join(unreferenced)}: the stock head "
+                         "has no finished run there.")
     return "\n".join(["In plain words, against the stock RoBERTa head:", "", *sentences, "", verdict(summaries)])
 
 
@@ -152,6 +158,12 @@ def scored(summary: dict, head: str) -> bool:
     """Whether `head` has a finished run in this report (a head none of whose runs finished has
     a row of failed runs only)."""
     return summary["heads"].get(head, {}).get("n", 0) > 0
+
+
+def lost(data: dict) -> bool:
+    """A head none of whose MIN_SEEDS or more runs finished: every run failed (with fewer tries,
+    its seeds are still to come)."""
+    return data["n"] == 0 and data.get("failed", 0) >= MIN_SEEDS
 
 
 def verdict(summaries: dict) -> str:
@@ -234,8 +246,8 @@ def within_band(summary: dict, head: str, best: str) -> bool:
 
 def recommendation(summaries: dict, costs: dict) -> str:
     cpu = costs.get("CPU", {})
-    # a head none of whose runs finished is no candidate, and does not hold the others back
-    tasks = {t: s for t, s in summaries.items() if all(d["n"] >= MIN_SEEDS for d in s["heads"].values() if d["n"])}
+    # a head every one of whose runs failed is no candidate, and does not hold the others back
+    tasks = {t: s for t, s in summaries.items() if all(d["n"] >= MIN_SEEDS or lost(d) for d in s["heads"].values())}
     if not tasks or not cpu:
         return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
                 "results of every head.")

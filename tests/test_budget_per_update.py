@@ -8,6 +8,7 @@ CPU, --fp16 and --bf16 are refused before anything runs: fairseq would stop with
 loading the model."""
 import json
 import math
+import re
 import sys
 
 import pytest
@@ -48,6 +49,9 @@ def test_the_budget_counts_updates_of_the_global_batch(rte_bin, tiny_pretrained,
     (["--update-freq", "0"], r"--update-freq 0: expected one positive integer"),
     (["--update-freq", "x"], r"--update-freq x: expected one positive integer"),
     (["--distributed-world-size", "0"], r"--distributed-world-size 0: expected a positive integer"),
+    (["--bogus-flag", "3"], r"fairseq-train refuses these flags: unrecognized arguments: --bogus-flag 3"),
+    (["--train-subset", "foo"], r"fairseq cannot load or batch its training split 'foo': could not find dataset"),
+    (["--max-tokens", "5"], r"every training row is longer than a batch may be \(--max-tokens 5, --max-positions"),
     (["--skip-remainder-batch", "--train-size", "10"], r"drops each worker's last batch, full or not: 10 training examples in batches of 16 over 1 worker\(s\) "
                                                       r"leave fewer than --update-freq 1 batches a worker, so no update"),
     (["--fp16"], r"--fp16: fairseq's fp16 optimizer needs CUDA, and this run trains on the CPU"),
@@ -60,7 +64,8 @@ def test_flags_the_budget_or_the_cpu_cannot_take_are_refused_in_one_line(rte_bin
         planned(rte_bin, tiny_pretrained, tmp_path, *flags)
     assert main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu",
                  "--train-size", "100", *flags]) != 0
-    assert len(capsys.readouterr().err.strip().splitlines()[-1:]) == 1 and not (tmp_path / "save").exists()
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("finetune: error: ") and re.search(message, last) and not (tmp_path / "save").exists()
     # the half-precision flags fairseq trains with on the CPU pass
     planned(rte_bin, tiny_pretrained, tmp_path, "--memory-efficient-fp16")
     planned(rte_bin, tiny_pretrained, tmp_path, "--fp16", "--memory-efficient-fp16")
@@ -140,3 +145,15 @@ def test_updates_per_epoch_is_what_fairseqs_own_iterators_yield():
         assert UpdateShape(workers, freq, skip).updates_per_epoch(rows, batch) == expected, (rows, batch, workers,
                                                                                            freq, skip)
     assert update_shape(["--skip-remainder-batch", "--distributed-world-size=3"]) == UpdateShape(3, 1, True)
+
+
+@pytest.mark.unit
+def test_a_dry_run_plans_the_budget_the_run_gets_and_writes_nothing(rte_bin, tiny_pretrained, tmp_path):
+    """The batches are counted on the rows the run trains on: a dry run with --train-size draws its
+    sample to count it and writes nothing (it counted the full set's rows before, so the
+    budget it printed, which benchmarks/regime_costs.py plans from, was not the run's)."""
+    flags = ("--train-size", "100", "--batch-size", "8", "--max-tokens", "256", "--epochs", "40")
+    dry = planned(rte_bin, tiny_pretrained, tmp_path / "save", *flags, "--dry-run")
+    assert not (tmp_path / "save").exists()
+    assert dry == planned(rte_bin, tiny_pretrained, tmp_path / "save", *flags)
+    assert dry["--max-epoch"] == 40 and dry["--max-update"] > 40 * math.ceil(100 / 8)  # batches split at 256 tokens

@@ -107,7 +107,12 @@ def test_a_head_none_of_whose_runs_finished_is_said_so_and_holds_nothing_back():
     assert "Recommended head: **stock**" in report.recommendation(summaries, costs)
     summaries["RTE"]["heads"] = {"stock": lost, "hire": head(57.0, 2.0, 5)}  # the reference's every run failed
     assert report.headline_section(summaries).startswith("(no comparison of HIRE with the stock head yet")
-    assert "No task has 5 seeds" in report.answer(summaries)
+    text = report.answer(summaries)
+    assert "No task has 5 seeds" in text and "No head is compared with the stock head on RTE" in text
+    # one failed try is a seed still to come, not a head that failed: it holds the recommendation back
+    summaries["RTE"]["heads"] = {"stock": head(56.0, 2.0, 5), "hire": {**head(None, None, 0), "failed": 1}}
+    assert "- **hire**: fewer than 5 seeds so far on RTE." in report.answer(summaries)
+    assert report.recommendation(summaries, costs).startswith("No recommendation yet")
 
 
 def test_recommendation_is_the_cheapest_head_within_the_band_of_the_best():

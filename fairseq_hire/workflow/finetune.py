@@ -27,12 +27,14 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from glue_prep.metadata import metadata_file, read_metadata
+from glue_prep.subset import make_train_subset
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
@@ -180,7 +182,8 @@ def build_command(args, passthrough) -> list:
     check_precision(passthrough, device)
     shape = update_shape(passthrough)
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "update_shape": shape}
-    if args.dry_run and not data.exists():  # a command planned before the data is binarised
+    checked = data.exists() or not args.dry_run
+    if not checked:  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
     else:
         check_data(task_recipe, data, max_positions)
@@ -188,12 +191,11 @@ def build_command(args, passthrough) -> list:
         if args.train_size:
             schedule.update(train_examples=args.train_size,
                             epochs=subset_epochs(task_recipe, args, args.train_size, shape))
-            task_recipe.flags(**schedule)  # a schedule the recipe refuses is refused before the subset is written
-            # a dry run names the subset's folder without writing it
-            data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data, max_positions).folder
         else:
             schedule["train_examples"] = count_train_examples(data)
-    def command_with(schedule):
+        task_recipe.flags(**schedule)  # a schedule the recipe refuses is refused before anything is written
+
+    def command_with(schedule, data):
         command = [
             sys.executable, "-m", "fairseq_cli.train", str(data),
             "--user-dir", str(USER_DIR), "--arch", ARCHITECTURES[(model, size)], *flags,
@@ -205,14 +207,18 @@ def build_command(args, passthrough) -> list:
         ]
         return command + (FP16_FLAGS if device == "gpu" else ["--cpu"]) + passthrough
 
-    command = command_with(schedule)
-    if data.exists():  # the budget in the batches fairseq makes of these rows (--max-tokens splits long ones)
-        shape = replace(shape, epoch_batches=training_batches(command[3:]))
-        schedule["update_shape"] = shape
+    if checked:  # the budget in the batches fairseq makes of the rows (--max-tokens splits long ones), counted
+        with tempfile.TemporaryDirectory() as scratch:  # on the subset drawn here, before any is written
+            rows = make_train_subset(data, args.train_size, args.seed, Path(scratch) / SUBSET_FOLDER,
+                                     max_positions).folder if args.train_size else data
+            counted = training_batches(command_with(schedule, rows)[3:], described_as=f"{data}" + (
+                f" (its --train-size {args.train_size} sample)" if args.train_size else ""))
+            schedule["update_shape"] = replace(shape, epoch_batches=counted)
         if args.train_size:
-            schedule["epochs"] = subset_epochs(task_recipe, args, args.train_size, shape)
-        command = command_with(schedule)
-    return command
+            schedule["epochs"] = subset_epochs(task_recipe, args, args.train_size, schedule["update_shape"])
+            # a dry run names the subset's folder without writing it
+            data = Path(args.save_dir) / SUBSET_FOLDER if args.dry_run else train_subset(args, data, max_positions).folder
+    return command_with(schedule, data)
 
 
 def training_device(device: str) -> str:
@@ -236,8 +242,6 @@ def train_subset(args, data: Path, max_positions: int):
     classes) drawn with the run's --seed (every head of a seed gets the same rows) among those
     that fit the model's positions (fairseq-train would skip the others), kept in
     SAVE_DIR/train_subset."""
-    from glue_prep.subset import make_train_subset
-
     info = make_train_subset(data, args.train_size, args.seed, Path(args.save_dir) / SUBSET_FOLDER, max_positions)
     print(f"finetune: training on {args.train_size} of {info.record['full_train']['rows']} training rows "
           f"(seed {args.seed}, rows {info.record['rows_sha256'][:12]}, {info.folder})", file=sys.stderr)

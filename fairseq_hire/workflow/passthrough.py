@@ -27,7 +27,7 @@ class UpdateShape:
         return self.workers * self.update_freq
 
     def updates_per_epoch(self, examples: int, batch_size: int) -> int:
-        epoch_batches = self.epoch_batches or math.ceil(examples / batch_size)
+        epoch_batches = math.ceil(examples / batch_size) if self.epoch_batches is None else self.epoch_batches
         worker_batches = math.ceil(epoch_batches / self.workers)
         if self.skip_remainder_batch:
             return (worker_batches - 1) // self.update_freq
