@@ -180,26 +180,7 @@ class _TrainSplit:
         self.files |= {REGRESSION_LABELS, Path(METADATA_FILE)}
 
     def _load(self, name: str):
-        from fairseq.data import data_utils
-
-        prefix = self.data_bin / name / "train"
-        problem = None
-        # a reader whose __init__ failed fails again in its __del__ (AttributeError
-        # _bin_buffer_mmap), printed as "Exception ignored": that is not the user's error
-        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
-        try:
-            try:
-                dataset = data_utils.load_indexed_dataset(str(prefix), None)
-            except Exception as e:  # fairseq raises what numpy or its own asserts raise
-                problem = repr(e)
-        finally:  # the failed reader is gone once its exception is
-            sys.unraisablehook = hook
-        if problem:
-            raise GlueFormatError(f"cannot read this fairseq indexed dataset: {problem}", prefix.with_suffix(".idx"))
-        if dataset is None:
-            raise GlueFormatError("not a fairseq indexed dataset; expected the .idx that fairseq-preprocess "
-                                  "or glue_prep writes", prefix.with_suffix(".idx"))
-        return dataset
+        return read_indexed(self.data_bin / name / "train")
 
     def _dictionary(self, name: str):
         from fairseq.data import Dictionary
@@ -266,6 +247,30 @@ class _TrainSplit:
         if self.regression:
             (folder / "label").mkdir(exist_ok=True)
             (folder / REGRESSION_LABELS).write_bytes(b"".join(self.scores[r] + b"\n" for r in rows.tolist()))
+
+
+def read_indexed(prefix: Path):
+    """fairseq's reader of the indexed dataset PREFIX.bin / PREFIX.idx, or a GlueFormatError
+    naming the file where fairseq cannot read it."""
+    from fairseq.data import data_utils
+
+    problem = None
+    # a reader whose __init__ failed fails again in its __del__ (AttributeError
+    # _bin_buffer_mmap), printed as "Exception ignored": that is not the user's error
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    try:
+        try:
+            dataset = data_utils.load_indexed_dataset(str(prefix), None)
+        except Exception as e:  # fairseq raises what numpy or its own asserts raise
+            problem = " ".join(repr(e).split())
+    finally:  # the failed reader is gone once its exception is
+        sys.unraisablehook = hook
+    if problem:
+        raise GlueFormatError(f"cannot read this fairseq indexed dataset: {problem}", prefix.with_suffix(".idx"))
+    if dataset is None:
+        raise GlueFormatError("not a fairseq indexed dataset (or its .bin is missing); expected the .bin and .idx "
+                              "that fairseq-preprocess or glue_prep writes", prefix.with_suffix(".idx"))
+    return dataset
 
 
 def _prefix_exists(prefix: Path) -> bool:

@@ -157,3 +157,38 @@ def test_a_dry_run_plans_the_budget_the_run_gets_and_writes_nothing(rte_bin, tin
     assert not (tmp_path / "save").exists()
     assert dry == planned(rte_bin, tiny_pretrained, tmp_path / "save", *flags)
     assert dry["--max-epoch"] == 40 and dry["--max-update"] > 40 * math.ceil(100 / 8)  # batches split at 256 tokens
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("damage, message", [
+    ("corrupt input1/train.idx", r"input1/train.idx: cannot read this fairseq indexed dataset: AssertionError"),
+    ("truncate input0/train.idx", r"input0/train.idx: cannot read this fairseq indexed dataset"),
+    ("remove input1/train.bin", r"input1/train.idx: not a fairseq indexed dataset \(or its .bin is missing\)"),
+    ("remove label/train", r"no label/train.bin; expected a label for each of the split's 160 rows"),
+    ("remove input1/train", r"the valid split has 2 input\(s\) and the train split 1"),
+])
+def test_binaries_fairseq_would_misread_are_refused_in_one_line(rte_bin, tiny_pretrained, tmp_path, capsys,
+                                                                 damage, message):
+    """A damaged index was a traceback; a split without its labels or its second sentence passed
+    and trained without them (fairseq loads what it finds: the premise alone for RTE), or crashed
+    mid-run on the missing targets."""
+    import shutil
+
+    data = tmp_path / "RTE-bin"
+    shutil.copytree(rte_bin, data)
+    action, name = damage.split(" ", 1)
+    if action == "corrupt":
+        with open(data / name, "r+b") as f:
+            f.write(b"XXXXXXXXX")
+    elif action == "truncate":
+        with open(data / name, "r+b") as f:
+            f.truncate(20)
+    else:
+        for path in data.glob(name + "*") if "." not in name else [data / name]:
+            path.unlink()
+    for dry_run in (["--dry-run"], []):
+        assert main(["RTE", str(data), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu",
+                     "--epochs", "2", *dry_run]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("finetune: error: ") and re.search(message, last), last
+        assert not (tmp_path / "save").exists()

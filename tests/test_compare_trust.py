@@ -74,7 +74,8 @@ def test_a_run_started_again_records_the_budget_of_the_attempt_that_trained_it()
     assert fairseq_schedule(log)["lr"] == "3e-05"
 
 
-@pytest.mark.parametrize("case", ["seeds as two words", "OUT a file", "OUT a dangling link", "a damaged run file"])
+@pytest.mark.parametrize("case", ["seeds as two words", "OUT a file", "OUT a dangling link", "a damaged run file",
+                                  "a flag fairseq refuses", "no trainable row"])
 def test_a_command_line_or_folder_that_cannot_be_a_comparison_is_one_line_and_trains_nothing(
         rte_bin, tiny_pretrained, tmp_path, capsys, monkeypatch, case):
     from fairseq_hire.compare import __main__ as compare
@@ -91,14 +92,21 @@ def test_a_command_line_or_folder_that_cannot_be_a_comparison_is_one_line_and_tr
     elif case == "OUT a dangling link":
         out.symlink_to(tmp_path / "nowhere")
         expected = f"OUT {out} is not a folder"
-    else:
+    elif case == "a damaged run file":
         (out / "runs").mkdir(parents=True)
         (out / "runs" / "stock-seed1.json").write_text('{"recipe": ')
         expected = f"{out / 'runs' / 'stock-seed1.json'}: not a run file of a comparison (JSONDecodeError"
+    elif case == "a flag fairseq refuses":  # every run failed inside fairseq-train, each leaving a failure record
+        extra = ["--bogus-flag", "3"]
+        expected = "fairseq-train refuses these flags: unrecognized arguments: --bogus-flag 3"
+    else:
+        extra = ["--train-size", "100", "--max-tokens", "5"]
+        expected = f"{rte_bin} (its --train-size 100 sample): every training row is longer than a batch may be"
     code = compare.main(["RTE", str(rte_bin), str(tiny_pretrained), str(out), "--heads", "stock", "--device", "cpu",
                          *extra])
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and error.startswith(f"compare: error: {expected}"), error
+    assert not (out / "work").exists() and not list(out.glob("runs/*.failed"))
 
 
 def full_run(head, seed, correct, recipe):

@@ -21,7 +21,7 @@ from glue_prep.subset import check_train_size
 
 from ..checkpoints.architecture import architecture_flags, flag_number
 from ..checkpoints.errors import CheckpointError
-from ..workflow.finetune import parse_arguments
+from ..workflow.finetune import build_command, parse_arguments
 from ..modules.options import HEADS, head_name, head_options
 from .report import ReportError, markdown, write_report
 from .runs import Comparison, Runner, check_recipe, run_all
@@ -85,12 +85,14 @@ def main(argv=None) -> int:
             read_metadata(args.data, missing_ok=True)  # a damaged record: refused once, not by every run
             check_recipe(comparison)
             # the flags every run gets, refused once here rather than by each run in turn
-            run, _ = parse_arguments(comparison.finetune_arguments(args.heads[0], args.seeds[0], comparison.work_dir))
+            run, passthrough = parse_arguments(
+                [*comparison.finetune_arguments(args.heads[0], args.seeds[0], comparison.work_dir), "--dry-run"])
             encoder = architecture_flags(args.pretrained)
             for head in args.heads:  # a last-k head longer than the encoder: refused before any run
                 head_options(head).scored_layers(flag_number(encoder, "--encoder-layers"))
             if run.train_size:  # among the rows that fit the encoder's positions, as each run draws them
                 check_train_size(Path(args.data), run.train_size, flag_number(encoder, "--max-positions"))
+            build_command(run, passthrough)  # the first run as a dry run: fairseq's checks too; it writes nothing
         except (ValueError, OSError, CheckpointError) as error:
             print(f"compare: error: {error}", file=sys.stderr)
             return 2

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from glue_prep.metadata import metadata_file, read_metadata
-from glue_prep.subset import make_train_subset
+from glue_prep.errors import GlueFormatError
+from glue_prep.subset import make_train_subset, read_indexed
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
@@ -52,17 +53,20 @@ MIN_SUBSET_UPDATES = 250
 
 
 def split_sizes(data_bin: Path, split: str):
-    """Tokens (with </s>) of every row of every input of one split, or None if absent."""
-    from fairseq.data import data_utils
-
+    """Tokens (with </s>) of every row of every input of one split, or None if absent; a
+    GlueFormatError naming the file fairseq cannot read (half an input's .bin/.idx pair
+    included: fairseq would train without that input) or an input of other rows than input0's."""
     sizes = []
     for k in (0, 1):
-        if not (data_bin / f"input{k}" / f"{split}.idx").exists():
-            break
-        dataset = data_utils.load_indexed_dataset(str(data_bin / f"input{k}" / split), None)
-        if dataset is None:  # the .idx without its .bin: fairseq cannot read the split
-            break
-        sizes.append(np.array(dataset.sizes))  # a copy: the memory map closes with the dataset
+        prefix = data_bin / f"input{k}" / split
+        present = [prefix.with_suffix(ext).exists() for ext in (".bin", ".idx")]
+        if not any(present) or (k == 0 and not all(present)):  # no split, or one input; half of input1's pair
+            break                                                # is read, and refused
+        dataset = read_indexed(prefix)  # held while its sizes are copied: the memory map closes with it
+        sizes.append(np.array(dataset.sizes))
+        if len(sizes[-1]) != len(sizes[0]):
+            raise GlueFormatError(f"{len(sizes[-1])} rows; expected {len(sizes[0])}, as input0/{split} has",
+                                  prefix.with_suffix(".bin"))
     return sizes or None
 
 
@@ -81,10 +85,24 @@ def data_labels(data_bin: Path):
     return label_names(Dictionary.load(str(data_bin / "label" / "dict.txt")))
 
 
+def check_labels(data_bin: Path, split: str, rows: int, regression: bool) -> None:
+    """Every row of the split has its label, in the file fairseq's sentence_prediction reads."""
+    if regression:
+        if not (data_bin / "label" / f"{split}.label").is_file():
+            raise DataMismatchError(f"{data_bin}: no label/{split}.label; expected the split's regression targets")
+        return
+    labels = len(read_indexed(data_bin / "label" / split)) if (data_bin / "label" / f"{split}.bin").exists() else None
+    if labels != rows:
+        raise DataMismatchError(f"{data_bin}: " + (f"no label/{split}.bin" if labels is None else
+                                                   f"label/{split} has {labels} rows") +
+                                f"; expected a label for each of the split's {rows} rows")
+
+
 def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
     """Refuse, before fairseq starts, binaries the recipe cannot train on: another task's
-    (label kind, number of classes, glue_prep's task name) or validation rows longer than the
-    model's positions (fairseq would stop at the first one, mid-run)."""
+    (label kind, number of classes, glue_prep's task name), splits fairseq cannot read, rows
+    without their label or an input, or validation rows longer than the model's positions
+    (fairseq would stop at the first one, mid-run)."""
     from glue_prep.lengths import positions
 
     if not (data_bin / "input0" / "dict.txt").is_file():
@@ -111,12 +129,18 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
         if task_recipe.best_metric in ("f1", "acc_and_f1") and len(labels) != 2:
             raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); the "
                                     f"{task_recipe.name} metric {task_recipe.best_metric} is for two classes")
-    for split in task_recipe.valid_subsets.split(","):
+    inputs = {}
+    for split in ["train", *task_recipe.valid_subsets.split(",")]:
         sizes = split_sizes(data_bin, split)
         if sizes is None:
             raise DataMismatchError(f"{data_bin}: no binarised {split} split (input0/{split}.bin)")
-        too_long = [row for row, lengths in enumerate(zip(*sizes))
-                    if positions([n - 1 for n in lengths]) > max_positions]
+        inputs[split] = len(sizes)
+        check_labels(data_bin, split, len(sizes[0]), regression)
+        if inputs[split] != inputs["train"]:
+            raise DataMismatchError(f"{data_bin}: the {split} split has {inputs[split]} input(s) and the train split "
+                                    f"{inputs['train']}; expected the same sentences per row in every split")
+        too_long = [row for row, lengths in enumerate(zip(*sizes))  # fairseq skips long training rows
+                    if split != "train" and positions([n - 1 for n in lengths]) > max_positions]
         if too_long:
             recorded = meta.over_length.get(split) if meta is not None else None
             where = (f"line {recorded.lines[0]} of {meta.source[split]}"
