@@ -192,3 +192,21 @@ def test_binaries_fairseq_would_misread_are_refused_in_one_line(rte_bin, tiny_pr
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith("finetune: error: ") and re.search(message, last), last
         assert not (tmp_path / "save").exists()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("lines", [59, 61])
+def test_regression_targets_of_another_length_are_refused_in_one_line(tiny_pretrained, tmp_path, capsys, lines):
+    """A regression split's targets are text lines (label/<split>.label): one line short or too
+    many passed, and fairseq stopped at startup on its datasets' different lengths."""
+    from conftest import real_glue_task_dir, run_glue_prep
+
+    data = run_glue_prep(real_glue_task_dir("STS-B"), "STS-B", tmp_path / "glue", "--max-rows", "60", "--workers", "1")
+    targets = data / "label" / "valid.label"
+    rows = targets.read_text().splitlines()
+    assert len(rows) == 60
+    targets.write_text("\n".join((rows * 2)[:lines]) + "\n")
+    assert main(["STS-B", str(data), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu", "--dry-run"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"finetune: error: {data}: label/valid.label has {lines} lines; expected a label for each of "
+                    "the split's 60 rows")

@@ -87,15 +87,16 @@ def data_labels(data_bin: Path):
 
 def check_labels(data_bin: Path, split: str, rows: int, regression: bool) -> None:
     """Every row of the split has its label, in the file fairseq's sentence_prediction reads."""
-    if regression:
-        if not (data_bin / "label" / f"{split}.label").is_file():
-            raise DataMismatchError(f"{data_bin}: no label/{split}.label; expected the split's regression targets")
-        return
-    labels = len(read_indexed(data_bin / "label" / split)) if (data_bin / "label" / f"{split}.bin").exists() else None
+    if regression:  # one target a line, as fairseq's sentence_prediction reads them
+        path = data_bin / "label" / f"{split}.label"
+        labels = len(path.read_bytes().splitlines()) if path.is_file() else None
+        found = f"no label/{split}.label" if labels is None else f"label/{split}.label has {labels} lines"
+    else:
+        path = data_bin / "label" / split
+        labels = len(read_indexed(path)) if path.with_suffix(".bin").exists() else None
+        found = f"no label/{split}.bin" if labels is None else f"label/{split} has {labels} rows"
     if labels != rows:
-        raise DataMismatchError(f"{data_bin}: " + (f"no label/{split}.bin" if labels is None else
-                                                   f"label/{split} has {labels} rows") +
-                                f"; expected a label for each of the split's {rows} rows")
+        raise DataMismatchError(f"{data_bin}: {found}; expected a label for each of the split's {rows} rows")
 
 
 def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
