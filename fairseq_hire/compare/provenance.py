@@ -79,22 +79,19 @@ def pin_inputs(save_dir: Path, inputs: Dict[str, str]) -> Optional[str]:
     """Keep a run's input digests in its save dir while nothing there would be resumed; where
     a checkpoint would be (a stopped run started again goes on from checkpoints trained on the
     earlier attempt's files, whose run file must not record other files' digests), why it may
-    not go on, if its inputs changed since."""
+    not go on, if its inputs changed since. Checkpoints without a pin (an older version's run)
+    are pinned now: what trained them is not known."""
     pinned = Path(save_dir) / INPUTS_FILE
-    if not resumable(Path(save_dir)):  # an attempt that left no checkpoint: a fresh start
-        pinned.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(pinned, json.dumps(inputs) + "\n")
-        return None
-    try:
-        first = json.loads(pinned.read_text(encoding="utf-8"))
-    except FileNotFoundError:  # checkpoints of a run older than the pin: what trained them is not known
-        write_atomically(pinned, json.dumps(inputs) + "\n")
-        return None
-    except (OSError, ValueError) as error:
-        return f"{pinned}: unreadable ({error}); expected the input digests of the run's earlier attempt"
-    moved = differing_inputs(first, inputs)
-    return (f"{', '.join(moved)} changed since the attempt whose checkpoints are in {save_dir}; remove that "
-            "folder to train the run from the new files") if moved else None
+    if resumable(Path(save_dir)) and pinned.exists():
+        try:
+            moved = differing_inputs(json.loads(pinned.read_text(encoding="utf-8")), inputs)
+        except (OSError, ValueError) as error:
+            return f"{pinned}: unreadable ({error}); expected the input digests of the run's earlier attempt"
+        return (f"{', '.join(moved)} changed since the attempt whose checkpoints are in {save_dir}; remove that "
+                "folder to train the run from the new files") if moved else None
+    pinned.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(pinned, json.dumps(inputs) + "\n")
+    return None
 
 
 def subset_record(save_dir: Path) -> Optional[Dict]:

@@ -13,7 +13,8 @@ For the regime study (issue 28): ``--train-size N`` trains on a seeded sample of
 stratified by label for classification, simple random for regression (``glue_prep.subset``; the
 rows follow --seed, so every head of a seed gets the same ones) for a budget in epochs over
 those rows, lengthened to at least MIN_SUBSET_UPDATES updates; ``--freeze-encoder`` trains the
-head alone (``roberta_hire --freeze-encoder``), and ``--layer-cache DIR``, refused without it, reads the frozen encoder's layer outputs from a cache.
+head alone (``roberta_hire --freeze-encoder``), and ``--layer-cache DIR``, refused without it,
+reads the frozen encoder's layer outputs from a cache.
 
 The run is restart-safe: the pretrained weights are loaded with --finetune-from-model, which
 fairseq uses only when SAVE_DIR has no checkpoint_last.pt; run the same command again after
@@ -99,11 +100,11 @@ def check_labels(data_bin: Path, split: str, rows: int, regression: bool) -> Non
         raise DataMismatchError(f"{data_bin}: {found}; expected a label for each of the split's {rows} rows")
 
 
-def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
+def check_data(task_recipe, data_bin: Path, max_positions: int) -> int:
     """Refuse, before fairseq starts, binaries the recipe cannot train on: another task's
     (label kind, number of classes, glue_prep's task name), splits fairseq cannot read, rows
     without their label or an input, or validation rows longer than the model's positions
-    (fairseq would stop at the first one, mid-run)."""
+    (fairseq would stop at the first one, mid-run). The training rows, once read."""
     from glue_prep.lengths import positions
 
     if not (data_bin / "input0" / "dict.txt").is_file():
@@ -130,13 +131,13 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
         if task_recipe.best_metric in ("f1", "acc_and_f1") and len(labels) != 2:
             raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); the "
                                     f"{task_recipe.name} metric {task_recipe.best_metric} is for two classes")
-    inputs = {}
+    inputs, rows = {}, {}
     for split in ["train", *task_recipe.valid_subsets.split(",")]:
         sizes = split_sizes(data_bin, split)
         if sizes is None:
             raise DataMismatchError(f"{data_bin}: no binarised {split} split (input0/{split}.bin)")
-        inputs[split] = len(sizes)
-        check_labels(data_bin, split, len(sizes[0]), regression)
+        inputs[split], rows[split] = len(sizes), len(sizes[0])
+        check_labels(data_bin, split, rows[split], regression)
         if inputs[split] != inputs["train"]:
             raise DataMismatchError(f"{data_bin}: the {split} split has {inputs[split]} input(s) and the train split "
                                     f"{inputs['train']}; expected the same sentences per row in every split")
@@ -151,6 +152,7 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> None:
                 f"{data_bin}: {len(too_long)} {split} rows are longer than the model's {max_positions} "
                 f"positions (the first: {where}); fairseq would stop at them mid-run. Binarise "
                 f"again with glue_prep --truncate-to {max_positions}")
+    return rows["train"]
 
 
 def gpu_available() -> bool:
@@ -211,13 +213,13 @@ def build_command(args, passthrough) -> list:
     if not checked:  # a command planned before the data is binarised
         print(f"finetune: note: {data} does not exist yet; the data is not checked", file=sys.stderr)
     else:
-        check_data(task_recipe, data, max_positions)
+        train_rows = check_data(task_recipe, data, max_positions)
         schedule["num_classes"] = None if task_recipe.regression else len(data_labels(data))
         if args.train_size:
             schedule.update(train_examples=args.train_size,
                             epochs=subset_epochs(task_recipe, args, args.train_size, shape))
         else:
-            schedule["train_examples"] = count_train_examples(data)
+            schedule["train_examples"] = train_rows
         task_recipe.flags(**schedule)  # a schedule the recipe refuses is refused before anything is written
 
     def command_with(schedule, data):
