@@ -33,7 +33,7 @@ import numpy as np
 
 from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, unwritten
-from .lengths import positions
+from .binaries import read_binaries, read_indexed
 from .metadata import METADATA_FILE, FullTrain, GlueMetadata, TrainSubset, read_metadata, write_metadata
 
 ROWS_FILE = "train_subset.rows"
@@ -86,7 +86,7 @@ def check_train_size(data_bin: Path, size, max_positions: Optional[int] = None) 
     """Refuse (GlueFormatError) a size make_train_subset would refuse, drawing and writing nothing."""
     data_bin = Path(data_bin)
     full = _TrainSplit(data_bin, read_metadata(data_bin))
-    fitting = full.fitting_rows(max_positions)
+    fitting = full.split.fitting(max_positions)
     classes = None if full.regression else len(np.unique(full.classes()[fitting]))
     _check_size(data_bin, size, len(fitting), classes, max_positions)
 
@@ -104,7 +104,7 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
         raise GlueFormatError(f"the subset folder {out} is the data folder or inside it; "
                               "expected a folder elsewhere", data_bin)
     full = _TrainSplit(data_bin, meta)
-    fitting = full.fitting_rows(max_positions)
+    fitting = full.split.fitting(max_positions)
     classes = None if full.regression else full.classes()
     drawable = None if classes is None else classes[fitting]
     _check_size(data_bin, size, len(fitting), None if classes is None else len(np.unique(drawable)), max_positions)
@@ -162,20 +162,11 @@ class _TrainSplit:
     def __init__(self, data_bin: Path, meta: GlueMetadata):
         self.data_bin = data_bin
         self.regression = meta.regression
-        self.inputs = [f"input{k}" for k in range(2) if _prefix_exists(data_bin / f"input{k}" / "train")]
-        if "input0" not in self.inputs:
+        self.split = read_binaries(data_bin, "train", self.regression)
+        if self.split is None:
             raise GlueFormatError("no training split (input0/train.bin and .idx); expected a task's binaries "
                                   "from glue_prep with a train split", data_bin)
-        self.rows = len(self._load("input0"))
-        for name in self.inputs[1:] + ([] if self.regression else ["label"]):
-            if not _prefix_exists(data_bin / name / "train"):
-                raise GlueFormatError(f"no {name}/train.bin and .idx; expected them beside input0/train", data_bin)
-            rows = len(self._load(name))
-            if rows != self.rows:
-                raise GlueFormatError(f"{rows} rows; expected {self.rows}, as input0/train has",
-                                      data_bin / name / "train.bin")
-        if self.regression:
-            self.scores = self._score_lines()
+        self.inputs, self.rows = self.split.inputs, self.split.rows
         self.files = {Path(name) / f"train{ext}" for name in self.inputs + ["label"] for ext in (".bin", ".idx")}
         self.files |= {REGRESSION_LABELS, Path(METADATA_FILE)}
 
@@ -190,25 +181,6 @@ class _TrainSplit:
             return Dictionary.load(str(path))
         except Exception as e:  # fairseq raises ValueError, RuntimeError or a bare Exception
             raise GlueFormatError(f"cannot read this fairseq dictionary: {e}", path) from None
-
-    def _score_lines(self) -> List[bytes]:
-        path = self.data_bin / REGRESSION_LABELS
-        if not path.is_file():
-            raise GlueFormatError("missing: expected the regression targets of the train split, one a line", path)
-        lines = path.read_bytes().splitlines()  # the lines fairseq's text-mode readlines() sees
-        if len(lines) != self.rows:
-            raise GlueFormatError(f"{len(lines)} lines; expected {self.rows}, one per row of input0/train", path)
-        return lines
-
-    def fitting_rows(self, max_positions: Optional[int]) -> np.ndarray:
-        """The rows fairseq-train trains on at `max_positions` (every row for None), ascending."""
-        everything = np.arange(self.rows)
-        if max_positions is None:
-            return everything
-        # each row's tokens with its </s>, copied while its dataset (and memory map) is open
-        datasets = [self._load(name) for name in self.inputs]
-        tokens = [np.array(dataset.sizes) for dataset in datasets]
-        return everything[positions([n - 1 for n in tokens]) <= max_positions]
 
     def classes(self) -> np.ndarray:
         """Each row's label index in label/dict.txt."""
@@ -246,35 +218,7 @@ class _TrainSplit:
             builder.finalize(indexed_dataset.index_file_path(str(folder / name / "train")))
         if self.regression:
             (folder / "label").mkdir(exist_ok=True)
-            (folder / REGRESSION_LABELS).write_bytes(b"".join(self.scores[r] + b"\n" for r in rows.tolist()))
-
-
-def read_indexed(prefix: Path):
-    """fairseq's reader of the indexed dataset PREFIX.bin / PREFIX.idx, or a GlueFormatError
-    naming the file where fairseq cannot read it."""
-    from fairseq.data import data_utils
-
-    problem = None
-    # a reader whose __init__ failed fails again in its __del__ (AttributeError
-    # _bin_buffer_mmap), printed as "Exception ignored": that is not the user's error
-    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
-    try:
-        try:
-            dataset = data_utils.load_indexed_dataset(str(prefix), None)
-        except Exception as e:  # fairseq raises what numpy or its own asserts raise
-            problem = " ".join(repr(e).split())
-    finally:  # the failed reader is gone once its exception is
-        sys.unraisablehook = hook
-    if problem:
-        raise GlueFormatError(f"cannot read this fairseq indexed dataset: {problem}", prefix.with_suffix(".idx"))
-    if dataset is None:
-        raise GlueFormatError("not a fairseq indexed dataset (or its .bin is missing); expected the .bin and .idx "
-                              "that fairseq-preprocess or glue_prep writes", prefix.with_suffix(".idx"))
-    return dataset
-
-
-def _prefix_exists(prefix: Path) -> bool:
-    return prefix.with_suffix(".bin").is_file() and prefix.with_suffix(".idx").is_file()
+            (folder / REGRESSION_LABELS).write_bytes(b"".join(self.split.targets[r] + b"\n" for r in rows.tolist()))
 
 
 def _check_size(data_bin: Path, size, rows: int, classes: Optional[int], max_positions: Optional[int] = None) -> None:

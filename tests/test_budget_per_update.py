@@ -164,7 +164,7 @@ def test_a_dry_run_plans_the_budget_the_run_gets_and_writes_nothing(rte_bin, tin
     ("corrupt input1/train.idx", r"input1/train.idx: cannot read this fairseq indexed dataset: AssertionError"),
     ("truncate input0/train.idx", r"input0/train.idx: cannot read this fairseq indexed dataset"),
     ("remove input1/train.bin", r"input1/train.idx: not a fairseq indexed dataset \(or its .bin is missing\)"),
-    ("remove label/train", r"no label/train.bin; expected a label for each of the split's 160 rows"),
+    ("remove label/train", r"label/train.bin: missing; expected the label of each of input0/train's 160 rows"),
     ("remove input1/train", r"the valid split has 2 input\(s\) and the train split 1"),
 ])
 def test_binaries_fairseq_would_misread_are_refused_in_one_line(rte_bin, tiny_pretrained, tmp_path, capsys,
@@ -208,5 +208,4 @@ def test_regression_targets_of_another_length_are_refused_in_one_line(tiny_pretr
     targets.write_text("\n".join((rows * 2)[:lines]) + "\n")
     assert main(["STS-B", str(data), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu", "--dry-run"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == (f"finetune: error: {data}: label/valid.label has {lines} lines; expected a label for each of "
-                    "the split's 60 rows")
+    assert last == f"finetune: error: {targets}: {lines} lines; expected 60, one per row of input0/valid"

@@ -47,9 +47,9 @@ def rte_short(tmp_path_factory):
 
 
 def row_positions(data_bin, split):
-    from fairseq_hire.workflow.finetune import split_sizes
+    from glue_prep.binaries import read_binaries
 
-    return [positions([a - 1, b - 1]) for a, b in zip(*split_sizes(data_bin, split))]
+    return [positions([a - 1, b - 1]) for a, b in zip(*read_binaries(data_bin, split, regression=False).sizes)]
 
 
 def test_glue_prep_reports_long_rows_and_truncates_them_on_request(rte_short):

@@ -270,6 +270,23 @@ def test_damaged_training_files_are_refused(request, tmp_path, task, damaged, ex
     assert_no_temporary(tmp_path)
 
 
+@pytest.mark.parametrize("removed", ["input1/train.bin", "input1/train.idx"])
+def test_half_of_the_second_sentence_is_refused_as_finetune_refuses_it(rte_bin, tmp_path, removed):
+    """The subset read the training split through its own checks, which took input1 only where both
+    of its files were there: half a pair made a subset of premises alone, which finetune.py refuses."""
+    from fairseq_hire.workflow.finetune import count_train_examples
+
+    source = tmp_path / "RTE-bin"
+    shutil.copytree(rte_bin, source)
+    (source / removed).unlink()
+    for read in (lambda: make_train_subset(source, 50, 1, tmp_path / "subset"),
+                 lambda: count_train_examples(source)):
+        with pytest.raises(GlueFormatError) as e:
+            read()
+        assert str(e.value).startswith(f"{source}/input1/train.idx: ") and "\n" not in str(e.value)
+    assert not (tmp_path / "subset").exists()
+
+
 def test_an_output_that_is_not_a_subset_is_left_alone(rte_bin, tmp_path):
     other = tmp_path / "results"
     other.mkdir()

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from glue_prep.metadata import metadata_file, read_metadata
-from glue_prep.errors import GlueFormatError
-from glue_prep.subset import make_train_subset, read_indexed
+from glue_prep.binaries import read_binaries
+from glue_prep.subset import make_train_subset
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
@@ -53,29 +53,11 @@ SUBSET_FOLDER = "train_subset"
 MIN_SUBSET_UPDATES = 250
 
 
-def split_sizes(data_bin: Path, split: str):
-    """Tokens (with </s>) of every row of every input of one split, or None if absent; a
-    GlueFormatError naming the file fairseq cannot read (half an input's .bin/.idx pair
-    included: fairseq would train without that input) or an input of other rows than input0's."""
-    sizes = []
-    for k in (0, 1):
-        prefix = data_bin / f"input{k}" / split
-        present = [prefix.with_suffix(ext).exists() for ext in (".bin", ".idx")]
-        if not any(present) or (k == 0 and not all(present)):  # no split, or one input; half of input1's pair
-            break                                                # is read, and refused
-        dataset = read_indexed(prefix)  # held while its sizes are copied: the memory map closes with it
-        sizes.append(np.array(dataset.sizes))
-        if len(sizes[-1]) != len(sizes[0]):
-            raise GlueFormatError(f"{len(sizes[-1])} rows; expected {len(sizes[0])}, as input0/{split} has",
-                                  prefix.with_suffix(".bin"))
-    return sizes or None
-
-
 def count_train_examples(data_bin: Path) -> int:
-    sizes = split_sizes(data_bin, "train")
-    if sizes is None:
+    split = read_binaries(data_bin, "train", regression=not (data_bin / "label" / "dict.txt").is_file())
+    if split is None:
         raise FileNotFoundError(f"no binarised training split at {data_bin / 'input0' / 'train'}")
-    return len(sizes[0])
+    return split.rows
 
 
 def data_labels(data_bin: Path):
@@ -86,27 +68,11 @@ def data_labels(data_bin: Path):
     return label_names(Dictionary.load(str(data_bin / "label" / "dict.txt")))
 
 
-def check_labels(data_bin: Path, split: str, rows: int, regression: bool) -> None:
-    """Every row of the split has its label, in the file fairseq's sentence_prediction reads."""
-    if regression:  # one target a line, as fairseq's sentence_prediction reads them
-        path = data_bin / "label" / f"{split}.label"
-        labels = len(path.read_bytes().splitlines()) if path.is_file() else None
-        found = f"no label/{split}.label" if labels is None else f"label/{split}.label has {labels} lines"
-    else:
-        path = data_bin / "label" / split
-        labels = len(read_indexed(path)) if path.with_suffix(".bin").exists() else None
-        found = f"no label/{split}.bin" if labels is None else f"label/{split} has {labels} rows"
-    if labels != rows:
-        raise DataMismatchError(f"{data_bin}: {found}; expected a label for each of the split's {rows} rows")
-
-
 def check_data(task_recipe, data_bin: Path, max_positions: int) -> int:
     """Refuse, before fairseq starts, binaries the recipe cannot train on: another task's
     (label kind, number of classes, glue_prep's task name), splits fairseq cannot read, rows
     without their label or an input, or validation rows longer than the model's positions
     (fairseq would stop at the first one, mid-run). The training rows, once read."""
-    from glue_prep.lengths import positions
-
     if not (data_bin / "input0" / "dict.txt").is_file():
         raise DataMismatchError(f"{data_bin}: no input0/dict.txt; expected a task's binaries from glue_prep")
     meta = read_metadata(data_bin, missing_ok=True)  # None: binaries from fairseq-preprocess
@@ -131,28 +97,27 @@ def check_data(task_recipe, data_bin: Path, max_positions: int) -> int:
         if task_recipe.best_metric in ("f1", "acc_and_f1") and len(labels) != 2:
             raise DataMismatchError(f"{label_dict} has {len(labels)} labels ({', '.join(labels)}); the "
                                     f"{task_recipe.name} metric {task_recipe.best_metric} is for two classes")
-    inputs, rows = {}, {}
-    for split in ["train", *task_recipe.valid_subsets.split(",")]:
-        sizes = split_sizes(data_bin, split)
-        if sizes is None:
-            raise DataMismatchError(f"{data_bin}: no binarised {split} split (input0/{split}.bin)")
-        inputs[split], rows[split] = len(sizes), len(sizes[0])
-        check_labels(data_bin, split, rows[split], regression)
-        if inputs[split] != inputs["train"]:
-            raise DataMismatchError(f"{data_bin}: the {split} split has {inputs[split]} input(s) and the train split "
-                                    f"{inputs['train']}; expected the same sentences per row in every split")
-        too_long = [row for row, lengths in enumerate(zip(*sizes))  # fairseq skips long training rows
-                    if split != "train" and positions([n - 1 for n in lengths]) > max_positions]
-        if too_long:
-            recorded = meta.over_length.get(split) if meta is not None else None
-            where = (f"line {recorded.lines[0]} of {meta.source[split]}"
+    splits = {}
+    for name in ["train", *task_recipe.valid_subsets.split(",")]:
+        split = splits[name] = read_binaries(data_bin, name, regression)
+        if split is None:
+            raise DataMismatchError(f"{data_bin}: no binarised {name} split (input0/{name}.bin)")
+        if len(split.inputs) != len(splits["train"].inputs):
+            raise DataMismatchError(f"{data_bin}: the {name} split has {len(split.inputs)} input(s) and the train "
+                                    f"split {len(splits['train'].inputs)}; expected the same sentences per row in every split")
+        if name == "train":
+            continue  # fairseq skips long training rows
+        too_long = np.setdiff1d(np.arange(split.rows), split.fitting(max_positions))
+        if len(too_long):
+            recorded = meta.over_length.get(name) if meta is not None else None
+            where = (f"line {recorded.lines[0]} of {meta.source[name]}"
                      if recorded and recorded.lines and meta.max_positions == max_positions
                      else f"row {too_long[0]} of the split")
             raise DataMismatchError(
-                f"{data_bin}: {len(too_long)} {split} rows are longer than the model's {max_positions} "
+                f"{data_bin}: {len(too_long)} {name} rows are longer than the model's {max_positions} "
                 f"positions (the first: {where}); fairseq would stop at them mid-run. Binarise "
                 f"again with glue_prep --truncate-to {max_positions}")
-    return rows["train"]
+    return splits["train"].rows
 
 
 def gpu_available() -> bool:
