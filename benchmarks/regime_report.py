@@ -137,14 +137,14 @@ def costs_less(a: Dict, b: Dict) -> bool:
     return a["ratio_range"][1] < b["ratio_range"][0]
 
 
-def ratios_in_regimes(costs: Dict, size: str, head: str, tasks: Sequence[str]) -> Dict[str, float]:
-    """regime -> `head`'s minutes per run at `size` over the stock head's (regime_costs, the mean
-    over `tasks`); a regime without a measurement is left out."""
+def costs_in_regimes(costs: Dict, size: str, head: str, tasks: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """regime -> `head`'s minutes per run at `size` (the mean over `tasks`) and their ratio to
+    the stock head's (regime_costs); a regime without a measurement is left out."""
     found = {}
     for regime in rg.REGIMES:
         costed = regime_costs(costs, regime, size, [head], tasks)
         if head in costed:
-            found[regime] = costed[head]["ratio"]
+            found[regime] = {"ratio": costed[head]["ratio"], "minutes": costed[head]["minutes"]}
     return found
 
 
@@ -206,9 +206,9 @@ def recommendations(results: Sequence[Dict], costs: Dict, heads: Sequence[str]) 
                         h: [t for t, choice in choices.items() if h in choice["below_constant"]] for h in heads
                         if any(h in choice["below_constant"] for choice in choices.values())}
                 # what the chosen head costs in both regimes (issue 28: "frozen and fine-tuned")
-                entry["ratios"] = ratios_in_regimes(costs, size, entry["head"], list(tasks)) if entry["head"] else {}
+                entry["costs"] = costs_in_regimes(costs, size, entry["head"], list(tasks)) if entry["head"] else {}
                 if entry.get("per_task"):
-                    entry["per_task_ratios"] = {t: ratios_in_regimes(costs, size, h, [t])
+                    entry["per_task_costs"] = {t: costs_in_regimes(costs, size, h, [t])
                                                 for t, h in entry["per_task"].items() if h}
             out[f"{regime}-{size}"] = entry
     return out

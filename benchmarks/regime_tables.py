@@ -122,21 +122,22 @@ def per_task_words(entry: Dict) -> str:
     return ", ".join(f"{t} **{h or 'none priced'}**" for t, h in entry["per_task"].items())
 
 
-def cost_words(head: str, ratios: Dict[str, float], regime: str) -> str:
-    """A recommended head's minutes per run over the stock head's, its own regime first, then the
-    other (issue 28: "with its measured step cost frozen and fine-tuned")."""
+def cost_words(head: str, costs: Dict[str, Dict[str, float]], regime: str) -> str:
+    """A recommended head's minutes per run and their ratio to the stock head's, its own regime
+    first, then the other (issue 28: "with its measured step cost frozen and fine-tuned")."""
     order = [regime] + [r for r in rg.REGIMES if r != regime]
-    return f"{head} " + ", ".join(f"{REGIME_WORDS[r]} {ratios[r]:.2f}x" if r in ratios else
-                                  f"{REGIME_WORDS[r]} not measured" for r in order)
+    return f"{head} " + ", ".join(
+        f"{REGIME_WORDS[r]} {costs[r]['minutes']:.1f} min a run ({costs[r]['ratio']:.2f}x)" if r in costs
+        else f"{REGIME_WORDS[r]} not measured" for r in order)
 
 
 def chosen_costs(name: str, entry: Dict) -> str:
     """The cost of the head(s) a regime's recommendation names: one head, or each task's own."""
     regime = name.split("-")[0]
     if entry.get("per_task"):
-        return "; ".join(f"{t} {cost_words(h, entry['per_task_ratios'][t], regime)}" if h else f"{t} none priced"
+        return "; ".join(f"{t} {cost_words(h, entry['per_task_costs'][t], regime)}" if h else f"{t} none priced"
                          for t, h in entry["per_task"].items())
-    return cost_words(entry["head"], entry.get("ratios", {}), regime)
+    return cost_words(entry["head"], entry.get("costs", {}), regime)
 
 
 def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
@@ -159,14 +160,14 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
         return (f"{where}: no head is within the detectable-difference band of the best ({best}) on every task"
                 f"{' and beats the best constant prediction on each' if entry.get('below_constant') else ''}; "
                 f"each task's cheapest head within its band: {chosen}"
-                f"{below_constant_note(entry.get('per_task_below_constant', {}))}. Their cost against the stock "
-                f"head's minutes per run: {chosen_costs(name, entry)}.")
+                f"{below_constant_note(entry.get('per_task_below_constant', {}))}. Their cost in minutes per run, and its ratio "
+                f"to the stock head's: {chosen_costs(name, entry)}.")
     if entry["head"] is None:
         return (f"{where}: within the band of the best head ({best}): "
                 f"{', '.join(entry['within_band'])}{not_recommended}; no recommendation.")
     tied = f"; its cost ties with {', '.join(entry['tied'])}" if entry["tied"] else ""
-    other = next((f"; {REGIME_WORDS[name]}: {ratio:.2f}x the stock head's minutes per run"
-                  for name, ratio in entry.get("ratios", {}).items() if name != regime), "")
+    other = next((f"; {REGIME_WORDS[name]}: {cost['ratio']:.2f}x the stock head's minutes per run"
+                  for name, cost in entry.get("costs", {}).items() if name != regime), "")
     return (f"{where}: **{entry['head']}**, the cheapest head within the "
             f"detectable-difference band of the best ({best}); cost {entry['ratio']:.2f}x the stock head's "
             f"({cost_source}){other}{tied}. Within the band: {', '.join(entry['within_band'])}{not_recommended}.")
@@ -272,7 +273,7 @@ def headline(results: Sequence[Dict], detected: List[Dict], recommended: Dict, p
     if without:  # every task complete, and still no head to recommend
         recommendation += f" No recommendation in {'; '.join(without)}: no head that learned and has a measured cost."
     if decided:
-        recommendation += (" Measured cost against the stock head's minutes per run (costs.json): "
+        recommendation += (" Measured cost, minutes per run and their ratio to the stock head's (costs.json): "
                            + "; ".join(f"{regime_words(n)}: {chosen_costs(n, e)}" for n, e in decided.items()) + ".")
     recommendation = recommendation.strip()
     full = os.path.relpath(full_page, page.parent)

@@ -195,25 +195,29 @@ MRPC = complete_point("MRPC", {"stock": 80.0, "hire": 74.0, "stock-mean-pool": 7
 def test_each_tasks_own_head_is_given_with_its_measured_cost_frozen_and_fine_tuned():
     split = regime_report.recommendations([SST2, MRPC], COSTS, HEADS)["frozen-n1000"]
     assert split["per_task"] == {"SST-2": "stock-mean-pool", "MRPC": "stock"}
-    assert split["per_task_ratios"] == {"SST-2": {"frozen": pytest.approx(1.2), "finetuned": pytest.approx(1.05)},
-                                        "MRPC": {"frozen": 1.0, "finetuned": 1.0}}
+    assert split["per_task_costs"] == {
+        "SST-2": {"frozen": {"ratio": pytest.approx(1.2), "minutes": 1.2},
+                  "finetuned": {"ratio": pytest.approx(1.05), "minutes": 10.5}},
+        "MRPC": {"frozen": {"ratio": 1.0, "minutes": 1.0}, "finetuned": {"ratio": 1.0, "minutes": 10.0}}}
     line = regime_tables.recommendation_line("frozen-n1000", split, "minutes")
-    assert ("Their cost against the stock head's minutes per run: SST-2 stock-mean-pool frozen 1.20x, fine-tuned "
-            "1.05x; MRPC stock frozen 1.00x, fine-tuned 1.00x.") in line
+    assert ("Their cost in minutes per run, and its ratio to the stock head's: SST-2 stock-mean-pool frozen 1.2 min "
+            "a run (1.20x), fine-tuned 10.5 min a run (1.05x); MRPC stock frozen 1.0 min a run (1.00x), fine-tuned "
+            "10.0 min a run (1.00x).") in line
 
 
 def test_the_readme_headline_gives_each_recommended_heads_measured_cost_in_both_regimes():
     single = regime_report.recommendations([SST2], COSTS, HEADS)["frozen-n1000"]
     assert single["head"] == "stock-mean-pool"
     text = regime_tables.headline([], [], {"frozen-n1000": single})
-    assert ("Recommended head so far: frozen, 1,000 rows: **stock-mean-pool** (SST-2). Measured cost against the "
-            "stock head's minutes per run (costs.json): frozen, 1,000 rows: stock-mean-pool frozen 1.20x, fine-tuned 1.05x.") in text
+    assert ("Recommended head so far: frozen, 1,000 rows: **stock-mean-pool** (SST-2). Measured cost, minutes per run "
+            "and their ratio to the stock head's (costs.json): frozen, 1,000 rows: stock-mean-pool frozen 1.2 min a run "
+            "(1.20x), fine-tuned 10.5 min a run (1.05x).") in text
     split = regime_report.recommendations([SST2, MRPC], COSTS, HEADS)["frozen-n1000"]
     text = regime_tables.headline([], [], {"frozen-n1000": split})
-    assert ("frozen, 1,000 rows: SST-2 stock-mean-pool frozen 1.20x, fine-tuned 1.05x; MRPC stock frozen 1.00x, "
-            "fine-tuned 1.00x.") in text
+    assert ("frozen, 1,000 rows: SST-2 stock-mean-pool frozen 1.2 min a run (1.20x), fine-tuned 10.5 min a run "
+            "(1.05x); MRPC stock frozen 1.0 min a run (1.00x), fine-tuned 10.0 min a run (1.00x).") in text
     # a regime whose head has no measurement in the other regime says so, never a guess
     frozen_only = {"measured": "test", "ranges": {}, "minutes": {
         k: v for k, v in COSTS["minutes"].items() if k.startswith("frozen/")}}
     single = regime_report.recommendations([SST2], frozen_only, HEADS)["frozen-n1000"]
-    assert "stock-mean-pool frozen 1.20x, fine-tuned not measured." in regime_tables.headline([], [], {"frozen-n1000": single})
+    assert "stock-mean-pool frozen 1.2 min a run (1.20x), fine-tuned not measured." in regime_tables.headline([], [], {"frozen-n1000": single})

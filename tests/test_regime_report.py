@@ -133,7 +133,8 @@ def test_the_recommendation_is_the_cheapest_head_within_the_band_by_each_regimes
     assert "stock-mean-pool" in finetuned["unpriced"] or "stock-mean-pool" not in finetuned["within_band"]
     assert "**frozen, n100** on RTE: **stock**" in report["fragment"]
     # the chosen head's cost in both regimes, each from its own minutes per run in costs.json
-    assert finetuned["ratios"] == {"finetuned": 1.6, "frozen": 3.0} and frozen["ratios"] == {"finetuned": 1.0, "frozen": 1.0}
+    assert finetuned["costs"] == {"finetuned": {"ratio": 1.6, "minutes": 16.0}, "frozen": {"ratio": 3.0, "minutes": 6.0}}
+    assert frozen["costs"] == {"finetuned": {"ratio": 1.0, "minutes": 10.0}, "frozen": {"ratio": 1.0, "minutes": 2.0}}
     assert ("cost 1.60x the stock head's (minutes per run of the regime, mean over the tasks, from costs.json "
             "(benchmarks/regime_costs.py)); frozen: 3.00x the stock head's minutes per run") in report["fragment"]
 
