@@ -209,3 +209,42 @@ def test_regression_targets_of_another_length_are_refused_in_one_line(tiny_pretr
     assert main(["STS-B", str(data), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu", "--dry-run"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == f"finetune: error: {targets}: {lines} lines; expected 60, one per row of input0/valid"
+
+
+TRAINER_BATCHES = """
+import json, sys
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.trainer import Trainer
+
+args = options.parse_args_and_arch(options.get_training_parser(), sys.argv[1:])
+cfg = convert_namespace_to_omegaconf(args)
+task = tasks.setup_task(cfg.task)
+task.load_dataset(cfg.dataset.train_subset, combine=True, epoch=1)
+model, criterion = task.build_model(cfg.model), task.build_criterion(cfg.criterion)
+trainer = Trainer(cfg, task, model, criterion)
+print(json.dumps([len(trainer.get_train_iterator(epoch, load_dataset=False).frozen_batches) for epoch in (1, 2, 3)]))
+"""
+
+
+@pytest.mark.parametrize("flags", [
+    [],
+    ["--update-ordered-indices-seed"],
+    ["--batch-size", "8", "--max-tokens", "300", "--update-ordered-indices-seed"],
+    ["--max-tokens", "500", "--required-batch-size-multiple", "8", "--seed", "3"],
+])
+def test_the_batches_counted_are_those_fairseqs_trainer_makes_in_every_epoch(rte_bin, tiny_pretrained, tmp_path, flags):
+    """The budget counts one epoch's batches; fairseq's Trainer rebatches each epoch, with the seed
+    plus the epoch under --update-ordered-indices-seed: the count must hold for every epoch."""
+    import subprocess
+
+    from fairseq_hire.workflow.epoch_batches import training_batches
+
+    args, passthrough = build_parser().parse_known_args(
+        ["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "save"), "--device", "cpu", *flags])
+    train_arguments = build_command(args, passthrough)[3:]
+    counted = training_batches(train_arguments)
+    done = subprocess.run([sys.executable, "-c", TRAINER_BATCHES, *train_arguments], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [counted] * 3
