@@ -8,12 +8,14 @@ same code path runs at training, validation and inference time. It works for sto
 import logging
 import os
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from fairseq.data import data_utils
 from fairseq.models.roberta.hub_interface import RobertaHubInterface
+
+from .checkpoints.errors import HeadMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ def from_pretrained(
 
     from .checkpoints.loading import load_checkpoint_to_cpu
     from .checkpoints.head_classes import record_or_check
+    from .checkpoints.shapes import head_shapes, untrained_heads
     from .models.layer_cache import drop_layer_cache
     from .models.layernorm_eps import apply_recorded_eps
 
@@ -89,21 +92,38 @@ def from_pretrained(
     overrides = {**kwargs, "bpe": bpe, "load_checkpoint_heads": True, "user_dir": str(PACKAGE_DIR), "data": data}
     path = str(model_dir / checkpoint_file)
     state = load_checkpoint_to_cpu(path, overrides)
+    stored_heads = head_shapes(state["model"])  # fairseq's upgrade rewrites the state's heads as it loads
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
     apply_recorded_eps(models[0])  # fairseq's roberta builds 1e-5 whatever the checkpoint records
     drop_layer_cache(models[0])  # done by the plugin's task too; fairseq's sentence_prediction does not
     record_or_check(task)  # done by the plugin's task when it built the model; fairseq's does not
-    hub = RobertaHireHubInterface(cfg, task, models[0])
+    hub = RobertaHireHubInterface(cfg, task, models[0], untrained_heads(models[0], stored_heads), path)
     return hub.eval()
 
 
 class RobertaHireHubInterface(RobertaHubInterface):
+    def __init__(self, cfg, task, model, untrained_heads: Optional[Dict[str, List[str]]] = None,
+                 checkpoint: Optional[str] = None):
+        """`untrained_heads`: the heads the checkpoint's weights do not hold as its configuration
+        builds them (name -> parameters), refused at prediction; a head registered after loading
+        is the caller's own."""
+        super().__init__(cfg, task, model)
+        self.untrained_heads = untrained_heads or {}
+        self.checkpoint = checkpoint
+
     def encode(self, sentence: str, *addl_sentences: str, no_separator: bool = False) -> torch.LongTensor:
         """RoBERTa's encoding (``<s> A </s> </s> B </s>``) of the text stripped of surrounding
         whitespace, as glue_prep (and fairseq's recipe) strip it before binarising."""
         return super().encode(sentence.strip(), *(s.strip() for s in addl_sentences), no_separator=no_separator)
 
     def _classify(self, head: str, tokens: torch.LongTensor):
+        if head in self.untrained_heads:
+            keys = self.untrained_heads[head]
+            raise HeadMismatchError(
+                f"refusing to predict with head {head!r} of checkpoint {self.checkpoint}: its configuration builds "
+                f"{', '.join(keys[:3])}{f' and {len(keys) - 3} more' if len(keys) > 3 else ''} otherwise than its "
+                "weights hold them (or they are not there), so they would be freshly initialised; expected the head "
+                "options (--hire-*, num_classes) it was trained with")
         if tokens.dim() == 1:
             tokens = tokens.unsqueeze(0)
         check_length(tokens, self.model.max_positions())

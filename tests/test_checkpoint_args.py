@@ -126,6 +126,22 @@ def test_flags_of_fine_tuned_checkpoint(original_checkpoint, tmp_path):
     assert architecture_flags(fine_tuned) == architecture_flags(original_checkpoint)
 
 
+def test_flags_of_a_checkpoint_whose_model_options_are_a_plain_dict(original_checkpoint, tmp_path, capsys):
+    """fairseq-hydra-train's trainer saves its configuration as plain containers, so cfg.model is a
+    dict (a Namespace under fairseq-train): checkpoint_args.py and finetune.py said it lacked
+    'encoder_layers'."""
+    trainer = build_trainer(finetune_args(write_task_dicts(tmp_path / "RTE-bin")))
+    restore(trainer, original_checkpoint)
+    hydra_saved = tmp_path / "checkpoint_best.pt"
+    save(trainer, hydra_saved, {"epoch": 1})
+    state = safe_torch_load(hydra_saved)
+    state["cfg"]["model"] = dict(vars(state["cfg"]["model"]))
+    torch.save(state, hydra_saved)
+    assert architecture_flags(hydra_saved) == architecture_flags(original_checkpoint)
+    assert architecture.main([str(hydra_saved)]) == 0
+    assert capsys.readouterr().out.split() == architecture_flags(original_checkpoint)
+
+
 def test_command_line_prints_the_flags_on_one_line(converted_minilm):
     model_pt = converted_minilm / "model.pt"
     run = subprocess.run(

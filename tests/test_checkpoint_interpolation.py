@@ -74,6 +74,7 @@ def test_checkpoints_fairseq_writes_hold_no_interpolation(fine_tuned, original, 
     ("task", "classification_head_name", "head-${oc.env:HOME}"),  # inside a longer string
     ("common", "user_dir", ["fairseq_hire", "${oc.env:HOME}"]),  # inside a list
     ("criterion", "classification_head_name", "${task.classification_head_name}"),  # even between keys
+    ("task", "${oc.env:HOME}", "a key"),  # and in a key
 ])
 def test_every_interpolation_is_refused_naming_its_field(section, field, value, fine_tuned, tmp_path):
     state = plain(fine_tuned)
@@ -103,6 +104,67 @@ def test_sections_that_are_not_mappings_are_refused(section, value, fine_tuned, 
                                                  (None, "${payload}", "a Namespace of options")])
 def test_a_configuration_that_is_not_a_mapping_is_refused(cfg, args, expected, fine_tuned, tmp_path):
     assert expected in refusal({**fine_tuned, "cfg": cfg, "args": args}, tmp_path)
+
+
+@pytest.fixture
+def probe_resolver():
+    """A resolver that records each call: a check that resolves what it checks calls it."""
+    from omegaconf import OmegaConf
+
+    calls = []
+    OmegaConf.register_new_resolver("hire_probe", lambda value: calls.append(value) or "resolved", replace=True)
+    yield calls
+    OmegaConf.clear_resolver("hire_probe")
+
+
+@pytest.mark.parametrize("where, value", [
+    ("cfg.task.extra.items[0]", lambda o: o.create({"items": ["${hire_probe:a}"]})),  # iterating a list resolves it
+    ("cfg.task.extra[1]", lambda o: o.create(["x", "${hire_probe:a}"])),
+    ("cfg.task.extra", lambda o: __import__("omegaconf").ListConfig(content="${hire_probe:a}")),
+    ("cfg.task.extra", lambda o: __import__("omegaconf").DictConfig(content="${hire_probe:a}")),
+    ("cfg.task", lambda o: __import__("omegaconf").DictConfig(content="${hire_probe:a}")),  # a whole section
+])
+def test_interpolations_inside_omegaconf_containers_are_refused_unresolved(where, value, fine_tuned, tmp_path,
+                                                                            probe_resolver):
+    """The check walked omegaconf lists by iterating them, which resolves their interpolations (the
+    check then saw the resolved text, and passed it); a DictConfig whose content is an
+    interpolation was a traceback (AttributeError: 'str' object has no attribute 'items')."""
+    from omegaconf import OmegaConf
+
+    state = plain(fine_tuned)
+    if where == "cfg.task":
+        state["cfg"]["task"] = value(OmegaConf)
+    else:
+        state["cfg"]["task"]["extra"] = value(OmegaConf)
+    message = refusal(state, tmp_path)
+    assert f"field {where} = " in message and not probe_resolver
+
+
+def nested(depth: int, leaf, kind):
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value} if kind == "dict" else [value]
+    return value
+
+
+@pytest.mark.parametrize("section, kind", [("task", "dict"), ("model", "dict"), ("task", "list"), ("model", "list")])
+def test_a_configuration_nested_deeper_than_python_recurses_is_refused_in_one_line(section, kind, fine_tuned,
+                                                                                    tmp_path):
+    """RecursionError was a traceback from the check (and from copying the model section)."""
+    from fairseq_hire.checkpoints.loading import load_checkpoint_to_cpu
+
+    state = plain(fine_tuned)
+    state["cfg"][section]["deep"] = nested(5000, "x", kind)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # for torch.save's pickler only
+    try:
+        torch.save(state, tmp_path / "deep.pt")
+    finally:
+        sys.setrecursionlimit(limit)
+    for load in (load_state, load_checkpoint_to_cpu):
+        with pytest.raises(UnsafeConfigError) as refused:
+            load(tmp_path / "deep.pt")
+        assert "\n" not in str(refused.value) and str(tmp_path / "deep.pt") in str(refused.value)
 
 
 def test_an_interpolation_in_the_original_formats_args_is_refused(original, tmp_path):

@@ -19,7 +19,7 @@ import fairseq_hire  # noqa: F401  (registers roberta_hire)
 import hostile_checkpoints as hostile
 from conftest import GPT2_BPE, REPO
 from fairseq_hire import RobertaHireModel
-from fairseq_hire.checkpoints.errors import UnsafeConfigError
+from fairseq_hire.checkpoints.errors import CheckpointError, UnsafeConfigError
 from fairseq_hire.checkpoints.loading import load_state, safe_torch_load
 from fairseq_setup import build_trainer, finetune_args, save, write_task_dicts
 from roberta_checkpoints import write_original_roberta_checkpoint
@@ -184,3 +184,47 @@ def test_evaluate_exits_with_the_error_at_once(fine_tuned, rte_bin, tmp_path):
     assert len(error) == 1 and f"encoder.ffn_embed_dim = {HUGE}" in error[0] and "fc1.weight" in error[0]
     assert usage.ru_maxrss * 1024 < 2 * 2 ** 30, f"evaluate.py peaked at {usage.ru_maxrss // 1024} MiB"
     assert seconds < 120
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_on_rte(rte_bin, tmp_path_factory):
+    path = tmp_path_factory.mktemp("fine-tuned-rte") / "checkpoint_best.pt"
+    save(build_trainer(finetune_args(rte_bin)), path, {"epoch": 1})
+    return safe_torch_load(path)
+
+
+def without_heads(state):
+    state = copy.deepcopy(state)
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("classification_heads.")}
+    return state
+
+
+@pytest.mark.parametrize("damage", [lambda state: changed(state, {"hire_fusion": False}), without_heads],
+                         ids=["other-head-options", "no-head-weights"])
+def test_a_head_its_weights_do_not_hold_is_refused_at_prediction(damage, fine_tuned_on_rte, rte_bin, tmp_path):
+    """Loading is lenient with heads on purpose (fine-tuning starts a head of other parts or classes
+    fresh), and the hub loaded with it too: evaluate.py, predict.py and the comparison's scores came
+    from a freshly initialised head, with one warning line at most (none for missing weights)."""
+    path = saved(damage(fine_tuned_on_rte), tmp_path)
+    hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(rte_bin))
+    assert "sentence_classification_head" in hub.untrained_heads
+    with pytest.raises(CheckpointError) as refused:
+        hub.predict("sentence_classification_head", hub.encode("A premise.", "A hypothesis."))
+    message = str(refused.value)
+    assert str(path) in message and "classification_heads.sentence_classification_head." in message
+    assert "\n" not in message
+    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), str(path.parent), str(rte_bin),
+               "--checkpoint", path.name, "--out", str(tmp_path / "scores.json")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and "refusing to predict with head 'sentence_classification_head'" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "scores.json").exists()
+
+
+def test_a_head_as_trained_and_one_registered_after_loading_predict(fine_tuned_on_rte, rte_bin, tmp_path):
+    path = saved(fine_tuned_on_rte, tmp_path)
+    hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(rte_bin))
+    assert hub.untrained_heads == {}
+    tokens = hub.encode("A premise.", "A hypothesis.")
+    assert hub.predict("sentence_classification_head", tokens).shape == (1, 2)
+    hub.model.register_classification_head("mine", num_classes=3)  # the caller's own, to train
+    assert hub.predict("mine", tokens).shape == (1, 3)

@@ -20,8 +20,9 @@ import argparse
 import math
 import shlex
 import sys
-from typing import List
+from typing import Dict, List
 
+from .configuration import as_mapping
 from .loading import CheckpointError, load_state
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
@@ -29,28 +30,31 @@ POSITIVE_INTEGER_OPTIONS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_
                             "encoder_attention_heads", "max_positions")
 
 
-def model_config(model_pt_path):
-    """The model options of a checkpoint: ``args`` (original format) or ``cfg.model``."""
+def model_config(model_pt_path) -> Dict:
+    """The model options of a checkpoint, as a dict: ``args`` (original format), else
+    ``cfg.model``: a Namespace where fairseq-train saved it, a plain dict where
+    fairseq-hydra-train did (its trainer saves the configuration as plain containers)."""
     state = load_state(model_pt_path, lazy=True)
-    if state.get("args") is not None:
-        return state["args"]
-    cfg = state.get("cfg")
-    model = cfg.get("model") if cfg is not None else None
+    model = state.get("args")
     if model is None:
+        cfg = as_mapping(state.get("cfg")) or {}
+        model = cfg.get("model")
+    options = as_mapping(model)
+    if options is None:
         raise ValueError(f"{model_pt_path}: no model options; expected 'args' or 'cfg.model' in the checkpoint")
-    return model
+    return options
 
 
-def layernorm_eps(model) -> float:
+def layernorm_eps(model: Dict) -> float:
     """The encoder's LayerNorm epsilon; a checkpoint without the option used fairseq's."""
-    return float(getattr(model, "encoder_layernorm_eps", None) or FAIRSEQ_LAYERNORM_EPS)
+    return float(model.get("encoder_layernorm_eps") or FAIRSEQ_LAYERNORM_EPS)
 
 
-def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoint") -> List[str]:
+def flags_of(model: Dict, for_stock_roberta: bool = False, described_as="the checkpoint") -> List[str]:
     from fairseq.utils import get_available_activation_fns
 
     def option(name):
-        value = getattr(model, name, None)
+        value = model.get(name)
         if value is None:
             raise ValueError(f"{described_as}: the checkpoint's options lack {name!r}")
         if name in POSITIVE_INTEGER_OPTIONS:
@@ -71,7 +75,7 @@ def flags_of(model, for_stock_roberta: bool = False, described_as="the checkpoin
         "--max-positions", option("max_positions"),
         "--activation-fn", option("activation_fn"),
     ]
-    if getattr(model, "untie_weights_roberta", False):
+    if model.get("untie_weights_roberta"):
         flags.append("--untie-weights-roberta")
     if not for_stock_roberta:
         eps = layernorm_eps(model)

@@ -14,7 +14,9 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
   saves hold none (fairseq-train and fairseq-hydra-train resolve theirs when a run starts). So
   the configuration checked is exactly the one fairseq reads;
 * a ``cfg`` that is no mapping, or a section of it that is no mapping (nor none), and ``args``
-  that are no Namespace;
+  that are no Namespace; a configuration nested more than MAX_NESTING levels deep (omegaconf,
+  copy and repr would stop on it with a traceback). omegaconf containers are read unresolved:
+  iterating one resolves its interpolations;
 * an architecture that is not a RoBERTa model (``roberta*``, ``roberta_hire*``: what the
   hub and this plugin build), and a task other than RoBERTa's (sentence_prediction, the
   plugin's sentence_prediction_hire, masked_lm, multilingual_masked_lm);
@@ -30,6 +32,7 @@ through ``eval``) or import (``user_dir``). A clean pickle can therefore still r
 """
 import argparse
 import ast
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -51,6 +54,7 @@ TASK_NAME_KEYS = ("task", "_name")
 EVALUATED_SUFFIX = "xformers_att_config"
 INTERPOLATION = "${"  # how OmegaConf and Hydra start an interpolation, also inside a longer string
 SHOWN_CHARACTERS = 200  # of a refused value
+MAX_NESTING = 100  # levels of sections and lists; fairseq's configurations nest a few
 
 
 def as_mapping(section) -> Optional[Dict]:
@@ -64,7 +68,8 @@ def as_mapping(section) -> Optional[Dict]:
     from omegaconf import OmegaConf
 
     if OmegaConf.is_dict(section):
-        return OmegaConf.to_container(section, resolve=False)
+        container = OmegaConf.to_container(section, resolve=False)
+        return container if isinstance(container, dict) else None  # content '${...}' or '???': no mapping
     return None
 
 
@@ -88,18 +93,23 @@ def strings(value, where: str, evaluate: bool = False) -> Iterable[Tuple[str, st
     an args string for an option that is not a string."""
     from omegaconf import OmegaConf
 
-    stack = [(where, value, evaluate)]
+    stack = [(where, value, evaluate, 0)]
     while stack:
-        where, value, evaluate = stack.pop()
+        where, value, evaluate, depth = stack.pop()
+        if depth > MAX_NESTING:  # refused by within_depth, as what Python cannot recurse into
+            raise RecursionError(f"{where} is nested more than {MAX_NESTING} levels deep")
+        if OmegaConf.is_config(value):  # iterating an omegaconf container resolves what it holds
+            value = OmegaConf.to_container(value, resolve=False)  # a '${...}' content is its string
         mapping = as_mapping(value)
         if mapping is not None:
-            stack.extend((f"{where}.{key}", item, evaluate) for key, item in mapping.items())
-        elif isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
-            stack.extend((f"{where}[{i}]", item, evaluate) for i, item in enumerate(value))
+            stack.extend((f"{where}.{key}", item, evaluate, depth + 1) for key, item in mapping.items())
+            yield from ((f"{where}.{key}", key) for key in mapping if isinstance(key, str))  # keys too
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", item, evaluate, depth + 1) for i, item in enumerate(value))
         elif isinstance(value, str):
             yield where, value
             if evaluate:
-                stack.append((where, literal(value), False))
+                stack.append((where, literal(value), False, depth))
 
 
 def literal(text: str):
@@ -243,7 +253,19 @@ class Checker:
 def check(state: Dict, path) -> None:
     """Refuse (UnsafeConfigError) a checkpoint whose configuration names anything but a
     RoBERTa model, or gives its options values of the wrong kind."""
-    Checker(path).check(state)
+    with within_depth(path):
+        Checker(path).check(state)
+
+
+@contextlib.contextmanager
+def within_depth(path):
+    """A configuration nested deeper than Python recurses (fairseq's nest a few levels) is
+    refused in one line: omegaconf, copy and repr would stop on it with a traceback."""
+    try:
+        yield
+    except RecursionError:
+        raise UnsafeConfigError(f"refusing to load checkpoint {path}: its configuration is nested more than "
+                                f"{MAX_NESTING} levels deep; expected the few levels of sections fairseq saves") from None
 
 
 # ------------------------------------------------------------------ what the models accept

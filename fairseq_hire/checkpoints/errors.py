@@ -18,6 +18,11 @@ class CorruptCheckpointError(CheckpointError, ValueError):
     """The file is empty, truncated or not a PyTorch checkpoint at all."""
 
 
+class HeadMismatchError(CheckpointError, ValueError):
+    """A checkpoint's configuration builds classification heads its weights do not hold as built:
+    predicting with it would use freshly initialised parameters."""
+
+
 class DataMismatchError(ValueError):
     """The binaries are not what the recipe or the checkpoint's head expects."""
 

@@ -28,7 +28,7 @@ from typing import Dict, Optional
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .configuration import SENTENCE_PREDICTION_TASKS, as_mapping, model_name, task_name
+from .configuration import SENTENCE_PREDICTION_TASKS, as_mapping, model_name, task_name, within_depth
 from .errors import UnsafeConfigError, one_line
 
 # where the encoder's weights live: fairseq-train's checkpoints, the original releases
@@ -45,7 +45,28 @@ def check(state: Dict, path) -> None:
     configuration fairseq would evaluate, so that building heads on the meta device runs none."""
     weights = state.get("model")
     if isinstance(weights, dict):
-        Shapes(path, weights).check(state)
+        with within_depth(path):
+            Shapes(path, weights).check(state)
+
+
+def head_shapes(weights: Dict) -> Dict[str, tuple]:
+    """The shape of every classification head parameter among these weights."""
+    return {key: tuple(value.shape) for key, value in weights.items()
+            if key.startswith(HEAD_PREFIX) and isinstance(value, torch.Tensor)}
+
+
+def untrained_heads(model, stored: Dict[str, tuple]) -> Dict[str, list]:
+    """head name -> its parameters that the built model does not hold as the checkpoint stored
+    them (`stored`: head_shapes of its weights before fairseq loaded them). Loading is lenient on
+    purpose (a head of other classes or parts starts fresh, for fine-tuning: MNLI to RTE), so a
+    configuration whose --hire-* options or num_classes differ from the weights', or weights
+    without the task's head, give a head that was never trained."""
+    built = head_shapes(model.state_dict())
+    found = {}
+    for key in sorted(built.keys() | stored.keys()):
+        if built.get(key) != stored.get(key):
+            found.setdefault(key[len(HEAD_PREFIX):].partition(".")[0], []).append(key)
+    return found
 
 
 class Shapes:
