@@ -163,3 +163,28 @@ def test_user_dir_activation_in_fairseqs_own_way(tmp_path):
     assert TASK_REGISTRY["sentence_prediction_hire"].__module__ == "fairseq_hire.tasks.sentence_prediction_hire"
     assert MODEL_REGISTRY["roberta_hire"].__module__ == "fairseq_hire.models.roberta_hire"
     assert {"roberta_hire", "roberta_hire_base", "roberta_hire_large"} <= set(ARCH_MODEL_REGISTRY)
+
+
+def test_the_plugins_model_under_fairseqs_own_task_resumes_through_the_safe_loader(tmp_path, monkeypatch):
+    """`fairseq-train --user-dir fairseq_hire --arch roberta_hire_base --task sentence_prediction
+    --criterion sentence_prediction` (fairseq's RoBERTa GLUE recipe with the plugin's model) loaded
+    its checkpoint_last.pt with fairseq's own loader: with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 a
+    pickled payload in it ran."""
+    import hostile_checkpoints as hostile
+    from fairseq_hire.checkpoints.errors import UnsafeCheckpointError
+
+    args = finetune_args(write_task_dicts(tmp_path / "bin"),
+                         extra=["--task", "sentence_prediction", "--criterion", "sentence_prediction"])
+    trainer = build_trainer(args)
+    assert saving.plugin_run(trainer)
+    save_dir = tmp_path / "save"
+    save(trainer, save_dir / "checkpoint_last.pt", {"epoch": 1})
+    marker = tmp_path / "payload-ran"
+    state = loading.safe_torch_load(save_dir / "checkpoint_last.pt")
+    state["extra_state"]["payload"] = hostile.SystemPayload(marker)
+    torch.save(state, save_dir / "checkpoint_last.pt")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    trainer.cfg.checkpoint.save_dir = str(save_dir)
+    with pytest.raises(UnsafeCheckpointError):
+        checkpoint_utils.load_checkpoint(trainer.cfg.checkpoint, trainer)
+    assert not marker.exists()

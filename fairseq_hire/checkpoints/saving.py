@@ -5,12 +5,13 @@ safe loader for every checkpoint such a run reads.
 fairseq offers no hook around its checkpoint loading and saving, so ``install()`` puts one in
 front of five names of ``fairseq.checkpoint_utils`` (``load_checkpoint``, ``save_checkpoint``,
 ``load_checkpoint_to_cpu``, ``torch_persistent_save``, ``PathManager``). It is called when the
-plugin's task is set up to train (fairseq-train, fairseq-hydra-train) or its criterion is built,
-never at import. Each hook acts for the trainer of a plugin run only (``plugin_run``: its task
-or its criterion is ``sentence_prediction_hire``, as in every recipe, finetune.py, the
-comparison and the YAMLs) and hands every other call to fairseq unchanged, so a run of other
-components stays stock fairseq even in a process where a plugin run was set up. For a plugin
-run's trainer:
+plugin's task is set up to train (fairseq-train, fairseq-hydra-train), its criterion is built
+or its model is built (``roberta_hire``), never at import. Each hook acts for
+the trainer of a plugin run only (``plugin_run``: its task or its criterion is
+``sentence_prediction_hire``, as in every recipe, finetune.py, the comparison and the YAMLs,
+or its model is ``roberta_hire``, also under fairseq's own sentence_prediction task and
+criterion) and hands every other call to fairseq unchanged, so a run of other components stays
+stock fairseq even in a process where a plugin run was set up. For a plugin run's trainer:
 
 1. ``load_checkpoint`` (fairseq-train's start-up), before resuming from
    ``checkpoint_last.pt``, checks that file with the safe loader. If it is truncated or
@@ -132,14 +133,14 @@ def budget_spent(trainer, extra_state, epoch_itr) -> Optional[str]:
 PLUGIN_CHECKPOINTS = contextvars.ContextVar("fairseq_hire_plugin_checkpoints", default=False)
 
 
-# the plugin's task and criterion classes, added by install(): a trainer with either is a plugin run
+# the plugin's task, criterion and model classes, added by install(): a trainer with any is a plugin run
 PLUGIN_COMPONENTS: set = set()
 
 
 def plugin_run(trainer) -> bool:
-    """Whether `trainer` trains with the plugin's task or criterion."""
+    """Whether `trainer` trains with the plugin's task, criterion or model."""
     components = tuple(PLUGIN_COMPONENTS)
-    return isinstance(trainer.task, components) or isinstance(trainer.get_criterion(), components)
+    return any(isinstance(part, components) for part in (trainer.task, trainer.get_criterion(), trainer.get_model()))
 
 
 @contextlib.contextmanager
@@ -173,7 +174,7 @@ def hook(original, hooked):
 
 
 def install(component: type) -> None:
-    """Make trainers with `component` (the plugin's task or criterion class) plugin runs, and put
+    """Make trainers with `component` (the plugin's task, criterion or model class) plugin runs, and put
     the hooks in front of fairseq's checkpoint functions, once per process."""
     from fairseq import checkpoint_utils
 

@@ -81,6 +81,11 @@ class RobertaHireModel(RobertaModel):
 
     @classmethod
     def build_model(cls, args, task):
+        from ..checkpoints import saving
+
+        # a run training this model loads and saves through the plugin's hooks, with fairseq's own
+        # task and criterion too (fairseq builds the model before it loads a checkpoint)
+        saving.install(cls)
         roberta_hire_architecture(args)
         HireOptions.from_args(args)  # a bad --hire-* value is refused here, naming its flag
         if args.encoder_layerdrop > 0:
