@@ -14,7 +14,8 @@ from sklearn.metrics import f1_score
 from conftest import REPO
 from fairseq_hire.compare import statistics as st
 from fairseq_hire.compare.report import ReportError, check_comparable, layer_weight_summary, load_runs
-from fairseq_hire.compare.runs import Claim, Comparison, check_recipe
+from fairseq_hire.compare.claims import Claim
+from fairseq_hire.compare.runs import Comparison, check_recipe
 from fairseq_hire.metrics import metric_function
 
 
@@ -98,6 +99,25 @@ def test_runs_trained_for_another_budget_are_not_compared():
     with pytest.raises(ReportError, match="share one budget"):
         check_comparable([{**run, "schedule": None, "file": "old.json"}, run, longer])
     check_comparable([run, {**run, "file": "b.json", "seed": 2}, {**run, "schedule": None, "file": "old.json"}])
+
+
+@pytest.mark.unit
+def test_seeds_drawing_other_rows_may_train_other_budgets_the_heads_of_a_seed_may_not():
+    """The budget follows the subset's batches: seeds draw other rows, and long rows split batches
+    at --max-tokens, so 50 rows made 4 batches an epoch at one seed and 5 at another (252 and 250
+    updates). The report refused such a comparison after every run had trained."""
+    budget = {"lr": "0.001", "batch_size": "16", "max_update": "252", "max_epoch": "63", "warmup_updates": "15"}
+    other = {**budget, "max_update": "250", "max_epoch": "50"}
+
+    def run(head, seed, schedule, rows):
+        return {"recipe": {"train_flags": ["--train-size", "50"]}, "targets": [0, 1], "seed": seed, "head": head,
+                "schedule": schedule, "train_subset": {"rows_sha256": rows}, "file": f"{head}-seed{seed}.json"}
+
+    check_comparable([run("stock", 1, budget, "r1"), run("hire", 1, budget, "r1"),
+                      run("stock", 2, other, "r2"), run("hire", 2, other, "r2")])
+    with pytest.raises(ReportError, match=r"hire-seed2.json trained for .*stock-seed2.json for .*heads must share one "
+                                          r"budget \(the heads of seed 2\)"):
+        check_comparable([run("stock", 1, budget, "r1"), run("stock", 2, other, "r2"), run("hire", 2, budget, "r2")])
 
 
 @pytest.mark.unit

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from fairseq_hire.compare.runs import Claim, Runner, RunOutcome
+from fairseq_hire.compare.claims import Claim
+from fairseq_hire.compare.runs import Runner, RunOutcome
 from fake_run import alive, fake_comparison
 
 FAKE_RUN = Path(__file__).with_name("fake_run.py")
@@ -233,3 +234,27 @@ def test_ctrl_c_stops_the_comparison_and_its_trainer(comparison_folder, watchdog
     assert first.returncode != 0
     assert wait_until(lambda: not alive(trainer), 10), "the trainer outlived Ctrl-C"
     assert started(trainers) == [trainer]
+
+
+def test_a_lock_or_log_that_is_a_symbolic_link_is_refused_and_its_target_left_alone(tmp_path):
+    """The lock was opened through links and truncated to hold its owner: a link in OUT/runs to any
+    file the user may write (a shared results folder) emptied that file; the run log appended to its target."""
+    import errno
+
+    from fairseq_hire.compare.claims import locked_file
+    from fairseq_hire.compare.runs import run_sharing_lock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT DATA\n")
+    (tmp_path / "runs").mkdir()
+    lock, log = tmp_path / "runs" / "stock-seed2.lock", tmp_path / "runs" / "stock-seed2.log"
+    for link in (lock, log):
+        link.symlink_to(victim)
+    with pytest.raises(OSError) as refused:
+        with Claim(lock):
+            pass
+    assert refused.value.errno == errno.ELOOP and str(lock) in str(refused.value)
+    with locked_file(tmp_path / "own.lock") as held, pytest.raises(OSError) as refused:
+        run_sharing_lock([sys.executable, "-c", "print('run output')"], held, log, dict(os.environ))
+    assert refused.value.errno == errno.ELOOP
+    assert victim.read_text() == "IMPORTANT DATA\n" and lock.is_symlink() and log.is_symlink()

@@ -75,7 +75,7 @@ def test_a_run_started_again_records_the_budget_of_the_attempt_that_trained_it()
 
 
 @pytest.mark.parametrize("case", ["seeds as two words", "OUT a file", "OUT a dangling link", "a damaged run file",
-                                  "a flag fairseq refuses", "no trainable row"])
+                                  "a flag fairseq refuses", "no trainable row", "a run's own flag"])
 def test_a_command_line_or_folder_that_cannot_be_a_comparison_is_one_line_and_trains_nothing(
         rte_bin, tiny_pretrained, tmp_path, capsys, monkeypatch, case):
     from fairseq_hire.compare import __main__ as compare
@@ -99,6 +99,9 @@ def test_a_command_line_or_folder_that_cannot_be_a_comparison_is_one_line_and_tr
     elif case == "a flag fairseq refuses":  # every run failed inside fairseq-train, each leaving a failure record
         extra = ["--bogus-flag", "3"]
         expected = "fairseq-train refuses these flags: unrecognized arguments: --bogus-flag 3"
+    elif case == "a run's own flag":  # --seed was taken for --seeds 5 (an abbreviation), or went to every run
+        extra = ["--seeds", "1,2", "--seed", "5"]
+        expected = "--seed is set by the comparison for each run (from --seeds and --heads)"
     else:
         extra = ["--train-size", "100", "--max-tokens", "5"]
         expected = f"{rte_bin} (its --train-size 100 sample): every training row is longer than a batch may be"

@@ -44,7 +44,9 @@ def seed_list(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fairseq_hire.compare", description=__doc__,
+    # no abbreviations: the flags it does not know go to finetune.py and fairseq-train, whose --seed
+    # argparse would otherwise take for this command's --seeds
+    parser = argparse.ArgumentParser(prog="python -m fairseq_hire.compare", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task")
     parser.add_argument("data", type=Path)
@@ -63,11 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PER_RUN_FLAGS = ("--seed", "--head", "--baseline")
+
+
 def usage_error(args, train_flags) -> str:
     """Why the command line cannot be a comparison, or "" (checked before anything is written)."""
     if train_flags and not train_flags[0].startswith("-"):  # every fairseq-train flag starts with -
         return (f"unexpected argument {train_flags[0]!r}: seeds are one argument (--seeds 1-5 or 1,2,5), and "
                 "the fairseq-train flags passed on start with --")
+    per_run = next((word.split("=", 1)[0] for word in train_flags if word.split("=", 1)[0] in PER_RUN_FLAGS), None)
+    if per_run:  # finetune.py would read the last one given: every run would get it
+        return (f"{per_run} is set by the comparison for each run (from --seeds and --heads); expected only the "
+                "flags every run shares")
     if os.path.lexists(args.out) and not args.out.is_dir():
         return f"OUT {args.out} is not a folder; expected a folder for the comparison (made if missing)"
     return ""

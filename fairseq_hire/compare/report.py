@@ -56,11 +56,12 @@ def load_runs(runs_dir: Path) -> List[Dict]:
 def check_comparable(runs: List[Dict]) -> None:
     """Every run: the same task, encoder, data and training flags, and the same dev targets;
     every run that states its budget (`schedule`, the fairseq-train flags it trained with): the
-    same budget, which the flags alone do not fix once --train-size lengthens it; the runs of one
-    seed trained on a training subset (--train-size): the same rows."""
+    same budget, which the flags alone do not fix once --train-size lengthens it, among the runs
+    of one seed where they trained on a subset (--train-size: the budget follows the subset's
+    batches, so seeds, which draw other rows, may differ by an update or an epoch); the runs of
+    one seed trained on a subset: the same rows."""
     first = runs[0]
-    budgeted = next((run for run in runs if run.get("schedule")), None)
-    rows_of_seed = {}
+    budget_of, rows_of_seed = {}, {}
     first_key = recipe_key(first["recipe"])
     # the first run that records what it was trained from (older run files do not)
     digested = next((run for run in runs if isinstance(run.get("inputs_sha256"), dict)), first)
@@ -73,10 +74,12 @@ def check_comparable(runs: List[Dict]) -> None:
         if differing_inputs(run.get("inputs_sha256"), digested.get("inputs_sha256")):
             raise ReportError(f"{run['file']} and {digested['file']} were trained from other files at the same paths "
                               "(the pretrained checkpoint's or the training data's sha256 differ): heads must share them")
-    for run in runs:
-        if run.get("schedule") and run["schedule"] != budgeted["schedule"]:
+    for run in [run for run in runs if run.get("schedule")]:
+        budgeted = budget_of.setdefault(run["seed"] if run.get("train_subset") else None, run)
+        if run["schedule"] != budgeted["schedule"]:
             raise ReportError(f"{run['file']} trained for {run['schedule']}, {budgeted['file']} for "
-                              f"{budgeted['schedule']}: heads must share one budget")
+                              f"{budgeted['schedule']}: heads must share one budget"
+                              + (f" (the heads of seed {run['seed']})" if run.get("train_subset") else ""))
     for run in runs:
         rows = (run.get("train_subset") or {}).get("rows_sha256")
         same_seed = rows_of_seed.setdefault(run["seed"], run)

@@ -37,7 +37,6 @@ its trainer still runs. On a shared folder without working locks, give each mach
 heads or seeds.
 """
 import argparse
-import fcntl
 import json
 import os
 import platform
@@ -56,6 +55,7 @@ from typing import Dict, List, Optional, Sequence, TextIO
 from glue_prep.atomic import write_atomically
 from ..modules.options import head_options
 from ..workflow.same_run import argparse_words, training_flags
+from .claims import Claim
 from .failures import clear_failure, record_failure
 from .provenance import (code_version, differing_inputs, fairseq_schedule, gpu_name, input_digests,
                          parse_validations, pin_inputs, subset_record, torch_version)
@@ -218,12 +218,15 @@ class Runner:
         result = self.comparison.result_path(head, seed)
         if result.exists():
             return RunOutcome(head, seed, "skipped", f"{result} exists")
-        with Claim(result.with_suffix(".lock")) as claim:
-            if not claim.held:
-                return RunOutcome(head, seed, "claimed-elsewhere", claim.owner)
-            if result.exists():  # finished while we waited for the claim
-                return RunOutcome(head, seed, "skipped", f"{result} exists")
-            return self.train_and_score(head, seed, result, claim.file)
+        try:
+            with Claim(result.with_suffix(".lock")) as claim:
+                if not claim.held:
+                    return RunOutcome(head, seed, "claimed-elsewhere", claim.owner)
+                if result.exists():  # finished while we waited for the claim
+                    return RunOutcome(head, seed, "skipped", f"{result} exists")
+                return self.train_and_score(head, seed, result, claim.file)
+        except OSError as error:  # e.g. a lock or log that is a link (opened without following it)
+            return RunOutcome(head, seed, "failed", f"{error}; expected the comparison's own files there")
 
     def train_and_score(self, head: str, seed: int, result: Path, lock: TextIO) -> RunOutcome:
         comparison = self.comparison
@@ -324,7 +327,7 @@ def run_sharing_lock(command: List[str], lock: TextIO, log: Path, env: Dict[str,
     its stdin: the only descriptor that every process it starts inherits, so the lock stays
     held while any of them lives. It runs in a process group of its own, which a watchdog
     kills if this process dies, and which is killed here when the command ends."""
-    with open(log, "a", encoding="utf-8") as out:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
         with subprocess.Popen(command, stdin=lock, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -341,60 +344,3 @@ def run_sharing_lock(command: List[str], lock: TextIO, log: Path, env: Dict[str,
                 if watchdog is not None:
                     watchdog.communicate(b"done")
     return process.returncode
-
-
-class Claim:
-    """An exclusive claim on a run: an flock on its lock file (see the module's docstring).
-    `file`, the locked file, is what the run's processes share the lock through."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.file: Optional[TextIO] = None
-        self.owner = ""
-
-    @property
-    def held(self) -> bool:
-        return self.file is not None
-
-    def __enter__(self) -> "Claim":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = locked_file(self.path)
-        if self.file is None:
-            try:
-                self.owner = self.path.read_text(encoding="utf-8").strip()
-            except FileNotFoundError:
-                self.owner = ""  # released and removed since
-            return self
-        self.owner = f"{socket.gethostname()} {os.getpid()}"
-        self.file.truncate(0)
-        self.file.write(self.owner + "\n")
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.file is None:
-            return
-        self.file.close()  # the lock ends here, unless a process of the run still holds it
-        self.file = None
-        again = locked_file(self.path)
-        if again is not None:  # nobody holds it: the file may go
-            with again:
-                self.path.unlink()
-
-
-def locked_file(path: Path) -> Optional[TextIO]:
-    """The file at `path` (created if missing), open and flock-ed by this process; None while
-    another process holds its lock."""
-    while True:
-        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+", encoding="utf-8")
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.close()
-            return None
-        try:
-            if os.path.samestat(os.fstat(file.fileno()), os.stat(path)):
-                return file
-        except FileNotFoundError:
-            pass
-        file.close()  # its holder removed it after we opened it: lock the file now at `path`
