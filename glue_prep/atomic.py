@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Iterator, Union
@@ -59,18 +60,24 @@ def rename(source: Path, destination: Path) -> None:
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: str = "wb", **open_kwargs) -> Iterator:
     """Open a temporary file that becomes `path` when the block ends without an error; an
-    error (or a kill) leaves `path` as it was. The file keeps `path`'s permissions (a new one
-    gets rw-r--r--)."""
+    error (or a kill) leaves `path` as it was. The file keeps the permissions of the regular file
+    it replaces; a new one (or one replacing a link, whose target is not looked at) gets what
+    the umask gives, as any file the user creates."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    permissions = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    try:
+        replaced = path.lstat()
+        permissions = stat.S_IMODE(replaced.st_mode) if stat.S_ISREG(replaced.st_mode) else None
+    except FileNotFoundError:
+        permissions = None
     temporary = temporary_name(path)
     try:
         with open(temporary, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, permissions)
+        if permissions is not None:
+            os.chmod(temporary, permissions)
         rename(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

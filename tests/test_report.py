@@ -1,6 +1,7 @@
 """The results report: README tables come from the result files, the plain-words answer and
 the recommendation follow the statistics, and the atomic writer everything is saved through."""
 import json
+import os
 import stat
 import sys
 from pathlib import Path
@@ -235,14 +236,28 @@ def test_the_gpu_study_gets_its_own_section_naming_its_card_and_plots(tmp_path, 
 
 
 def test_write_atomically_replaces_whole_files_and_keeps_permissions(tmp_path):
+    """A new file gets what the umask gives (it got rw-r--r-- whatever the umask: a user's umask 077
+    left checkpoints and run files readable to all), a replaced regular file keeps its mode, and a
+    link is replaced, its target's mode neither read nor changed."""
     path = tmp_path / "deep" / "result.json"
-    write_atomically(path, "first\n")
-    assert path.read_text() == "first\n"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    path.chmod(0o664)
-    write_atomically(path, "second\n")
-    assert path.read_text() == "second\n"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    previous = os.umask(0o077)
+    try:
+        write_atomically(path, "first\n")
+        assert path.read_text() == "first\n"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        path.chmod(0o664)
+        write_atomically(path, "second\n")
+        assert path.read_text() == "second\n"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664
+        target, link = tmp_path / "target", tmp_path / "link.json"
+        target.write_text("kept\n")
+        target.chmod(0o666)
+        link.symlink_to(target)
+        write_atomically(link, "third\n")
+        assert not link.is_symlink() and stat.S_IMODE(link.stat().st_mode) == 0o600
+        assert target.read_text() == "kept\n" and stat.S_IMODE(target.stat().st_mode) == 0o666
+    finally:
+        os.umask(previous)
     assert sorted(p.name for p in path.parent.iterdir()) == ["result.json"]  # no temporary left
 
 
