@@ -92,10 +92,11 @@ def check_train_size(data_bin: Path, size, max_positions: Optional[int] = None) 
 
 
 def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
-                      max_positions: Optional[int] = None) -> SubsetInfo:
+                      max_positions: Optional[int] = None, keep: bool = False) -> SubsetInfo:
     """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed` (among
     those that fit `max_positions`, if given). Raises GlueFormatError (one line: the folder and
-    what was expected) for bad arguments."""
+    what was expected) for bad arguments, and with `keep` (a run has trained on OUT's rows) where
+    OUT holds a subset drawn from other data or arguments, rather than draw it again."""
     data_bin, out = Path(data_bin), Path(out)
     meta = read_metadata(data_bin)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -126,6 +127,11 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
     if existing is None and out.exists():
         raise GlueFormatError(f"exists and is not a training subset made by glue_prep.subset; expected a new "
                               f"folder (or one this command made) for the subset of {data_bin}", out)
+    if keep and existing is not None:
+        changed = [name for name in ("source", "source_sha256", "size", "seed", "max_positions", "rows_sha256")
+                   if getattr(existing, name) != getattr(record, name)]
+        raise GlueFormatError(f"a run has trained on the subset here, drawn from other data or arguments than "
+                              f"these ({', '.join(changed)} differ); expected the same data and arguments", out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out.parent, prefix=f".{out.name}.")

@@ -22,6 +22,7 @@ variable).
 import argparse
 import dataclasses
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -149,16 +150,21 @@ def recipe_config(recipe: TaskRecipe, size: str, data=None, pretrained=None) -> 
 
 def render(recipe: TaskRecipe, size: str, data=None, pretrained=None, config_dir=None) -> str:
     """The YAML of `recipe`; its header's command names `config_dir` (default: where the GLUE
-    YAMLs live) and overrides only what the YAML does not set yet."""
-    overrides = [f"task.data=/path/to/{recipe.name}-bin" if data is None else None,
-                 "checkpoint.finetune_from_model=/path/to/model.pt" if pretrained is None else None]
-    overrides = [o for o in overrides if o]
+    YAMLs live, from the repository root) and the overrides the YAML leaves to the command line
+    (task.data, checkpoint.finetune_from_model): `data` and `pretrained` where given, and for a
+    YAML written elsewhere (`config_dir`) the plugin's folder, so that it runs from any folder."""
+    def path(value):
+        return shlex.quote(str(Path(value).resolve()))
+
+    overrides = [f"task.data={path(data) if data else f'/path/to/{recipe.name}-bin'}",
+                 f"checkpoint.finetune_from_model={path(pretrained) if pretrained else '/path/to/model.pt'}",
+                 *([f"common.user_dir={path(USER_DIR)}"] if config_dir else [])]
     header = HEADER.format(
         recipe="fairseq's RoBERTa GLUE recipe" if recipe.task.file_format == "glue"
         else "The recipe fairseq_hire/workflow/recipes.py derives from the data (your own task)",
         task=recipe.name, size=size, name=recipe.yaml_name, baseline=ARCHITECTURES[("baseline", size)],
-        config_dir=config_dir or f"fairseq_hire/config/finetuning/{size}",
-        overrides=" \\\n#       " + " ".join(overrides) if overrides else "")
+        config_dir=path(config_dir) if config_dir else f"fairseq_hire/config/finetuning/{size}",
+        overrides=" \\\n#       " + " ".join(overrides))
     return header + "\n" + yaml.safe_dump(recipe_config(recipe, size, data, pretrained), sort_keys=False)
 
 

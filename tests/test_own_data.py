@@ -238,24 +238,33 @@ def test_worked_example_csv_in_model_and_predictions_out(tmp_path, tiny_pretrain
 
 
 def test_hydra_yaml_for_your_own_task_runs(tmp_path, tiny_pretrained):
-    """scripts/generate_recipe_yamls.py --task writes a YAML for any task; fairseq-hydra-train
-    runs it (the recipe derived from the binaries, the CPU overrides, the tiny model)."""
+    """scripts/generate_recipe_yamls.py --task writes a YAML for any task; fairseq-hydra-train runs
+    the command its header gives (the recipe derived from the binaries, the tiny model), from any
+    folder, with the CPU overrides. The header named a --config-dir relative to where the YAML was
+    generated and left task.data and the checkpoint as ??? in the YAML, so it could not run."""
+    import os
+    import shlex
+
     assert glue_prep(REVIEWS, REVIEWS / "reviews.json", tmp_path / "data").returncode == 0
-    data_bin = tmp_path / "data" / "reviews-bin"
-    config_dir = tmp_path / "config"
     made = subprocess.run([sys.executable, str(REPO / "scripts" / "generate_recipe_yamls.py"), "--task", "reviews",
-                           "--data", str(data_bin), "--pretrained", str(tiny_pretrained),
-                           "--out", str(config_dir / "reviews.yaml")], capture_output=True, text=True, cwd=REPO)
+                           "--data", "data/reviews-bin", "--pretrained", str(tiny_pretrained),
+                           "--out", "config/reviews.yaml"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert made.returncode == 0, made.stderr
     import yaml
 
-    config = yaml.safe_load((config_dir / "reviews.yaml").read_text())
+    text = (tmp_path / "config" / "reviews.yaml").read_text()
+    config = yaml.safe_load(text)
     assert config["criterion"]["f1_positive_label"] == "positive" and config["checkpoint"]["best_checkpoint_metric"] == "f1"
     assert config["model"]["encoder_layers"] == 2 and config["model"]["encoder_embed_dim"] == 32  # the checkpoint's
-    run = subprocess.run([
-        sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(config_dir), "--config-name", "reviews",
-        f"task.data={data_bin}", f"checkpoint.finetune_from_model={tiny_pretrained}", "common.fp16=false",
-        "common.cpu=true", f"common.user_dir={REPO / 'fairseq_hire'}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-        "optimization.max_update=4"], capture_output=True, text=True, cwd=tmp_path)
+    header = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+    start = next(i for i, line in enumerate(header) if line.startswith("fairseq-hydra-train"))
+    words = shlex.split(" ".join(header[start:start + 2]).replace("\\", " "))
+    assert words[0] == "fairseq-hydra-train"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = subprocess.run([sys.executable, "-m", "fairseq_cli.hydra_train", *words[1:], "common.fp16=false",
+                          "common.cpu=true", f"checkpoint.save_dir={tmp_path / 'ckpt'}", "optimization.max_update=4"],
+                         capture_output=True, text=True, cwd=elsewhere)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert "valid_f1" in run.stdout + run.stderr

@@ -331,3 +331,26 @@ def test_with_max_positions_the_draw_leaves_out_the_rows_fairseq_train_would_ski
     with pytest.raises(GlueFormatError, match=f"to {fitting} \\(its training rows that fit {limit} positions\\)"):
         make_train_subset(data_bin, fitting + 1, 5, tmp_path / "too-many", max_positions=limit)
     assert not (tmp_path / "too-many").exists()
+
+
+def test_a_run_that_has_trained_on_a_subset_keeps_its_rows_when_the_data_changes(rte_bin, tiny_pretrained, tmp_path):
+    """The data at the same path binarised again (reordered rows): a stopped run resumed on a newly
+    drawn subset, its first updates made on rows its save dir no longer recorded."""
+    from fairseq_hire.workflow.finetune import build_command, build_parser
+
+    data, save = tmp_path / "RTE-bin", tmp_path / "save"
+    shutil.copytree(rte_bin, data)
+    args, passthrough = build_parser().parse_known_args(
+        ["RTE", str(data), str(tiny_pretrained), str(save), "--device", "cpu", "--train-size", "50"])
+    build_command(args, passthrough)
+    rows = (save / "train_subset" / ROWS_FILE).read_text()
+    drawn_from = json.loads((save / "train_subset" / "glue_prep.json").read_text())["train_subset"]["source_sha256"]
+    (save / "checkpoint_last.pt").write_bytes(b"a run has trained here")
+    (data / "notes.txt").write_text("the data changed at the same path")
+    with pytest.raises(GlueFormatError, match=r"train_subset: a run has trained on the subset here, drawn from other "
+                                              r"data or arguments than these \(source_sha256 differ\)"):
+        build_command(args, passthrough)
+    assert (save / "train_subset" / ROWS_FILE).read_text() == rows
+    (save / "checkpoint_last.pt").unlink()  # nothing trained yet: the subset follows the data
+    build_command(args, passthrough)
+    assert json.loads((save / "train_subset" / "glue_prep.json").read_text())["train_subset"]["source_sha256"] != drawn_from

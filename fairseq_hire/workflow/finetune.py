@@ -45,7 +45,7 @@ from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 from .epoch_batches import training_batches
-from .passthrough import UpdateShape, check_precision, update_shape
+from .passthrough import UpdateShape, check_encoder_flags, check_precision, update_shape
 from .same_run import check_same_run, record_request
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
@@ -172,6 +172,7 @@ def build_command(args, passthrough) -> list:
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
+    check_encoder_flags(passthrough, flags, args.pretrained)
     shape = update_shape(passthrough)
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "update_shape": shape}
     checked = data.exists() or not args.dry_run
@@ -233,8 +234,10 @@ def train_subset(args, data: Path, max_positions: int):
     """The run's training rows: a sample of --train-size rows (stratified by label where there are
     classes) drawn with the run's --seed (every head of a seed gets the same rows) among those
     that fit the model's positions (fairseq-train would skip the others), kept in
-    SAVE_DIR/train_subset."""
-    info = make_train_subset(data, args.train_size, args.seed, Path(args.save_dir) / SUBSET_FOLDER, max_positions)
+    SAVE_DIR/train_subset; refused where the save dir's run trained on other rows."""
+    save_dir = Path(args.save_dir)
+    trained = any(save_dir.glob("checkpoint*.pt"))  # resumed or finished: its rows may not change under it
+    info = make_train_subset(data, args.train_size, args.seed, save_dir / SUBSET_FOLDER, max_positions, keep=trained)
     print(f"finetune: training on {args.train_size} of {info.record['full_train']['rows']} training rows "
           f"(seed {args.seed}, rows {info.record['rows_sha256'][:12]}, {info.folder})", file=sys.stderr)
     return info
@@ -268,7 +271,8 @@ def positive(kind):
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="finetune.py", description=__doc__, add_help=add_help,
+    # no abbreviations: a flag it does not know goes to fairseq-train whole, never read as a prefix of its own
+    parser = argparse.ArgumentParser(prog="finetune.py", description=__doc__, add_help=add_help, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", help="a GLUE task (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE, WNLI), your "
                                      "own task's name (its binaries hold its task file) or a task file (.json)")

@@ -80,3 +80,39 @@ def check_precision(passthrough, device: str) -> None:
         raise ValueError("--fp16: fairseq's fp16 optimizer needs CUDA, and this run trains on the CPU (--device "
                          "cpu, or no GPU found); expected no --fp16 there (--memory-efficient-fp16 and --amp "
                          "train on the CPU)")
+
+
+def check_encoder_flags(passthrough, encoder_flags, pretrained) -> None:
+    """Refuse a flag passed on that builds another encoder than the checkpoint's (finetune.py sets
+    those flags from it, `encoder_flags`): fairseq-train reads the last one given, then stops with
+    a traceback after its start-up, unable to load the weights into what it built (--max-positions
+    128 on a 512-position encoder), or trains another encoder than the checkpoint's (an activation).
+    Given with the checkpoint's own value, a flag is left alone."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    recorded = {}
+    for index, word in enumerate(encoder_flags):
+        if not word.startswith("--"):
+            continue
+        switch = index + 1 == len(encoder_flags) or encoder_flags[index + 1].startswith("--")
+        parser.add_argument(word, action="store_true" if switch else "store")
+        recorded[word] = True if switch else encoder_flags[index + 1]
+    if "--untie-weights-roberta" not in recorded:
+        parser.add_argument("--untie-weights-roberta", action="store_true")
+    given, _ = parser.parse_known_args(argparse_words(passthrough))
+    for flag, value in vars(given).items():
+        name = "--" + flag.replace("_", "-")
+        if value in (None, False) or same_value(value, recorded.get(name)):
+            continue
+        built = f"{name} {recorded[name]}" if isinstance(recorded.get(name), str) else (
+            name if recorded.get(name) else f"no {name}")
+        hint = " (cut long rows with glue_prep --truncate-to instead)" if name == "--max-positions" else ""
+        raise ValueError(f"{name if value is True else f'{name} {value}'}: {pretrained} holds an encoder built with "
+                         f"{built}; expected its own (fairseq-train would build another encoder than the one its "
+                         f"weights are for){hint}")
+
+
+def same_value(given, recorded) -> bool:
+    try:
+        return float(given) == float(recorded)
+    except (TypeError, ValueError):
+        return given == recorded
