@@ -165,8 +165,11 @@ def test_the_yaml_of_your_own_task_names_its_own_folder(tmp_path):
     made = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert made.returncode == 0, made.stderr
     header = out.read_text()
-    assert f"fairseq-hydra-train --config-dir {out.parent} --config-name reviews" in header
-    assert "derives from the data" in header and "GLUE recipe" not in header and "task.data=" not in header
+    assert f"fairseq-hydra-train --config-dir {out.parent.resolve()} --config-name reviews" in header
+    assert "derives from the data" in header and "GLUE recipe" not in header
+    # what the YAML leaves to the command line: the data given, the checkpoint not given, the plugin's folder
+    assert (f"task.data={(tmp_path / 'reviews-bin').resolve()} checkpoint.finetune_from_model=/path/to/model.pt "
+            f"common.user_dir={REPO / 'fairseq_hire'}") in header
     wrong = subprocess.run([*command, "--out", str(tmp_path / "yaml" / "other.yaml")], capture_output=True, text=True,
                            cwd=REPO)
     assert wrong.returncode == 2 and "expected a file named reviews.yaml" in wrong.stderr

@@ -337,6 +337,7 @@ def test_a_run_that_has_trained_on_a_subset_keeps_its_rows_when_the_data_changes
     """The data at the same path binarised again (reordered rows): a stopped run resumed on a newly
     drawn subset, its first updates made on rows its save dir no longer recorded."""
     from fairseq_hire.workflow.finetune import build_command, build_parser
+    from fairseq_hire.workflow.same_run import REQUEST_FILE
 
     data, save = tmp_path / "RTE-bin", tmp_path / "save"
     shutil.copytree(rte_bin, data)
@@ -346,6 +347,7 @@ def test_a_run_that_has_trained_on_a_subset_keeps_its_rows_when_the_data_changes
     rows = (save / "train_subset" / ROWS_FILE).read_text()
     drawn_from = json.loads((save / "train_subset" / "glue_prep.json").read_text())["train_subset"]["source_sha256"]
     (save / "checkpoint_last.pt").write_bytes(b"a run has trained here")
+    (save / REQUEST_FILE).write_text("{}")  # a run of finetune.py's: the save dir records it
     (data / "notes.txt").write_text("the data changed at the same path")
     with pytest.raises(GlueFormatError, match=r"train_subset: a run has trained on the subset here, drawn from other "
                                               r"data or arguments than these \(source_sha256 differ\)"):

@@ -46,7 +46,7 @@ from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 from .epoch_batches import training_batches
 from .passthrough import UpdateShape, check_encoder_flags, check_precision, update_shape
-from .same_run import check_same_run, record_request
+from .same_run import REQUEST_FILE, check_same_run, record_request
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
@@ -236,7 +236,8 @@ def train_subset(args, data: Path, max_positions: int):
     that fit the model's positions (fairseq-train would skip the others), kept in
     SAVE_DIR/train_subset; refused where the save dir's run trained on other rows."""
     save_dir = Path(args.save_dir)
-    trained = any(save_dir.glob("checkpoint*.pt"))  # resumed or finished: its rows may not change under it
+    # a run of this script's (its request recorded) resumed or finished: its rows may not change under it
+    trained = (save_dir / REQUEST_FILE).exists() and any(save_dir.glob("checkpoint*.pt"))
     info = make_train_subset(data, args.train_size, args.seed, save_dir / SUBSET_FOLDER, max_positions, keep=trained)
     print(f"finetune: training on {args.train_size} of {info.record['full_train']['rows']} training rows "
           f"(seed {args.seed}, rows {info.record['rows_sha256'][:12]}, {info.folder})", file=sys.stderr)
