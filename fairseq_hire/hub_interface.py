@@ -97,16 +97,19 @@ def from_pretrained(
     apply_recorded_eps(models[0])  # fairseq's roberta builds 1e-5 whatever the checkpoint records
     drop_layer_cache(models[0])  # done by the plugin's task too; fairseq's sentence_prediction does not
     record_or_check(task)  # done by the plugin's task when it built the model; fairseq's does not
-    hub = RobertaHireHubInterface(cfg, task, models[0], untrained_heads(models[0], stored_heads), path)
+    untrained = {name: (models[0].classification_heads[name], keys)
+                 for name, keys in untrained_heads(models[0], stored_heads).items()}
+    hub = RobertaHireHubInterface(cfg, task, models[0], untrained, path)
     return hub.eval()
 
 
 class RobertaHireHubInterface(RobertaHubInterface):
-    def __init__(self, cfg, task, model, untrained_heads: Optional[Dict[str, List[str]]] = None,
+    def __init__(self, cfg, task, model, untrained_heads: Optional[Dict[str, Tuple[torch.nn.Module, List[str]]]] = None,
                  checkpoint: Optional[str] = None):
         """`untrained_heads`: the heads the checkpoint's weights do not hold as its configuration
-        builds them (name -> parameters), refused at prediction; a head registered after loading
-        is the caller's own."""
+        builds them (name -> the head module and its parameters), refused at prediction while
+        that module is the model's head of that name: a head registered after loading, under
+        any name, is the caller's own."""
         super().__init__(cfg, task, model)
         self.untrained_heads = untrained_heads or {}
         self.checkpoint = checkpoint
@@ -117,8 +120,9 @@ class RobertaHireHubInterface(RobertaHubInterface):
         return super().encode(sentence.strip(), *(s.strip() for s in addl_sentences), no_separator=no_separator)
 
     def _classify(self, head: str, tokens: torch.LongTensor):
-        if head in self.untrained_heads:
-            keys = self.untrained_heads[head]
+        module, keys = self.untrained_heads.get(head, (None, []))
+        heads = self.model.classification_heads
+        if module is not None and head in heads and heads[head] is module:
             raise HeadMismatchError(
                 f"refusing to predict with head {head!r} of checkpoint {self.checkpoint}: its configuration builds "
                 f"{', '.join(keys[:3])}{f' and {len(keys) - 3} more' if len(keys) > 3 else ''} otherwise than its "

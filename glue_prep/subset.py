@@ -96,7 +96,8 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
     """Write (or reuse) OUT: DATA_BIN with `size` of its training rows, drawn with `seed` (among
     those that fit `max_positions`, if given). Raises GlueFormatError (one line: the folder and
     what was expected) for bad arguments, and with `keep` (a run has trained on OUT's rows) where
-    OUT holds a subset drawn from other data or arguments, rather than draw it again."""
+    OUT is gone or the draw gives other training rows than OUT's (another file of DATA_BIN
+    changed: the record follows it, the rows stay)."""
     data_bin, out = Path(data_bin), Path(out)
     meta = read_metadata(data_bin)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -127,11 +128,9 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
     if existing is None and out.exists():
         raise GlueFormatError(f"exists and is not a training subset made by glue_prep.subset; expected a new "
                               f"folder (or one this command made) for the subset of {data_bin}", out)
-    if keep and existing is not None:
-        changed = [name for name in ("source", "source_sha256", "size", "seed", "max_positions", "rows_sha256")
-                   if getattr(existing, name) != getattr(record, name)]
-        raise GlueFormatError(f"a run has trained on the subset here, drawn from other data or arguments than "
-                              f"these ({', '.join(changed)} differ); expected the same data and arguments", out)
+    if keep and existing is None:
+        raise GlueFormatError("missing, and a run has trained on the subset kept here; expected it as the run left "
+                              "it (to start over, use another save dir)", out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out.parent, prefix=f".{out.name}.")
@@ -142,10 +141,23 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
         _carry_over(data_bin, built, skip=full.files)
         (built / ROWS_FILE).write_bytes(rows_text)
         write_metadata(built, _subset_meta(meta, record, counts))
+        if keep and not _same_files(built, out, full.files - {Path(METADATA_FILE)}):
+            raise GlueFormatError("a run has trained on the subset here, and these data and arguments draw other "
+                                  "training rows; expected the rows it trained on (the data changed at the same "
+                                  "path? to start over, use another save dir)", out)
         reused = not _publish(built, out, record)
     finally:
         shutil.rmtree(built, ignore_errors=True)
     return SubsetInfo(out, rows, asdict(record), reused, counts)
+
+
+def _same_files(one: Path, other: Path, files) -> bool:
+    """Whether these files (relative paths) are in both folders, or neither, with the same bytes."""
+    for relative in files:
+        a, b = one / relative, other / relative
+        if a.exists() != b.exists() or (a.exists() and a.read_bytes() != b.read_bytes()):
+            return False
+    return True
 
 
 def _publish(built: Path, out: Path, record: TrainSubset) -> bool:

@@ -153,17 +153,24 @@ def render(recipe: TaskRecipe, size: str, data=None, pretrained=None, config_dir
     YAMLs live, from the repository root) and the overrides the YAML leaves to the command line
     (task.data, checkpoint.finetune_from_model): `data` and `pretrained` where given, and for a
     YAML written elsewhere (`config_dir`) the plugin's folder, so that it runs from any folder."""
-    def path(value):
-        return shlex.quote(str(Path(value).resolve()))
+    def override(key, value, placeholder):
+        """key=value as Hydra's override parser reads it (a path with a space, a comma or an = in
+        single quotes), quoted for the shell."""
+        if value is None:
+            return f"{key}={placeholder}"
+        text = str(Path(value).resolve())
+        if not re.fullmatch(r"[\w./+-]+", text):  # Hydra escapes a quote, and the backslashes before one
+            text = "'" + re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text) + "'"
+        return shlex.quote(f"{key}={text}")
 
-    overrides = [f"task.data={path(data) if data else f'/path/to/{recipe.name}-bin'}",
-                 f"checkpoint.finetune_from_model={path(pretrained) if pretrained else '/path/to/model.pt'}",
-                 *([f"common.user_dir={path(USER_DIR)}"] if config_dir else [])]
+    overrides = [override("task.data", data, f"/path/to/{recipe.name}-bin"),
+                 override("checkpoint.finetune_from_model", pretrained, "/path/to/model.pt"),
+                 *([override("common.user_dir", USER_DIR, None)] if config_dir else [])]
     header = HEADER.format(
         recipe="fairseq's RoBERTa GLUE recipe" if recipe.task.file_format == "glue"
         else "The recipe fairseq_hire/workflow/recipes.py derives from the data (your own task)",
         task=recipe.name, size=size, name=recipe.yaml_name, baseline=ARCHITECTURES[("baseline", size)],
-        config_dir=path(config_dir) if config_dir else f"fairseq_hire/config/finetuning/{size}",
+        config_dir=shlex.quote(str(Path(config_dir).resolve())) if config_dir else f"fairseq_hire/config/finetuning/{size}",
         overrides=" \\\n#       " + " ".join(overrides))
     return header + "\n" + yaml.safe_dump(recipe_config(recipe, size, data, pretrained), sort_keys=False)
 

@@ -59,6 +59,7 @@ def test_the_budget_counts_updates_of_the_global_batch(rte_bin, tiny_pretrained,
     (["--max-positions", "128"], r"--max-positions 128: \S+ holds an encoder built with --max-positions 512; expected "
                                  r"its own .* \(cut long rows with glue_prep --truncate-to instead\)"),
     (["--encoder-layers=3"], r"--encoder-layers 3: \S+ holds an encoder built with --encoder-layers 2"),
+    (["--max-positions"], r"fairseq-train refuses these flags: argument --max-positions: expected one argument"),
     (["--untie-weights-roberta"], r"--untie-weights-roberta: \S+ holds an encoder built with no --untie-weights-roberta"),
     (["--memory-efficient-bf16"], r"--memory-efficient-bf16: fairseq trains in bfloat16 on CUDA or a TPU only"),
 ])
@@ -75,6 +76,8 @@ def test_flags_the_budget_or_the_cpu_cannot_take_are_refused_in_one_line(rte_bin
     planned(rte_bin, tiny_pretrained, tmp_path, "--fp16", "--memory-efficient-fp16")
     planned(rte_bin, tiny_pretrained, tmp_path, "--amp")
     planned(rte_bin, tiny_pretrained, tmp_path, "--max-positions", "512", "--encoder-layernorm-eps", "0.00001")
+    # an epsilon the checkpoint does not record (the original releases; a checkpoint converted elsewhere) is the user's
+    planned(rte_bin, tiny_pretrained, tmp_path, "--encoder-layernorm-eps", "1e-12")
 
 
 @pytest.mark.parametrize("flags, updates_per_epoch", [

@@ -218,6 +218,9 @@ def test_a_head_its_weights_do_not_hold_is_refused_at_prediction(damage, fine_tu
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 2 and "refusing to predict with head 'sentence_classification_head'" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "scores.json").exists()
+    # the caller registers the head again (to train it, or to load weights of its own): theirs to use
+    hub.model.register_classification_head("sentence_classification_head", num_classes=2)
+    assert hub.predict("sentence_classification_head", hub.encode("A premise.", "A hypothesis.")).shape == (1, 2)
 
 
 def test_a_head_as_trained_and_one_registered_after_loading_predict(fine_tuned_on_rte, rte_bin, tmp_path):

@@ -304,3 +304,13 @@ def test_the_layer_weight_sentence_shows_the_distance_beside_the_threshold_witho
     assert f"weights 0.049997 < {STATIC_TV}" in just_below
     just_above = layer_weight_sentence("CoLA", "hire", {**weights, "tv_from_mean_mean": STATIC_TV + 4e-7, "dynamic": True})
     assert f"weights 0.0500004, threshold {STATIC_TV}" in just_above
+
+
+@pytest.mark.unit
+def test_a_recipe_recorded_with_an_abbreviated_flag_reads_as_it_did():
+    """finetune.py now refuses abbreviations on its command line; a run file recorded before, with
+    --freeze for --freeze-encoder, must still be the same recipe (a rerun adding seeds was refused)."""
+    from fairseq_hire.compare.runs import recipe_key
+
+    assert recipe_key({"train_flags": ["--freeze", "--train-size", "100"], "device": "cpu"}) == \
+        recipe_key({"train_flags": ["--freeze-encoder", "--train-size", "100"], "device": "cpu"})

@@ -173,3 +173,16 @@ def test_the_yaml_of_your_own_task_names_its_own_folder(tmp_path):
     wrong = subprocess.run([*command, "--out", str(tmp_path / "yaml" / "other.yaml")], capture_output=True, text=True,
                            cwd=REPO)
     assert wrong.returncode == 2 and "expected a file named reviews.yaml" in wrong.stderr
+    # a path Hydra's override grammar reads otherwise (a space, a comma: a sweep) is quoted for it and the shell
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    odd = tmp_path / "my data, v2 (it's a copy)" / "reviews-bin"
+    odd.parent.mkdir()
+    (tmp_path / "reviews-bin").rename(odd)
+    command[command.index("--data") + 1] = str(odd)
+    assert subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, cwd=REPO).returncode == 0
+    lines = [line[1:].strip() for line in out.read_text().splitlines() if line.startswith("#")]
+    words = shlex.split(next(line for line in lines if "task.data=" in line))
+    assert OverridesParser.create().parse_overrides(words[:1])[0].value() == str(odd)

@@ -177,6 +177,10 @@ def test_the_plugins_model_under_fairseqs_own_task_resumes_through_the_safe_load
                          extra=["--task", "sentence_prediction", "--criterion", "sentence_prediction"])
     trainer = build_trainer(args)
     assert saving.plugin_run(trainer)
+    # under a task whose checkpoints the safe loader does not read (RACE's), the run stays fairseq's
+    ranking = build_trainer(finetune_args(tmp_path / "bin", num_classes=4,
+                                          extra=["--task", "sentence_ranking", "--criterion", "sentence_ranking"]))
+    assert not saving.plugin_run(ranking)
     save_dir = tmp_path / "save"
     save(trainer, save_dir / "checkpoint_last.pt", {"epoch": 1})
     marker = tmp_path / "payload-ran"

@@ -334,8 +334,9 @@ def test_with_max_positions_the_draw_leaves_out_the_rows_fairseq_train_would_ski
 
 
 def test_a_run_that_has_trained_on_a_subset_keeps_its_rows_when_the_data_changes(rte_bin, tiny_pretrained, tmp_path):
-    """The data at the same path binarised again (reordered rows): a stopped run resumed on a newly
-    drawn subset, its first updates made on rows its save dir no longer recorded."""
+    """The data at the same path binarised again from other rows: a stopped run resumed on a newly
+    drawn subset, its first updates made on rows its save dir no longer recorded. A change that
+    leaves the training rows as they were (a file beside them) is no reason to refuse."""
     from fairseq_hire.workflow.finetune import build_command, build_parser
     from fairseq_hire.workflow.same_run import REQUEST_FILE
 
@@ -344,15 +345,23 @@ def test_a_run_that_has_trained_on_a_subset_keeps_its_rows_when_the_data_changes
     args, passthrough = build_parser().parse_known_args(
         ["RTE", str(data), str(tiny_pretrained), str(save), "--device", "cpu", "--train-size", "50"])
     build_command(args, passthrough)
-    rows = (save / "train_subset" / ROWS_FILE).read_text()
-    drawn_from = json.loads((save / "train_subset" / "glue_prep.json").read_text())["train_subset"]["source_sha256"]
+    subset = save / "train_subset"
+    trained_on = {name: (subset / name).read_bytes() for name in ("input0/train.bin", "input1/train.bin", ROWS_FILE)}
     (save / "checkpoint_last.pt").write_bytes(b"a run has trained here")
     (save / REQUEST_FILE).write_text("{}")  # a run of finetune.py's: the save dir records it
-    (data / "notes.txt").write_text("the data changed at the same path")
-    with pytest.raises(GlueFormatError, match=r"train_subset: a run has trained on the subset here, drawn from other "
-                                              r"data or arguments than these \(source_sha256 differ\)"):
+    (data / "notes.txt").write_text("a file beside the training rows")
+    build_command(args, passthrough)
+    assert {name: (subset / name).read_bytes() for name in trained_on} == trained_on
+    shutil.rmtree(data)
+    shutil.copytree(run_glue_prep(real_glue_task_dir("RTE"), "RTE", tmp_path / "again", "--max-rows", "150",
+                                  "--workers", "1"), data)  # other training rows at the same path
+    with pytest.raises(GlueFormatError, match=r"train_subset: a run has trained on the subset here, and these data "
+                                              r"and arguments draw other training rows"):
         build_command(args, passthrough)
-    assert (save / "train_subset" / ROWS_FILE).read_text() == rows
+    assert {name: (subset / name).read_bytes() for name in trained_on} == trained_on
+    shutil.rmtree(subset)  # removing the subset is no way around it
+    with pytest.raises(GlueFormatError, match=r"train_subset: missing, and a run has trained on the subset kept here"):
+        build_command(args, passthrough)
     (save / "checkpoint_last.pt").unlink()  # nothing trained yet: the subset follows the data
     build_command(args, passthrough)
-    assert json.loads((save / "train_subset" / "glue_prep.json").read_text())["train_subset"]["source_sha256"] != drawn_from
+    assert (subset / ROWS_FILE).read_bytes() != trained_on[ROWS_FILE]

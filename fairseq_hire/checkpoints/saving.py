@@ -9,8 +9,8 @@ plugin's task is set up to train (fairseq-train, fairseq-hydra-train), its crite
 or its model is built (``roberta_hire``), never at import. Each hook acts for
 the trainer of a plugin run only (``plugin_run``: its task or its criterion is
 ``sentence_prediction_hire``, as in every recipe, finetune.py, the comparison and the YAMLs,
-or its model is ``roberta_hire``, also under fairseq's own sentence_prediction task and
-criterion) and hands every other call to fairseq unchanged, so a run of other components stays
+or its model is ``roberta_hire`` under fairseq's own sentence_prediction task and criterion, or
+masked_lm) and hands every other call to fairseq unchanged, so a run of other components stays
 stock fairseq even in a process where a plugin run was set up. For a plugin run's trainer:
 
 1. ``load_checkpoint`` (fairseq-train's start-up), before resuming from
@@ -55,6 +55,7 @@ from typing import Optional
 from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 
 from . import early_stopping, loading
+from .configuration import ALLOWED_TASKS, task_name
 from .errors import CheckpointError, CorruptCheckpointError
 from .loading import HOOK_MARK, fairseq_contents_allowed, load_state
 
@@ -138,9 +139,13 @@ PLUGIN_COMPONENTS: set = set()
 
 
 def plugin_run(trainer) -> bool:
-    """Whether `trainer` trains with the plugin's task, criterion or model."""
+    """Whether `trainer` trains with the plugin's task or criterion, or with its model under a task
+    the safe loader reads (fairseq's sentence_prediction, masked_lm: ``configuration.ALLOWED_TASKS``;
+    under another, e.g. sentence_ranking, the run stays fairseq's, as its checkpoints would be refused)."""
     components = tuple(PLUGIN_COMPONENTS)
-    return any(isinstance(part, components) for part in (trainer.task, trainer.get_criterion(), trainer.get_model()))
+    if isinstance(trainer.task, components) or isinstance(trainer.get_criterion(), components):
+        return True
+    return isinstance(trainer.get_model(), components) and task_name(trainer.cfg.task) in ALLOWED_TASKS
 
 
 @contextlib.contextmanager

@@ -37,6 +37,7 @@ its trainer still runs. On a shared folder without working locks, give each mach
 heads or seeds.
 """
 import argparse
+import errno
 import json
 import os
 import platform
@@ -152,7 +153,8 @@ def recipe_parser():
         raise argparse.ArgumentError(None, message)
 
     parser = build_parser(add_help=False)
-    parser.exit_on_error, parser.error = False, unreadable
+    # read as finetune.py read recipes recorded before it refused abbreviations (--freeze for --freeze-encoder)
+    parser.exit_on_error, parser.error, parser.allow_abbrev = False, unreadable, True
     return parser
 
 
@@ -225,8 +227,11 @@ class Runner:
                 if result.exists():  # finished while we waited for the claim
                     return RunOutcome(head, seed, "skipped", f"{result} exists")
                 return self.train_and_score(head, seed, result, claim.file)
-        except OSError as error:  # e.g. a lock or log that is a link (opened without following it)
-            return RunOutcome(head, seed, "failed", f"{error}; expected the comparison's own files there")
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            return RunOutcome(head, seed, "failed", f"{error}: a link, where the comparison keeps its own lock and log "
+                              "files (opened without following links); remove it")
 
     def train_and_score(self, head: str, seed: int, result: Path, lock: TextIO) -> RunOutcome:
         comparison = self.comparison
@@ -327,7 +332,8 @@ def run_sharing_lock(command: List[str], lock: TextIO, log: Path, env: Dict[str,
     its stdin: the only descriptor that every process it starts inherits, so the lock stays
     held while any of them lives. It runs in a process group of its own, which a watchdog
     kills if this process dies, and which is killed here when the command ends."""
-    with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a") as out:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a",
+                   encoding="utf-8") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
         with subprocess.Popen(command, stdin=lock, stdout=out, stderr=subprocess.STDOUT, env=env,

@@ -46,7 +46,7 @@ from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 from .epoch_batches import training_batches
 from .passthrough import UpdateShape, check_encoder_flags, check_precision, update_shape
-from .same_run import REQUEST_FILE, check_same_run, record_request
+from .same_run import REQUEST_FILE, check_same_run, record_request, resumable
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
@@ -172,7 +172,8 @@ def build_command(args, passthrough) -> list:
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
-    check_encoder_flags(passthrough, flags, args.pretrained)
+    check_encoder_flags(passthrough, flags, args.pretrained,
+                        unrecorded=() if encoder.get("encoder_layernorm_eps") else (FLAG,))
     shape = update_shape(passthrough)
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "update_shape": shape}
     checked = data.exists() or not args.dry_run
@@ -237,7 +238,7 @@ def train_subset(args, data: Path, max_positions: int):
     SAVE_DIR/train_subset; refused where the save dir's run trained on other rows."""
     save_dir = Path(args.save_dir)
     # a run of this script's (its request recorded) resumed or finished: its rows may not change under it
-    trained = (save_dir / REQUEST_FILE).exists() and any(save_dir.glob("checkpoint*.pt"))
+    trained = (save_dir / REQUEST_FILE).exists() and resumable(save_dir)
     info = make_train_subset(data, args.train_size, args.seed, save_dir / SUBSET_FOLDER, max_positions, keep=trained)
     print(f"finetune: training on {args.train_size} of {info.record['full_train']['rows']} training rows "
           f"(seed {args.seed}, rows {info.record['rows_sha256'][:12]}, {info.folder})", file=sys.stderr)

@@ -46,7 +46,7 @@ def update_shape(passthrough) -> UpdateShape:
     parser.add_argument("--update-freq", default="1")
     parser.add_argument("--distributed-world-size", default=None)
     parser.add_argument("--skip-remainder-batch", action="store_true")
-    known, _ = parser.parse_known_args(argparse_words(passthrough))
+    known = known_flags(parser, passthrough)
     try:
         frequencies = set(eval_str_list(known.update_freq, int))
     except (ValueError, SyntaxError, TypeError):
@@ -82,24 +82,33 @@ def check_precision(passthrough, device: str) -> None:
                          "train on the CPU)")
 
 
-def check_encoder_flags(passthrough, encoder_flags, pretrained) -> None:
+def known_flags(parser: argparse.ArgumentParser, passthrough) -> argparse.Namespace:
+    """The flags `parser` knows among those passed on; a ValueError in fairseq's words where one
+    lacks its value (fairseq-train's parser would refuse it)."""
+    try:
+        return parser.parse_known_args(argparse_words(passthrough))[0]
+    except argparse.ArgumentError as error:
+        raise ValueError(f"fairseq-train refuses these flags: {error}") from None
+
+
+def check_encoder_flags(passthrough, encoder_flags, pretrained, unrecorded=()) -> None:
     """Refuse a flag passed on that builds another encoder than the checkpoint's (finetune.py sets
     those flags from it, `encoder_flags`): fairseq-train reads the last one given, then stops with
     a traceback after its start-up, unable to load the weights into what it built (--max-positions
     128 on a 512-position encoder), or trains another encoder than the checkpoint's (an activation).
-    Given with the checkpoint's own value, a flag is left alone."""
+    Given with the checkpoint's own value, a flag is left alone, and so is one of `unrecorded`, an
+    option the checkpoint does not record (finetune.py gives fairseq's default for it)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     recorded = {}
     for index, word in enumerate(encoder_flags):
-        if not word.startswith("--"):
+        if not word.startswith("--") or word in unrecorded:
             continue
         switch = index + 1 == len(encoder_flags) or encoder_flags[index + 1].startswith("--")
         parser.add_argument(word, action="store_true" if switch else "store")
         recorded[word] = True if switch else encoder_flags[index + 1]
     if "--untie-weights-roberta" not in recorded:
         parser.add_argument("--untie-weights-roberta", action="store_true")
-    given, _ = parser.parse_known_args(argparse_words(passthrough))
-    for flag, value in vars(given).items():
+    for flag, value in vars(known_flags(parser, passthrough)).items():
         name = "--" + flag.replace("_", "-")
         if value in (None, False) or same_value(value, recorded.get(name)):
             continue
