@@ -51,6 +51,7 @@ from .same_run import REQUEST_FILE, check_same_run, record_request, resumable
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
 MIN_SUBSET_UPDATES = 250
+ENCODER_SWITCHES = ("untie_weights_roberta", "encoder_normalize_before")  # on/off options that change its weights
 
 
 def count_train_examples(data_bin: Path) -> int:
@@ -172,7 +173,8 @@ def build_command(args, passthrough) -> list:
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
-    check_encoder_flags(passthrough, flags, args.pretrained,
+    switches = {f"--{name.replace('_', '-')}": bool(encoder.get(name)) for name in ENCODER_SWITCHES}
+    check_encoder_flags(passthrough, flags, switches, args.pretrained,
                         unrecorded=() if encoder.get("encoder_layernorm_eps") else (FLAG,))
     shape = update_shape(passthrough)
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "update_shape": shape}

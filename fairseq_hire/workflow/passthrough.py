@@ -91,23 +91,24 @@ def known_flags(parser: argparse.ArgumentParser, passthrough) -> argparse.Namesp
         raise ValueError(f"fairseq-train refuses these flags: {error}") from None
 
 
-def check_encoder_flags(passthrough, encoder_flags, pretrained, unrecorded=()) -> None:
-    """Refuse a flag passed on that builds another encoder than the checkpoint's (finetune.py sets
-    those flags from it, `encoder_flags`): fairseq-train reads the last one given, then stops with
-    a traceback after its start-up, unable to load the weights into what it built (--max-positions
-    128 on a 512-position encoder), or trains another encoder than the checkpoint's (an activation).
-    Given with the checkpoint's own value, a flag is left alone, and so is one of `unrecorded`, an
-    option the checkpoint does not record (finetune.py gives fairseq's default for it)."""
+def check_encoder_flags(passthrough, encoder_flags, switches, pretrained, unrecorded=()) -> None:
+    """Refuse a flag passed on that builds another encoder than the checkpoint's: one of
+    `encoder_flags` (the flags with a value finetune.py sets from the checkpoint) with another
+    value, or one of `switches` (the encoder's on/off flags, as the checkpoint records them) that
+    it does not record on. fairseq-train reads the last one given, then stops with a traceback
+    after its start-up, unable to load the weights into what it built (--max-positions 128 on a
+    512-position encoder, --encoder-normalize-before), or trains another encoder than the
+    checkpoint's (an activation). Given with the checkpoint's own value, a flag is left alone,
+    and so is one of `unrecorded`, an option the checkpoint does not record (finetune.py gives
+    fairseq's default for it)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    recorded = {}
-    for index, word in enumerate(encoder_flags):
-        if not word.startswith("--") or word in unrecorded:
-            continue
-        switch = index + 1 == len(encoder_flags) or encoder_flags[index + 1].startswith("--")
-        parser.add_argument(word, action="store_true" if switch else "store")
-        recorded[word] = True if switch else encoder_flags[index + 1]
-    if "--untie-weights-roberta" not in recorded:
-        parser.add_argument("--untie-weights-roberta", action="store_true")
+    recorded = dict(switches)
+    for name in switches:
+        parser.add_argument(name, action="store_true")
+    for index, word in enumerate(encoder_flags[:-1]):
+        if word.startswith("--") and not encoder_flags[index + 1].startswith("--") and word not in unrecorded:
+            parser.add_argument(word)
+            recorded[word] = encoder_flags[index + 1]
     for flag, value in vars(known_flags(parser, passthrough)).items():
         name = "--" + flag.replace("_", "-")
         if value in (None, False) or same_value(value, recorded.get(name)):
