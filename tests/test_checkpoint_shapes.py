@@ -135,6 +135,7 @@ def test_checkpoints_of_every_kind_of_run_load(arch, flags, num_classes, data_di
     load_state(path)
     hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir))
     assert hub.model.classification_heads["sentence_classification_head"].out_proj.out_features == num_classes
+    assert hub.untrained_heads == {}  # every kind of head loads as trained (spectral norm's extra tensors too)
 
 
 def test_original_release_format_loads(tmp_path):
