@@ -142,9 +142,11 @@ def make_train_subset(data_bin: Path, size: int, seed: int, out: Path,
         (built / ROWS_FILE).write_bytes(rows_text)
         write_metadata(built, _subset_meta(meta, record, counts))
         if keep and not _same_files(built, out, full.files - {Path(METADATA_FILE)}):
-            raise GlueFormatError("a run has trained on the subset here, and these data and arguments draw other "
-                                  "training rows; expected the rows it trained on (the data changed at the same "
-                                  "path? to start over, use another save dir)", out)
+            changed = [name for name in ("source", "source_sha256", "size", "seed", "max_positions", "rows_sha256")
+                       if getattr(existing, name) != getattr(record, name)]
+            raise GlueFormatError(f"a run has trained on the subset here, and these data and arguments draw other "
+                                  f"training rows (its record's {', '.join(changed) or 'draw'} differ); expected the "
+                                  "rows it trained on (to start over, use another save dir)", out)
         reused = not _publish(built, out, record)
     finally:
         shutil.rmtree(built, ignore_errors=True)

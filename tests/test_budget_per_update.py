@@ -60,6 +60,7 @@ def test_the_budget_counts_updates_of_the_global_batch(rte_bin, tiny_pretrained,
                                  r"its own .* \(cut long rows with glue_prep --truncate-to instead\)"),
     (["--encoder-layers=3"], r"--encoder-layers 3: \S+ holds an encoder built with --encoder-layers 2"),
     (["--max-positions"], r"fairseq-train refuses these flags: argument --max-positions: expected one argument"),
+    (["--save-dir=elsewhere"], r"--save-dir: finetune.py takes the save dir as its SAVE_DIR argument"),
     (["--encoder-normalize-before"], r"--encoder-normalize-before: \S+ holds an encoder built with no "
                                      r"--encoder-normalize-before"),
     (["--untie-weights-roberta"], r"--untie-weights-roberta: \S+ holds an encoder built with no --untie-weights-roberta"),

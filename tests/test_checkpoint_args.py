@@ -170,3 +170,17 @@ def test_command_line_refuses_pickled_code(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and "refusing to load checkpoint" in err
     assert not marker.exists()
+
+
+def test_a_pre_norm_encoder_is_rebuilt_pre_norm_and_one_without_an_embedding_layernorm_is_refused(tmp_path):
+    """flags_of passed --untie-weights-roberta on but not --encoder-normalize-before: finetune.py built
+    a post-norm encoder from a pre-norm checkpoint, and fairseq-train stopped after start-up on its
+    unexpected layer_norm weights. No flag turns off the embedding LayerNorm (roberta_prenorm)."""
+    data = write_task_dicts(tmp_path / "RTE-bin")
+    pre_norm = tmp_path / "pre-norm.pt"
+    save(build_trainer(finetune_args(data, extra=["--encoder-normalize-before"])), pre_norm, {"epoch": 1})
+    assert "--encoder-normalize-before" in architecture_flags(pre_norm)
+    prenorm_arch = tmp_path / "roberta-prenorm.pt"
+    save(build_trainer(finetune_args(data, arch="roberta_prenorm")), prenorm_arch, {"epoch": 1})
+    with pytest.raises(ValueError, match=r"roberta-prenorm.pt: the checkpoint's encoder has no embedding LayerNorm"):
+        architecture_flags(prenorm_arch)

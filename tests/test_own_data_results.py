@@ -177,12 +177,15 @@ def test_the_yaml_of_your_own_task_names_its_own_folder(tmp_path):
     import shlex
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
 
-    odd = tmp_path / "my data, v2 (it's a copy)" / "reviews-bin"
+    odd = tmp_path / "my data, v2 (it's a copy) é ${x}" / "reviews-bin"
     odd.parent.mkdir()
     (tmp_path / "reviews-bin").rename(odd)
     command[command.index("--data") + 1] = str(odd)
     assert subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, cwd=REPO).returncode == 0
     lines = [line[1:].strip() for line in out.read_text().splitlines() if line.startswith("#")]
     words = shlex.split(next(line for line in lines if "task.data=" in line))
-    assert OverridesParser.create().parse_overrides(words[:1])[0].value() == str(odd)
+    config = OmegaConf.create({"task": {"data": None}})
+    config.task.data = OverridesParser.create().parse_overrides(words[:1])[0].value()  # as Hydra sets it
+    assert config.task.data == str(odd)

@@ -356,7 +356,8 @@ def test_a_run_that_has_trained_on_a_subset_keeps_its_rows_when_the_data_changes
     shutil.copytree(run_glue_prep(real_glue_task_dir("RTE"), "RTE", tmp_path / "again", "--max-rows", "150",
                                   "--workers", "1"), data)  # other training rows at the same path
     with pytest.raises(GlueFormatError, match=r"train_subset: a run has trained on the subset here, and these data "
-                                              r"and arguments draw other training rows"):
+                                              r"and arguments draw other training rows \(its record's source_sha256, "
+                                              r"rows_sha256 differ\)"):
         build_command(args, passthrough)
     assert {name: (subset / name).read_bytes() for name in trained_on} == trained_on
     shutil.rmtree(subset)  # removing the subset is no way around it

@@ -26,6 +26,8 @@ from .configuration import as_mapping
 from .loading import CheckpointError, load_state
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
+# the encoder's on/off options that change its weights, and fairseq's RoBERTa default for each
+ENCODER_SWITCHES = {"untie_weights_roberta": False, "encoder_normalize_before": False, "layernorm_embedding": True}
 POSITIVE_INTEGER_OPTIONS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
                             "encoder_attention_heads", "max_positions")
 
@@ -75,8 +77,12 @@ def flags_of(model: Dict, for_stock_roberta: bool = False, described_as="the che
         "--max-positions", option("max_positions"),
         "--activation-fn", option("activation_fn"),
     ]
-    if model.get("untie_weights_roberta"):
-        flags.append("--untie-weights-roberta")
+    if model.get("layernorm_embedding") is False:  # fairseq's roberta_prenorm; no flag turns it off
+        raise ValueError(f"{described_as}: the checkpoint's encoder has no embedding LayerNorm (layernorm_embedding "
+                         "off, as fairseq's roberta_prenorm builds it), which no fairseq-train flag asks of "
+                         "roberta_hire or roberta_base; expected an encoder with one")
+    flags += [f"--{name.replace('_', '-')}" for name, default in ENCODER_SWITCHES.items()
+              if not default and model.get(name)]
     if not for_stock_roberta:
         eps = layernorm_eps(model)
         if not (math.isfinite(eps) and eps > 0):

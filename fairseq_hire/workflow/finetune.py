@@ -38,20 +38,19 @@ from glue_prep.metadata import metadata_file, read_metadata
 from glue_prep.binaries import read_binaries
 from glue_prep.subset import make_train_subset
 
-from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config
+from ..checkpoints.architecture import ENCODER_SWITCHES, flag_number, flags_of, layernorm_eps, model_config
 from ..checkpoints.errors import DataMismatchError
 from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 from .epoch_batches import training_batches
-from .passthrough import UpdateShape, check_encoder_flags, check_precision, update_shape
+from .passthrough import UpdateShape, check_encoder_flags, check_precision, check_save_dir, update_shape
 from .same_run import REQUEST_FILE, check_same_run, record_request, resumable
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
 MIN_SUBSET_UPDATES = 250
-ENCODER_SWITCHES = ("untie_weights_roberta", "encoder_normalize_before")  # on/off options that change its weights
 
 
 def count_train_examples(data_bin: Path) -> int:
@@ -173,7 +172,9 @@ def build_command(args, passthrough) -> list:
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
-    switches = {f"--{name.replace('_', '-')}": bool(encoder.get(name)) for name in ENCODER_SWITCHES}
+    check_save_dir(passthrough)
+    switches = {f"--{name.replace('_', '-')}": bool(default if encoder.get(name) is None else encoder[name])
+                for name, default in ENCODER_SWITCHES.items()}
     check_encoder_flags(passthrough, flags, switches, args.pretrained,
                         unrecorded=() if encoder.get("encoder_layernorm_eps") else (FLAG,))
     shape = update_shape(passthrough)

@@ -65,6 +65,14 @@ def update_shape(passthrough) -> UpdateShape:
     return UpdateShape(workers, frequencies.pop(), known.skip_remainder_batch)
 
 
+def check_save_dir(passthrough) -> None:
+    """fairseq-train reads the last --save-dir given: one passed on would train elsewhere than the
+    SAVE_DIR whose run finetune.py checks, records and resumes."""
+    if "--save-dir" in argparse_words(passthrough):
+        raise ValueError("--save-dir: finetune.py takes the save dir as its SAVE_DIR argument; expected it there "
+                         "(fairseq-train would train in the one passed on, which finetune.py does not check)")
+
+
 def check_precision(passthrough, device: str) -> None:
     """Refuse half-precision flags fairseq cannot train with on the CPU: it would stop after
     loading the model (--fp16's flattened-gradient optimizer calls CUDA, --bf16 asks for an XLA
