@@ -44,11 +44,11 @@ def read_binaries(data_bin: Path, split: str, regression: bool) -> Optional[Bina
     GlueFormatError in one line, naming the file, where fairseq would misread it: a file it
     cannot read, half of input1's pair, an input or labels of other rows than input0's."""
     data_bin = Path(data_bin)
-    if not all(_prefix(data_bin, "input0", split).with_suffix(ext).is_file() for ext in (".bin", ".idx")):
+    if not all((data_bin / "input0" / split).with_suffix(ext).is_file() for ext in (".bin", ".idx")):
         return None
     inputs, sizes = [], []
     for name in ("input0", "input1"):
-        prefix = _prefix(data_bin, name, split)
+        prefix = data_bin / name / split
         if not (prefix.with_suffix(".bin").exists() or prefix.with_suffix(".idx").exists()):
             continue  # a single-sentence task; half a pair is read, and refused
         dataset = read_indexed(prefix)  # held while its sizes are copied: the memory map closes with it
@@ -57,24 +57,20 @@ def read_binaries(data_bin: Path, split: str, regression: bool) -> Optional[Bina
         if len(sizes[-1]) != len(sizes[0]):
             raise GlueFormatError(f"{len(sizes[-1])} rows; expected {len(sizes[0])}, as input0/{split} has",
                                   prefix.with_suffix(".bin"))
-    rows = len(sizes[0])
-    targets = None
+    rows, targets = len(sizes[0]), None
     if regression:
         path = data_bin / "label" / f"{split}.label"
         if not path.is_file():
             raise GlueFormatError(f"missing; expected the regression targets of the {split} split, one a line", path)
         targets = path.read_bytes().splitlines()  # the lines fairseq's text-mode readlines() sees
-        found = f"{len(targets)} lines"
+        count, unit = len(targets), "lines"
     else:
-        prefix = _prefix(data_bin, "label", split)
-        if not prefix.with_suffix(".bin").exists():
-            raise GlueFormatError(f"missing; expected the label of each of input0/{split}'s {rows} rows",
-                                  prefix.with_suffix(".bin"))
-        labels = len(read_indexed(prefix))
-        found = f"{labels} rows"
-    if (len(targets) if regression else labels) != rows:
-        raise GlueFormatError(f"{found}; expected {rows}, one per row of input0/{split}", path if regression
-                              else prefix.with_suffix(".bin"))
+        path = data_bin / "label" / f"{split}.bin"
+        if not path.exists():
+            raise GlueFormatError(f"missing; expected the label of each of input0/{split}'s {rows} rows", path)
+        count, unit = len(read_indexed(path.with_suffix(""))), "rows"
+    if count != rows:
+        raise GlueFormatError(f"{count} {unit}; expected {rows}, one per row of input0/{split}", path)
     return BinarisedSplit(split, inputs, sizes, targets)
 
 
@@ -101,6 +97,3 @@ def read_indexed(prefix: Path):
                               "that fairseq-preprocess or glue_prep writes", prefix.with_suffix(".idx"))
     return dataset
 
-
-def _prefix(data_bin: Path, name: str, split: str) -> Path:
-    return data_bin / name / split

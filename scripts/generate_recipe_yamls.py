@@ -160,9 +160,9 @@ def render(recipe: TaskRecipe, size: str, data=None, pretrained=None, config_dir
             return f"{key}={placeholder}"
         text = str(Path(value).resolve())
         if not re.fullmatch(r"[A-Za-z0-9_./+-]+", text):  # Hydra's unquoted values are ASCII
-            # quoted: a quote and the backslashes before one escaped, and ${ (an interpolation even there)
-            text = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
-            text = "'" + text.replace("${", "\\${") + "'"
+            # quoted, ${ escaped as in the YAML (an interpolation even there), and a quote and the backslashes before one
+            text = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), literal(text, key))
+            text = f"'{text}'"
         return shlex.quote(f"{key}={text}")
 
     overrides = [override("task.data", data, f"/path/to/{recipe.name}-bin"),

@@ -52,6 +52,12 @@ def layernorm_eps(model: Dict) -> float:
     return float(model.get("encoder_layernorm_eps") or FAIRSEQ_LAYERNORM_EPS)
 
 
+def switches_of(model: Dict) -> Dict[str, bool]:
+    """flag -> whether the checkpoint's encoder has it on (fairseq's default where not recorded)."""
+    return {f"--{name.replace('_', '-')}": bool(default if model.get(name) is None else model[name])
+            for name, default in ENCODER_SWITCHES.items()}
+
+
 def flags_of(model: Dict, for_stock_roberta: bool = False, described_as="the checkpoint") -> List[str]:
     from fairseq.utils import get_available_activation_fns
 
@@ -81,8 +87,8 @@ def flags_of(model: Dict, for_stock_roberta: bool = False, described_as="the che
         raise ValueError(f"{described_as}: the checkpoint's encoder has no embedding LayerNorm (layernorm_embedding "
                          "off, as fairseq's roberta_prenorm builds it), which no fairseq-train flag asks of "
                          "roberta_hire or roberta_base; expected an encoder with one")
-    flags += [f"--{name.replace('_', '-')}" for name, default in ENCODER_SWITCHES.items()
-              if not default and model.get(name)]
+    switches = switches_of(model)  # those on where fairseq's default is off: a flag turns them on
+    flags += [flag for flag, default in zip(switches, ENCODER_SWITCHES.values()) if switches[flag] and not default]
     if not for_stock_roberta:
         eps = layernorm_eps(model)
         if not (math.isfinite(eps) and eps > 0):

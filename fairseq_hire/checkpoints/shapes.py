@@ -61,7 +61,7 @@ def untrained_heads(model, stored: Dict[str, tuple]) -> Dict[str, list]:
     purpose (a head of other classes or parts starts fresh, for fine-tuning: MNLI to RTE), so a
     configuration whose --hire-* options or num_classes differ from the weights', or weights
     without the task's head, give a head that was never trained."""
-    built = head_shapes(model.state_dict())
+    built = head_shapes(model.classification_heads.state_dict(prefix=HEAD_PREFIX))
     found = {}
     for key in sorted(built.keys() | stored.keys()):
         if built.get(key) != stored.get(key):

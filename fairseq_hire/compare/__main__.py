@@ -22,6 +22,7 @@ from glue_prep.subset import check_train_size
 from ..checkpoints.architecture import architecture_flags, flag_number
 from ..checkpoints.errors import CheckpointError
 from ..workflow.finetune import build_command, parse_arguments
+from ..workflow.same_run import argparse_words
 from ..modules.options import HEADS, head_name, head_options
 from .report import ReportError, markdown, write_report
 from .runs import Comparison, Runner, check_recipe, run_all
@@ -73,7 +74,7 @@ def usage_error(args, train_flags) -> str:
     if train_flags and not train_flags[0].startswith("-"):  # every fairseq-train flag starts with -
         return (f"unexpected argument {train_flags[0]!r}: seeds are one argument (--seeds 1-5 or 1,2,5), and "
                 "the fairseq-train flags passed on start with --")
-    per_run = next((word.split("=", 1)[0] for word in train_flags if word.split("=", 1)[0] in PER_RUN_FLAGS), None)
+    per_run = next((word for word in argparse_words(train_flags) if word in PER_RUN_FLAGS), None)
     if per_run:  # finetune.py would read the last one given: every run would get it
         return (f"{per_run} is set by the comparison for each run (from --seeds and --heads); expected only the "
                 "flags every run shares")

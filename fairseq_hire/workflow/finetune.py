@@ -38,7 +38,7 @@ from glue_prep.metadata import metadata_file, read_metadata
 from glue_prep.binaries import read_binaries
 from glue_prep.subset import make_train_subset
 
-from ..checkpoints.architecture import ENCODER_SWITCHES, flag_number, flags_of, layernorm_eps, model_config
+from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config, switches_of
 from ..checkpoints.errors import DataMismatchError
 from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
@@ -173,9 +173,7 @@ def build_command(args, passthrough) -> list:
     device = training_device(args.device)
     check_precision(passthrough, device)
     check_save_dir(passthrough)
-    switches = {f"--{name.replace('_', '-')}": bool(default if encoder.get(name) is None else encoder[name])
-                for name, default in ENCODER_SWITCHES.items()}
-    check_encoder_flags(passthrough, flags, switches, args.pretrained,
+    check_encoder_flags(passthrough, flags, switches_of(encoder), args.pretrained,
                         unrecorded=() if encoder.get("encoder_layernorm_eps") else (FLAG,))
     shape = update_shape(passthrough)
     schedule = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "update_shape": shape}
