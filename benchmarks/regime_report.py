@@ -18,9 +18,11 @@ and a bootstrap interval that excludes 0. The recommendation per regime (fine-tu
 one size) is the cheapest head within the detectable-difference band of the best head on every
 task with the point complete; costs: the measured minutes per run of the regime at that size in
 results/regimes/costs.json (benchmarks/regime_costs.py), relative to the stock head's; a head
-without a cost, or that does not beat the best constant prediction on a task (the lower end of
-its mean's 95% interval is not above it: it learned nothing there), is named and not
-recommended; a task where no head beats it is left out.
+without a cost, that does not beat the best constant prediction on a task (neither the lower end
+of its mean's 95% interval nor every one of its runs is above it: it learned nothing there), or
+every run of which failed on a task, is named and not recommended; a task where no head beats
+the constant is left out. A run that did not finish, or scored NaN, is a failed try of its head,
+not a seed; a point is complete when every head has 5 seeds or 5 failed tries and no seed.
 
 Written: results/regimes/summary.json, README_fragment.md (the full section), and with
 --update-readme the generated sections of the pages that hold their markers (the text is
@@ -46,7 +48,7 @@ from fairseq_hire.compare.report import (ReportError, load_runs, load_unfinished
 from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from fairseq_hire.metrics import rounded  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
-from regime_tables import MEAN_POOL, MIN_SEEDS, REGIME_WORDS, counted, fragment, headline  # noqa: E402
+from regime_tables import MEAN_POOL, MIN_SEEDS, REGIME_WORDS, counted, fragment, headline, lost  # noqa: E402
 from report import replace_section, within_band  # noqa: E402
 
 FULL_SECTION, HEADLINE_SECTION = "regimes", "regimes-headline"  # marker names
@@ -70,17 +72,23 @@ def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_st
     report_folder = results / point.task / point.name
     runs = load_runs(folder / "runs") if (folder / "runs").is_dir() else []
     check_subset(point, runs)
-    seeds = {h: sum(r["head"] == h for r in runs) for h in heads}
     summary = None
     if runs:
         summary = summarise(runs, unfinished=load_unfinished(folder / "runs", runs))
         if write:
             write_summary(summary, report_folder)
         add_mean_pool_comparison(summary, runs)
-    return {"task": point.task, "regime": point.regime, "size": point.size, "train_rows": point.train_rows,
-            "capped": bool(point.size == "full" and point.subset), "folder": rg.shown(report_folder),
-            "reused_from": rg.shown(folder) if point.reused else None, "seeds": seeds,
-            "complete": all(n >= MIN_SEEDS for n in seeds.values()), "summary": summary}
+    found = summary["heads"] if summary else {}
+    # a seed is a scored run; a run that did not finish, or scored NaN, is a failed try of its head
+    seeds = {h: found[h]["n"] if h in found else 0 for h in heads}
+    failed_tries = {h: len(found[h]["unfinished_seeds"]) if h in found else 0 for h in heads}
+    result = {"task": point.task, "regime": point.regime, "size": point.size, "train_rows": point.train_rows,
+              "capped": bool(point.size == "full" and point.subset), "folder": rg.shown(report_folder),
+              "reused_from": rg.shown(folder) if point.reused else None, "seeds": seeds,
+              "failed_tries": failed_tries, "summary": summary}
+    # complete: every head has its seeds, or every run of it failed (more tries would not change that)
+    result["complete"] = all(n >= MIN_SEEDS or lost(result, h) for h, n in seeds.items())
+    return result
 
 
 def add_mean_pool_comparison(summary: Dict, runs: Sequence[Dict]) -> None:
@@ -150,13 +158,16 @@ def costs_in_regimes(costs: Dict, size: str, head: str, tasks: Sequence[str]) ->
 
 def beats_constant(summary: Dict, head: str) -> bool:
     """Whether `head` learned something on this point: the lower end of its mean's 95% interval
-    over seeds lies above the best constant prediction. A mean just above it is not enough: on
-    MRPC frozen with 100 rows, one seed of five at 75.5 and four at the constant 74.8 gave a mean
-    of 74.9, and ranked noise. Held against the constant rounded as the runs' scores are (the
-    report's `failed` count does the same): on RTE the constant 52.70758 is recorded as 52.7076,
-    and a head predicting the majority class on every seed is at it, not above."""
-    interval = summary["heads"][head].get("mean_interval")
-    return bool(interval) and interval[0] > rounded(summary["constant_score"])
+    over seeds lies above the best constant prediction, or every one of its MIN_SEEDS or more
+    runs does (none failed; a one-sided sign test, p = 2**-n <= 1/32). A mean just above it is
+    not enough: on MRPC frozen with 100 rows, one seed of five at 75.5 and four at the constant
+    74.8 gave a mean of 74.9, and ranked noise. Held against the constant rounded as the runs'
+    scores are (the report's `failed` count does the same): on RTE the constant 52.70758 is
+    recorded as 52.7076, and a head predicting the majority class on every seed is at it, not above."""
+    data = summary["heads"][head]
+    interval = data.get("mean_interval")
+    every_run = data["n"] >= MIN_SEEDS and data["failed"] == 0
+    return every_run or (bool(interval) and interval[0] > rounded(summary["constant_score"]))
 
 
 def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
@@ -165,8 +176,11 @@ def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
     (costs_less; overlapping spreads tie, a tie goes to the stock head, else the lower
     mean ratio). A head that does not beat the constant learned nothing on that task, however
     wide its seeds' spread makes the band: named (`below_constant`: head -> those tasks), not
-    recommended."""
-    best = {t: max(heads, key=lambda h: s["heads"][h]["mean"]) for t, s in tasks.items()}
+    recommended; nor is a head every run of which failed on a task (`failed`: head -> those tasks)."""
+    failed = {h: [t for t, s in tasks.items() if s["heads"][h]["n"] == 0] for h in heads}
+    failed = {h: where for h, where in failed.items() if where}
+    heads = [h for h in heads if h not in failed]
+    best = {t: max(heads, key=lambda h: s["heads"][h]["mean"], default=None) for t, s in tasks.items()}
     in_band = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
     below_constant = {h: [t for t, s in tasks.items() if not beats_constant(s, h)] for h in in_band}
     below_constant = {h: where for h, where in below_constant.items() if where}
@@ -174,7 +188,7 @@ def choose_head(tasks: Dict, costs: Dict, heads: Sequence[str]) -> Dict:
     priced = [h for h in fits if h in costs]
     cheapest = [h for h in priced if not any(costs_less(costs[o], costs[h]) for o in priced if o != h)]
     chosen = "stock" if "stock" in cheapest else min(cheapest, key=lambda h: costs[h]["ratio"], default=None)
-    return {"best": best, "within_band": fits, "below_constant": below_constant,
+    return {"best": best, "within_band": fits, "below_constant": below_constant, "failed": failed,
             "unpriced": [h for h in fits if h not in costs], "head": chosen,
             "ratio": costs[chosen]["ratio"] if chosen else None, "tied": [h for h in cheapest if h != chosen]}
 

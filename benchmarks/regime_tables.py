@@ -3,7 +3,7 @@ section of docs/RESULTS.md (every point's table, HIRE's layer weights, the recom
 regime) and the README's short headline of the same results."""
 import os
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import regimes as rg
 from fairseq_hire.compare.report import number
@@ -30,17 +30,32 @@ def size_words(point: rg.Point) -> str:
 
 
 def counted(result: Dict, head: str) -> bool:
-    """The head, and the stock head, have MIN_SEEDS seeds at this point."""
+    """The head, and the stock head, have MIN_SEEDS seeds (scored runs) at this point."""
     return result["seeds"].get(head, 0) >= MIN_SEEDS and result["seeds"].get("stock", 0) >= MIN_SEEDS
 
 
-def in_progress(result: Dict, head: str) -> str:
-    return f"in progress ({min(result['seeds'].get(head, 0), MIN_SEEDS)} of {MIN_SEEDS} seeds)"
+def lost(result: Dict, head: str) -> bool:
+    """None of the head's MIN_SEEDS or more runs at this point scored: every run failed."""
+    return result["seeds"].get(head, 0) == 0 and result["failed_tries"].get(head, 0) >= MIN_SEEDS
+
+
+def uncounted(result: Dict, head: str) -> Optional[str]:
+    """Why the head has no comparison with the stock head at this point, in words; None if it has one."""
+    for who in (head, "stock"):
+        if lost(result, who):
+            failed = f"every run failed ({result['failed_tries'][who]} runs)"
+            return failed if who == head else f"not compared: stock head's {failed}"
+        if result["seeds"].get(who, 0) < MIN_SEEDS:
+            failed = result["failed_tries"].get(who, 0)
+            return (f"in progress ({'' if who == head else 'stock head: '}{result['seeds'].get(who, 0)} of "
+                    f"{MIN_SEEDS} seeds" + (f", {failed} failed run{'s' if failed != 1 else ''}" if failed else "") + ")")
+    return None
 
 
 def cell(result: Dict, head: str) -> str:
-    if not counted(result, head):
-        return in_progress(result, head if result["seeds"].get(head, 0) < MIN_SEEDS else "stock")
+    why = uncounted(result, head)
+    if why:
+        return why
     data = result["summary"]["heads"][head]
     text = f"{data['mean']:.1f} ± {number(data['sd'])}" + (f", {data['failed']} failed" if data["failed"] else "")
     versus = data.get("vs_reference")
@@ -82,8 +97,8 @@ def layer_weight_lines(results: Sequence[Dict]) -> List[str]:
                 r = by_key.get((task, size, regime))
                 if r is None or head not in r["seeds"]:
                     cells.append("-")
-                elif not counted(r, head):
-                    cells.append(in_progress(r, head))
+                elif uncounted(r, head):
+                    cells.append(uncounted(r, head))
                 else:
                     weights = r["summary"]["heads"][head]["layer_weights"]
                     cells.append("fixed (no per-example weights)" if weights is None else
@@ -110,6 +125,12 @@ def below_constant_note(below_constant: Dict[str, List[str]]) -> str:
     """The heads left out for not beating the best constant prediction (head -> those tasks)."""
     return "".join(f"; {head} does not beat the best constant prediction on {', '.join(tasks)}, so not recommended"
                    for head, tasks in below_constant.items())
+
+
+def failed_note(failed: Dict[str, List[str]]) -> str:
+    """The heads left out because every run of theirs failed (head -> those tasks)."""
+    return "".join(f"; every run of {head} failed on {', '.join(tasks)}, so not recommended"
+                   for head, tasks in failed.items())
 
 
 def ranked_tasks(entry: Dict) -> List[str]:
@@ -153,15 +174,15 @@ def recommendation_line(name: str, entry: Dict, cost_source: str) -> str:
         return f"- {words} on {', '.join(entry['tasks'])}{waiting}: no recommendation: no head learned{left_out}."
     where = f"- {words} on {', '.join(ranked)}{waiting}{left_out}"
     not_recommended = (f"; no measured cost of {', '.join(entry['unpriced'])}, so not recommended" if entry["unpriced"] else "")
-    not_recommended += below_constant_note(entry.get("below_constant", {}))
+    not_recommended += below_constant_note(entry.get("below_constant", {})) + failed_note(entry.get("failed", {}))
     best = ", ".join(f"{t} {h}" for t, h in entry["best"].items())
     if entry.get("per_task"):
         chosen = per_task_words(entry)
         return (f"{where}: no head is within the detectable-difference band of the best ({best}) on every task"
                 f"{' and beats the best constant prediction on each' if entry.get('below_constant') else ''}; "
                 f"each task's cheapest head within its band: {chosen}"
-                f"{below_constant_note(entry.get('per_task_below_constant', {}))}. Their cost in minutes per run, and its ratio "
-                f"to the stock head's: {chosen_costs(name, entry)}.")
+                f"{below_constant_note(entry.get('per_task_below_constant', {}))}{failed_note(entry.get('failed', {}))}. "
+                f"Their cost in minutes per run, and its ratio to the stock head's: {chosen_costs(name, entry)}.")
     if entry["head"] is None:
         return (f"{where}: within the band of the best head ({best}): "
                 f"{', '.join(entry['within_band'])}{not_recommended}; no recommendation.")
@@ -231,7 +252,7 @@ def fragment(results: Sequence[Dict], heads: Sequence[str], detected: List[Dict]
               "weights (input-dependent at 0.05 or more):", "", *layer_weight_lines(results), "",
               input_dependence(results), "",
               "Recommendation per regime (a head beats the best constant prediction on a task when the lower end of "
-              "its mean's 95% interval over seeds lies above it; a head costs less than another when its minutes per "
+              "its mean's 95% interval over seeds lies above it, or every one of its runs does; a head costs less than another when its minutes per "
               "run over the stock head's, with every task's measurement at the slow end of its spread, stay below "
               "the other's at the fast end, else their costs tie, and a tie goes to the stock head):", ""]
     source = ("minutes per run of the regime, mean over the tasks, from costs.json (benchmarks/regime_costs.py)"

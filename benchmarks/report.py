@@ -25,7 +25,8 @@ Sections (between <!-- NAME:start --> and <!-- NAME:end -->, each in the page PA
   overlapping per-repeat step-time ratios are a tie on cost and a tie goes to the reference head;
 * speed (docs/RESULTS.md): the speed benchmark's tables.
 
---update-readme rewrites every page's sections, --check-readme exits 1 if any page is stale.
+--update-readme rewrites every page's sections, --check-readme exits 1 if any page is stale or
+any task's report.json or report.md differs from what its run files give now.
 --refresh first rewrites every task's report of both studies from its run files
 (fairseq_hire.compare.report).
 """
@@ -40,7 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from fairseq_hire.compare import statistics as st  # noqa: E402
-from fairseq_hire.compare.report import load_runs, markdown, number, write_report  # noqa: E402
+from fairseq_hire.compare.report import (ReportError, load_runs, markdown, number, report_texts,  # noqa: E402
+                                         summarise_folder, write_report)
 from fairseq_hire.modules.options import head_preset, ordered_heads  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from quality import TASKS as STUDY_TASKS  # noqa: E402
@@ -66,6 +68,23 @@ def study_summaries(refresh: bool = False, study: Path = STUDY) -> dict:
         if (folder / "report.json").exists():
             summaries[folder.name] = json.loads((folder / "report.json").read_text())
     return summaries
+
+
+def stale_reports(study: Path = STUDY) -> list:
+    """The report files of a study whose text differs from what their run files give now (a run
+    added or removed since the report was written), relative to the repository."""
+    stale = []
+    for folder in sorted(study.glob("*")):
+        if not (folder / "report.json").exists():
+            continue
+        reference = json.loads((folder / "report.json").read_text()).get("reference", "stock")
+        try:
+            texts = report_texts(summarise_folder(folder, reference))
+        except ReportError:  # its runs are gone, or none scored: the report is of runs no longer there
+            texts = {}
+        stale += [str((folder / name).relative_to(REPO)) for name in ("report.json", "report.md")
+                  if not (folder / name).exists() or (folder / name).read_text() != texts.get(name)]
+    return stale
 
 
 def quality_section(summaries: dict, study: Path = STUDY, page_dir: Path = None) -> str:
@@ -168,22 +187,31 @@ def lost(data: dict) -> bool:
 
 def verdict(summaries: dict) -> str:
     """The study's answer for HIRE in one line, from the tasks compared with the stock head that
-    have MIN_SEEDS seeds of both."""
-    hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in against_stock(summaries).items()
+    have MIN_SEEDS seeds of both, and the tasks where every HIRE run failed."""
+    compared = against_stock(summaries)
+    hire = {task: s["heads"]["hire"]["vs_reference"] for task, s in compared.items()
             if scored(s, "hire") and min(s["heads"]["hire"]["n"], s["heads"]["stock"]["n"]) >= MIN_SEEDS}
-    if hire and not any(v["detected"] for v in hire.values()):
-        return (f"**HIRE does not measurably help all-MiniLM-L6-v2** on {', '.join(hire)}, the task(s) with at "
-                f"least {MIN_SEEDS} seeds of both heads.")
-    if hire and all(v["detected"] and v["difference"] > 0 for v in hire.values()):
-        return "**HIRE helps all-MiniLM-L6-v2** on every task with enough seeds."
-    if hire:
-        return "HIRE's effect on all-MiniLM-L6-v2 depends on the task (see each table)."
-    return f"No task has {MIN_SEEDS} seeds of both HIRE and the stock head yet: no answer."
+    failed = [task for task, s in compared.items() if "hire" in s["heads"] and lost(s["heads"]["hire"])]
+    failed_words = f"every HIRE run failed on {', '.join(failed)}" if failed else ""
+    enough = f"{', '.join(hire)}, the task(s) with at least {MIN_SEEDS} seeds of both heads"
+    if not hire:
+        return (f"**{failed_words[0].upper() + failed_words[1:]}**; no other task has {MIN_SEEDS} seeds of both HIRE "
+                "and the stock head yet." if failed else
+                f"No task has {MIN_SEEDS} seeds of both HIRE and the stock head yet: no answer.")
+    also = f" And {failed_words}." if failed else ""
+    if not any(v["detected"] for v in hire.values()):
+        return f"**HIRE does not measurably help all-MiniLM-L6-v2** on {enough}.{also}"
+    if all(v["detected"] and v["difference"] > 0 for v in hire.values()):
+        return f"**HIRE helps all-MiniLM-L6-v2** on {enough}.{also}"
+    if all(v["detected"] and v["difference"] < 0 for v in hire.values()):
+        return f"**HIRE is measurably worse than the stock head on all-MiniLM-L6-v2** on {enough}.{also}"
+    return f"HIRE's effect on all-MiniLM-L6-v2 depends on the task (see each table).{also}"
 
 
 def headline_section(summaries: dict) -> str:
     """The README's headline: the verdict, and HIRE against the stock head on every task."""
-    summaries = {t: s for t, s in against_stock(summaries).items() if scored(s, "hire")}
+    summaries = {t: s for t, s in against_stock(summaries).items()
+                 if scored(s, "hire") or ("hire" in s["heads"] and lost(s["heads"]["hire"]))}
     if not summaries:
         return "(no comparison of HIRE with the stock head yet: python benchmarks/quality.py)"
     lines = [verdict(summaries), "",
@@ -191,6 +219,10 @@ def headline_section(summaries: dict) -> str:
              "[95% bootstrap CI] | detectable (80% power) | verdict |", "|---|---|---|---|---|---|---|---|"]
     for task, summary in summaries.items():
         stock, hire = summary["heads"]["stock"], summary["heads"]["hire"]
+        if lost(hire):
+            lines.append(f"| {task} | {summary['metric']} | {stock['n']}, 0 | {number(stock['mean'])} ± "
+                         f"{number(stock['sd'])} | every run failed ({hire['failed']} runs) | - | - | - |")
+            continue
         versus = hire["vs_reference"]
         lines.append(f"| {task} | {summary['metric']} | {stock['n']}, {hire['n']} | {number(stock['mean'])} ± "
                      f"{number(stock['sd'])} | {number(hire['mean'])} ± {number(hire['sd'])} | "
@@ -240,6 +272,8 @@ def within_band(summary: dict, head: str, best: str) -> bool:
     could not have detected a gap the size of theirs (80% power)."""
     a, b = summary["heads"][best], summary["heads"][head]
     gap = a["mean"] - b["mean"]
+    if gap <= 0:  # tied with the best (seeds without spread have no band, and need none)
+        return True
     band = st.detectable_difference(a["sd"] or 0.0, a["n"], b["sd"] or 0.0, b["n"])
     return band is not None and gap < band
 
@@ -342,10 +376,11 @@ def main(argv=None):
     costs = step_costs()
     sections = readme_sections(summaries, costs, gpu_summaries)
     pages = generated_pages(sections)
-    if args.check_readme:
+    if args.check_readme:  # the pages against the reports, and the reports against their run files
         stale = [str(path.relative_to(REPO)) for path, (old, new) in pages.items() if old != new]
-        print(f"out of date: {', '.join(stale)}: run python benchmarks/report.py --update-readme" if stale
-              else f"{', '.join(str(p.relative_to(REPO)) for p in pages)} match benchmarks/results")
+        stale += [] if args.refresh else stale_reports(STUDY) + stale_reports(GPU_STUDY)
+        print(f"out of date: {', '.join(stale)}: run python benchmarks/report.py --refresh --update-readme" if stale
+              else f"{', '.join(str(p.relative_to(REPO)) for p in pages)} and the reports match benchmarks/results")
         return int(bool(stale))
     write_atomically(RESULTS / "study_summary.json",
                      json.dumps({"quality": summaries, "quality_gpu": gpu_summaries, "cost": costs}, indent=1) + "\n")

@@ -336,3 +336,4 @@ def test_a_reused_points_full_report_holds_every_head_it_counts(tmp_path):
     assert f"| {welch:.3f} |" in row
     assert "[report.md](regimes/RTE/finetuned-full/report.md)" in report["fragment"]
     assert "[report.md](compare/RTE/report.md)" not in report["fragment"]
+

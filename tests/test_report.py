@@ -102,8 +102,12 @@ def test_a_head_none_of_whose_runs_finished_is_said_so_and_holds_nothing_back():
     summaries = {"RTE": {"metric": "accuracy", "heads": {
         "stock": head(56.0, 2.0, 5), "hire": lost, "scalar-mix": head(57.0, 2.0, 5, versus(1.0, False, 3.9))}}}
     text = report.answer(summaries)
-    assert "- **hire**: every run failed on RTE (5 runs)." in text and "No task has 5 seeds of both" in text
-    assert report.headline_section(summaries).startswith("(no comparison of HIRE with the stock head yet")
+    assert "- **hire**: every run failed on RTE (5 runs)." in text
+    # the README's headline says so too, in its verdict and its row (it said "no comparison yet")
+    verdict = "**Every HIRE run failed on RTE**; no other task has 5 seeds of both HIRE and the stock head yet."
+    assert text.endswith(verdict) and report.headline_section(summaries).startswith(verdict)
+    assert "| RTE | accuracy | 5, 0 | 56.0 ± 2.0 | every run failed (5 runs) | - | - | - |" in \
+        report.headline_section(summaries)
     costs = {"CPU": {"stock": {"ratio": 1.0}, "hire": {"ratio": 1.5}, "scalar-mix": {"ratio": 1.02}}}
     assert "Recommended head: **stock**" in report.recommendation(summaries, costs)
     summaries["RTE"]["heads"] = {"stock": lost, "hire": head(57.0, 2.0, 5)}  # the reference's every run failed
@@ -286,3 +290,33 @@ def test_step_costs_come_in_the_same_order_under_any_hash_seed():
                                         capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout)
               for seed in ("1", "2", "3")]
     assert orders[0] and orders[0] == orders[1] == orders[2]
+
+
+def test_the_verdict_says_hire_is_worse_where_it_is_detectably_worse_on_every_task():
+    summaries = {task: {"metric": "accuracy", "heads": {
+        "stock": head(60.0, 1.0, 5), "hire": head(55.0, 1.0, 5, versus(-5.0, True))}} for task in ("RTE", "MRPC")}
+    assert report.verdict(summaries).startswith("**HIRE is measurably worse than the stock head on all-MiniLM-L6-v2** "
+                                                "on RTE, MRPC")
+    summaries["MRPC"]["heads"]["hire"]["vs_reference"] = versus(-1.0, False)
+    assert "depends on the task" in report.verdict(summaries)
+
+
+def test_a_head_tied_with_the_best_on_every_seed_is_within_its_band():
+    """No spread between seeds gives no band; a head tied with the best is still as good as it."""
+    summary = {"heads": {"stock": head(80.0, 0.0, 5), "hire": head(80.0, 0.0, 5), "last4-mean": head(79.0, 0.0, 5)}}
+    assert report.within_band(summary, "hire", "stock") and report.within_band(summary, "stock", "hire")
+    assert not report.within_band(summary, "last4-mean", "stock")  # a difference without noise is a difference
+
+
+def test_check_readme_holds_each_report_against_its_run_files(tmp_path, monkeypatch):
+    """A run file removed (or added) after a task's report was written left report.json, and so
+    every page made from it, out of step with the runs, and --check-readme passed."""
+    import shutil
+
+    study = tmp_path / "compare"
+    shutil.copytree(report.STUDY / "RTE", study / "RTE", ignore=shutil.ignore_patterns("*.png"))
+    monkeypatch.setattr(report, "REPO", tmp_path)
+    assert report.stale_reports(study) == []
+    newest = max((study / "RTE" / "runs").glob("hire-seed*.json"), key=lambda p: int(p.stem.split("seed")[1]))
+    newest.unlink()
+    assert report.stale_reports(study) == ["compare/RTE/report.json", "compare/RTE/report.md"]

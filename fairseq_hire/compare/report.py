@@ -328,17 +328,26 @@ def load_unfinished(runs_dir: Path, runs: List[Dict]) -> List[Dict]:
     return load_failures(runs_dir, recipe_key, recipe_key(runs[0]["recipe"])) if runs else []
 
 
+def summarise_folder(out: Path, reference: str = "stock") -> Dict:
+    """The summary of a comparison folder's run files (OUT/runs), as they are now."""
+    runs = load_runs(Path(out) / "runs")
+    return summarise(runs, reference, load_unfinished(Path(out) / "runs", runs))
+
+
 def write_report(out: Path, reference: str = "stock") -> Dict:
-    out = Path(out)
-    runs = load_runs(out / "runs")
-    return write_summary(summarise(runs, reference, load_unfinished(out / "runs", runs)), out)
+    return write_summary(summarise_folder(out, reference), Path(out))
+
+
+def report_texts(summary: Dict) -> Dict[str, str]:
+    """file name -> text of a summary's report files (the plots aside)."""
+    return {"report.json": json.dumps(summary, indent=1) + "\n", "report.md": markdown(summary)}
 
 
 def write_summary(summary: Dict, out: Path) -> Dict:
     """A summary's report.json, report.md and plots, in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "report.json", json.dumps(summary, indent=1) + "\n")
-    write_atomically(out / "report.md", markdown(summary))
+    for name, text in report_texts(summary).items():
+        write_atomically(out / name, text)
     plot_scores(summary, out / "scores.png")
     plot_layer_weights(summary, out / "layer_weights.png")
     return summary
