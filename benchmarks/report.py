@@ -1,28 +1,22 @@
 #!/usr/bin/env python
-"""The generated parts of the README and docs/, from the benchmarks' own files; nothing is typed
-by hand.
+"""The generated parts of the README and docs/, from the benchmarks' own files (none typed by hand).
 
     python benchmarks/report.py [--update-readme | --check-readme] [--refresh]
 
 Sections (between <!-- NAME:start --> and <!-- NAME:end -->, each in the page PAGES names):
 
-* headline (README.md): the one-line answer of the comparison study and HIRE against the stock
-  head per task, from the same report.json files as quality;
+* headline (README.md): the comparison study's one-line answer, HIRE against the stock head per task;
 * options and heads (docs/OPTIONS.md): every --hire-* option and every head of the comparison,
   from their one definition (fairseq_hire/modules/options.py);
 * glue-prep (docs/USAGE.md): the glue_prep benchmark's table;
-* quality (docs/RESULTS.md): the comparison study (benchmarks/quality.py,
-  fairseq_hire.compare) per task, from benchmarks/results/compare/<TASK>/report.json: every
-  head's scores over seeds against the stock head, with the paired bootstrap interval, the
-  seed-level tests and the smallest difference the seeds could have detected, then the answer
-  in plain words;
-* quality-gpu (docs/RESULTS.md): the same for the study on a lent GPU
-  (benchmarks/gpu_replicate.sh, fp16), from benchmarks/results/compare-gpu/<TASK>/, kept apart
-  from the CPU study as another recipe;
-* cost (docs/RESULTS.md): each head's quality next to its training-step cost
-  (benchmarks/speed.py, all-MiniLM-L6 dimensions, real GLUE batches) and the recommendation:
-  the cheapest head within the detectable-difference band of the best head on every task, where
-  overlapping per-repeat step-time ratios are a tie on cost and a tie goes to the reference head;
+* quality (docs/RESULTS.md): the comparison study (benchmarks/quality.py) per task, from
+  results/compare/<TASK>/report.json: every head against the stock head (paired bootstrap
+  interval, seed-level tests, the smallest difference the seeds could detect), then the answer;
+* quality-gpu (docs/RESULTS.md): the same for the study on a lent GPU (benchmarks/gpu_replicate.sh,
+  fp16, results/compare-gpu/<TASK>/), kept apart from the CPU study as another recipe;
+* cost (docs/RESULTS.md): each head's quality next to its training-step cost (benchmarks/speed.py)
+  and the recommendation: the cheapest head within the detectable-difference band of the best
+  head on every task (overlapping per-repeat step-time ratios tie; a tie goes to the reference head);
 * speed (docs/RESULTS.md): the speed benchmark's tables.
 
 --update-readme rewrites every page's sections, --check-readme exits 1 if any page is stale or
@@ -278,6 +272,12 @@ def within_band(summary: dict, head: str, best: str) -> bool:
     return band is not None and gap < band
 
 
+def why_left_out(tasks: dict, head: str) -> str:
+    """Why a head without a scored run on every task has no place in the recommendation."""
+    failed = [t for t, s in tasks.items() if head in s["heads"] and lost(s["heads"][head])]
+    return f"every run failed on {', '.join(failed)}" if failed else "not run on every task"
+
+
 def recommendation(summaries: dict, costs: dict) -> str:
     cpu = costs.get("CPU", {})
     # a head every one of whose runs failed is no candidate, and does not hold the others back
@@ -286,12 +286,14 @@ def recommendation(summaries: dict, costs: dict) -> str:
         return (f"No recommendation yet: it needs every head of a task at {MIN_SEEDS} seeds and the CPU speed "
                 "results of every head.")
     heads = [h for h in heads_of(tasks) if all(scored(s, h) for s in tasks.values())]
+    left_out = {h: why_left_out(tasks, h) for h in heads_of(tasks) if h not in heads}
     unpriced = [h for h in heads if h not in cpu]
     heads = [h for h in heads if h in cpu]
     best = {t: max((h for h in s["heads"] if scored(s, h)), key=lambda h: s["heads"][h]["mean"])
             for t, s in tasks.items()}
     fits = [h for h in heads if all(h == best[t] or within_band(s, h, best[t]) for t, s in tasks.items())]
     unpriced_note = (f" ({', '.join(unpriced)}: no speed results, so not recommended)" if unpriced else "")
+    unpriced_note += "".join(f" ({h}: {why}, so not recommended)" for h, why in left_out.items())
     if not fits:
         return "No head with speed results is within the detectable-difference band of the best head on every task" \
             + unpriced_note + "."

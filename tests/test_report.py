@@ -109,7 +109,14 @@ def test_a_head_none_of_whose_runs_finished_is_said_so_and_holds_nothing_back():
     assert "| RTE | accuracy | 5, 0 | 56.0 ± 2.0 | every run failed (5 runs) | - | - | - |" in \
         report.headline_section(summaries)
     costs = {"CPU": {"stock": {"ratio": 1.0}, "hire": {"ratio": 1.5}, "scalar-mix": {"ratio": 1.02}}}
-    assert "Recommended head: **stock**" in report.recommendation(summaries, costs)
+    text = report.recommendation(summaries, costs)
+    assert "Recommended head: **stock**" in text and "(hire: every run failed on RTE, so not recommended)" in text
+    # a head run on some tasks only is named too, not silently dropped (stock-mean-pool, run on MRPC only)
+    summaries["MRPC"] = {"metric": "acc_and_f1", "heads": {"stock": head(80.0, 1.0, 5), "hire": head(80.5, 1.0, 5),
+                                                           "scalar-mix": head(80.2, 1.0, 5),
+                                                           "stock-mean-pool": head(80.4, 1.0, 5)}}
+    assert "(stock-mean-pool: not run on every task, so not recommended)" in report.recommendation(summaries, costs)
+    del summaries["MRPC"]
     summaries["RTE"]["heads"] = {"stock": lost, "hire": head(57.0, 2.0, 5)}  # the reference's every run failed
     assert report.headline_section(summaries).startswith("(no comparison of HIRE with the stock head yet")
     text = report.answer(summaries)
