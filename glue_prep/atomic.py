@@ -102,17 +102,20 @@ def replace_folder(built: Path, destination: Path) -> None:
     flushed to disk before it takes the name."""
     built, destination = Path(built), Path(destination)
     sync_tree(built)
-    if not destination.exists():
+    if not os.path.lexists(destination):
         rename(built, destination)
         return
     old = temporary_name(destination)
-    rename(destination, old)
+    rename(destination, old)  # a link is replaced as the entry it is; what it points to is left alone
     try:
         rename(built, destination)
     except BaseException:
         rename(old, destination)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,5 +1,6 @@
 """One GLUE task folder -> <out>/<TASK>-bin, built aside and renamed into place at the end."""
 import json
+import os
 import shutil
 import sys
 import time
@@ -10,11 +11,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 from . import __version__
 from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, OutputExistsError, UnknownTaskError, listed, shown
+from .labels import borrowable, borrowed_label_dict, check_label_coverage
 from .metadata import DictionaryRecord, GlueMetadata, OverLength, write_metadata
+from .readers.reading import fairseq_dictionary
 from .readers.rows import SplitData, format_lines
 from .readers.splits import read_split
 from .tasks import TASK_ORDER, TASKS, SplitSpec, TaskSpec, get_task
-from .tasks.glue import MNLI_RECIPE_LABEL_ORDER
 from .tokenizers import SPEC_NAME, Tokenizer
 
 UNK_WARN_FRACTION = 0.01
@@ -97,24 +99,30 @@ def resolve_tasks(glue_dir: Path, which: str, quiet: bool = False) -> List[str]:
 
 def check_outputs_free(out_dir: Path, tasks: Sequence) -> None:
     for name in tasks:
-        final = Path(out_dir) / f"{getattr(name, 'name', name)}-bin"
-        if final.exists():
-            raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
+        _check_output_free(Path(out_dir) / f"{getattr(name, 'name', name)}-bin")
 
 
-def prepare_task(glue_dir, task_name, out_dir, opts: Options,
-                 log: Callable[[str], None] = _log) -> Path:
-    """Build <out_dir>/<TASK>-bin. Nothing named <TASK>-bin appears unless every step succeeded.
-    `task_name` is a GLUE task's name, or a TaskSpec (a user's task)."""
-    glue_dir, out_dir = Path(glue_dir), Path(out_dir)
-    task = get_task(task_name)
-    final = out_dir / f"{task.name}-bin"
-    if final.exists() and not opts.force:
+def _check_output_free(final: Path) -> None:
+    if os.path.lexists(final):  # a link there, even a broken one, is an output too
         raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
+
+
+@dataclass
+class TaskData:
+    """A task's splits, read and checked (read_task): what write_task binarises."""
+    task: TaskSpec
+    data: Dict[str, SplitData]
+    seconds: float  # reading them took
+
+
+def read_task(glue_dir: Path, task_name, out_dir: Path, opts: Options, log: Callable[[str], None] = _log) -> TaskData:
+    """Read and check every split of a task, writing nothing. `task_name` is a GLUE task's
+    name, or a TaskSpec (a user's task)."""
+    task = get_task(task_name)
+    if not opts.force:
+        _check_output_free(out_dir / f"{task.name}-bin")
     if not glue_dir.is_dir():
         raise GlueFormatError("missing: expected a glue_data folder", glue_dir)
-
-    # 1. read and check every split before writing anything
     t0 = time.time()
     data: Dict[str, SplitData] = {}
     for split in task.splits:
@@ -129,35 +137,64 @@ def prepare_task(glue_dir, task_name, out_dir, opts: Options,
             log(f"{task.name} {split.name}: {len(d.empty_inputs)} empty sentences kept as empty "
                 f"inputs, as GLUE's loaders and the recipe (--keep-empty) do ({path}, lines "
                 f"{format_lines([ln for ln, _ in d.empty_inputs])})")
+    if not task.regression and "train" in data:
+        check_label_coverage(task, data)
+    return TaskData(task, data, time.time() - t0)
 
-    from fairseq.data import Dictionary  # heavy import: only once the data is known to be good
 
-    try:
-        src_dict = Dictionary.load(str(opts.dict_path))
-    except Exception as e:  # fairseq raises ValueError, RuntimeError or a bare Exception
-        raise GlueFormatError(f"cannot read this fairseq dictionary: {e}", opts.dict_path) from None
+def load_vocabulary(opts: Options):
+    """The source dictionary, and the tokenizer loaded, each refused in one line if unreadable."""
+    src_dict = fairseq_dictionary(opts.dict_path)
     try:
         opts.tokenizer.load()
     except ValueError as e:
         raise GlueFormatError(str(e), next(iter(opts.tokenizer.files.values()))) from None
+    return src_dict
 
+
+def write_task(read: TaskData, glue_dir: Path, out_dir: Path, src_dict, opts: Options,
+               log: Callable[[str], None] = _log) -> Path:
+    """Build <out_dir>/<TASK>-bin aside and rename it into place: nothing named <TASK>-bin
+    appears unless every step succeeded, and a failed build leaves no folder it created."""
+    task, t0 = read.task, time.time()
+    final = out_dir / f"{task.name}-bin"
+    created = _missing_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir, prefix=f".{final.name}.")
     tmp = temporary_name(final)
-    tmp.mkdir()
     try:
-        meta = _build(task, data, tmp, src_dict, opts, glue_dir, out_dir, log)
-        meta = replace(meta, seconds=round(time.time() - t0, 2))
+        tmp.mkdir()
+        meta = _build(task, read.data, tmp, src_dict, opts, glue_dir, out_dir, log)
+        meta = replace(meta, seconds=round(read.seconds + time.time() - t0, 2))
         write_metadata(tmp, meta)
-        if final.exists() and not opts.force:
-            raise OutputExistsError(f"{final} exists; pass --force to overwrite it")
+        if not opts.force:
+            _check_output_free(final)
         replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # the deepest first; one another process filled stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     log(f"{task.name}: wrote {final} ({', '.join(f'{k} {v}' for k, v in meta.splits.items())} "
         f"rows) in {meta.seconds:.1f}s")
     return final
+
+
+def _missing_folders(folder: Path) -> List[Path]:
+    """`folder` and its parents that do not exist yet, the deepest first."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def prepare_task(glue_dir, task_name, out_dir, opts: Options, log: Callable[[str], None] = _log) -> Path:
+    """Build <out_dir>/<TASK>-bin (prepare, for one task)."""
+    return prepare(glue_dir, [task_name], out_dir, opts, log)[0]
 
 
 def _progress(opts: Options, total: int, desc: str):
@@ -212,7 +249,6 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
     elif "train" in data:
         listed = task.labels if task.label_order == "listed" else None
         label_dict = build_label_dictionary(data["train"].labels, str(tmp / "label" / ".train.label"), listed)
-        _check_label_coverage(task, data)
         label_dict.save(str(tmp / "label" / "dict.txt"))
         for split in task.splits:
             if not split.is_test:
@@ -220,8 +256,7 @@ def _build(task: TaskSpec, data: Dict[str, SplitData], tmp: Path, src_dict, opts
         meta_labels = label_names(label_dict)
         label_source = "train labels"
     else:  # AX: test only; the class order of the MNLI model that scores it
-        meta_labels, label_source = _borrowed_label_dict(task, tmp / "label" / "dict.txt",
-                                                         glue_dir, out_dir, opts, log)
+        meta_labels, label_source = borrowed_label_dict(task, tmp / "label" / "dict.txt", glue_dir, out_dir, log)
 
     # 4. test index files, tokenizer, metadata
     for split in task.splits:
@@ -297,76 +332,19 @@ def _save_task_file(task: TaskSpec, folder: Path) -> Optional[str]:
     return "task.json"
 
 
-def _check_label_coverage(task: TaskSpec, data: Dict[str, SplitData]) -> None:
-    """Every label of every split, and every listed class, must have rows in train."""
-    train = data["train"]
-    present = set(train.labels)  # the classes the model can learn: those train has rows of
-
-    # every label of another split must be a class the train labels define
-    for d in data.values():
-        if d is train or d.labels is None:
-            continue
-        for label, line in zip(d.labels, d.line_numbers):
-            if label not in present:
-                raise GlueFormatError(
-                    f"{task.name} label {shown(label)} occurs here but in no row of the train split "
-                    f"({train.path}); the label dictionary is built from the train labels, as "
-                    "fairseq's recipe does, so this row could not be labelled", d.path, line)
-    for label in task.labels:
-        if label not in present:
-            raise GlueFormatError(
-                f"no row has the {task.name} label {shown(label)}; expected every class of "
-                f"{listed(task.labels)} in the train split (use more rows)",
-                train.path,
-            )
-    if task.metric in ("f1", "acc_and_f1") and len(present) != 2:
-        raise GlueFormatError(
-            f"the {task.name} metric {task.metric} is for two classes; the train labels are "
-            f"{listed(sorted(present))}: choose accuracy or macro_f1", train.path)
-    if task.positive_label is not None and task.positive_label not in present:
-        raise GlueFormatError(
-            f"the {task.name} positive label {shown(task.positive_label)} (whose F1 is reported) is in no row of "
-            f"the train split; its labels are {listed(sorted(present))}", train.path)
-
-
-def _borrowed_label_dict(task: TaskSpec, dest: Path, glue_dir: Path, out_dir: Path,
-                         opts: Options, log):
-    """AX's label/dict.txt: MNLI-bin's if built, else from MNLI/train.tsv's labels (what the
-    recipe would build), else the class order of fairseq's released MNLI heads."""
-    from fairseq.data import Dictionary
-
-    from .binarize import build_label_dictionary, label_names
-
-    src = task.label_dict_from
-    built = out_dir / f"{src}-bin" / "label" / "dict.txt"
-    if built.is_file():
-        shutil.copyfile(built, dest)
-        return label_names(Dictionary.load(str(dest))), str(built.resolve())
-    source_task = TASKS[src]
-    train_split = source_task.split("train")
-    train_file = glue_dir / src / train_split.files[0]
-    if train_file.is_file():
-        log(f"{task.name}: label dictionary from the labels of {train_file} (no {built})")
-        labels = read_split(source_task, train_split, train_file).labels
-        d = build_label_dictionary(labels, str(dest.parent / ".train.label"))
-        d.save(str(dest))
-        return label_names(d), str(train_file.resolve())
-    log(f"{task.name}: neither {built} nor {train_file} exists; label/dict.txt uses the class "
-        f"order of fairseq's released MNLI models ({', '.join(MNLI_RECIPE_LABEL_ORDER)})")
-    d = Dictionary()
-    for s in MNLI_RECIPE_LABEL_ORDER:
-        d.add_symbol(s, n=0)
-    d.pad_to_multiple_(8)
-    d.save(str(dest))
-    return list(MNLI_RECIPE_LABEL_ORDER), "fairseq roberta.large.mnli class order"
-
-
 def prepare(glue_dir, which, out_dir, opts: Options, log=_log) -> List[Path]:
-    """which: GLUE task names ('RTE', 'RTE,MRPC', 'ALL'), or a list of TaskSpecs (user tasks)."""
-    glue_dir = Path(glue_dir)
+    """which: GLUE task names ('RTE', 'RTE,MRPC', 'ALL'), or a list of task names or TaskSpecs
+    (user tasks). Every task's files are read and checked, and the dictionary and tokenizer
+    read, before any task is written."""
+    glue_dir, out_dir = Path(glue_dir), Path(out_dir)
     tasks = which if isinstance(which, list) else resolve_tasks(glue_dir, which)
-    done = []
+    read = []
     for task in tasks:
-        log(f"{getattr(task, 'name', task)}: preparing from {glue_dir}")
-        done.append(prepare_task(glue_dir, task, out_dir, opts, log=log))
-    return done
+        log(f"{getattr(task, 'name', task)}: reading from {glue_dir}")
+        read.append(read_task(glue_dir, task, out_dir, opts, log=log))
+    rebuilt = {r.task.name for r in read}
+    for r in read:  # AX borrows MNLI-bin's classes: one built before this run must be readable, and MNLI's
+        if r.task.label_dict_from and r.task.label_dict_from not in rebuilt:
+            borrowable(out_dir / f"{r.task.label_dict_from}-bin" / "label" / "dict.txt", r.task.label_dict_from)
+    src_dict = load_vocabulary(opts)  # heavy import of fairseq: only once the data is known to be good
+    return [write_task(r, glue_dir, out_dir, src_dict, opts, log) for r in read]

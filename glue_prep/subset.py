@@ -35,6 +35,7 @@ from .atomic import remove_stale, replace_folder, temporary_name
 from .errors import GlueFormatError, unwritten
 from .binaries import read_binaries, read_indexed
 from .metadata import METADATA_FILE, FullTrain, GlueMetadata, TrainSubset, read_metadata, write_metadata
+from .readers.reading import fairseq_dictionary
 
 ROWS_FILE = "train_subset.rows"
 REGRESSION_LABELS = Path("label") / "train.label"
@@ -194,13 +195,7 @@ class _TrainSplit:
         return read_indexed(self.data_bin / name / "train")
 
     def _dictionary(self, name: str):
-        from fairseq.data import Dictionary
-
-        path = self.data_bin / name / "dict.txt"
-        try:
-            return Dictionary.load(str(path))
-        except Exception as e:  # fairseq raises ValueError, RuntimeError or a bare Exception
-            raise GlueFormatError(f"cannot read this fairseq dictionary: {e}", path) from None
+        return fairseq_dictionary(self.data_bin / name / "dict.txt")
 
     def classes(self) -> np.ndarray:
         """Each row's label index in label/dict.txt."""

@@ -28,12 +28,17 @@ from .readers.reading import parsed_json, read_regular, utf8_text
 SPEC_NAME = "tokenizer_spec.json"
 SPEC_LIMIT = 1 << 20  # bytes; a spec names a few files
 TYPES = ("gpt2", "sentencepiece", "wordpiece")
+OPTIONS = {"wordpiece": ("lowercase",)}  # spec keys other than the files, per type
 # spec key -> default file name when the tokenizer is copied beside a dataset
 FILE_KEYS = {
     "gpt2": {"encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"},
     "sentencepiece": {"model": "sentencepiece.bpe.model"},
     "wordpiece": {"vocab": "vocab.txt"},
 }
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer file its library reads, but not of the kind it should be."""
 
 
 class Tokenizer:
@@ -62,7 +67,10 @@ class Tokenizer:
             try:
                 self._load()
             except Exception as error:  # json, fairseq, sentencepiece, tokenizers: each its own kinds
-                detail = shown(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+                text = str(error).strip()
+                # our own check's words whole; a library's first line, cut short (it may quote a file)
+                detail = text if isinstance(error, TokenizerFileError) else shown(
+                    text.splitlines()[0] if text else type(error).__name__)
                 raise ValueError(f"cannot read the {self.type} tokenizer's files {', '.join(self.files.values())} "
                                  f"({detail}); expected {self.expected}") from None
             self._loaded = True
@@ -129,6 +137,7 @@ class GPT2Tokenizer(Tokenizer):
         from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
 
         self.bpe = get_encoder(self.files["encoder_json"], self.files["vocab_bpe"])
+        _check_gpt2(self.bpe, self.files["vocab_bpe"])
 
     def _encode(self, text: str) -> str:
         # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.encode
@@ -139,6 +148,28 @@ class GPT2Tokenizer(Tokenizer):
         return self.bpe.decode(
             [int(tok) if tok not in {"<unk>", "<mask>"} else tok for tok in tokens.split()]
         )
+
+
+def _check_gpt2(bpe, vocab_bpe: str) -> None:
+    """fairseq's get_encoder takes any JSON object and any lines, and encodes garbage with them
+    (a dict.txt as vocab.bpe splits text into single bytes). GPT-2's files: a token -> id table
+    holding the symbol of every byte, and a '#version' line (which get_encoder skips) followed by
+    merges of two tokens of that table into a third."""
+    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
+
+    encoder = bpe.encoder
+    if not all(isinstance(token, str) and isinstance(i, int) for token, i in encoder.items()):
+        raise TokenizerFileError("encoder.json is not a JSON object of token -> integer id")
+    missing = [symbol for symbol in bytes_to_unicode().values() if symbol not in encoder]
+    if missing:
+        raise TokenizerFileError(f"encoder.json lacks {len(missing)} of the 256 byte symbols, e.g. {shown(missing[0])}")
+    with open(vocab_bpe, encoding="utf-8") as f:
+        if not f.readline().startswith("#version"):
+            raise TokenizerFileError("vocab.bpe does not start with GPT-2's '#version' line")
+    for merge in bpe.bpe_ranks:
+        if len(merge) != 2 or not all(token in encoder for token in (*merge, "".join(merge))):
+            raise TokenizerFileError(f"vocab.bpe's merge {shown(' '.join(merge))} is not two tokens of encoder.json "
+                             "making a third")
 
 
 class SentencepieceTokenizer(Tokenizer):
@@ -208,6 +239,11 @@ def read_spec(spec_path) -> dict:
         raise ValueError(
             f"{spec_path}: expected a JSON object with \"type\" one of {', '.join(TYPES)}"
         )
+    known = {"type", *FILE_KEYS[spec["type"]], *OPTIONS.get(spec["type"], ())}
+    unknown = [key for key in spec if key not in known]
+    if unknown:  # it would be kept as an option of the tokenizer, and copied beside every dataset
+        raise ValueError(f"{spec_path}: unknown key {shown(unknown[0])} for a {spec['type']} spec; expected "
+                         f"{', '.join(map(repr, sorted(known)))}")
     out = dict(spec)
     for key in FILE_KEYS[spec["type"]]:
         if key not in spec:

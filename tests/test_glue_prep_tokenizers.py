@@ -66,6 +66,14 @@ def test_tokenizer_spec_round_trip_and_pickle(tmp_path):
     assert again.encode(s) == tok.encode(s) == clone.encode(s)
 
 
+def test_a_spec_key_no_tokenizer_of_its_type_reads_is_refused(tmp_path):
+    """It was kept as an option of the tokenizer and copied beside every dataset (helper-41)."""
+    spec = build_tokenizer("gpt2", encoder_json=GPT2_BPE / "encoder.json", vocab_bpe=GPT2_BPE / "vocab.bpe").save(tmp_path)
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "lowercase": True}))  # a wordpiece option
+    with pytest.raises(ValueError, match=r"tokenizer_spec\.json: unknown key 'lowercase' for a gpt2 spec; expected "):
+        load_tokenizer(spec)
+
+
 def test_importing_tokenizers_is_light():
     """glue_prep.tokenizers imports neither fairseq (until a GPT-2 tokenizer is built) nor
     fairseq_hire."""

@@ -184,6 +184,34 @@ def test_a_stray_carriage_return_is_refused_at_its_line(file_format, tmp_path):
     assert "universal-newline" not in message
 
 
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_a_carriage_return_before_a_crlf_is_refused_at_its_line(file_format, tmp_path):
+    """CR CR LF: the csv module ended the row at the first CR and dropped the second, json took
+    it for a space: both read the row as if it were not there (helper-41)."""
+    rows = [f"{s.replace(',', ' ')},{label}" if file_format == "csv" else json.dumps({"sentence": s, "label": label})
+            for s, label in sst2_rows()]
+    rows[2] += "\r"  # the 3rd row (line 4 with the CSV header, 3 without)
+    header = ["sentence,label"] if file_format == "csv" else []
+    path = tmp_path / f"train.{file_format}"
+    path.write_bytes(("\r\n".join(header + rows) + "\r\n").encode("utf-8"))
+    line = 4 if file_format == "csv" else 3
+    assert refusal(user_task(file_format), path).startswith(f"{path}, line {line}: carriage return (CR) inside the line")
+    path.write_bytes(path.read_bytes().replace(b"\r\r", b"\r"))  # CRLF throughout: read as with LF
+    sentence = sst2_rows()[2][0]
+    expected = (sentence.replace(",", " ") if file_format == "csv" else sentence).strip()
+    assert read_train(user_task(file_format), path).inputs[0][2] == expected
+
+
+@pytest.mark.parametrize("text", [1e-05, None, 3], ids=["float", "null", "int"])
+def test_a_jsonl_text_that_is_no_string_is_refused_at_its_line(text, tmp_path):
+    """1e-5 became the text "1e-05", null an empty input; texts are strings (glue_prep/README.md)."""
+    path = tmp_path / "train.jsonl"
+    rows = [{"sentence": s, "label": label} for s, label in sst2_rows()]
+    rows[4]["sentence"] = text
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert refusal(user_task("jsonl"), path).startswith(f"{path}, line 5: 'sentence' is {text!r}; expected a string")
+
+
 def test_a_carriage_return_quoted_in_a_csv_field_is_text(tmp_path):
     rows = [[s, label] for s, label in sst2_rows()]
     rows[2][0] = rows[2][0].replace(" ", "\r", 1)

@@ -1,7 +1,9 @@
 """Reading the files a task names without trusting them: only regular files (a FIFO or a
-device would block glue_prep or never end), UTF-8 errors named with their line, and JSON that
+device would block glue_prep or never end), UTF-8 errors named with their line, JSON that
 Python cannot take (nesting deeper than its recursion limit, integers longer than it converts,
-a key given twice) refused with the file and line like any other mistake."""
+a key given twice) and dict.txt lines fairseq cannot read refused with the file and line like
+any other mistake."""
+import io
 import json
 import os
 import stat
@@ -75,3 +77,27 @@ def parsed_json(text: str, path, line: Optional[int] = None):
     except ValueError:  # json's only other refusal: int() of more digits than Python converts
         raise GlueFormatError(f"a JSON number of more than {sys.get_int_max_str_digits()} digits; expected "
                               "numbers Python can read", path, line) from None
+
+
+def fairseq_dictionary(path):
+    """fairseq's Dictionary of the dict.txt at `path` (fairseq's own reader); one it cannot read
+    is refused naming the first line it stops at, in one short line (fairseq's errors quote the
+    whole line, or a whole file of another format)."""
+    from fairseq.data import Dictionary
+
+    expected = "a fairseq dictionary (dict.txt: a '<token> <count>' line per token)"
+    text = utf8_text(read_regular(path, f"missing: expected {expected}", expected), path)
+    try:
+        dictionary = Dictionary()
+        dictionary.add_from_file(io.StringIO(text, newline=None))  # newline=None: lines as open() reads them
+        return dictionary
+    except Exception:  # fairseq raises ValueError or RuntimeError; find its line, fed one at a time
+        pass
+    dictionary = Dictionary()
+    for number, line in enumerate(io.StringIO(text, newline=None), 1):
+        try:
+            dictionary.add_from_file(io.StringIO(line))
+        except Exception as error:  # its RuntimeError: a token again without the #fairseq:overwrite flag
+            reason = "its token is on an earlier line too" if isinstance(error, RuntimeError) else "not '<token> <count>'"
+            raise GlueFormatError(f"{shown(line.rstrip())}: {reason}; expected {expected}", path, number) from None
+    raise GlueFormatError(f"fairseq cannot read it; expected {expected}", path)

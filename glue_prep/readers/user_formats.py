@@ -17,6 +17,7 @@ none of the task's columns is described, not quoted: it is not the task's file.
 import csv
 import io
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
@@ -26,6 +27,8 @@ from ..tasks.spec import SplitSpec, TaskSpec
 from ..tasks.task_files import COMMAND_LINE, encodable, label_text
 from .reading import parsed_json, read_regular, utf8_text
 from .rows import SplitData, check_label
+
+CR_INSIDE = "carriage return (CR) inside the line; expected lines ending in LF or CRLF"
 
 
 def described_by(task: TaskSpec) -> str:
@@ -57,6 +60,8 @@ def rows_of(task: TaskSpec, split: SplitSpec, path: Path,
         lines = text.split("\n")
         for number, line in enumerate(lines, start=1):
             line = line[:-1] if line.endswith("\r") else line
+            if "\r" in line:  # json.loads takes it for a space; a CR is only ever the end of a CRLF
+                raise GlueFormatError(CR_INSIDE, path, number)
             if not line.strip():
                 if number == len(lines):  # after the final newline
                     continue
@@ -71,8 +76,11 @@ def rows_of(task: TaskSpec, split: SplitSpec, path: Path,
     if name == "TSV" and "\r" in text:  # no quoting: a CR is never text, only the end of a CRLF
         for number, line in enumerate(text.split("\n"), start=1):
             if "\r" in line[:-1]:
-                raise GlueFormatError("carriage return (CR) inside the line; expected lines ending in LF or CRLF",
-                                      path, number)
+                raise GlueFormatError(CR_INSIDE, path, number)
+    if name == "CSV":  # the csv module ends a row at a CR and drops a second one (CR CR LF) without a word
+        for cr in re.finditer("\r(?=\r)|\r\\Z", text):
+            if text.count('"', 0, cr.start()) % 2 == 0:  # outside quotes (a quoted field's quotes come in pairs)
+                raise GlueFormatError(CR_INSIDE, path, text.count("\n", 0, cr.start()) + 1)
     delimiter = "\t" if task.file_format == "tsv" else ","
     quoting = csv.QUOTE_NONE if task.file_format == "tsv" else csv.QUOTE_MINIMAL
     # lines end at LF only (newline="\n"), so that line numbers are an editor's and a lone CR
@@ -86,9 +94,8 @@ def rows_of(task: TaskSpec, split: SplitSpec, path: Path,
             return next(reader)
         except csv.Error as error:
             if "new-line character" in str(error):
-                raise GlueFormatError("carriage return (CR) inside the line; expected lines ending in LF or CRLF"
-                                      + (" (a CR that is text must be inside a quoted field)" if name == "CSV" else ""),
-                                      path, line) from None
+                raise GlueFormatError(CR_INSIDE + (" (a CR that is text must be inside a quoted field)"
+                                                   if name == "CSV" else ""), path, line) from None
             raise GlueFormatError(f"not valid {name}: {error}", path, line) from None
 
     try:
@@ -158,7 +165,9 @@ def read_user_split(task: TaskSpec, split: SplitSpec, path: Path, max_rows: Opti
             break
         for k, column in enumerate(split.inputs):
             value = row[column]
-            text = "" if value is None else as_text(value, shown(column), path, line).strip()
+            if not isinstance(value, str):  # JSON: a number or null is no text (1e-5 would become "1e-05")
+                raise GlueFormatError(f"{shown(column)} is {shown(value)}; expected a string (the text)", path, line)
+            text = as_text(value, shown(column), path, line).strip()
             if not text:
                 data.empty_inputs.append((line, k))
             data.inputs[k].append(text)
