@@ -319,12 +319,15 @@ def test_test_ids_must_be_present_unique_and_on_one_line(tmp_path):
     assert read(rows).index == [str(100 + k) for k in range(10)]
     for k, bad, message in ((3, "100", "id 'id' '100' is also the id of line 2; expected each id once"),
                             (4, " ", "id 'id' is empty; expected an id for every row"),
-                            (5, "a\nb", "id 'id' 'a\\nb' holds a tab or line break")):
+                            (5, "a\nb", "id 'id' 'a\\nb' holds a tab or line break"),
+                            (6, "a\u2028b", "id 'id' 'a\\u2028b' holds a tab or line break")):
         changed = [list(row) for row in rows]
         changed[k][0] = bad
         with pytest.raises(GlueFormatError) as caught:
             read(changed)
         assert str(caught.value).startswith(f"{tmp_path / 'test.csv'}, line {k + 2}: {message}")
+    rows[7][0] = "r\u00a07"  # a no-break space breaks no line: an id like any other
+    assert read(rows).index[7] == "r\u00a07"
 
 
 def test_json_ids_keep_their_value_as_text(tmp_path):

@@ -142,7 +142,7 @@ def row_id(value, what: str, path: Path, line: int, seen: Dict[str, int]) -> str
     text = label_text(value).strip()
     if not text:
         raise GlueFormatError(f"{what} is empty; expected an id for every row", path, line)
-    if any(c.isspace() and c != " " for c in text):
+    if "\t" in text or len(text.splitlines()) > 1:  # what splits a TSV row or a line (not a no-break space)
         raise GlueFormatError(f"{what} {shown(text)} holds a tab or line break; expected an id on one line "
                               "(it is written to test.index and the predictions, one per line)", path, line)
     if text in seen:
