@@ -29,7 +29,8 @@ Written: results/regimes/summary.json, README_fragment.md (the full section), an
 benchmarks/regime_tables.py's): <!-- regimes:start --> ... <!-- regimes:end --> (every point,
 docs/RESULTS.md) and <!-- regimes-headline:start --> ... <!-- regimes-headline:end --> (the
 verdict and the recommendation per regime in short, README.md); --check-readme exits 1 if the
-fragment file or a section differs from what the run files give now.
+fragment file, a section or a point's report.json or report.md differs from what the run files
+give now.
 """
 import argparse
 import json
@@ -43,8 +44,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import regimes as rg  # noqa: E402
-from fairseq_hire.compare.report import (ReportError, load_runs, load_unfinished, summarise,  # noqa: E402
-                                         write_summary)
+from fairseq_hire.compare.report import (ReportError, load_runs, load_unfinished, report_texts,  # noqa: E402
+                                         summarise, write_summary)
 from fairseq_hire.compare.plotting import pyplot, save_figure  # noqa: E402
 from fairseq_hire.metrics import rounded  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
@@ -65,7 +66,10 @@ def check_subset(point: rg.Point, runs: Sequence[Dict]) -> None:
                               f"{point.key} is {point.subset or 'the full training set'}")
 
 
-def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_study: Path, write: bool = True) -> Dict:
+def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_study: Path, write: bool = True,
+                 stale: Optional[List[Path]] = None) -> Dict:
+    """A point's statistics, and its report written (`write`), or else its report files that
+    differ from what its runs give now added to `stale`."""
     folder = point.folder(results, todays_study)
     # the point's report, in the study's folder of the point: a reused point's runs are today's
     # comparison, whose report is report.py's to rewrite (and older than the heads added there)
@@ -77,6 +81,9 @@ def point_result(point: rg.Point, heads: Sequence[str], results: Path, todays_st
         summary = summarise(runs, unfinished=load_unfinished(folder / "runs", runs))
         if write:
             write_summary(summary, report_folder)
+        elif stale is not None:
+            stale += [report_folder / name for name, text in report_texts(summary).items()
+                      if not (report_folder / name).is_file() or (report_folder / name).read_text() != text]
         add_mean_pool_comparison(summary, runs)
     found = summary["heads"] if summary else {}
     # a seed is a scored run; a run that did not finish, or scored NaN, is a failed try of its head
@@ -286,13 +293,15 @@ def build(results: Optional[Path] = None, todays_study: Optional[Path] = None, h
     heads = rg.HEADS if heads is None else heads
     tasks = study_tasks(results) if tasks is None else tasks
     costs = rg.read_costs(results / "costs.json")
-    found = [point_result(p, heads, results, todays_study, write) for p in rg.grid(tasks)]
+    stale: List[Path] = []
+    found = [point_result(p, heads, results, todays_study, write, stale) for p in rg.grid(tasks)]
     if write:
         for task in tasks:
             learning_curve(task, [r for r in found if r["task"] == task], heads, results / task / "learning_curve.png")
     detected = detected_differences(found)
     recommended = recommendations(found, costs, heads)
     return {"min_seeds": MIN_SEEDS, "points": found, "detected": detected, "recommendations": recommended,
+            "stale_reports": [rg.shown(path) for path in stale],
             "costs_measured": costs.get("measured") or rg.NOT_MEASURED,
             "fragment": fragment(found, heads, detected, recommended, costs, results, pages[FULL_SECTION].parent),
             "headline": headline(found, detected, recommended, pages[HEADLINE_SECTION], pages[FULL_SECTION])}
@@ -337,11 +346,12 @@ def main(argv=None) -> int:
         stale = [str(fragment_file.relative_to(REPO))] if (
             not fragment_file.exists() or fragment_file.read_text(encoding="utf-8") != report["fragment"]) else []
         stale += [str(page.relative_to(REPO)) for page, text in updated.items() if text != page.read_text(encoding="utf-8")]
+        stale += report["stale_reports"]  # each point's report.json and report.md against its runs
         print(f"out of date: {', '.join(stale)}: run python benchmarks/regime_report.py --update-readme" if stale
               else "the regimes sections match benchmarks/results/regimes")
         return int(bool(stale))
     write_atomically(rg.RESULTS / "summary.json", json.dumps(
-        {k: v for k, v in report.items() if k not in ("fragment", "headline")}, indent=1) + "\n")
+        {k: v for k, v in report.items() if k not in ("fragment", "headline", "stale_reports")}, indent=1) + "\n")
     write_atomically(fragment_file, report["fragment"])
     print(report["fragment"])
     if args.update_readme:

@@ -290,6 +290,11 @@ def test_check_readme_compares_the_fragment_file_and_the_marked_section(study, m
     assert "[docs/RESULTS.md](docs/RESULTS.md#across-training-set-sizes" in page.read_text()  # the page beside it
     assert "[learning curve](../regimes/RTE/learning_curve.png)" in results_page.read_text()  # linked from docs/
     assert regime_report.main(["--check-readme"]) == 0
+    run = results / "RTE" / "frozen-n100" / "runs" / "hire-seed5.json"
+    kept, _ = run.read_bytes(), capsys.readouterr()
+    run.unlink()  # a run gone: its point's report no longer what the runs give
+    assert regime_report.main(["--check-readme"]) == 1 and "frozen-n100/report.json" in capsys.readouterr().out
+    run.write_bytes(kept)
     page.write_text(page.read_text().replace("**hire**", "**stock**", 1))  # a headline edited by hand
     assert regime_report.main(["--check-readme"]) == 1 and "out of date: README.md" in capsys.readouterr().out
     assert json.loads((results / "summary.json").read_text())["detected"][0]["head"] == "hire"

@@ -13,3 +13,9 @@ import report  # noqa: E402
 def test_every_comparison_report_is_what_its_run_files_give():
     stale = report.stale_reports(report.STUDY) + report.stale_reports(report.GPU_STUDY)
     assert stale == [], f"{stale}: run python benchmarks/report.py --refresh --update-readme"
+
+
+def test_the_regimes_reports_and_sections_are_what_the_run_files_give(capsys):
+    import regime_report
+
+    assert regime_report.main(["--check-readme"]) == 0, capsys.readouterr().out
