@@ -2,7 +2,7 @@
 """Write a GLUE leaderboard submission from fine-tuned checkpoints.
 
     python scripts/glue_submission.py OUT_DIR --task CHECKPOINT_DIR DATA_BIN [--task ...]
-        [--checkpoint checkpoint_best.pt] [--no-zip]
+        [--checkpoint checkpoint_best.pt] [--no-zip] [--allow-partial]
 
 Each --task pairs a fine-tuned checkpoint folder with the glue_prep binaries it was trained
 on; the test split(s) named in DATA_BIN/glue_prep.json are predicted from the original GLUE
@@ -23,13 +23,16 @@ def main(argv=None):
     parser.add_argument("--task", nargs=2, action="append", required=True, metavar=("CHECKPOINT_DIR", "DATA_BIN"))
     parser.add_argument("--checkpoint", default="checkpoint_best.pt")
     parser.add_argument("--no-zip", action="store_true")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="accept binaries built with glue_prep --max-rows (a trial submission of their rows)")
     args = parser.parse_args(argv)
     from glue_prep.errors import GlueFormatError
 
     from fairseq_hire.checkpoints.loading import CheckpointError
 
     try:
-        written = write_submission(args.task, args.out_dir, args.checkpoint, pack=not args.no_zip)
+        written = write_submission(args.task, args.out_dir, args.checkpoint, pack=not args.no_zip,
+                                   allow_partial=args.allow_partial)
     except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
         print(f"glue_submission: error: {error}", file=sys.stderr)
         return 2

@@ -11,8 +11,9 @@ pytestmark = pytest.mark.unit  # the fast tier: make test-unit
 
 def rows(task, labels, regression=False, n=3):
     scale = {"target_scale": 5.0, "score_range": (0.0, 5.0)} if regression else {}  # STS-B's, from the registry
-    return GlueSplit(task=task, split="test", examples=[("a",)] * n, labels=None, index=[str(i) for i in range(n)],
-                     label_names=labels, regression=regression, source=Path("test.tsv"), **scale)
+    return GlueSplit(task=task, split="test", examples=[("a",)] * n, labels=None, lines=list(range(2, n + 2)),
+                     index=[str(i) for i in range(n)], label_names=labels, regression=regression,
+                     source=Path("test.tsv"), **scale)
 
 
 def test_stsb_scores_are_on_0_to_5_and_clipped():

@@ -42,8 +42,11 @@ def record_or_check(task) -> None:
     if trained is None:
         task.state.merge_state_dict({STATE_KEY: given})
     elif trained != given:  # checkpoints.configuration checked that it is a list of names
+        from glue_prep.binarize import label_names  # every class of the data, not only the head's first ones
+
         raise DataMismatchError(
-            f"the checkpoint's head was trained on the classes {trained}, but {task.cfg.data} has {given} "
+            f"the checkpoint's head was trained on the classes {trained}, but {task.cfg.data} has "
+            f"{label_names(task.label_dictionary)} "
             "(label/dict.txt): the head's outputs would be read as the wrong classes. Use the binaries the model "
             "was trained on"
         )

@@ -36,6 +36,7 @@ class GlueSplit:
     split: str
     examples: List[tuple]
     labels: Optional[List[str]]  # None for test splits
+    lines: List[int]  # each example's line in `source`
     index: Optional[List[str]]  # GLUE index column (test splits)
     label_names: List[str]
     regression: bool
@@ -61,9 +62,10 @@ def read_glue_split(data_bin, split: str, tsv: Optional[Path] = None) -> GlueSpl
         # a task whose labels were collected: a label the model never learned is refused at its line
         task = replace(task, labels=tuple(meta.label_names))
     source = Path(tsv) if tsv is not None else Path(meta.source[split])
-    data = read_split(task, task.split(split), source, meta.max_rows)
+    # the rows glue_prep binarised (--max-rows: its first rows); another file is read whole
+    data = read_split(task, task.split(split), source, meta.max_rows if tsv is None else None)
     return GlueSplit(
-        task=meta.task, split=split, examples=list(zip(*data.inputs)), labels=data.labels,
+        task=meta.task, split=split, examples=list(zip(*data.inputs)), labels=data.labels, lines=data.line_numbers,
         index=data.index, label_names=meta.label_names, regression=meta.regression,
         source=source, target_scale=task.target_scale, score_range=task.score_range,
         positive_label=task.positive_label, truncate_to=meta.max_positions if meta.truncated else None,
@@ -118,9 +120,16 @@ def check_label_names(hub, label_names, metadata: Optional[Path]) -> None:
 def predict_with_weights(hub, rows: GlueSplit, max_sentences: int = 32):
     """(class indices, or regression outputs on the training scale (score / 5 for STS-B);
     layer weights N x J, or None for a stock RoBERTa head)."""
+    from ..hub_interface import OverLengthError
+
     check_label_names(hub, rows.label_names, rows.metadata)
-    logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences,
-                                               truncate=rows.truncate_to or False)
+    try:
+        logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences,
+                                                   truncate=rows.truncate_to or False)
+    except OverLengthError as error:  # say where the row is (glue_prep kept it whole: no --truncate-to)
+        raise GlueFormatError(f"this row takes {error.positions} positions, more than the model's {error.limit}; "
+                              "expected rows that fit, or binaries built with glue_prep --truncate-to N to cut "
+                              "them as training did", rows.source, rows.lines[error.index]) from None
     predictions = logits.view(-1).double().numpy() if rows.regression else logits.argmax(-1).numpy()
     return predictions, None if layer_weights is None else layer_weights.float().numpy()
 
@@ -197,24 +206,48 @@ def submission_lines(rows: GlueSplit, predictions: np.ndarray) -> List[str]:
 
 
 def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "checkpoint_best.pt",
-                     pack: bool = True, max_sentences: int = 32) -> List[Path]:
+                     pack: bool = True, max_sentences: int = 32, allow_partial: bool = False) -> List[Path]:
     """entries: (checkpoint_dir, data_bin) pairs; writes one <GLUE name>.tsv per test split
     named in each data_bin's glue_prep.json (MNLI: MNLI-m, MNLI-mm; AX-bin: AX) and, with
-    `pack`, submission.zip holding them all."""
+    `pack`, submission.zip holding them all. Binaries of the first rows only (glue_prep
+    --max-rows) are refused unless `allow_partial`; so are two pairs that make the same file, and
+    a test file whose rows differ in number from those glue_prep binarised."""
     out_dir = Path(out_dir)
+    made_by = {}  # file -> the pair that makes it, every pair's checked before any model is loaded
+    for checkpoint_dir, data_bin in entries:
+        meta = read_metadata(data_bin)
+        if not meta.test_splits:
+            raise GlueFormatError("has no test split to submit; expected binaries glue_prep built with the "
+                                  "task's test file", metadata_file(data_bin))
+        for glue_name in meta.test_splits.values():
+            if glue_name in made_by:
+                raise ValueError(f"--task {checkpoint_dir} {data_bin} and --task {made_by[glue_name]} both make "
+                                 f"{glue_name}.tsv; expected one model per GLUE test file")
+            made_by[glue_name] = f"{checkpoint_dir} {data_bin}"
     files = {}  # every task predicted before any file is written: a refused task leaves none behind
     for checkpoint_dir, data_bin in entries:
+        meta = read_metadata(data_bin)
         hub = load_hub(checkpoint_dir, checkpoint_file, data_bin)
-        for split, glue_name in read_metadata(data_bin).test_splits.items():
+        if meta.max_rows is not None and not allow_partial:
+            raise GlueFormatError(f"was built with --max-rows {meta.max_rows}; the GLUE server needs every test "
+                                  "row: run glue_prep again without it (or pass --allow-partial for a trial "
+                                  "submission of those rows)", metadata_file(data_bin))
+        for split, glue_name in meta.test_splits.items():
             rows = read_glue_split(data_bin, split)
+            if len(rows.examples) != meta.splits[split]:
+                raise GlueFormatError(f"has {len(rows.examples)} rows now, {meta.splits[split]} when glue_prep "
+                                      f"binarised it ({metadata_file(data_bin)}): run glue_prep again", rows.source)
             with torch.no_grad():
                 lines = submission_lines(rows, predict(hub, rows, max_sentences))
             files[out_dir / f"{glue_name}.tsv"] = "\n".join(lines) + "\n"
+    archive = out_dir / "submission.zip"
+    blocked = [path for path in [*files, *([archive] if pack else [])] if path.is_dir()]
+    if blocked:  # refused before any file is replaced
+        raise IsADirectoryError(f"{blocked[0]} is a folder; expected a file name free for the submission")
     for path, text in files.items():
         write_atomically(path, text)
     written = list(files)
     if pack:
-        archive = out_dir / "submission.zip"
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in written:

@@ -9,8 +9,9 @@ hub in batches grouped by length; OUTPUT (.jsonl, or .tsv) gets one row per inpu
 order: its id (the task's id column, else the row number), the predicted label and its
 probability (JSON Lines also every class's probability; regression: the score on the task's
 own scale, clipped to its range as the GLUE submission is). A row longer than the model's
-positions is refused with its file and line unless --truncate cuts it as glue_prep
---truncate-to does. The output is written atomically.
+positions is refused with its file and line unless --truncate cuts it, longest sentence
+first; on binaries built with glue_prep --truncate-to N every row is cut to N, as training's
+were (and evaluate.py's are). The output is written atomically.
 """
 import argparse
 import csv
@@ -52,8 +53,9 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
     task = get_task(meta.task, data_bin)
     rows = read_split(task, prediction_spec(task), input_path)
     examples = list(zip(*rows.inputs))
-    # cut as the training rows were: to glue_prep --truncate-to's length, else the model's
-    cut = (meta.max_positions if meta.truncated else True) if truncate else False
+    # cut as the training rows were: to glue_prep --truncate-to's length always (as evaluate.py
+    # does), else to the model's positions where asked
+    cut = meta.max_positions if meta.truncated else truncate
     with tqdm(total=len(examples), desc="predict", unit=" rows", disable=not progress, file=sys.stderr) as bar:
         try:
             logits, _ = hub.classify_batch(HEAD, examples, max_sentences=max_sentences, truncate=cut,
@@ -104,11 +106,11 @@ def main(argv=None) -> int:
     if args.out.suffix not in (".jsonl", ".tsv"):
         parser.error(f"--out {args.out}: expected a .jsonl or .tsv file")
     try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         hub = load_hub(args.checkpoint_dir, args.checkpoint, args.data_bin)
         with torch.no_grad():
             results = predict_file(hub, Path(args.data_bin), args.input, args.truncate, args.max_sentences,
                                    args.progress)
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         write_atomically(args.out, render(results, args.out))
     except (CheckpointError, GlueFormatError, OSError, ValueError, KeyError) as error:
         print(f"predict: error: {error}", file=sys.stderr)

@@ -96,8 +96,11 @@ def read_glue_tsv(
                     data.empty_inputs.append((lineno, k))
                 data.inputs[k].append(text)
             if split.is_test:
-                data.index.append(fields[split.index].strip() if split.index is not None
-                                  else str(len(data.line_numbers)))
+                key = fields[split.index].strip() if split.index is not None else str(len(data.line_numbers))
+                if len(key.splitlines()) > 1:  # a form feed, U+2028, ...: Python's line breaks, not the file's
+                    raise GlueFormatError(f"id {shown(key)} holds a line break; expected an id on one line (it is "
+                                          "written to test.index and the predictions, one per line)", path, lineno)
+                data.index.append(key)
             else:
                 data.labels.append(check_label(task, fields[split.label], path, lineno))
             data.line_numbers.append(lineno)
