@@ -104,10 +104,22 @@ def test_hub_truncates_exactly_as_glue_prep_does_and_otherwise_names_the_example
     with pytest.raises(ValueError, match=f"example {long_row} takes .* positions, more than the model's max_positions=64"):
         hub.predict_batch(HEAD, [(r[1], r[2]) for r in rows])
     # evaluate.py cuts the dev rows as glue_prep cut the training rows
-    scored = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(tmp_path), str(data_bin)],
-                            capture_output=True, text=True, cwd=REPO)
+    scored = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(tmp_path), str(data_bin),
+                             "--per-example", "--out", str(tmp_path / "scores.json")], capture_output=True, text=True,
+                            cwd=REPO)
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert json.loads(scored.stdout[scored.stdout.index("{"):])["examples"] == 60
+    # and so does predict.py, without being asked: the same predictions for the same rows
+    unlabelled = tmp_path / "rows.tsv"
+    unlabelled.write_text("index\tsentence1\tsentence2\n" + "".join("\t".join(r[:3]) + "\n" for r in rows))
+    predicted = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(tmp_path), str(data_bin),
+                                str(unlabelled), "--out", str(tmp_path / "p.jsonl"), "--no-progress"],
+                               capture_output=True, text=True, cwd=REPO)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    names = json.loads((data_bin / "glue_prep.json").read_text())["label_names"]
+    per_example = json.loads((tmp_path / "scores.json").read_text())["per_example"]["predictions"]
+    assert [json.loads(line)["label"] for line in (tmp_path / "p.jsonl").read_text().splitlines()] == \
+        [names[i] for i in per_example]
 
 
 def test_hub_input_is_stripped_checked_and_empty_batches_keep_their_width(trained_rte):
