@@ -55,6 +55,7 @@ def from_pretrained(
     checkpoint_file: str = "model.pt",
     data_name_or_path: str = ".",
     bpe: Optional[str] = None,
+    head: Optional[str] = None,
     **kwargs,
 ) -> "RobertaHireHubInterface":
     """Load a fine-tuned (or pre-trained) checkpoint without network access, through the safe
@@ -64,11 +65,15 @@ def from_pretrained(
     Args:
         model_name_or_path: folder holding the checkpoint.
         checkpoint_file: file name inside that folder.
-        data_name_or_path: the task's binarised data (its dictionaries), absolute or
-            relative to the checkpoint folder ("." = the checkpoint folder).
+        data_name_or_path: the task's binarised data (its dictionaries): absolute, relative
+            to the current folder, or, starting with ".", to the checkpoint folder ("." = the
+            checkpoint folder), as fairseq's from_pretrained reads it.
         bpe: a fairseq BPE name to override the tokenizer; by default the tokenizer is the
             one glue_prep recorded in the data folder, else GPT-2 BPE from the package's
             own files.
+        head: refuse (HeadMismatchError) a checkpoint whose weights hold no classification
+            head of this name, before fairseq sets up its task: a pre-trained model.pt given
+            where a fine-tuned checkpoint is expected (the scripts pass theirs).
         kwargs: further overrides of the checkpoint's configuration.
     The model is returned in eval mode.
     """
@@ -76,7 +81,8 @@ def from_pretrained(
 
     from .checkpoints.loading import load_checkpoint_to_cpu
     from .checkpoints.head_classes import record_or_check
-    from .checkpoints.shapes import head_shapes, untrained_heads
+    from .checkpoints.errors import HeadMismatchError
+    from .checkpoints.shapes import HEAD_PREFIX, head_shapes, untrained_heads
     from .models.layer_cache import drop_layer_cache
     from .models.layernorm_eps import apply_recorded_eps
 
@@ -93,6 +99,10 @@ def from_pretrained(
     path = str(model_dir / checkpoint_file)
     state = load_checkpoint_to_cpu(path, overrides)
     stored_heads = head_shapes(state["model"])  # fairseq's upgrade rewrites the state's heads as it loads
+    if head is not None and not any(key.startswith(f"{HEAD_PREFIX}{head}.") for key in stored_heads):
+        raise HeadMismatchError(f"refusing to predict with checkpoint {path}: its weights hold no {head!r} head (a "
+                                "pre-trained model.pt?); expected a checkpoint fine-tuned for a sentence-prediction "
+                                "task (scripts/finetune.py, fairseq-train)")
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
     apply_recorded_eps(models[0])  # fairseq's roberta builds 1e-5 whatever the checkpoint records
     drop_layer_cache(models[0])  # done by the plugin's task too; fairseq's sentence_prediction does not

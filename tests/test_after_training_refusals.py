@@ -92,3 +92,12 @@ def test_a_glue_test_id_holding_a_line_break_is_refused_at_its_line(breaking, tm
     task = get_task("RTE")
     with pytest.raises(GlueFormatError, match=r"test\.tsv, line 4: id '7.*8' holds a line break"):
         read_split(task, task.split("test"), path)
+
+
+def test_a_pretrained_checkpoint_given_for_a_fine_tuned_one_is_refused_in_one_line(tiny_pretrained, rte_bin):
+    """It failed inside fairseq's task setup with "No such file or directory: DATA/dict.txt"
+    (a masked_lm task's dictionary), after some 35 lines of Hydra warnings."""
+    refused = run("evaluate.py", tiny_pretrained.parent, rte_bin, "--checkpoint", tiny_pretrained.name)
+    assert refused.returncode == 2
+    assert "its weights hold no 'sentence_classification_head' head (a pre-trained model.pt?)" in refused.stderr
+    assert "dict.txt" not in refused.stderr and "Traceback" not in refused.stderr

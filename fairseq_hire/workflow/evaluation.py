@@ -83,7 +83,8 @@ def load_hub(checkpoint_dir, checkpoint_file: str, data_bin):
                                 f": the folder {checkpoint_dir} does not exist"))
     meta = read_metadata(data_bin)  # a folder glue_prep did not make, or a damaged record, is refused before loading
     check_dictionaries(Path(data_bin), meta)
-    hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()))
+    hub = from_pretrained(str(checkpoint_dir), checkpoint_file, data_name_or_path=str(Path(data_bin).resolve()),
+                          head=HEAD)
     return hub.cuda() if torch.cuda.is_available() else hub
 
 
