@@ -101,3 +101,18 @@ def test_a_pretrained_checkpoint_given_for_a_fine_tuned_one_is_refused_in_one_li
     assert refused.returncode == 2
     assert "its weights hold no 'sentence_classification_head' head (a pre-trained model.pt?)" in refused.stderr
     assert "dict.txt" not in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.unit
+def test_a_glue_test_id_given_twice_is_refused_at_its_line(tmp_path):
+    from glue_prep.errors import GlueFormatError
+    from glue_prep.readers.splits import read_split
+    from glue_prep.tasks import get_task
+
+    lines = (SHIPPED_GLUE / "RTE" / "test.tsv").read_text(encoding="utf-8").splitlines()[:6]
+    lines[4] = lines[2].split("\t")[0] + lines[4][lines[4].index("\t"):]  # line 5 takes line 3's id
+    path = tmp_path / "test.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    task = get_task("RTE")
+    with pytest.raises(GlueFormatError, match=r"test\.tsv, line 5: id '1' is also the id of line 3; expected each id once"):
+        read_split(task, task.split("test"), path)

@@ -14,7 +14,7 @@ recipe: ``tail``/``cut -f``/``awk``):
 See glue_prep/README.md for the full table.
 """
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from ..errors import GlueFormatError, shown
 from ..tasks.spec import SplitSpec, TaskSpec
@@ -53,6 +53,7 @@ def read_glue_tsv(
         labels=None if split.is_test else [],
         index=[] if split.is_test else None,
     )
+    first_line_of: Dict[str, int] = {}  # test id -> its line: each id once, as in a user task's file
     fh = open_regular(path, f"missing: the {task.name} {split.name} split needs this file",
                       f"the {task.name} {split.name} split's TSV file")
     with fh:
@@ -100,6 +101,10 @@ def read_glue_tsv(
                 if len(key.splitlines()) > 1:  # a form feed, U+2028, ...: Python's line breaks, not the file's
                     raise GlueFormatError(f"id {shown(key)} holds a line break; expected an id on one line (it is "
                                           "written to test.index and the predictions, one per line)", path, lineno)
+                if key in first_line_of:
+                    raise GlueFormatError(f"id {shown(key)} is also the id of line {first_line_of[key]}; expected "
+                                          "each id once", path, lineno)
+                first_line_of[key] = lineno
                 data.index.append(key)
             else:
                 data.labels.append(check_label(task, fields[split.label], path, lineno))
