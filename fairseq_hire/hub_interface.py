@@ -81,7 +81,6 @@ def from_pretrained(
 
     from .checkpoints.loading import load_checkpoint_to_cpu
     from .checkpoints.head_classes import record_or_check
-    from .checkpoints.errors import HeadMismatchError
     from .checkpoints.shapes import HEAD_PREFIX, head_shapes, untrained_heads
     from .models.layer_cache import drop_layer_cache
     from .models.layernorm_eps import apply_recorded_eps
@@ -159,6 +158,16 @@ class RobertaHireHubInterface(RobertaHubInterface):
         alpha = extra["layer_weights"]
         return alpha[0] if tokens.dim() == 1 else alpha
 
+    def sentences_per_example(self) -> Optional[int]:
+        """How many sentences an example of the task holds (glue_prep.json's num_inputs); None
+        for data glue_prep did not make (fairseq's own recipe's)."""
+        from glue_prep.metadata import metadata_file, read_metadata
+
+        data = getattr(self.task.cfg, "data", None)
+        if not data or not metadata_file(data).is_file():
+            return None
+        return read_metadata(data).num_inputs
+
     def default_head(self) -> str:
         names = list(self.model.classification_heads.keys())
         if len(names) != 1:
@@ -208,6 +217,12 @@ class RobertaHireHubInterface(RobertaHubInterface):
         if isinstance(examples, str):
             raise TypeError("examples must be a list of sentences or sentence pairs, not one string "
                             "(it would be read as one example per character): pass [text]")
+        expected = self.sentences_per_example()
+        for i, example in enumerate(examples):
+            given = 1 if isinstance(example, str) else len(example)
+            if expected is not None and given != expected:  # a pair task fed one sentence predicts, wrongly
+                raise ValueError(f"example {i} holds {given} sentence(s); the task of {self.task.cfg.data} takes "
+                                 f"{expected} (its glue_prep.json's num_inputs)")
         tokens = [self.encode_example(example, truncate) for example in examples]
         for i, row in enumerate(tokens):
             check_length(row, self.model.max_positions(), index=i)

@@ -127,6 +127,8 @@ def test_hub_input_is_stripped_checked_and_empty_batches_keep_their_width(traine
     assert torch.equal(hub.encode("  The cat sat.  ", "\tA cat. "), hub.encode("The cat sat.", "A cat."))
     with pytest.raises(TypeError, match="not one string"):
         hub.predict_batch(HEAD, "A cat sat on the mat.")
+    with pytest.raises(ValueError, match=r"example 1 holds 1 sentence\(s\); the task of .* takes 2"):
+        hub.predict_batch(HEAD, [("A premise.", "A hypothesis."), "A premise alone."])  # RTE: pairs
     assert hub.predict_batch(HEAD, []).shape == (0, 2)
 
 
