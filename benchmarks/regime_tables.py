@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 import regimes as rg
 from fairseq_hire.compare.report import number
+from report import lost as every_run_failed
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_SEEDS = rg.MIN_SEEDS
@@ -35,8 +36,10 @@ def counted(result: Dict, head: str) -> bool:
 
 
 def lost(result: Dict, head: str) -> bool:
-    """None of the head's MIN_SEEDS or more runs at this point scored: every run failed."""
-    return result["seeds"].get(head, 0) == 0 and result["failed_tries"].get(head, 0) >= MIN_SEEDS
+    """None of the head's MIN_SEEDS or more runs at this point scored: every run failed (the
+    comparison report's rule, report.lost)."""
+    heads = (result["summary"] or {}).get("heads", {})
+    return head in heads and every_run_failed(heads[head])
 
 
 def uncounted(result: Dict, head: str) -> Optional[str]:

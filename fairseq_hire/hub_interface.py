@@ -5,6 +5,7 @@ which would bypass HIRE; here every prediction goes through the model's forward,
 same code path runs at training, validation and inference time. It works for stock
 ``roberta`` checkpoints too (the baseline), except ``layer_weights``.
 """
+import functools
 import logging
 import os
 from pathlib import Path
@@ -158,6 +159,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
         alpha = extra["layer_weights"]
         return alpha[0] if tokens.dim() == 1 else alpha
 
+    @functools.cached_property  # read once, not at every batch call
     def sentences_per_example(self) -> Optional[int]:
         """How many sentences an example of the task holds (glue_prep.json's num_inputs); None
         for data glue_prep did not make (fairseq's own recipe's)."""
@@ -217,7 +219,7 @@ class RobertaHireHubInterface(RobertaHubInterface):
         if isinstance(examples, str):
             raise TypeError("examples must be a list of sentences or sentence pairs, not one string "
                             "(it would be read as one example per character): pass [text]")
-        expected = self.sentences_per_example()
+        expected = self.sentences_per_example
         for i, example in enumerate(examples):
             given = 1 if isinstance(example, str) else len(example)
             if expected is not None and given != expected:  # a pair task fed one sentence predicts, wrongly

@@ -121,18 +121,25 @@ def check_label_names(hub, label_names, metadata: Optional[Path]) -> None:
 def predict_with_weights(hub, rows: GlueSplit, max_sentences: int = 32):
     """(class indices, or regression outputs on the training scale (score / 5 for STS-B);
     layer weights N x J, or None for a stock RoBERTa head)."""
-    from ..hub_interface import OverLengthError
-
     check_label_names(hub, rows.label_names, rows.metadata)
-    try:
-        logits, layer_weights = hub.classify_batch(HEAD, rows.examples, max_sentences=max_sentences,
-                                                   truncate=rows.truncate_to or False)
-    except OverLengthError as error:  # say where the row is (glue_prep kept it whole: no --truncate-to)
-        raise GlueFormatError(f"this row takes {error.positions} positions, more than the model's {error.limit}; "
-                              "expected rows that fit, or binaries built with glue_prep --truncate-to N to cut "
-                              "them as training did", rows.source, rows.lines[error.index]) from None
+    logits, layer_weights = classify_rows(hub, rows.examples, rows.source, rows.lines,
+                                          "expected rows that fit, or binaries built with glue_prep --truncate-to N "
+                                          "to cut them as training did", max_sentences=max_sentences,
+                                          truncate=rows.truncate_to or False)
     predictions = logits.view(-1).double().numpy() if rows.regression else logits.argmax(-1).numpy()
     return predictions, None if layer_weights is None else layer_weights.float().numpy()
+
+
+def classify_rows(hub, examples, source: Path, lines: Sequence[int], advice: str, **batching):
+    """hub.classify_batch of a file's rows; a row too long for the model is refused naming its
+    file and line (the hub knows only its place in the batch), with `advice`."""
+    from ..hub_interface import OverLengthError
+
+    try:
+        return hub.classify_batch(HEAD, examples, **batching)
+    except OverLengthError as error:
+        raise GlueFormatError(f"this row takes {error.positions} positions, more than the model's {error.limit}; "
+                              f"{advice}", source, lines[error.index]) from None
 
 
 def predict(hub, rows: GlueSplit, max_sentences: int = 32) -> np.ndarray:
@@ -215,8 +222,8 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
     a test file whose rows differ in number from those glue_prep binarised."""
     out_dir = Path(out_dir)
     made_by = {}  # file -> the pair that makes it, every pair's checked before any model is loaded
-    for checkpoint_dir, data_bin in entries:
-        meta = read_metadata(data_bin)
+    metas = [read_metadata(data_bin) for _, data_bin in entries]
+    for (checkpoint_dir, data_bin), meta in zip(entries, metas):
         if not meta.test_splits:
             raise GlueFormatError("has no test split to submit; expected binaries glue_prep built with the "
                                   "task's test file", metadata_file(data_bin))
@@ -226,8 +233,7 @@ def write_submission(entries: Sequence[tuple], out_dir, checkpoint_file: str = "
                                  f"{glue_name}.tsv; expected one model per GLUE test file")
             made_by[glue_name] = f"{checkpoint_dir} {data_bin}"
     files = {}  # every task predicted before any file is written: a refused task leaves none behind
-    for checkpoint_dir, data_bin in entries:
-        meta = read_metadata(data_bin)
+    for (checkpoint_dir, data_bin), meta in zip(entries, metas):
         hub = load_hub(checkpoint_dir, checkpoint_file, data_bin)
         if meta.max_rows is not None and not allow_partial:
             raise GlueFormatError(f"was built with --max-rows {meta.max_rows}; the GLUE server needs every test "

@@ -29,8 +29,7 @@ from glue_prep.metadata import metadata_file, read_metadata
 from glue_prep.tasks import get_task
 
 from ..checkpoints.loading import CheckpointError
-from .evaluation import HEAD, check_label_names, load_hub, on_task_scale
-from ..hub_interface import OverLengthError
+from .evaluation import check_label_names, classify_rows, load_hub, on_task_scale
 
 
 def prediction_spec(task):
@@ -57,13 +56,9 @@ def predict_file(hub, data_bin: Path, input_path: Path, truncate: bool = False, 
     # does), else to the model's positions where asked
     cut = meta.max_positions if meta.truncated else truncate
     with tqdm(total=len(examples), desc="predict", unit=" rows", disable=not progress, file=sys.stderr) as bar:
-        try:
-            logits, _ = hub.classify_batch(HEAD, examples, max_sentences=max_sentences, truncate=cut,
-                                           on_batch=bar.update)
-        except OverLengthError as error:  # say where the row is
-            raise GlueFormatError(f"this row takes {error.positions} positions, more than the model's "
-                                  f"{error.limit}; pass --truncate to cut it longest sentence first",
-                                  input_path, rows.line_numbers[error.index]) from None
+        logits, _ = classify_rows(hub, examples, input_path, rows.line_numbers,
+                                  "pass --truncate to cut it longest sentence first", max_sentences=max_sentences,
+                                  truncate=cut, on_batch=bar.update)
     results = []
     if task.regression:
         for key, value in zip(rows.index, logits.view(-1).tolist()):
