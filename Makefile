@@ -29,20 +29,23 @@ demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # the full default suite (.ci/run); test-unit: the fast tier, no fairseq-train subprocesses.
-# One thread per test process: the tests' models are tiny, and the tests that start two
-# training processes at once would otherwise put four threads on two cores.
+# Two test processes (pytest-xdist, one per core, each test file kept in one process so that its
+# fixtures are built once) at one thread each: the tests' models are tiny, and more threads
+# would put several on each core. TEST_WORKERS=0 runs the tests in this process.
 TEST_ENV ?= OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+TEST_WORKERS ?= 2
+PYTEST := $(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: install
-	$(TEST_ENV) $(PY) -m pytest -m "not slow" --durations=20 $(PYTEST_ARGS) tests
+	$(PYTEST) -m "not slow" --durations=20 $(PYTEST_ARGS) tests
 
 test-unit: install
-	$(TEST_ENV) $(PY) -m pytest -m "unit and not slow" $(PYTEST_ARGS) tests
+	$(PYTEST) -m "unit and not slow" $(PYTEST_ARGS) tests
 
 test-slow: install
-	$(TEST_ENV) $(PY) -m pytest -m slow $(PYTEST_ARGS) tests
+	$(PYTEST) -m slow $(PYTEST_ARGS) tests
 
 test-all: install
-	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PYTEST) $(PYTEST_ARGS) tests
 
 # the comparison study (hours on 2 CPU cores; resumable) and the speed benchmark, then the README
 bench-quality: install

@@ -85,6 +85,14 @@ class SentencePredictionHireTask(SentencePredictionTask):
             drop_layer_cache(model)
         return model
 
+    def begin_epoch(self, epoch, model):
+        """Open (and build) a --layer-cache before the epoch's first batch: a folder in the way then
+        ends the run in the main thread, before fairseq's batch thread starts; raised while that
+        thread runs, the error could end the process in a C++ abort instead of its one line."""
+        super().begin_epoch(epoch, model)
+        if getattr(model, "layer_cache", None) is not None:
+            model.layer_cache.update()
+
     def get_batch_iterator(self, dataset, *args, **kwargs):
         if dataset not in self.remainder_keeping:
             self.remainder_keeping[dataset] = RemainderKeepingDataset(dataset)
