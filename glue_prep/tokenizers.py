@@ -10,7 +10,9 @@ Three kinds, each described by a small JSON spec whose paths are relative to the
   fairseq's ``SentencepieceBPE`` gives them (sentencepiece library).
 * ``{"type": "wordpiece", "vocab": "vocab.txt", "lowercase": true}`` — BERT-family checkpoints
   converted to fairseq; the ``tokenizers`` library's ``BertWordPieceTokenizer`` with
-  ``add_special_tokens=False`` (e.g. ``"play ##ing"``).
+  ``add_special_tokens=False`` (e.g. ``"play ##ing"``). Its other options, each true or false,
+  are optional: ``strip_accents`` (absent: as ``lowercase``), ``handle_chinese_chars`` and
+  ``clean_text`` (absent: true).
 
 fairseq, sentencepiece and tokenizers are imported only when a tokenizer of that kind is built.
 This module does not import fairseq_hire. A spec, or a file it names, that is not what its kind
@@ -28,7 +30,7 @@ from .readers.reading import parsed_json, read_regular, utf8_text
 SPEC_NAME = "tokenizer_spec.json"
 SPEC_LIMIT = 1 << 20  # bytes; a spec names a few files
 TYPES = ("gpt2", "sentencepiece", "wordpiece")
-OPTIONS = {"wordpiece": ("lowercase",)}  # spec keys other than the files, per type
+OPTIONS = {"wordpiece": ("lowercase", "strip_accents", "handle_chinese_chars", "clean_text")}  # besides the files
 # spec key -> default file name when the tokenizer is copied beside a dataset
 FILE_KEYS = {
     "gpt2": {"encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"},
@@ -152,24 +154,29 @@ class GPT2Tokenizer(Tokenizer):
 
 def _check_gpt2(bpe, vocab_bpe: str) -> None:
     """fairseq's get_encoder takes any JSON object and any lines, and encodes garbage with them
-    (a dict.txt as vocab.bpe splits text into single bytes). GPT-2's files: a token -> id table
-    holding the symbol of every byte, and a '#version' line (which get_encoder skips) followed by
-    merges of two tokens of that table into a third."""
-    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
-
-    encoder = bpe.encoder
-    if not all(isinstance(token, str) and isinstance(i, int) for token, i in encoder.items()):
-        raise TokenizerFileError("encoder.json is not a JSON object of token -> integer id")
-    missing = [symbol for symbol in bytes_to_unicode().values() if symbol not in encoder]
-    if missing:
-        raise TokenizerFileError(f"encoder.json lacks {len(missing)} of the 256 byte symbols, e.g. {shown(missing[0])}")
+    (a dict.txt as vocab.bpe splits text into single bytes). GPT-2's files: a '#version' line
+    (which get_encoder skips) and the tables check_gpt2_tables checks."""
     with open(vocab_bpe, encoding="utf-8") as f:
         if not f.readline().startswith("#version"):
             raise TokenizerFileError("vocab.bpe does not start with GPT-2's '#version' line")
-    for merge in bpe.bpe_ranks:
+    check_gpt2_tables(bpe.encoder, bpe.bpe_ranks)
+
+
+def check_gpt2_tables(encoder: dict, merges, encoder_name: str = "encoder.json", merges_name: str = "vocab.bpe"):
+    """A TokenizerFileError unless `encoder` (token -> id) holds the symbol of every byte and
+    each merge (a tuple, as fairseq's get_encoder splits a line) joins two of its tokens into a
+    third. The converter checks a Hugging Face vocabulary with it before writing encoder.json."""
+    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
+
+    if not all(isinstance(token, str) and isinstance(i, int) for token, i in encoder.items()):
+        raise TokenizerFileError(f"{encoder_name} is not a JSON object of token -> integer id")
+    missing = [symbol for symbol in bytes_to_unicode().values() if symbol not in encoder]
+    if missing:
+        raise TokenizerFileError(f"{encoder_name} lacks {len(missing)} of the 256 byte symbols, e.g. {shown(missing[0])}")
+    for merge in merges:
         if len(merge) != 2 or not all(token in encoder for token in (*merge, "".join(merge))):
-            raise TokenizerFileError(f"vocab.bpe's merge {shown(' '.join(merge))} is not two tokens of encoder.json "
-                             "making a third")
+            raise TokenizerFileError(f"{merges_name}'s merge {shown(' '.join(merge))} is not two tokens of "
+                                     f"{encoder_name} making a third")
 
 
 class SentencepieceTokenizer(Tokenizer):
@@ -202,7 +209,10 @@ class WordPieceTokenizer(Tokenizer):
         from tokenizers import BertWordPieceTokenizer
 
         self.wp = BertWordPieceTokenizer(
-            self.files["vocab"], lowercase=self.options.get("lowercase", True)
+            self.files["vocab"], lowercase=self.options.get("lowercase", True),
+            strip_accents=self.options.get("strip_accents"),
+            handle_chinese_chars=self.options.get("handle_chinese_chars", True),
+            clean_text=self.options.get("clean_text", True),
         )
 
     def _encode(self, text: str) -> str:
@@ -252,8 +262,9 @@ def read_spec(spec_path) -> dict:
             raise ValueError(f"{spec_path}: {key!r} is {shown(spec[key])}; expected a file name (relative to "
                              "the spec's folder)")
         out[key] = str((spec_path.parent / spec[key]).resolve())
-    if not isinstance(spec.get("lowercase", False), bool):
-        raise ValueError(f"{spec_path}: 'lowercase' is {shown(spec['lowercase'])}; expected true or false")
+    for option in OPTIONS.get(spec["type"], ()):
+        if not isinstance(spec.get(option, False), bool):
+            raise ValueError(f"{spec_path}: {option!r} is {shown(spec[option])}; expected true or false")
     return out
 
 

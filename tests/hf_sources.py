@@ -49,9 +49,13 @@ def build_tiny_bert(source: Path):
 
 
 def build_tiny_roberta_bpe(source: Path):
-    """A random RobertaForMaskedLM with a ten-token byte-level BPE vocabulary, given as the
-    classic vocab.json + merges.txt (what transformers 4 and the original releases ship)."""
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "Ġ": 4, "a": 5, "b": 6, "ab": 7, "Ġa": 8, "<mask>": 9}
+    """A random RobertaForMaskedLM with a byte-level BPE vocabulary of the 256 byte symbols and
+    two merges, given as the classic vocab.json + merges.txt (what transformers 4 and the
+    original releases ship)."""
+    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
+
+    tokens = ["<s>", "<pad>", "</s>", "<unk>", *bytes_to_unicode().values(), "ab", "Ġa", "<mask>"]
+    vocab = {token: i for i, token in enumerate(tokens)}
     config = transformers.RobertaConfig(
         vocab_size=len(vocab), max_position_embeddings=34, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
         eos_token_id=2, **TINY_SIZES,

