@@ -5,6 +5,7 @@ roberta_base's, so fine-tuning must be told them:
 
     fairseq-train ... --user-dir fairseq_hire --arch roberta_hire $(python scripts/checkpoint_args.py model.pt)
     fairseq-train ... --arch roberta_base $(python scripts/checkpoint_args.py model.pt --stock-roberta)
+    fairseq-hydra-train ... $(python scripts/checkpoint_args.py model.pt --hydra)
 
 (the last one for fairseq's own roberta architectures, with or without the plugin: they have
 no --encoder-layernorm-eps, which is roberta_hire's option).
@@ -98,6 +99,20 @@ def flags_of(model: Dict, for_stock_roberta: bool = False, described_as="the che
     return flags
 
 
+def hydra_overrides(flags: List[str]) -> List[str]:
+    """The same options as fairseq-hydra-train overrides: ``++model.encoder_layers=6`` (``++`` sets
+    a key whether or not the YAML has it), a switch as ``=true``; the positions as
+    ``++task.max_positions``, as the sentence_prediction tasks set the model's from the task's."""
+    overrides = []
+    for index, flag in enumerate(flags):
+        if flag.startswith("--"):
+            has_value = index + 1 < len(flags) and not flags[index + 1].startswith("--")
+            value = flags[index + 1] if has_value else "true"
+            section = "task" if flag == "--max-positions" else "model"
+            overrides.append(f"++{section}.{flag[2:].replace('-', '_')}={value}")
+    return overrides
+
+
 def flag_number(flags: List[str], name: str) -> int:
     """An integer architecture flag's value (--encoder-layers, --max-positions)."""
     return int(flags[flags.index(name) + 1])
@@ -121,10 +136,14 @@ def main(argv=None) -> int:
         help="for fairseq's own roberta architectures (e.g. roberta_base): leave out "
              "--encoder-layernorm-eps, an option of the plugin's roberta_hire only",
     )
+    parser.add_argument("--hydra", action="store_true",
+                        help="print them as fairseq-hydra-train overrides (++model.encoder_layers=6 ...)")
     args = parser.parse_args(argv)
     try:
         model = model_config(args.model_pt)
         flags = flags_of(model, args.stock_roberta, described_as=args.model_pt)
+        if args.hydra:
+            flags = hydra_overrides(flags)
         eps = layernorm_eps(model)
     except (OSError, ValueError, CheckpointError) as error:
         print(f"checkpoint_args.py: error: {error}", file=sys.stderr)

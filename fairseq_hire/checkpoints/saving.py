@@ -22,7 +22,8 @@ stock fairseq even in a process where a plugin run was set up. For a plugin run'
    stops with an error instead of silently starting over. Temporary files of dead writers
    are removed. Then fairseq's own ``load_checkpoint`` runs inside ``plugin_checkpoints()``,
    where ``load_checkpoint_to_cpu`` is the safe loader (``checkpoints.loading``: --finetune-from-model,
-   --restore-file, resuming) and torch's allowlist holds fairseq's checkpoint contents for the
+   --restore-file, resuming), whose checkpoint must be the encoder the run built (``fitting``: a
+   converted checkpoint fine-tuned without its sizes, epsilon or activation), and torch's allowlist holds fairseq's checkpoint contents for the
    checkpoint fairseq broadcasts to ranks > 0. After resuming, a run whose budget is spent
    (``budget_spent``) ends there, with exit status 0: fairseq checks --max-update and
    --stop-time-hours only after an update, so a finished run started again would train one
@@ -54,7 +55,7 @@ from typing import Optional
 
 from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 
-from . import early_stopping, loading
+from . import early_stopping, fitting, loading
 from .configuration import ALLOWED_TASKS, task_name
 from .errors import CheckpointError, CorruptCheckpointError
 from .loading import HOOK_MARK, fairseq_contents_allowed, load_state
@@ -132,6 +133,8 @@ def budget_spent(trainer, extra_state, epoch_itr) -> Optional[str]:
 # ------------------------------------------------------------------ the hooks
 
 PLUGIN_CHECKPOINTS = contextvars.ContextVar("fairseq_hire_plugin_checkpoints", default=False)
+# the model a plugin run's load_checkpoint loads into: each checkpoint it reads must fit it (``fitting``)
+LOADING_INTO = contextvars.ContextVar("fairseq_hire_loading_into", default=None)
 
 
 # the plugin's task, criterion and model classes, added by install(): a trainer with any is a plugin run
@@ -197,8 +200,12 @@ def install(component: type) -> None:
         if not plugin_run(trainer):
             return fairseq_load(cfg, trainer, **passthrough_args)
         prepare_resume(cfg, trainer)
-        with plugin_checkpoints():
-            extra_state, epoch_itr = fairseq_load(cfg, trainer, **passthrough_args)
+        token = LOADING_INTO.set(trainer.get_model())
+        try:
+            with plugin_checkpoints():
+                extra_state, epoch_itr = fairseq_load(cfg, trainer, **passthrough_args)
+        finally:
+            LOADING_INTO.reset(token)
         stopped_early = early_stopping.restore(cfg, trainer, extra_state)
         spent = budget_spent(trainer, extra_state, epoch_itr) or stopped_early
         if spent:
@@ -216,7 +223,10 @@ def install(component: type) -> None:
 
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         if PLUGIN_CHECKPOINTS.get():
-            return loading.load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
+            state = loading.load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
+            if LOADING_INTO.get() is not None:
+                fitting.check(LOADING_INTO.get(), state, path)
+            return state
         return fairseq_load_to_cpu(path, arg_overrides, load_on_all_ranks)
 
     def torch_persistent_save(obj, filename, async_write: bool = False):

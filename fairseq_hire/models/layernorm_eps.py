@@ -57,3 +57,10 @@ def apply_recorded_eps(model) -> None:
     eps = getattr(getattr(model, "args", None), "encoder_layernorm_eps", None)
     if eps is not None:
         set_layernorm_eps(model.encoder, checked_eps(eps))
+
+
+def has_option(model_class) -> bool:
+    """Whether the model class takes --encoder-layernorm-eps (roberta_hire; fairseq's roberta does not)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    model_class.add_args(parser)
+    return any(FLAG in action.option_strings for action in parser._actions)

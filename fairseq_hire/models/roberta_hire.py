@@ -40,14 +40,73 @@ ENCODER_DEFAULTS = {"freeze_encoder": False, "layer_cache": None}
 
 
 def check_encoder_options(cfg, model) -> None:
-    """Refuse the frozen-encoder options for a model that is not roberta_hire: fairseq's parser
+    """Refuse roberta_hire's encoder options for a model that is not roberta_hire: fairseq's parser
     refuses them on fairseq-train, but fairseq-hydra-train hands any ``model.*`` key to the
-    model, and fairseq's stock roberta (the YAMLs' baseline) would fine-tune its whole encoder."""
+    model, and fairseq's stock roberta (the YAMLs' baseline) would fine-tune its whole encoder,
+    or build its LayerNorms with fairseq's epsilon."""
+    if safe_getattr(cfg, "layer_cache", None) == "":  # a truth test would train without a cache
+        raise ValueError("model.layer_cache '': expected a folder for the cache (or no layer_cache)")
     given = [name for name in ENCODER_DEFAULTS if safe_getattr(cfg, name, None)]
+    eps = safe_getattr(cfg, "encoder_layernorm_eps", None)
+    if eps is not None and eps != FAIRSEQ_LAYERNORM_EPS:
+        given.append("encoder_layernorm_eps")
     if given and not isinstance(model, RobertaHireModel):
-        raise ValueError(f"model.{given[0]} is an option of roberta_hire; {type(model).__name__} would ignore it "
-                         "and train its encoder: use roberta_hire, whose stock head is --head stock's options "
-                         "(docs/OPTIONS.md)")
+        raise ValueError(f"model.{given[0]} is an option of roberta_hire; {type(model).__name__} would ignore it: "
+                         "use roberta_hire, whose stock head is --head stock's options (docs/OPTIONS.md)")
+
+
+def encoder_config_keys() -> set:
+    """The keys TransformerConfig.from_namespace reads for an encoder: its own fields, and its
+    encoder and quant_noise sections' as encoder_<field>, quant_noise_<field>."""
+    import dataclasses
+
+    from fairseq.models.transformer import TransformerConfig
+
+    keys = set()
+    for field in dataclasses.fields(TransformerConfig):
+        if field.name == "decoder":
+            continue
+        if dataclasses.is_dataclass(field.type):
+            keys.update(f"{field.name}_{sub.name}" for sub in dataclasses.fields(field.type))
+        else:
+            keys.add(field.name)
+    return keys
+
+
+def check_hydra_model_keys(cfg) -> None:
+    """Refuse a ``model.*`` key of a fairseq-hydra-train run that its model does not read.
+    fairseq-train's parser refuses an unknown flag, and fairseq checks a dataclass model's keys,
+    but an argparse model (RoBERTa, roberta_hire) gets its Hydra section as it is and reads the
+    keys it knows: ``model.freeze_encodr=true`` would train the whole encoder without a word.
+    The keys it knows: its add_args flags, what its architecture fills in, tokens_per_sample
+    (RobertaModel.build_model reads it for a missing max_positions), what its encoder reads
+    through TransformerConfig.from_namespace (checkpoint_activations, encoder_*, quant_noise_*),
+    and roberta_hire's options:
+    the YAMLs carry them, and their baseline switch (model._name=roberta_base) leaves them to
+    roberta_hire (``check_encoder_options`` refuses those that would change the stock model)."""
+    import argparse
+    import difflib
+
+    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY, MODEL_DATACLASS_REGISTRY
+    from omegaconf import OmegaConf
+
+    name = safe_getattr(cfg, "_name", None)
+    if not OmegaConf.is_config(cfg) or name not in ARCH_MODEL_REGISTRY or name in MODEL_DATACLASS_REGISTRY:
+        return
+    def options_of(model_class) -> set:
+        parser = argparse.ArgumentParser(add_help=False)
+        model_class.add_args(parser)
+        return {action.dest for action in parser._actions}
+
+    filled_in = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY[name](filled_in)
+    known = options_of(ARCH_MODEL_REGISTRY[name]) | options_of(RobertaHireModel) | set(vars(filled_in)) \
+        | encoder_config_keys() | {"_name", "tokens_per_sample"}
+    unknown = sorted(set(cfg.keys()) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"; did you mean model.{close[0]}?" if close else " (fairseq-train --arch NAME --help lists them)"
+        raise ValueError(f"model.{unknown[0]}: {name} has no such option{hint}")
 
 
 def head_parts(param_names) -> frozenset:

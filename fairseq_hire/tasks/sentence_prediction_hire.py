@@ -2,11 +2,12 @@
 
 Every recipe (finetune.py, the comparison, the Hydra YAMLs) trains with this task. It is
 fairseq's SentencePredictionTask (the same data, dictionaries, options and model building)
-with three additions, for the runs that use it and no other:
+with these additions, for the runs that use it and no other:
 
 1. ``build_model`` records the head's classes in the task state fairseq saves in every
    checkpoint, or refuses data whose classes differ from those a checkpoint recorded
-   (``head_classes``); for training, it refuses roberta_hire's frozen-encoder options given to
+   (``head_classes``); for training, it refuses a Hydra ``model.*`` key the model does not read
+   (``roberta_hire.check_hydra_model_keys``) and roberta_hire's encoder options given to
    another model, which would ignore them (``roberta_hire.check_encoder_options``); loaded from
    a checkpoint, the model reads no layer cache (the folder recorded is the training run's);
 2. its batch iterators keep the last, smaller batch that fairseq's ``batch_by_size`` drops when
@@ -16,7 +17,9 @@ with three additions, for the runs that use it and no other:
 3. set up for training (fairseq-train, fairseq-hydra-train: not from a checkpoint), it installs
    the run's checkpoint hooks (``checkpoints.saving``): safe loading for --finetune-from-model,
    --restore-file and resuming, atomic saving, the repair of a corrupt checkpoint_last.pt and
-   the finished-run check.
+   the finished-run check;
+4. a --layer-cache is opened (and built) as each epoch begins, before fairseq's batch thread
+   starts, so that a folder in the way ends the run with its one-line error.
 """
 from dataclasses import dataclass
 from typing import Dict
@@ -29,7 +32,7 @@ from fairseq.tasks.sentence_prediction import SentencePredictionConfig, Sentence
 from ..checkpoints import saving
 from ..checkpoints.head_classes import record_or_check
 from ..models.layer_cache import drop_layer_cache
-from ..models.roberta_hire import check_encoder_options
+from ..models.roberta_hire import check_encoder_options, check_hydra_model_keys
 
 TASK_NAME = "sentence_prediction_hire"
 
@@ -78,6 +81,8 @@ class SentencePredictionHireTask(SentencePredictionTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         record_or_check(self)
+        if not from_checkpoint:
+            check_hydra_model_keys(cfg)
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:  # a run that trains; a checkpoint already trained is loaded as it is
             check_encoder_options(cfg, model)

@@ -1,0 +1,134 @@
+"""A checkpoint a plugin run loads into its model must be the encoder that model is.
+
+fairseq-train loads --finetune-from-model (and --restore-file, and a resumed checkpoint_last)
+into the model the run's own options build. A size the run gets wrong ends in fairseq's
+"Cannot load model parameters ... ensure that the architectures match" under a long traceback
+that names no option; a LayerNorm epsilon, an activation, a number of attention heads, the
+place of the LayerNorms or the scaling of the embeddings the run gets wrong loads without a
+word (none changes a weight's shape) and fine-tunes another function than the checkpoint's. fairseq-hydra-train makes
+both easy: the YAMLs are roberta.base/large's, and a converted checkpoint's sizes must be
+given as overrides (``scripts/checkpoint_args.py --hydra``).
+
+``check(model, state, path)`` compares what the run built with the checkpoint: sizes from its
+weights, the rest from its configuration as fairseq reads it (``shapes.Shapes``), and refuses
+the first difference in one line naming the option. Classification heads are not compared:
+a head of other classes starts fresh on purpose (fine-tuning from MNLI to RTE).
+"""
+import math
+import re
+from typing import Dict, List, Tuple
+
+import torch
+
+from .configuration import model_name
+from .errors import CheckpointError
+from .shapes import ENCODER_PREFIXES, PAD_INDEX, Shapes, configurations
+from ..models import layernorm_eps
+from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
+
+
+class ArchitectureMismatchError(CheckpointError, ValueError):
+    """The run's model is not the encoder of the checkpoint it loads."""
+
+
+def built(model) -> Dict[str, object]:
+    """option -> what the run's model has (its first layer speaks for every layer; the activation
+    by the name the run gave it: fairseq builds some as a new lambda each time)."""
+    from fairseq.utils import safe_getattr
+
+    encoder = model.encoder.sentence_encoder
+    layer = encoder.layers[0]
+    found = {
+        "encoder_layers": len(encoder.layers),
+        "encoder_embed_dim": encoder.embed_tokens.embedding_dim,
+        "encoder_ffn_embed_dim": layer.fc1.out_features,
+        "encoder_attention_heads": layer.self_attn.num_heads,
+        "activation_fn": safe_getattr(model.args, "activation_fn", None),
+        "encoder_normalize_before": bool(layer.normalize_before),
+        "encoder_layernorm_eps": layer.final_layer_norm.eps,
+        "no_scale_embedding": encoder.embed_scale == 1.0,
+        "dictionary": encoder.embed_tokens.num_embeddings,
+    }
+    if isinstance(getattr(encoder, "embed_positions", None), torch.nn.Embedding):
+        found["max_positions"] = encoder.embed_positions.num_embeddings - PAD_INDEX - 1
+    return found
+
+
+def recorded(state: Dict, path) -> Dict[str, object]:
+    """option -> what the checkpoint is: sizes from its weights, the rest from its configuration."""
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+    from fairseq.models.transformer import TransformerConfig
+    from fairseq.utils import safe_getattr
+
+    weights = state["model"]
+    prefix = next(p for p in ENCODER_PREFIXES if p + "embed_tokens.weight" in weights)
+    embeddings = weights[prefix + "embed_tokens.weight"]
+    layer_numbers = {int(m.group(1)) for m in map(re.compile(re.escape(prefix) + r"layers\.(\d+)\.").match, weights)
+                     if m}
+    found = {
+        "encoder_layers": len(layer_numbers),
+        "encoder_embed_dim": embeddings.shape[1],
+        "encoder_ffn_embed_dim": weights[f"{prefix}layers.{min(layer_numbers)}.fc1.weight"].shape[0],
+        "dictionary": embeddings.shape[0],
+    }
+    if prefix + "embed_positions.weight" in weights:  # learned positions: max_positions + pad + 1 rows
+        found["max_positions"] = weights[prefix + "embed_positions.weight"].shape[0] - PAD_INDEX - 1
+    where, section, task, _ = next(configurations(state), (None, None, None, None))
+    if model_name(section) in ARCH_CONFIG_REGISTRY:  # the safe loader refused any other; a bare state has none
+        arch = model_name(section)
+        model = Shapes(path, weights).as_fairseq_builds_it(where, section, task, arch)
+        encoder = TransformerConfig.from_namespace(model).encoder
+        found["encoder_attention_heads"] = encoder.attention_heads
+        found["activation_fn"] = safe_getattr(model, "activation_fn", "relu")
+        found["encoder_normalize_before"] = bool(encoder.normalize_before)
+        found["no_scale_embedding"] = bool(safe_getattr(model, "no_scale_embedding", False))
+        found["encoder_layernorm_eps"] = float(safe_getattr(model, "encoder_layernorm_eps", None)
+                                               or FAIRSEQ_LAYERNORM_EPS)
+    return found
+
+
+def same(option: str, theirs, ours) -> bool:
+    if option == "encoder_layernorm_eps":
+        return math.isclose(theirs, ours, rel_tol=1e-6)
+    if option == "activation_fn":  # a name, or an alias of it (gelu_fast is gelu_accurate)
+        from fairseq.utils import get_activation_fn
+
+        try:
+            return theirs == ours or get_activation_fn(theirs) is get_activation_fn(ours)
+        except RuntimeError:  # a name fairseq does not know is no activation of the run's
+            return False
+    return theirs == ours
+
+
+def differences(model, state: Dict, path) -> List[Tuple[str, object, object]]:
+    """(option, the checkpoint's, the run's) for each option on which they differ."""
+    run, checkpoint = built(model), recorded(state, path)
+    pruned = getattr(getattr(model, "args", None), "encoder_layers_to_keep", None)
+    found = []
+    for option, value in checkpoint.items():
+        if option not in run or (option == "encoder_layers" and pruned):  # fairseq prunes at load
+            continue
+        if not same(option, value, run[option]):
+            found.append((option, value, run[option]))
+    return found
+
+
+def check(model, state: Dict, path) -> None:
+    """Refuse (ArchitectureMismatchError) loading `state` (read from `path`) into `model`, the
+    model a plugin run built, where the two encoders differ."""
+    if not any(p + "embed_tokens.weight" in state.get("model", {}) for p in ENCODER_PREFIXES):
+        return  # no RoBERTa encoder in it: fairseq's own load refuses it as it does today
+    found = differences(model, state, path)
+    if not found:
+        return
+    option, theirs, ours = found[0]
+    if option == "dictionary":
+        raise ArchitectureMismatchError(
+            f"cannot load {path}: its embeddings have {theirs} rows, but the data's dictionary (dict.txt) "
+            f"gives {ours}; expected data binarised with the checkpoint's dictionary (glue_prep does so)")
+    stock = ("; fairseq's roberta architectures have no epsilon option: use roberta_hire, whose --head stock "
+             "is their head" if option == "encoder_layernorm_eps" and not layernorm_eps.has_option(type(model)) else "")
+    raise ArchitectureMismatchError(
+        f"cannot load {path}: its {option} is {theirs}, but this run builds {ours}{stock}; expected the checkpoint's architecture: "
+        f"python scripts/checkpoint_args.py {path} prints it as fairseq-train flags, with --hydra as "
+        "fairseq-hydra-train overrides")
