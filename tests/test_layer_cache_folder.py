@@ -154,3 +154,15 @@ def test_plain_fairseq_train_refuses_a_layer_cache_folder_in_one_line_before_any
                     "expected a folder for the cache or a path where one can be made"), result.stderr[-2000:]
     assert "begin_epoch" in result.stderr and "in forward" not in result.stderr, result.stderr[-2000:]
     assert not list(save_dir.glob("checkpoint*.pt"))
+
+
+@pytest.mark.parametrize("freeze", [(), ("--freeze-encoder",)], ids=["alone", "frozen"])
+def test_an_empty_layer_cache_name_is_refused_not_dropped(rte_bin, tiny_pretrained, tmp_path, capsys, freeze):
+    """--layer-cache '' was read as no cache (every check was a truth test): a run asked for a
+    cache silently trained without one, and without --freeze-encoder nothing was refused."""
+    from fairseq_hire.workflow import finetune
+
+    assert finetune.main(["RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "save"), *freeze,
+                          "--layer-cache", "", "--device", "cpu", "--dry-run"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "finetune: error: --layer-cache '': expected a folder for the cache (or no --layer-cache)"

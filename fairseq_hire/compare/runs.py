@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from glue_prep.atomic import write_atomically
-from ..modules.options import head_options
-from ..workflow.same_run import argparse_words, training_flags
+from ..modules.options import head_options, head_preset
+from ..workflow.same_run import argparse_words, request_differences, training_flags
 from .claims import Claim
 from .failures import clear_failure, record_failure
 from .provenance import (code_version, differing_inputs, fairseq_schedule, gpu_name, input_digests,
@@ -197,6 +197,27 @@ def check_recipe(comparison: Comparison) -> None:
             raise ValueError(f"{path} was trained from other files at the same paths ({', '.join(changed)}: sha256 "
                              f"{', '.join(str(trained_from[n])[:12] for n in changed)}, now "
                              f"{', '.join(inputs[n][:12] for n in changed)}): use another OUT folder")
+    check_stopped_runs(comparison)
+
+
+def check_stopped_runs(comparison: Comparison) -> None:
+    """Refuse to add runs to a comparison whose stopped runs (a checkpoint, no run file yet) were
+    started with another recipe: each would resume as itself, or its finetune.py would refuse it
+    and the refusal count as a failed run of the head."""
+    from ..workflow.finetune import parse_arguments
+
+    for save_dir in sorted(comparison.work_dir.glob("*-seed*")):
+        head, _, seed = save_dir.name.rpartition("-seed")
+        try:
+            head_preset(head)
+        except ValueError:  # no folder of this comparison's runs
+            continue
+        if not (save_dir.is_dir() and seed.isdigit()):
+            continue
+        differ = request_differences(*parse_arguments(comparison.finetune_arguments(head, int(seed), save_dir)))
+        if differ:
+            raise ValueError(f"{save_dir} holds a stopped run started with another recipe ({'; '.join(differ)}); "
+                             "every head must share one recipe: use another OUT folder, or delete that folder")
 
 
 @dataclass

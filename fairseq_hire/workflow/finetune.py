@@ -132,6 +132,8 @@ def check_options(args) -> None:
     if args.baseline and args.freeze_encoder:
         raise ValueError("--freeze-encoder is an option of the plugin's roberta_hire model; fairseq's stock "
                          "roberta (--baseline) has none: use --head stock for the stock head with a frozen encoder")
+    if args.layer_cache == "":
+        raise ValueError("--layer-cache '': expected a folder for the cache (or no --layer-cache)")
     if args.layer_cache and not args.freeze_encoder:
         raise ValueError(f"--layer-cache {args.layer_cache}: the cache holds a frozen encoder's layer outputs; "
                          "expected --freeze-encoder with it")

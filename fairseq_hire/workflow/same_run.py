@@ -58,12 +58,13 @@ def resumable(save_dir: Path) -> bool:
     return any(save_dir.glob("checkpoint_last*.pt"))
 
 
-def check_same_run(args, passthrough) -> None:
-    """Refuse (ValueError, one line) to resume a SAVE_DIR checkpoint that another request started."""
+def request_differences(args, passthrough) -> list:
+    """How the request recorded in SAVE_DIR differs from this one ("name 'before', now 'after'"),
+    for a checkpoint fairseq-train would resume; empty where there is none or no record."""
     save_dir = Path(args.save_dir)
     recorded = save_dir / REQUEST_FILE
     if not resumable(save_dir) or not recorded.exists():
-        return
+        return []
     try:
         before = json.loads(recorded.read_text(encoding="utf-8"))
     except ValueError:
@@ -71,10 +72,15 @@ def check_same_run(args, passthrough) -> None:
     if not isinstance(before, dict):
         raise ValueError(f"{recorded}: not the JSON finetune.py writes; delete {save_dir} to start the run anew")
     now = run_request(args, passthrough)
-    differ = [f"{name} {before.get(name)!r}, now {now.get(name)!r}"
-              for name in dict.fromkeys([*before, *now]) if before.get(name) != now.get(name)]
+    return [f"{name} {before.get(name)!r}, now {now.get(name)!r}"
+            for name in dict.fromkeys([*before, *now]) if before.get(name) != now.get(name)]
+
+
+def check_same_run(args, passthrough) -> None:
+    """Refuse (ValueError, one line) to resume a SAVE_DIR checkpoint that another request started."""
+    differ = request_differences(args, passthrough)
     if differ:
-        raise ValueError(f"{save_dir} holds a run started with other options ({'; '.join(differ)}), whose "
+        raise ValueError(f"{args.save_dir} holds a run started with other options ({'; '.join(differ)}), whose "
                          "checkpoint_last.pt fairseq-train would resume: use another SAVE_DIR, or delete this one")
 
 
