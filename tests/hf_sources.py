@@ -87,6 +87,16 @@ def small_bert(tmp_path, tiny_bert):
     return copy_to_break(tiny_bert, tmp_path)
 
 
+@pytest.fixture(scope="module")
+def tiny_roberta_bpe(tmp_path_factory):
+    return build_tiny_roberta_bpe(tmp_path_factory.mktemp("tiny-roberta-bpe") / "hf")
+
+
+@pytest.fixture
+def small_roberta(tmp_path, tiny_roberta_bpe):
+    return copy_to_break(tiny_roberta_bpe, tmp_path)
+
+
 @contextlib.contextmanager
 def deadline(seconds: float):
     """Fail (TimeoutError) instead of hanging on a FIFO or a loop a hostile input makes endless."""

@@ -10,8 +10,8 @@ import transformers
 
 from fairseq_hire.conversion import convert
 from glue_prep.tokenizers import load_tokenizer
-from hf_sources import (assert_refused, build_tiny_roberta_bpe, copy_to_break, small_bert,  # noqa: F401  (fixtures)
-                        tiny_bert)
+from hf_sources import (assert_refused, build_tiny_roberta_bpe, small_bert,  # noqa: F401  (fixtures)
+                        small_roberta, tiny_bert, tiny_roberta_bpe)
 from test_convert_hf_checkpoint import load_script
 
 TEXTS = ["Café OK", "naïve CAFÉ über", "中文 ok", "ok 中文文 café"]
@@ -68,16 +68,6 @@ def test_byte_level_bpe_gives_the_ids_of_transformers(tmp_path):
     converted = load_tokenizer(tmp_path / "out" / "tokenizer_spec.json")
     for text in ("a b", "ab a", " a\tbé"):
         assert converted.encode(text) == " ".join(map(str, hf_tokenizer(text, add_special_tokens=False)["input_ids"]))
-
-
-@pytest.fixture(scope="module")
-def tiny_roberta_bpe(tmp_path_factory):
-    return build_tiny_roberta_bpe(tmp_path_factory.mktemp("tiny-roberta-bpe") / "hf")
-
-
-@pytest.fixture
-def small_roberta(tmp_path, tiny_roberta_bpe):
-    return copy_to_break(tiny_roberta_bpe, tmp_path)
 
 
 def byte_level_tokenizer_json(source: Path, **changes) -> dict:

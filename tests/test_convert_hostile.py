@@ -15,8 +15,8 @@ import torch
 from conftest import REPO
 from fairseq_hire.checkpoints.loading import safe_torch_load
 from fairseq_hire.conversion import ConversionError, convert
-from hf_sources import (assert_refused, build_tiny_roberta_bpe, copy_to_break, edit_weights,  # noqa: F401
-                        small_bert, tiny_bert)
+from hf_sources import (assert_refused, edit_weights, small_bert, small_roberta, tiny_bert,  # noqa: F401
+                        tiny_roberta_bpe)
 
 pytestmark = pytest.mark.unit
 
@@ -36,16 +36,6 @@ def edit_json(path, change):
 
 def set_config(source, **fields):
     edit_json(source / "config.json", lambda config: config.update(fields))
-
-
-@pytest.fixture(scope="module")
-def tiny_roberta_bpe(tmp_path_factory):
-    return build_tiny_roberta_bpe(tmp_path_factory.mktemp("tiny-roberta-bpe") / "hf")
-
-
-@pytest.fixture
-def small_roberta(tmp_path, tiny_roberta_bpe):
-    return copy_to_break(tiny_roberta_bpe, tmp_path)
 
 
 def test_tiny_roberta_with_classic_vocabulary_files_converts(small_roberta, tmp_path):

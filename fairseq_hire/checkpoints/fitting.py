@@ -65,12 +65,11 @@ def recorded(state: Dict, path) -> Dict[str, object]:
     embeddings = weights[prefix + "embed_tokens.weight"]
     layer_numbers = {int(m.group(1)) for m in map(re.compile(re.escape(prefix) + r"layers\.(\d+)\.").match, weights)
                      if m}
-    found = {
-        "encoder_layers": len(layer_numbers),
-        "encoder_embed_dim": embeddings.shape[1],
-        "encoder_ffn_embed_dim": weights[f"{prefix}layers.{min(layer_numbers)}.fc1.weight"].shape[0],
-        "dictionary": embeddings.shape[0],
-    }
+    found = {"encoder_layers": len(layer_numbers), "encoder_embed_dim": embeddings.shape[1],
+             "dictionary": embeddings.shape[0]}
+    first_fc1 = f"{prefix}layers.{min(layer_numbers, default=0)}.fc1.weight"
+    if first_fc1 in weights:
+        found["encoder_ffn_embed_dim"] = weights[first_fc1].shape[0]
     if prefix + "embed_positions.weight" in weights:  # learned positions: max_positions + pad + 1 rows
         found["max_positions"] = weights[prefix + "embed_positions.weight"].shape[0] - PAD_INDEX - 1
     where, section, task, _ = next(configurations(state), (None, None, None, None))
