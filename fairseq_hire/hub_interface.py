@@ -141,7 +141,22 @@ class RobertaHireHubInterface(RobertaHubInterface):
         if tokens.dim() == 1:
             tokens = tokens.unsqueeze(0)
         check_length(tokens, self.model.max_positions())
+        self.check_sentences(tokens)
         return self.model(tokens.to(device=self.device), classification_head_name=head)
+
+    def check_sentences(self, tokens: torch.LongTensor) -> None:
+        """Refuse rows of another number of sentences than the task's: k sentences encoded as
+        RoBERTa encodes them (``<s> A </s> </s> B </s>``, empty sentences included) hold 2k - 1
+        ``</s>``. A pair task fed one sentence would predict, wrongly."""
+        expected = self.sentences_per_example
+        if expected is None:
+            return
+        counts = tokens.eq(self.task.source_dictionary.eos()).sum(dim=1).tolist()
+        for row, count in enumerate(counts):
+            if count != 2 * expected - 1:
+                raise ValueError(f"row {row} of the tokens holds {count} </s>, {(count + 1) / 2:g} sentence(s) as "
+                                 f"hub.encode writes them; the task of {self.task.cfg.data} takes {expected} "
+                                 f"(its glue_prep.json's num_inputs): encode the example as hub.encode(*sentences)")
 
     def predict(self, head: str, tokens: torch.LongTensor, return_logits: bool = False):
         """Log-probabilities (or logits) of `head` for tokens (T or B x T, padded with

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--labels", metavar="A,B,...", help="the classes, in this order (default: collected from "
                                                         "train, most frequent first, ties by label)")
     u.add_argument("--regression", nargs=2, type=score, metavar=("LOW", "HIGH"),
-                   help="a regression task with scores in [LOW, HIGH] (the model learns score / HIGH)")
+                   help="a regression task with scores in [LOW, HIGH] (the model learns the score divided "
+                        "by the range's largest magnitude, max(|LOW|, |HIGH|))")
     u.add_argument("--metric", help="the metric checkpoints are selected by (accuracy, f1, acc_and_f1, mcc, "
                                     "macro_f1; regression: pearson_and_spearman, pearson, spearman)")
     u.add_argument("--positive-label", metavar="LABEL", help="the class whose F1 is reported")

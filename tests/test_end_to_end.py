@@ -115,7 +115,7 @@ def test_hub_runs_hire_and_returns_layer_weights(trained, rte_bin):
     hub.predict(HEAD, tokens)
     handle.remove()
     assert calls == [1]
-    batch = data_utils.collate_tokens([tokens, hub.encode("Short.")], pad_idx=1)
+    batch = data_utils.collate_tokens([tokens, hub.encode("Short.", "Brief.")], pad_idx=1)
     assert hub.layer_weights(batch).shape == (2, 2)
 
 

@@ -129,6 +129,11 @@ def test_hub_input_is_stripped_checked_and_empty_batches_keep_their_width(traine
         hub.predict_batch(HEAD, "A cat sat on the mat.")
     with pytest.raises(ValueError, match=r"example 1 holds 1 sentence\(s\); the task of .* takes 2"):
         hub.predict_batch(HEAD, [("A premise.", "A hypothesis."), "A premise alone."])  # RTE: pairs
+    for sentences in (("A premise alone.",), ("One.", "Two.", "Three.")):  # encode + predict: the same check
+        with pytest.raises(ValueError, match=rf"row 0 of the tokens holds {2 * len(sentences) - 1} </s>, "
+                                             rf"{len(sentences)} sentence\(s\) .* takes 2"):
+            hub.predict(HEAD, hub.encode(*sentences))
+    assert hub.predict(HEAD, hub.encode("A premise.", "")).shape == (1, 2)  # an empty hypothesis is a sentence
     assert hub.predict_batch(HEAD, []).shape == (0, 2)
 
 

@@ -105,6 +105,7 @@ def test_binaries_whose_label_dict_is_reversed_with_their_names_are_refused_by_t
                                                         capsys).items():
         assert (status, files) == (2, {}), (script, files)
         assert "the checkpoint's head was trained on the classes" in err, script
+        assert "has ['entailment', 'not_entailment'] (label/dict.txt)" in err and "<mask>" not in err, (script, err)
 
 
 @pytest.mark.parametrize("edit, refusal", [(reverse_label_names_of, "glue_prep.json: label_names is"),

@@ -44,9 +44,10 @@ def record_or_check(task) -> None:
     elif trained != given:  # checkpoints.configuration checked that it is a list of names
         from glue_prep.binarize import label_names  # every class of the data, not only the head's first ones
 
+        # fairseq's sentence_prediction adds <mask> to every dictionary it loads, the labels' too
+        classes = [name for name in label_names(task.label_dictionary) if name != "<mask>"]
         raise DataMismatchError(
-            f"the checkpoint's head was trained on the classes {trained}, but {task.cfg.data} has "
-            f"{label_names(task.label_dictionary)} "
+            f"the checkpoint's head was trained on the classes {trained}, but {task.cfg.data} has {classes} "
             "(label/dict.txt): the head's outputs would be read as the wrong classes. Use the binaries the model "
             "was trained on"
         )
