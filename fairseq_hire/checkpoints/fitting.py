@@ -5,9 +5,9 @@ into the model the run's own options build. A size the run gets wrong ends in fa
 "Cannot load model parameters ... ensure that the architectures match" under a long traceback
 that names no option; a LayerNorm epsilon, an activation, a number of attention heads, the
 place of the LayerNorms or the scaling of the embeddings the run gets wrong loads without a
-word (none changes a weight's shape) and fine-tunes another function than the checkpoint's. fairseq-hydra-train makes
-both easy: the YAMLs are roberta.base/large's, and a converted checkpoint's sizes must be
-given as overrides (``scripts/checkpoint_args.py --hydra``).
+word (none changes a weight's shape) and fine-tunes another function than the checkpoint's.
+fairseq-hydra-train makes both easy: the YAMLs are roberta.base/large's, and a converted
+checkpoint's sizes must be given as overrides (``scripts/checkpoint_args.py --hydra``).
 
 ``check(model, state, path)`` compares what the run built with the checkpoint: sizes from its
 weights, the rest from its configuration as fairseq reads it (``shapes.Shapes``), and refuses
@@ -125,9 +125,11 @@ def check(model, state: Dict, path) -> None:
         raise ArchitectureMismatchError(
             f"cannot load {path}: its embeddings have {theirs} rows, but the data's dictionary (dict.txt) "
             f"gives {ours}; expected data binarised with the checkpoint's dictionary (glue_prep does so)")
-    stock = ("; fairseq's roberta architectures have no epsilon option: use roberta_hire, whose --head stock "
-             "is their head" if option == "encoder_layernorm_eps" and not layernorm_eps.has_option(type(model)) else "")
+    stock = ""
+    if option == "encoder_layernorm_eps" and not layernorm_eps.has_option(type(model)):
+        stock = ("; fairseq's roberta architectures have no epsilon option: use roberta_hire, whose --head stock "
+                 "is their head")
     raise ArchitectureMismatchError(
-        f"cannot load {path}: its {option} is {theirs}, but this run builds {ours}{stock}; expected the checkpoint's architecture: "
-        f"python scripts/checkpoint_args.py {path} prints it as fairseq-train flags, with --hydra as "
-        "fairseq-hydra-train overrides")
+        f"cannot load {path}: its {option} is {theirs}, but this run builds {ours}{stock}; expected the "
+        f"checkpoint's architecture: python scripts/checkpoint_args.py {path} prints it as fairseq-train flags, "
+        "with --hydra as fairseq-hydra-train overrides")

@@ -108,8 +108,8 @@ class EncoderShape:
 
     def described(self) -> str:
         """The dimensions as config.json names them."""
-        return (f"vocab_size {self.vocab_size}, hidden_size {self.embed_dim}, intermediate_size {self.ffn_embed_dim}, max_position_embeddings "
-                f"{self.source_positions}, type_vocab_size {self.type_vocab_size}")
+        return (f"vocab_size {self.vocab_size}, hidden_size {self.embed_dim}, intermediate_size {self.ffn_embed_dim}, "
+                f"max_position_embeddings {self.source_positions}, type_vocab_size {self.type_vocab_size}")
 
 def package_model_dir(package: str) -> Path:
     """The model folder (the one holding config.json) inside an installed Python package,

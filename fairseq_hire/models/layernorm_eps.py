@@ -59,8 +59,13 @@ def apply_recorded_eps(model) -> None:
         set_layernorm_eps(model.encoder, checked_eps(eps))
 
 
-def has_option(model_class) -> bool:
-    """Whether the model class takes --encoder-layernorm-eps (roberta_hire; fairseq's roberta does not)."""
+def option_names(model_class) -> set:
+    """The options (argparse dests) a fairseq model class's add_args declares."""
     parser = argparse.ArgumentParser(add_help=False)
     model_class.add_args(parser)
-    return any(FLAG in action.option_strings for action in parser._actions)
+    return {action.dest for action in parser._actions}
+
+
+def has_option(model_class) -> bool:
+    """Whether the model class takes --encoder-layernorm-eps (roberta_hire; fairseq's roberta does not)."""
+    return "encoder_layernorm_eps" in option_names(model_class)

@@ -81,8 +81,8 @@ def check_hydra_model_keys(cfg) -> None:
     The keys it knows: its add_args flags, what its architecture fills in, tokens_per_sample
     (RobertaModel.build_model reads it for a missing max_positions), what its encoder reads
     through TransformerConfig.from_namespace (checkpoint_activations, encoder_*, quant_noise_*),
-    and roberta_hire's options:
-    the YAMLs carry them, and their baseline switch (model._name=roberta_base) leaves them to
+    and roberta_hire's options: the YAMLs carry them, and their baseline switch
+    (model._name=roberta_base) leaves them to
     roberta_hire (``check_encoder_options`` refuses those that would change the stock model)."""
     import argparse
     import difflib
@@ -93,15 +93,10 @@ def check_hydra_model_keys(cfg) -> None:
     name = safe_getattr(cfg, "_name", None)
     if not OmegaConf.is_config(cfg) or name not in ARCH_MODEL_REGISTRY or name in MODEL_DATACLASS_REGISTRY:
         return
-    def options_of(model_class) -> set:
-        parser = argparse.ArgumentParser(add_help=False)
-        model_class.add_args(parser)
-        return {action.dest for action in parser._actions}
-
     filled_in = argparse.Namespace()
     ARCH_CONFIG_REGISTRY[name](filled_in)
-    known = options_of(ARCH_MODEL_REGISTRY[name]) | options_of(RobertaHireModel) | set(vars(filled_in)) \
-        | encoder_config_keys() | {"_name", "tokens_per_sample"}
+    known = layernorm_eps.option_names(ARCH_MODEL_REGISTRY[name]) | layernorm_eps.option_names(RobertaHireModel) \
+        | set(vars(filled_in)) | encoder_config_keys() | {"_name", "tokens_per_sample"}
     unknown = sorted(set(cfg.keys()) - known)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
