@@ -38,6 +38,7 @@ DEFAULT_GLUE = REPO.parent / "shared" / "glue_data"
 TASKS = ["MRPC", "STS-B", "CoLA", "RTE"]
 LEARNING_RATES = {"MRPC": 3e-5, "STS-B": 6e-5, "RTE": 6e-5, "CoLA": 3e-5}
 EPOCHS = 3
+MIN_SEEDS = 5  # seeds of a head (and of the stock head) before a task or point counts as a result
 
 
 def ensure_minilm(work: Path) -> Path:

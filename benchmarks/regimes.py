@@ -70,7 +70,8 @@ from fairseq_hire.compare.runs import Comparison, Runner, check_recipe, run_all 
 from fairseq_hire.modules.options import head_options  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
 from glue_prep.metadata import metadata_file, read_metadata  # noqa: E402
-from quality import DEFAULT_GLUE, EPOCHS, LEARNING_RATES, WORK, ensure_data, ensure_minilm, study  # noqa: E402
+from quality import DEFAULT_GLUE, EPOCHS, LEARNING_RATES, MIN_SEEDS, WORK  # noqa: E402
+from quality import ensure_data, ensure_minilm, study  # noqa: E402
 from quality import RESULTS as TODAYS_STUDY  # noqa: E402
 from quality import TASKS as TODAYS_TASKS  # noqa: E402
 
@@ -85,7 +86,6 @@ FULL_ROWS = {"SST-2": 67349, "MRPC": 3668, "RTE": 2490, "CoLA": 8551, "STS-B": 5
 HEADS = [*DEFAULT_HEADS, "stock-mean-pool"]
 FINETUNE_RATES = {**LEARNING_RATES, "SST-2": 3e-5}
 FROZEN_RATE = 1e-3
-MIN_SEEDS = 5  # a point counts as a result only with this many seeds of a head (issue 28)
 NOT_MEASURED = "not measured"
 
 

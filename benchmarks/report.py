@@ -39,6 +39,7 @@ from fairseq_hire.compare.report import (ReportError, load_runs, markdown, numbe
                                          summarise_folder, write_report)
 from fairseq_hire.modules.options import head_preset, ordered_heads  # noqa: E402
 from glue_prep.atomic import write_atomically  # noqa: E402
+from quality import MIN_SEEDS  # noqa: E402
 from quality import TASKS as STUDY_TASKS  # noqa: E402
 from report_tables import glue_prep_table, heads_table, options_table, speed_tables  # noqa: E402
 
@@ -46,7 +47,6 @@ RESULTS = REPO / "benchmarks" / "results"
 STUDY = RESULTS / "compare"
 GPU_STUDY = RESULTS / "compare-gpu"  # benchmarks/gpu_replicate.sh's compare-gpu.tar.gz, unpacked here
 TASK_ORDER = STUDY_TASKS
-MIN_SEEDS = 5  # the study's requirement before a task counts for the answer and the recommendation
 # the page (relative to the repository) that holds each generated section
 PAGES = {"headline": "README.md", "options": "docs/OPTIONS.md", "heads": "docs/OPTIONS.md",
          "glue-prep": "docs/USAGE.md", "quality": "docs/RESULTS.md", "quality-gpu": "docs/RESULTS.md",
