@@ -9,7 +9,6 @@ resuming puts them back, under the conditions on which fairseq puts back ``best`
 score): the state resumed is the run's own (not --finetune-from-model's first load) and neither
 --reset-optimizer nor --reset-meters is given.
 """
-import contextlib
 import logging
 import sys
 from typing import Optional
@@ -31,25 +30,14 @@ def counters():
     return should_stop_early
 
 
-@contextlib.contextmanager
-def recorded(checkpoint_cfg, trainer):
-    """Inside, the checkpoints `trainer` saves carry the early-stopping counters as they are after
-    the validation that triggered the save (fairseq counts it before it saves)."""
+def saved_records(checkpoint_cfg, trainer) -> dict:
+    """What the checkpoint about to be saved adds to its extra_state: the counters as they are
+    after the validation that triggered the save (fairseq counts it before it saves)."""
     owner = counters()
     if checkpoint_cfg.patience <= 0 or not hasattr(owner, "num_runs"):
-        yield
-        return
-    record = {"best": float(owner.best), "num_runs": int(owner.num_runs), "num_updates": trainer.get_num_updates()}
-    fairseq_save = trainer.save_checkpoint
-
-    def save_checkpoint(filename, extra_state):
-        return fairseq_save(filename, {**extra_state, RECORD: record})
-
-    trainer.save_checkpoint = save_checkpoint  # this trainer, for this one save only
-    try:
-        yield
-    finally:
-        del trainer.save_checkpoint
+        return {}
+    return {RECORD: {"best": float(owner.best), "num_runs": int(owner.num_runs),
+                     "num_updates": trainer.get_num_updates()}}
 
 
 def well_formed(record) -> bool:

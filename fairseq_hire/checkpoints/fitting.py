@@ -13,10 +13,16 @@ checkpoint's sizes must be given as overrides (``scripts/checkpoint_args.py --hy
 weights, the rest from its configuration as fairseq reads it (``shapes.Shapes``), and refuses
 the first difference in one line naming the option. Classification heads are not compared:
 a head of other classes starts fresh on purpose (fine-tuning from MNLI to RTE).
+
+``fit(model, state, path)`` checks so after one repair: a run pruned with
+--encoder-layers-to-keep saves its kept layers numbered from 0, which fairseq prunes again when
+the run resumes. The run's checkpoints record the keep list (``saved_records``), and a
+checkpoint that records the run's own gets its layers' original numbers back.
 """
 import math
 import re
-from typing import Dict, List, Tuple
+import weakref
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -29,6 +35,51 @@ from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
 class ArchitectureMismatchError(CheckpointError, ValueError):
     """The run's model is not the encoder of the checkpoint it loads."""
+
+
+KEPT_RECORD = "fairseq_hire_kept_layers"  # key in a checkpoint's extra_state: the layers its weights are
+RUN_KEEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # a plugin run's model -> its keep
+
+
+def remember_kept_layers(model) -> None:
+    """Note the run's --encoder-layers-to-keep before fairseq loads a checkpoint: its pruning
+    clears the option in the run's configuration, which the run's checkpoints then record."""
+    from fairseq.utils import safe_getattr
+
+    keep = safe_getattr(getattr(model, "args", None), "encoder_layers_to_keep", None)
+    if keep:
+        RUN_KEEPS[model] = keep
+
+
+def saved_records(model) -> Dict[str, str]:
+    """What the run's checkpoints add to their extra_state: the layers a pruned run's weights are."""
+    return {KEPT_RECORD: RUN_KEEPS[model]} if model in RUN_KEEPS else {}
+
+
+def renumber_kept_layers(state: Dict, keep, path) -> None:
+    """A pruned run's checkpoint holds the kept layers numbered from 0, and fairseq prunes every
+    checkpoint it loads by the layers' original numbers: resuming the run would drop them (it
+    does for fairseq's own roberta). Where the checkpoint records that its weights are the
+    layers `keep` keeps, give them back those numbers, for fairseq's pruning to undo."""
+    weights, record = state["model"], (state.get("extra_state") or {}).get(KEPT_RECORD)
+    if record is not None and record != keep:
+        raise ArchitectureMismatchError(
+            f"cannot load {path}: its weights are the layers --encoder-layers-to-keep {record} kept, but this run "
+            f"keeps {keep}; expected the option of the run that saved it")
+    prefix = encoder_prefix(weights)
+    kept = kept_layers(keep)
+    if record is None or prefix is None or layer_numbers(weights, prefix) != set(range(len(kept))):
+        return
+    layer = re.compile("^" + re.escape(prefix) + r"layers\.(\d+)\.")
+    state["model"] = {layer.sub(lambda m: f"{prefix}layers.{kept[int(m.group(1))]}.", name): value
+                      for name, value in weights.items()}
+
+
+def fit(model, state: Dict, path) -> None:
+    """Make `state`, read from `path`, the weights `model` (a plugin run's) prunes or loads, or refuse it."""
+    if model in RUN_KEEPS:
+        renumber_kept_layers(state, RUN_KEEPS[model], path)
+    check(model, state, path)
 
 
 def built(model) -> Dict[str, object]:
@@ -54,6 +105,23 @@ def built(model) -> Dict[str, object]:
     return found
 
 
+def encoder_prefix(weights: Dict) -> Optional[str]:
+    return next((p for p in ENCODER_PREFIXES if p + "embed_tokens.weight" in weights), None)
+
+
+def layer_numbers(weights: Dict, prefix: str) -> set:
+    return {int(m.group(1)) for m in map(re.compile(re.escape(prefix) + r"layers\.(\d+)\.").match, weights) if m}
+
+
+def kept_layers(keep) -> List[int]:
+    """--encoder-layers-to-keep's layer numbers, in fairseq's order (sorted)."""
+    try:
+        return sorted(int(index) for index in str(keep).split(","))
+    except ValueError:
+        raise ArchitectureMismatchError(f"--encoder-layers-to-keep {keep!r}: expected layer indices separated "
+                                        "by commas, e.g. 0,2,4") from None
+
+
 def recorded(state: Dict, path) -> Dict[str, object]:
     """option -> what the checkpoint is: sizes from its weights, the rest from its configuration."""
     from fairseq.models import ARCH_CONFIG_REGISTRY
@@ -61,13 +129,12 @@ def recorded(state: Dict, path) -> Dict[str, object]:
     from fairseq.utils import safe_getattr
 
     weights = state["model"]
-    prefix = next(p for p in ENCODER_PREFIXES if p + "embed_tokens.weight" in weights)
+    prefix = encoder_prefix(weights)
     embeddings = weights[prefix + "embed_tokens.weight"]
-    layer_numbers = {int(m.group(1)) for m in map(re.compile(re.escape(prefix) + r"layers\.(\d+)\.").match, weights)
-                     if m}
-    found = {"encoder_layers": len(layer_numbers), "encoder_embed_dim": embeddings.shape[1],
+    numbers = layer_numbers(weights, prefix)
+    found = {"encoder_layers": len(numbers), "encoder_embed_dim": embeddings.shape[1],
              "dictionary": embeddings.shape[0]}
-    first_fc1 = f"{prefix}layers.{min(layer_numbers, default=0)}.fc1.weight"
+    first_fc1 = f"{prefix}layers.{min(numbers, default=0)}.fc1.weight"
     if first_fc1 in weights:
         found["encoder_ffn_embed_dim"] = weights[first_fc1].shape[0]
     if prefix + "embed_positions.weight" in weights:  # learned positions: max_positions + pad + 1 rows
@@ -102,10 +169,14 @@ def same(option: str, theirs, ours) -> bool:
 def differences(model, state: Dict, path) -> List[Tuple[str, object, object]]:
     """(option, the checkpoint's, the run's) for each option on which they differ."""
     run, checkpoint = built(model), recorded(state, path)
-    pruned = getattr(getattr(model, "args", None), "encoder_layers_to_keep", None)
+    keep = RUN_KEEPS.get(model)
     found = []
+    if keep:  # fairseq prunes the checkpoint's layers to the kept ones when it loads them
+        numbers = layer_numbers(state["model"], encoder_prefix(state["model"]))
+        if not set(kept_layers(keep)) <= numbers:
+            found.append(("encoder_layers_to_keep", sorted(numbers), keep))
     for option, value in checkpoint.items():
-        if option not in run or (option == "encoder_layers" and pruned):  # fairseq prunes at load
+        if option not in run or (option == "encoder_layers" and keep):
             continue
         if not same(option, value, run[option]):
             found.append((option, value, run[option]))
@@ -115,12 +186,17 @@ def differences(model, state: Dict, path) -> List[Tuple[str, object, object]]:
 def check(model, state: Dict, path) -> None:
     """Refuse (ArchitectureMismatchError) loading `state` (read from `path`) into `model`, the
     model a plugin run built, where the two encoders differ."""
-    if not any(p + "embed_tokens.weight" in state.get("model", {}) for p in ENCODER_PREFIXES):
+    if encoder_prefix(state.get("model", {})) is None:
         return  # no RoBERTa encoder in it: fairseq's own load refuses it as it does today
     found = differences(model, state, path)
     if not found:
         return
     option, theirs, ours = found[0]
+    if option == "encoder_layers_to_keep":
+        raise ArchitectureMismatchError(
+            f"cannot load {path}: --encoder-layers-to-keep {ours} keeps layer(s) "
+            f"{','.join(map(str, sorted(set(kept_layers(ours)) - set(theirs))))}, but its encoder has layers "
+            f"{','.join(map(str, theirs))} only; expected numbers of layers it has")
     if option == "dictionary":
         raise ArchitectureMismatchError(
             f"cannot load {path}: its embeddings have {theirs} rows, but the data's dictionary (dict.txt) "

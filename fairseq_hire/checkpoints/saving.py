@@ -21,10 +21,11 @@ stock fairseq even in a process where a plugin run was set up. For a plugin run'
    deterministic, ends where an uninterrupted run ends. With no intact checkpoint left it
    stops with an error instead of silently starting over. Temporary files of dead writers
    are removed. Then fairseq's own ``load_checkpoint`` runs inside ``plugin_checkpoints()``,
-   where ``load_checkpoint_to_cpu`` is the safe loader (``checkpoints.loading``: --finetune-from-model,
-   --restore-file, resuming), whose checkpoint must be the encoder the run built (``fitting``: a
-   converted checkpoint fine-tuned without its sizes, epsilon or activation), and torch's allowlist holds fairseq's checkpoint contents for the
-   checkpoint fairseq broadcasts to ranks > 0. After resuming, a run whose budget is spent
+   where ``load_checkpoint_to_cpu`` is the safe loader (``checkpoints.loading``:
+   --finetune-from-model, --restore-file, resuming), whose checkpoint must be the encoder the
+   run built (``fitting``: a converted checkpoint fine-tuned without its sizes, epsilon or
+   activation), and torch's allowlist holds fairseq's checkpoint contents for the checkpoint
+   fairseq broadcasts to ranks > 0. After resuming, a run whose budget is spent
    (``budget_spent``) ends there, with exit status 0: fairseq checks --max-update and
    --stop-time-hours only after an update, so a finished run started again would train one
    more and overwrite its checkpoints. fairseq's --patience counters are put back from the
@@ -37,7 +38,8 @@ stock fairseq even in a process where a plugin run was set up. For a plugin run'
    through ``atomic.copy_atomically``: every checkpoint file is at any moment either the old
    or the new one, whole. (A SIGKILL during fairseq's in-place copy leaves a truncated
    ``checkpoint_last.pt``, and every rerun of the same command would fail at once.) The
-   checkpoints carry fairseq's --patience counters.
+   checkpoints carry fairseq's --patience counters, and the layers a run pruned with
+   --encoder-layers-to-keep kept (``fitting``: resuming it gives them back their numbers).
 
 Remote paths (ioPath handlers) and asynchronous writes keep fairseq's own behaviour.
 """
@@ -175,6 +177,24 @@ def prepare_resume(cfg, trainer) -> None:
             repair_last_checkpoint(last, suffix)
 
 
+@contextlib.contextmanager
+def extra_records(trainer, records: dict):
+    """Inside, the checkpoints `trainer` saves carry `records` in their extra_state."""
+    if not records:
+        yield
+        return
+    fairseq_save = trainer.save_checkpoint
+
+    def save_checkpoint(filename, extra_state):
+        return fairseq_save(filename, {**extra_state, **records})
+
+    trainer.save_checkpoint = save_checkpoint  # this trainer, for this one save only
+    try:
+        yield
+    finally:
+        del trainer.save_checkpoint
+
+
 def hook(original, hooked):
     functools.update_wrapper(hooked, original)
     setattr(hooked, HOOK_MARK, True)
@@ -200,6 +220,7 @@ def install(component: type) -> None:
         if not plugin_run(trainer):
             return fairseq_load(cfg, trainer, **passthrough_args)
         prepare_resume(cfg, trainer)
+        fitting.remember_kept_layers(trainer.get_model())
         token = LOADING_INTO.set(trainer.get_model())
         try:
             with plugin_checkpoints():
@@ -218,14 +239,15 @@ def install(component: type) -> None:
         # fairseq keeps the best score as an attribute of checkpoint_utils.save_checkpoint, this function
         if not plugin_run(trainer):
             return fairseq_save(cfg, trainer, epoch_itr, val_loss)
-        with plugin_checkpoints(), early_stopping.recorded(cfg, trainer):
+        records = {**early_stopping.saved_records(cfg, trainer), **fitting.saved_records(trainer.get_model())}
+        with plugin_checkpoints(), extra_records(trainer, records):
             return fairseq_save(cfg, trainer, epoch_itr, val_loss)
 
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         if PLUGIN_CHECKPOINTS.get():
             state = loading.load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
             if LOADING_INTO.get() is not None:
-                fitting.check(LOADING_INTO.get(), state, path)
+                fitting.fit(LOADING_INTO.get(), state, path)
             return state
         return fairseq_load_to_cpu(path, arg_overrides, load_on_all_ranks)
 
