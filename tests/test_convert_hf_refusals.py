@@ -61,6 +61,65 @@ def test_wordpiece_settings_give_the_tokens_of_transformers(tmp_path, settings, 
     assert spec["lowercase"] == settings["do_lower_case"]
 
 
+def saved_wordpiece_source(tmp_path: Path, **settings) -> Path:
+    """A tiny BERT folder with the tokenizer files transformers saves (tokenizer.json, tokenizer_config.json)."""
+    tokenizer_dir, source = tmp_path / "tokenizer", tmp_path / "hf"
+    tokenizer_dir.mkdir()
+    (tokenizer_dir / "vocab.txt").write_text("".join(f"{t}\n" for t in WORDPIECE_TOKENS), encoding="utf-8")
+    (tokenizer_dir / "tokenizer_config.json").write_text(json.dumps({**settings, "tokenizer_class": "BertTokenizer"}))
+    config = transformers.BertConfig(vocab_size=len(WORDPIECE_TOKENS), hidden_size=8, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)
+    transformers.BertModel(config).save_pretrained(source)
+    transformers.AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(source)
+    (source / "vocab.txt").unlink(missing_ok=True)
+    return source
+
+
+def assert_tokens_of_transformers(source: Path, out: Path, texts) -> None:
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    convert(source, out)
+    converted = load_tokenizer(out / "tokenizer_spec.json")
+    for text in texts:
+        assert converted.encode(text).split() == hf_tokenizer.tokenize(text), text
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (("tokenizer.json", lambda t: t["normalizer"].update(lowercase=False)),
+     ["normalizer lowercase False", "sets do_lower_case True"]),
+    (("tokenizer_config.json", lambda t: t.pop("do_lower_case")),  # tokenizer.json: lowercase false
+     ["normalizer lowercase False", "has no do_lower_case (default True)"]),
+    (("tokenizer.json", lambda t: t["normalizer"].update(strip_accents=False)),
+     ["normalizer strip_accents False", "sets strip_accents None"]),
+    (("tokenizer.json", lambda t: t["normalizer"].update(handle_chinese_chars=False)),
+     ["normalizer handle_chinese_chars False", "sets tokenize_chinese_chars True"]),
+    (("tokenizer.json", lambda t: t["normalizer"].update(clean_text=False)),
+     ["normalizer clean_text false", "always cleans the text"]),
+], ids=["lowercase", "lowercase-by-default", "strip-accents", "chinese-chars", "clean-text"])
+def test_tokenizer_files_that_disagree_are_refused(tmp_path, change, fragments):
+    """transformers' BertTokenizer takes tokenizer_config.json's settings (its defaults where
+    absent) whatever tokenizer.json says; the tokenizers library takes tokenizer.json's."""
+    source = saved_wordpiece_source(tmp_path, do_lower_case=change[0] != "tokenizer_config.json")
+    edit_json(source / change[0], change[1])
+    assert_refused(source, tmp_path / "out", str(source / "tokenizer.json"), *fragments,
+                   "expected the two files to agree" if "clean" not in fragments[0] else "expected true")
+
+
+@pytest.mark.parametrize("tokenizer_class", ["PreTrainedTokenizerFast", "BertTokenizer"])
+def test_tokenizer_json_settings_give_the_tokens_of_transformers_generic_class(tmp_path, tokenizer_class):
+    """transformers' generic class reads tokenizer.json as it is (clean_text false included); with
+    BertTokenizer, files that agree convert."""
+    source = saved_wordpiece_source(tmp_path, do_lower_case=False)
+    if tokenizer_class != "BertTokenizer":
+        edit_json(source / "tokenizer_config.json", lambda t: t.update(tokenizer_class=tokenizer_class,
+                                                                      do_lower_case=True))  # unread
+        edit_json(source / "tokenizer.json", lambda t: t["normalizer"].update(clean_text=False,
+                                                                              handle_chinese_chars=False))
+    assert_tokens_of_transformers(source, tmp_path / "out", TEXTS + ["ok \x07 café", "ca\x00fé\u3000OK"])
+    spec = json.loads((tmp_path / "out" / "tokenizer_spec.json").read_text())
+    assert spec["lowercase"] is False
+    assert spec.get("clean_text", True) is (tokenizer_class == "BertTokenizer")
+
+
 def test_byte_level_bpe_gives_the_ids_of_transformers(tmp_path):
     source, _ = build_tiny_roberta_bpe(tmp_path / "hf")
     convert(source, tmp_path / "out")

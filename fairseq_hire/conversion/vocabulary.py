@@ -19,14 +19,16 @@ SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 
 FAIRSEQ_SPECIAL_ROLES = ("cls", "pad", "sep", "unk")  # the source tokens taking indices 0-3
 
-# BertNormalizer option (tokenizer.json) -> (its tokenizer_config.json name, HF's default); each
-# is a wordpiece tokenizer_spec.json option of the same name, written only when it is not the
-# default (None: strip_accents follows lowercase), so a spec means what older specs meant
+# BertNormalizer option (tokenizer.json) -> (tokenizer_config.json's name, transformers' BertTokenizer
+# default). transformers' BertTokenizer (4.x fast and 5.x) builds its normalizer from the
+# tokenizer_config.json values, defaults where absent, whatever tokenizer.json says; the tokenizers
+# library's own loaders, and transformers' generic class, read tokenizer.json's.
 WORDPIECE_OPTIONS = {
-    "strip_accents": ("strip_accents", None),
+    "lowercase": ("do_lower_case", True),
+    "strip_accents": ("strip_accents", None),  # None: follows lowercase
     "handle_chinese_chars": ("tokenize_chinese_chars", True),
-    "clean_text": (None, True),
 }
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")  # tokenizer.json as it is
 
 @dataclass
 class Vocabulary:
@@ -102,23 +104,51 @@ def bert_normalizer(tokenizer_json: dict, path: Path) -> Optional[dict]:
             return candidate
     return None
 
+def normalizer_setting(value, key: str, path: Path, nullable: bool):
+    return None if value is None and nullable else flag(value, key, path)
+
+
 def wordpiece_options(normalizer: Optional[dict], tokenizer_config: dict, tokenizer_json_path: Path,
-                      tokenizer_config_path: Path, lowercase: bool) -> Dict[str, bool]:
-    """The spec's options: lowercase, and every other BertNormalizer setting that is not its default
-    (tokenizer.json's normalizer first, as for lowercase, then tokenizer_config.json)."""
-    options = {"lowercase": lowercase}
+                      tokenizer_config_path: Path) -> Dict[str, bool]:
+    """The spec's options: lowercase, and every other BertNormalizer setting that is not its
+    default, as transformers' tokenizer of the source applies them. Where tokenizer.json says
+    otherwise than what transformers' BertTokenizer takes, the tokenizers library and transformers
+    give different tokens: refused, naming both, rather than guessed."""
+    generic = tokenizer_config.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES
+    normalizer = normalizer or {}
+    settings: Dict[str, Optional[bool]] = {}
     for option, (config_key, default) in WORDPIECE_OPTIONS.items():
-        if normalizer is not None and option in normalizer:
-            value, key, path = normalizer[option], option, tokenizer_json_path
-        elif config_key in tokenizer_config:
-            value, key, path = tokenizer_config[config_key], config_key, tokenizer_config_path
+        nullable = default is None
+        stated = option in normalizer
+        in_json = normalizer_setting(normalizer[option], option, tokenizer_json_path, nullable) if stated else None
+        if generic or (not stated and config_key not in tokenizer_config):
+            if option == "lowercase" and not stated:
+                raise ConversionError(
+                    f"{tokenizer_config_path.parent}: cannot tell whether the WordPiece vocabulary is lowercased; "
+                    f"expected do_lower_case in {TOKENIZER_CONFIG_FILE} or a BertNormalizer in {TOKENIZER_JSON_FILE}")
+            settings[option] = in_json if stated else default
+            continue
+        if config_key in tokenizer_config:
+            value = normalizer_setting(tokenizer_config[config_key], config_key, tokenizer_config_path, nullable)
+            source = f"{tokenizer_config_path} sets {config_key} {shown(value)}"
         else:
-            continue
-        if value is None and default is None:
-            continue
-        if flag(value, key, path) != (lowercase if default is None else default):
-            options[option] = value
-    return options
+            value = default
+            source = f"{tokenizer_config_path} has no {config_key} (default {shown(default)})"
+        effective = (lambda v: settings["lowercase"] if v is None else v) if nullable else (lambda v: v)
+        if stated and effective(in_json) != effective(value):
+            raise ConversionError(f"{tokenizer_json_path}: normalizer {option} {shown(in_json)}, but {source}, which "
+                                  "transformers' BertTokenizer uses; expected the two files to agree")
+        settings[option] = value
+    clean_text = normalizer_setting(normalizer.get("clean_text", True), "clean_text", tokenizer_json_path, False)
+    if not clean_text and not generic:
+        raise ConversionError(f"{tokenizer_json_path}: normalizer clean_text false, which transformers 5's "
+                              "BertTokenizer ignores (it always cleans the text); expected true")
+    options = {"lowercase": settings["lowercase"]}
+    for option in ("strip_accents", "handle_chinese_chars"):
+        default = WORDPIECE_OPTIONS[option][1]
+        if settings[option] is not None and settings[option] != (settings["lowercase"] if default is None else default):
+            options[option] = settings[option]
+    return options if clean_text else {**options, "clean_text": False}
 
 def check_byte_level_settings(tokenizer_json: dict, tokenizer_config: dict, tokenizer_json_path: Path,
                               tokenizer_config_path: Path) -> None:
@@ -185,17 +215,8 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
             raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer {shown(pre_tokenizer.get('type'))}; "
                                   "expected BertPreTokenizer (BertWordPieceTokenizer's)")
         normalizer = bert_normalizer(tokenizer_json, tokenizer_json_path)
-        if normalizer is not None and "lowercase" in normalizer:
-            lowercase = flag(normalizer["lowercase"], "lowercase", tokenizer_json_path)
-        elif "do_lower_case" in tokenizer_config:
-            lowercase = flag(tokenizer_config["do_lower_case"], "do_lower_case", tokenizer_config_path)
-        else:
-            raise ConversionError(
-                f"{source_dir}: cannot tell whether the WordPiece vocabulary is lowercased; expected "
-                f"do_lower_case in {TOKENIZER_CONFIG_FILE} or a BertNormalizer in {TOKENIZER_JSON_FILE}"
-            )
         vocabulary.wordpiece_options = wordpiece_options(normalizer, tokenizer_config, tokenizer_json_path,
-                                                         tokenizer_config_path, lowercase)
+                                                         tokenizer_config_path)
     else:
         check_byte_level_settings(tokenizer_json, tokenizer_config, tokenizer_json_path, tokenizer_config_path)
         if folder.has("vocab.json") and folder.has("merges.txt"):
