@@ -4,8 +4,9 @@ fairseq prunes every checkpoint it loads by the layers' original numbers, but sa
 model as a smaller unpruned one: resuming such a run pruned its kept layers again and ended in
 "Cannot load model parameters ... ensure that the architectures match" (fairseq's own roberta
 does the same). A plugin run's checkpoints record the layers their weights are, and the resumed
-run ends where an uninterrupted one ends. A keep list naming layers the checkpoint lacks, or
-another keep list than the run that saved the checkpoint, is refused in one line."""
+run ends where an uninterrupted one ends. Another keep list prunes the checkpoint's layers as
+they are (pruning further), as in fairseq; one naming layers the checkpoint lacks, or not a
+list of distinct layers, is refused in one line."""
 import subprocess
 
 import pytest
@@ -54,7 +55,8 @@ def test_a_pruned_run_resumes_and_ends_where_an_uninterrupted_one_ends(rte_bin, 
 
 @pytest.mark.parametrize("keep, expected", [
     ("0,7", "--encoder-layers-to-keep 0,7 keeps layer(s) 7, but its encoder has layers 0,1 only"),
-    ("0,x", "--encoder-layers-to-keep '0,x': expected layer indices separated by commas"),
+    ("0,x", "--encoder-layers-to-keep '0,x': expected distinct layer indices separated by commas"),
+    ("1,1", "--encoder-layers-to-keep '1,1': expected distinct layer indices separated by commas"),
 ])
 def test_layers_the_checkpoint_lacks_are_refused_in_one_line(rte_bin, tiny_pretrained, tmp_path, keep, expected):
     """fairseq's pruning kept what it found and ended in its 'architectures match' error; with
@@ -63,14 +65,18 @@ def test_layers_the_checkpoint_lacks_are_refused_in_one_line(rte_bin, tiny_pretr
     assert line.startswith("fairseq_hire.checkpoints.fitting.ArchitectureMismatchError:") and expected in line, line
 
 
-def test_resuming_with_another_keep_list_is_refused(rte_bin, tiny_pretrained, tmp_path):
-    train(rte_bin, tiny_pretrained, tmp_path, *KEEP, "--max-epoch", "1")
-    saved = {path.name: path.read_bytes() for path in tmp_path.glob("checkpoint*.pt")}
-    result = subprocess.run(fairseq_train_command(rte_bin, tiny_pretrained, tmp_path, *BUDGET,
-                                                  "--encoder-layers-to-keep", "0", "--max-epoch", "2"),
-                            capture_output=True, text=True, cwd=REPO)
+def test_a_pruned_checkpoint_prunes_further_and_resuming_without_the_keep_list_says_why(
+        rte_bin, tiny_pretrained, tmp_path):
+    pruned = tmp_path / "pruned"
+    train(rte_bin, tiny_pretrained, pruned, *KEEP, "--max-epoch", "1")
+    further = tmp_path / "further"  # its one layer (layer 1 of the pretrained model) is kept as layer 0
+    train(rte_bin, pruned / "checkpoint_last.pt", further, "--encoder-layers-to-keep", "0", "--max-epoch", "1")
+    assert updates_of(further / "checkpoint_last.pt") == 10
+
+    command = fairseq_train_command(rte_bin, tiny_pretrained, tmp_path / "copy", *BUDGET)  # 2 layers
+    command[command.index("--finetune-from-model") + 1] = str(pruned / "checkpoint_last.pt")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].endswith(
-        "its weights are the layers --encoder-layers-to-keep 1 kept, but this run keeps 0; expected the option of "
-        "the run that saved it"), result.stderr[-3000:]
-    assert {path.name: path.read_bytes() for path in tmp_path.glob("checkpoint*.pt")} == saved
+    line = result.stderr.strip().splitlines()[-1]
+    assert "its encoder_layers is 1, but this run builds 2; its weights are the layers " \
+        "--encoder-layers-to-keep 1 kept, which resuming it needs again" in line, line

@@ -56,19 +56,15 @@ def saved_records(model) -> Dict[str, str]:
     return {KEPT_RECORD: RUN_KEEPS[model]} if model in RUN_KEEPS else {}
 
 
-def renumber_kept_layers(state: Dict, keep, path) -> None:
+def renumber_kept_layers(state: Dict, keep) -> None:
     """A pruned run's checkpoint holds the kept layers numbered from 0, and fairseq prunes every
     checkpoint it loads by the layers' original numbers: resuming the run would drop them (it
     does for fairseq's own roberta). Where the checkpoint records that its weights are the
-    layers `keep` keeps, give them back those numbers, for fairseq's pruning to undo."""
-    weights, record = state["model"], (state.get("extra_state") or {}).get(KEPT_RECORD)
-    if record is not None and record != keep:
-        raise ArchitectureMismatchError(
-            f"cannot load {path}: its weights are the layers --encoder-layers-to-keep {record} kept, but this run "
-            f"keeps {keep}; expected the option of the run that saved it")
-    prefix = encoder_prefix(weights)
-    kept = kept_layers(keep)
-    if record is None or prefix is None or layer_numbers(weights, prefix) != set(range(len(kept))):
+    layers `keep` keeps, give them back those numbers, for fairseq's pruning to undo. (Another
+    keep list indexes the checkpoint's layers as they are, as fairseq's: pruning further.)"""
+    weights = state["model"]
+    prefix, kept = encoder_prefix(weights), kept_layers(keep)
+    if prefix is None or recorded_keep(state) != kept or layer_numbers(weights, prefix) != set(range(len(kept))):
         return
     layer = re.compile("^" + re.escape(prefix) + r"layers\.(\d+)\.")
     state["model"] = {layer.sub(lambda m: f"{prefix}layers.{kept[int(m.group(1))]}.", name): value
@@ -78,7 +74,7 @@ def renumber_kept_layers(state: Dict, keep, path) -> None:
 def fit(model, state: Dict, path) -> None:
     """Make `state`, read from `path`, the weights `model` (a plugin run's) prunes or loads, or refuse it."""
     if model in RUN_KEEPS:
-        renumber_kept_layers(state, RUN_KEEPS[model], path)
+        renumber_kept_layers(state, RUN_KEEPS[model])
     check(model, state, path)
 
 
@@ -116,10 +112,24 @@ def layer_numbers(weights: Dict, prefix: str) -> set:
 def kept_layers(keep) -> List[int]:
     """--encoder-layers-to-keep's layer numbers, in fairseq's order (sorted)."""
     try:
-        return sorted(int(index) for index in str(keep).split(","))
+        kept = sorted(int(index) for index in str(keep).split(","))
     except ValueError:
-        raise ArchitectureMismatchError(f"--encoder-layers-to-keep {keep!r}: expected layer indices separated "
-                                        "by commas, e.g. 0,2,4") from None
+        kept = []
+    if not kept or len(set(kept)) != len(kept) or kept[0] < 0:
+        raise ArchitectureMismatchError(f"--encoder-layers-to-keep {str(keep)[:100]!r}: expected distinct layer "
+                                        "indices separated by commas, e.g. 0,2,4")
+    return kept
+
+
+def recorded_keep(state: Dict) -> Optional[List[int]]:
+    """The layers a pruned run's checkpoint records its weights are, or None (no record, or not one)."""
+    record = (state.get("extra_state") or {}).get(KEPT_RECORD)
+    if not isinstance(record, str) or len(record) > 10_000:
+        return None
+    try:
+        return kept_layers(record)
+    except ArchitectureMismatchError:
+        return None
 
 
 def recorded(state: Dict, path) -> Dict[str, object]:
@@ -201,11 +211,14 @@ def check(model, state: Dict, path) -> None:
         raise ArchitectureMismatchError(
             f"cannot load {path}: its embeddings have {theirs} rows, but the data's dictionary (dict.txt) "
             f"gives {ours}; expected data binarised with the checkpoint's dictionary (glue_prep does so)")
-    stock = ""
+    hint = ""
     if option == "encoder_layernorm_eps" and not layernorm_eps.has_option(type(model)):
-        stock = ("; fairseq's roberta architectures have no epsilon option: use roberta_hire, whose --head stock "
-                 "is their head")
+        hint = ("; fairseq's roberta architectures have no epsilon option: use roberta_hire, whose --head stock "
+                "is their head")
+    if option == "encoder_layers" and recorded_keep(state):
+        hint = (f"; its weights are the layers --encoder-layers-to-keep "
+                f"{','.join(map(str, recorded_keep(state)))} kept, which resuming it needs again")
     raise ArchitectureMismatchError(
-        f"cannot load {path}: its {option} is {theirs}, but this run builds {ours}{stock}; expected the "
+        f"cannot load {path}: its {option} is {theirs}, but this run builds {ours}{hint}; expected the "
         f"checkpoint's architecture: python scripts/checkpoint_args.py {path} prints it as fairseq-train flags, "
         "with --hydra as fairseq-hydra-train overrides")

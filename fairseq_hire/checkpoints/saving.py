@@ -13,8 +13,10 @@ or its model is ``roberta_hire`` under fairseq's own sentence_prediction task an
 masked_lm) and hands every other call to fairseq unchanged, so a run of other components stays
 stock fairseq even in a process where a plugin run was set up. For a plugin run's trainer:
 
-1. ``load_checkpoint`` (fairseq-train's start-up), before resuming from
-   ``checkpoint_last.pt``, checks that file with the safe loader. If it is truncated or
+1. ``load_checkpoint`` (fairseq-train's start-up) refuses a --restore-file or
+   --finetune-from-model that is no file (``check_named_checkpoint``: fairseq would train from
+   random weights). Before resuming from ``checkpoint_last.pt``, it checks that file with the
+   safe loader. If it is truncated or
    corrupt (an older fairseq, a full disk, a bad copy), it is kept aside as
    ``checkpoint_last.pt.corrupt-<time>`` and replaced by the newest intact checkpoint in the
    save dir (the most updates), with a warning: the run resumes and, fairseq's training being
@@ -165,6 +167,23 @@ def plugin_checkpoints():
         PLUGIN_CHECKPOINTS.reset(token)
 
 
+def check_named_checkpoint(cfg, trainer) -> None:
+    """The checkpoint fairseq's load_checkpoint reads by the user's name must be a file: it reads a
+    missing --restore-file, or a folder named by it or by --finetune-from-model, as no checkpoint
+    at all, and trains from random weights."""
+    suffix = trainer.checkpoint_suffix
+    if cfg.restore_file != "checkpoint_last.pt":
+        flag, path = "--restore-file", cfg.restore_file.replace(".pt", suffix + ".pt")
+    elif cfg.finetune_from_model and not os.path.exists(os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")):
+        flag, path = "--finetune-from-model", cfg.finetune_from_model
+    else:
+        return
+    if is_local(path) and not os.path.isfile(path):
+        state = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"{flag} {path} {state}; expected a checkpoint file (fairseq would train "
+                                "from random weights)")
+
+
 def prepare_resume(cfg, trainer) -> None:
     """Before fairseq resumes: temporary files of killed writers removed, checkpoint_last repaired."""
     suffix = trainer.checkpoint_suffix
@@ -219,6 +238,7 @@ def install(component: type) -> None:
     def load_checkpoint(cfg, trainer, **passthrough_args):
         if not plugin_run(trainer):
             return fairseq_load(cfg, trainer, **passthrough_args)
+        check_named_checkpoint(cfg, trainer)
         prepare_resume(cfg, trainer)
         fitting.remember_kept_layers(trainer.get_model())
         token = LOADING_INTO.set(trainer.get_model())

@@ -268,10 +268,11 @@ class RobertaHireModel(RobertaModel):
         ``emb_layer_norm``) and adapts data2vec checkpoints; its head handling, which drops
         a whole head on any dimension mismatch, is replaced by these rules:
         - a head of the current model that the checkpoint lacks starts fresh;
-        - a checkpoint head with the same parts as the model's head of that name (both HIRE,
-          or both stock-shaped) keeps every parameter whose name and shape match; the others
-          (e.g. out_proj after MNLI -> RTE) start fresh, with a warning; a head with other
-          parts (a stock RoBERTa head into a HIRE head) starts fresh entirely, with a warning;
+        - a checkpoint head with the parameters of the model's head of that name, in the same
+          shapes, is loaded; any other (other classes, MNLI -> RTE; other parts, a stock RoBERTa
+          head into a HIRE head) starts fresh entirely, with a warning, as fairseq's RoBERTa
+          starts a head of other classes fresh: every head of a comparison, the stock one under
+          --baseline included, starts from the same kind of state;
         - a checkpoint head the model lacks is registered when loading through the hub
           (``load_checkpoint_heads``), else dropped with a warning, as in RoBERTa.
         Every other key must match the model exactly (the load is strict).
@@ -304,16 +305,13 @@ class RobertaHireModel(RobertaModel):
                     "it starts fresh"
                 )
                 continue
-            for param, value in params.items():
-                k = head_prefix + head_name + "." + param
-                if param not in current:
-                    logger.warning(f"dropping {k}: this head has no parameter {param!r} "
-                                   "(a different --hire-extractor?)")
-                elif value.shape != current[param].shape:
-                    logger.warning(f"re-initialising {k}: shape {tuple(value.shape)} in the "
-                                   f"checkpoint, {tuple(current[param].shape)} in this model")
-                else:
-                    state_dict[k] = value
+            differing = sorted(p for p in params.keys() | current.keys()
+                               if p not in params or p not in current or params[p].shape != current[p].shape)
+            if differing:
+                logger.warning(f"classification head {head_name!r} in the checkpoint differs from this model's in "
+                               f"{', '.join(differing)} (other classes or --hire-* options?): it starts fresh")
+                continue
+            state_dict.update({head_prefix + head_name + "." + param: value for param, value in params.items()})
 
         for head_name, head in self.classification_heads.items():
             for param, value in head.state_dict().items():

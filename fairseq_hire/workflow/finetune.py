@@ -139,6 +139,12 @@ def check_options(args) -> None:
                          "expected --freeze-encoder with it")
     if args.layer_cache:
         check_layer_cache_folder(Path(args.layer_cache))
+    # fairseq-train would read a folder as no checkpoint and train from random weights; a dry run may
+    # plan before the MNLI run has written its checkpoint
+    if args.mnli_init and (Path(args.mnli_init).is_dir() or not (Path(args.mnli_init).is_file() or args.dry_run)):
+        state = "is a folder" if Path(args.mnli_init).is_dir() else "does not exist"
+        raise ValueError(f"--mnli-init {args.mnli_init} {state}; expected a checkpoint file (e.g. the MNLI run's "
+                         "checkpoint_best.pt)")
     if args.train_size and Path(args.data).exists():  # a dry run may plan before the data is binarised
         from glue_prep.subset import check_train_size
 
@@ -294,7 +300,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                            + "; last<K>-mean, last<K>-concat: the same over the last K layers")
     parser.add_argument("--size", choices=["base", "large"], help="architecture name; default from the checkpoint")
     parser.add_argument("--mnli-init", metavar="CHECKPOINT",
-                        help="start from an MNLI fine-tuned checkpoint (RTE, MRPC, STS-B in the RoBERTa paper)")
+                        help="start from an MNLI fine-tuned checkpoint (RTE, MRPC, STS-B in the RoBERTa paper): "
+                             "its encoder; the head starts fresh, as under --baseline")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=positive(int),
                         help="shorter budget: N epochs, warmup 6%%, linear decay to 0 at the end")

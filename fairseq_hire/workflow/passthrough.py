@@ -67,10 +67,17 @@ def update_shape(passthrough) -> UpdateShape:
 
 def check_save_dir(passthrough) -> None:
     """fairseq-train reads the last --save-dir given: one passed on would train elsewhere than the
-    SAVE_DIR whose run finetune.py checks, records and resumes."""
-    if "--save-dir" in argparse_words(passthrough):
+    SAVE_DIR whose run finetune.py checks, records and resumes. A --finetune-from-model or
+    --restore-file passed on would load another checkpoint than PRETRAINED or --mnli-init (fairseq
+    ignores --finetune-from-model beside a --restore-file) and never resume SAVE_DIR's."""
+    words = argparse_words(passthrough)
+    if "--save-dir" in words:
         raise ValueError("--save-dir: finetune.py takes the save dir as its SAVE_DIR argument; expected it there "
                          "(fairseq-train would train in the one passed on, which finetune.py does not check)")
+    for flag in ("--finetune-from-model", "--restore-file"):
+        if flag in words:
+            raise ValueError(f"{flag}: finetune.py loads PRETRAINED, or --mnli-init, and resumes SAVE_DIR's last "
+                             "checkpoint itself; expected one of them instead")
 
 
 def check_precision(passthrough, device: str) -> None:

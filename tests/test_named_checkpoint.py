@@ -1,0 +1,55 @@
+"""A checkpoint the user names must be a file: fairseq reads a folder given to
+--finetune-from-model or --restore-file, or a missing --restore-file, as "No existing checkpoint
+found" and trains from random weights, exit 0 (finetune.py --mnli-init passes the folder of the
+MNLI run on as --finetune-from-model). Refused in plugin runs before any update; finetune.py
+refuses its own before fairseq-train starts, and a --finetune-from-model or --restore-file passed
+on, which would load another checkpoint than the one it names."""
+import subprocess
+
+import pytest
+
+from conftest import REPO
+from test_finished_run import fairseq_train_command, finetune_command
+
+
+def last_line(command) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flag, name, state", [
+    ("--finetune-from-model", "folder", "is a folder"),
+    ("--restore-file", "folder", "is a folder"),
+    ("--restore-file", "missing.pt", "does not exist"),
+])
+def test_fairseq_train_refuses_a_named_checkpoint_that_is_no_file(rte_bin, tiny_pretrained, tmp_path, flag, name,
+                                                                   state):
+    (tmp_path / "folder").mkdir()
+    named = tmp_path / name
+    command = fairseq_train_command(rte_bin, tiny_pretrained, tmp_path / "save")
+    if flag == "--finetune-from-model":
+        command[command.index(flag) + 1] = str(named)
+    else:
+        command += [flag, str(named)]
+    line = last_line(command)
+    assert line == (f"FileNotFoundError: {flag} {named} {state}; expected a checkpoint file (fairseq would train "
+                    "from random weights)"), line
+    assert not list((tmp_path / "save").glob("checkpoint*.pt"))
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (("--mnli-init", "FOLDER"), "--mnli-init FOLDER is a folder; expected a checkpoint file"),
+    (("--mnli-init", "FOLDER/missing.pt"), "--mnli-init FOLDER/missing.pt does not exist; expected a checkpoint file"),
+    (("--finetune-from-model", "PRETRAINED"), "--finetune-from-model: finetune.py loads PRETRAINED, or --mnli-init"),
+    (("--restore-file=PRETRAINED",), "--restore-file: finetune.py loads PRETRAINED, or --mnli-init"),
+])
+def test_finetune_refuses_checkpoints_it_would_not_load_before_starting(rte_bin, tiny_pretrained, tmp_path, extra,
+                                                                        expected):
+    folder = tmp_path / "mnli"
+    folder.mkdir()
+    words = [word.replace("FOLDER", str(folder)).replace("PRETRAINED", str(tiny_pretrained)) for word in extra]
+    save_dir = tmp_path / "save"
+    line = last_line(finetune_command(rte_bin, tiny_pretrained, save_dir, *words))
+    assert expected.replace("FOLDER", str(folder)) in line, line
+    assert not save_dir.exists()
