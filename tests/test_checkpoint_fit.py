@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from test_finished_run import fairseq_train_command
+from test_finished_run import fairseq_train_command, finetune_command
 
 BASE_YAMLS = REPO / "fairseq_hire" / "config" / "finetuning" / "base"
 # the tiny checkpoint's sizes (conftest.tiny_pretrained) as fairseq-hydra-train overrides
@@ -161,3 +161,16 @@ def test_data_of_another_dictionary_is_named_and_a_fitting_checkpoint_passes(tin
     with pytest.raises(fitting.ArchitectureMismatchError, match=r"embeddings have \d+ rows, but the data's "
                                                                 r"dictionary \(dict.txt\) gives \d+"):
         fitting.check(model, state, tiny_pretrained)
+
+
+def test_baseline_from_a_hire_run_of_the_same_classes_starts_the_head_fresh(rte_bin, tiny_pretrained, tmp_path):
+    """fairseq's roberta kept the HIRE head (same name and classes) and failed its strict load on
+    the extractor ("please ensure that the architectures match"); the reverse started fresh."""
+    budget = ("--epochs", "1", "--max-update", "2")
+    subprocess.run(finetune_command(rte_bin, tiny_pretrained, tmp_path / "hire", *budget), check=True,
+                   capture_output=True, cwd=REPO)
+    result = subprocess.run(finetune_command(rte_bin, tiny_pretrained, tmp_path / "baseline", "--baseline",
+                                             "--mnli-init", str(tmp_path / "hire" / "checkpoint_best.pt"), *budget),
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fairseq's roberta head has dense and out_proj: it starts fresh" in result.stdout + result.stderr

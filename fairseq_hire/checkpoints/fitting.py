@@ -14,11 +14,13 @@ weights, the rest from its configuration as fairseq reads it (``shapes.Shapes``)
 the first difference in one line naming the option. Classification heads are not compared:
 a head of other classes starts fresh on purpose (fine-tuning from MNLI to RTE).
 
-``fit(model, state, path)`` checks so after one repair: a run pruned with
+``fit(model, state, path)`` checks so after two repairs. A run pruned with
 --encoder-layers-to-keep saves its kept layers numbered from 0, which fairseq prunes again when
-the run resumes. The run's checkpoints record the keep list (``saved_records``), and a
-checkpoint that records the run's own gets its layers' original numbers back.
+the run resumes: the run's checkpoints record the keep list (``saved_records``), and a
+checkpoint that records the run's own gets its layers' original numbers back. A HIRE head
+loaded into fairseq's roberta starts fresh, as fairseq starts a head of other classes.
 """
+import logging
 import math
 import re
 import weakref
@@ -28,9 +30,11 @@ import torch
 
 from .configuration import model_name
 from .errors import CheckpointError
-from .shapes import ENCODER_PREFIXES, PAD_INDEX, Shapes, configurations
+from .shapes import ENCODER_PREFIXES, HEAD_PREFIX, PAD_INDEX, Shapes, configurations
 from ..models import layernorm_eps
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
+
+logger = logging.getLogger(__name__)
 
 
 class ArchitectureMismatchError(CheckpointError, ValueError):
@@ -71,10 +75,32 @@ def renumber_kept_layers(state: Dict, keep) -> None:
                       for name, value in weights.items()}
 
 
+def drop_heads_stock_roberta_cannot_load(model, state: Dict) -> None:
+    """fairseq's roberta keeps a checkpoint head of its head's name and classes whatever its parts,
+    then fails its strict load on a HIRE head's extractor: such a head starts fresh, with a
+    warning, as a stock head does in a roberta_hire model (--baseline --mnli-init of a HIRE run)."""
+    from ..models.roberta_hire import RobertaHireModel, head_parts
+
+    if isinstance(model, RobertaHireModel):
+        return
+    heads: Dict[str, List[str]] = {}
+    for name in state["model"]:
+        if name.startswith(HEAD_PREFIX):
+            head, _, param = name[len(HEAD_PREFIX):].partition(".")
+            heads.setdefault(head, []).append(param)
+    for head, params in heads.items():
+        if head_parts(params) != {"dense", "out_proj"}:
+            logger.warning(f"classification head {head!r} in the checkpoint has parts {sorted(head_parts(params))}; "
+                           "fairseq's roberta head has dense and out_proj: it starts fresh")
+            for param in params:
+                del state["model"][f"{HEAD_PREFIX}{head}.{param}"]
+
+
 def fit(model, state: Dict, path) -> None:
     """Make `state`, read from `path`, the weights `model` (a plugin run's) prunes or loads, or refuse it."""
     if model in RUN_KEEPS:
         renumber_kept_layers(state, RUN_KEEPS[model])
+    drop_heads_stock_roberta_cannot_load(model, state)
     check(model, state, path)
 
 
