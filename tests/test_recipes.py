@@ -105,6 +105,18 @@ def test_a_last_k_head_of_any_k(tiny_pretrained, tmp_path, rte_bin):
     assert refused.returncode == 2 and "last<K>-mean" in refused.stderr
 
 
+@pytest.mark.parametrize("keep, expected", [
+    ("1", "--hire-last-k 2: the head scores only 1 layers"),
+    ("0,0", "--encoder-layers-to-keep '0,0': expected distinct layer indices"),
+])
+def test_a_head_longer_than_the_kept_layers_is_refused_before_training(tiny_pretrained, tmp_path, rte_bin, keep,
+                                                                        expected):
+    refused = subprocess.run([*FINETUNE, "RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"),
+                              "--head", "last2-mean", "--encoder-layers-to-keep", keep, "--dry-run"],
+                             capture_output=True, text=True, cwd=REPO)
+    assert refused.returncode != 0 and expected in refused.stderr.strip().splitlines()[-1], refused.stderr[-2000:]
+
+
 def test_hydra_yaml_runs_on_cpu(rte_bin, tiny_pretrained, tmp_path):
     """fairseq-hydra-train with a shipped YAML, the documented CPU override and the tiny model."""
     save_dir = tmp_path / "hydra"

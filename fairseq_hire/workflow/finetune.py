@@ -40,13 +40,14 @@ from glue_prep.subset import make_train_subset
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config, switches_of
 from ..checkpoints.errors import DataMismatchError
+from ..checkpoints.fitting import kept_layers
 from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
 from .recipes import ARCHITECTURES, DERIVED_EPOCHS, FP16_FLAGS, recipe
 from .epoch_batches import training_batches
 from .passthrough import UpdateShape, check_encoder_flags, check_precision, check_save_dir, update_shape
-from .same_run import REQUEST_FILE, check_same_run, record_request, resumable
+from .same_run import REQUEST_FILE, argparse_words, check_same_run, record_request, resumable
 
 USER_DIR = Path(__file__).resolve().parents[1]  # fairseq_hire/, the --user-dir
 SUBSET_FOLDER = "train_subset"
@@ -175,8 +176,11 @@ def build_command(args, passthrough) -> list:
         check_stock_roberta_eps(encoder, args.pretrained)
     flags = flags_of(encoder, for_stock_roberta=args.baseline, described_as=args.pretrained)
     layers, max_positions = flag_number(flags, "--encoder-layers"), flag_number(flags, "--max-positions")
+    words = argparse_words(passthrough)
+    keep = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--encoder-layers-to-keep"]
+    built_layers = len(kept_layers(keep[-1])) if keep else layers  # fairseq-train reads the last list given
     if args.head:
-        head_options(args.head).scored_layers(layers)  # a last-k head longer than the encoder: refused now
+        head_options(args.head).scored_layers(built_layers)  # a last-k head longer than the encoder: refused now
     size = args.size or ("large" if layers >= 24 else "base")
     device = training_device(args.device)
     check_precision(passthrough, device)
