@@ -18,7 +18,8 @@ a head of other classes starts fresh on purpose (fine-tuning from MNLI to RTE).
 --encoder-layers-to-keep saves its kept layers numbered from 0, which fairseq prunes again when
 the run resumes: the run's checkpoints record the keep list (``saved_records``), and a
 checkpoint that records the run's own gets its layers' original numbers back. A HIRE head
-loaded into fairseq's roberta starts fresh, as fairseq starts a head of other classes.
+of other parts than the model's (a HIRE head into fairseq's roberta) starts fresh, as fairseq
+starts a head of other classes.
 """
 import logging
 import math
@@ -75,23 +76,24 @@ def renumber_kept_layers(state: Dict, keep) -> None:
                       for name, value in weights.items()}
 
 
-def drop_heads_stock_roberta_cannot_load(model, state: Dict) -> None:
-    """fairseq's roberta keeps a checkpoint head of its head's name and classes whatever its parts,
-    then fails its strict load on a HIRE head's extractor: such a head starts fresh, with a
-    warning, as a stock head does in a roberta_hire model (--baseline --mnli-init of a HIRE run)."""
-    from ..models.roberta_hire import RobertaHireModel, head_parts
-
-    if isinstance(model, RobertaHireModel):
-        return
+def drop_heads_of_other_parts(model, state: Dict) -> None:
+    """A checkpoint head whose parts (dense, out_proj; HIRE's extractor and fusion) are not those
+    of the model's head of that name starts fresh, with a warning. fairseq's roberta kept a HIRE
+    head of its head's name and classes, then failed its strict load on the extractor (--baseline
+    --mnli-init of a HIRE run); roberta_hire starts such a head fresh itself."""
     heads: Dict[str, List[str]] = {}
     for name in state["model"]:
         if name.startswith(HEAD_PREFIX):
             head, _, param = name[len(HEAD_PREFIX):].partition(".")
             heads.setdefault(head, []).append(param)
     for head, params in heads.items():
-        if head_parts(params) != {"dense", "out_proj"}:
-            logger.warning(f"classification head {head!r} in the checkpoint has parts {sorted(head_parts(params))}; "
-                           "fairseq's roberta head has dense and out_proj: it starts fresh")
+        if head not in getattr(model, "classification_heads", {}):
+            continue
+        theirs = sorted({param.partition(".")[0] for param in params})
+        ours = sorted({param.partition(".")[0] for param in model.classification_heads[head].state_dict()})
+        if theirs != ours:
+            logger.warning(f"classification head {head!r} in the checkpoint has parts {theirs}; this model's has "
+                           f"{ours}: it starts fresh")
             for param in params:
                 del state["model"][f"{HEAD_PREFIX}{head}.{param}"]
 
@@ -100,7 +102,7 @@ def fit(model, state: Dict, path) -> None:
     """Make `state`, read from `path`, the weights `model` (a plugin run's) prunes or loads, or refuse it."""
     if model in RUN_KEEPS:
         renumber_kept_layers(state, RUN_KEEPS[model])
-    drop_heads_stock_roberta_cannot_load(model, state)
+    drop_heads_of_other_parts(model, state)
     check(model, state, path)
 
 
