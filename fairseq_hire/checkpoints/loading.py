@@ -148,6 +148,13 @@ def weights_only_unpickling():
                 os.environ[name] = value
 
 
+def not_a_file(path) -> typing.Optional[str]:
+    """Why `path` is no file a checkpoint can be read from ("is a folder", "does not exist"), or None."""
+    if os.path.isfile(path):
+        return None
+    return "is a folder" if os.path.isdir(path) else "does not exist"
+
+
 def check_file(path: Path) -> None:
     """Refuse (CorruptCheckpointError) what is not a complete PyTorch checkpoint file."""
     try:

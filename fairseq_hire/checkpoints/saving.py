@@ -178,9 +178,8 @@ def check_named_checkpoint(cfg, trainer) -> None:
         flag, path = "--finetune-from-model", cfg.finetune_from_model
     else:
         return
-    if is_local(path) and not os.path.isfile(path):
-        state = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise FileNotFoundError(f"{flag} {path} {state}; expected a checkpoint file (fairseq would train "
+    if is_local(path) and loading.not_a_file(path):
+        raise FileNotFoundError(f"{flag} {path} {loading.not_a_file(path)}; expected a checkpoint file (fairseq would train "
                                 "from random weights)")
 
 

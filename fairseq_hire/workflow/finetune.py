@@ -41,6 +41,7 @@ from glue_prep.subset import make_train_subset
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config, switches_of
 from ..checkpoints.errors import DataMismatchError
 from ..checkpoints.fitting import kept_layers
+from ..checkpoints.loading import not_a_file
 from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
 from ..modules.options import HEADS, head_name, head_options
@@ -142,8 +143,8 @@ def check_options(args) -> None:
         check_layer_cache_folder(Path(args.layer_cache))
     # fairseq-train would read a folder as no checkpoint and train from random weights; a dry run may
     # plan before the MNLI run has written its checkpoint
-    if args.mnli_init and (Path(args.mnli_init).is_dir() or not (Path(args.mnli_init).is_file() or args.dry_run)):
-        state = "is a folder" if Path(args.mnli_init).is_dir() else "does not exist"
+    state = args.mnli_init and not_a_file(args.mnli_init)
+    if state and (state == "is a folder" or not args.dry_run):
         raise ValueError(f"--mnli-init {args.mnli_init} {state}; expected a checkpoint file (e.g. the MNLI run's "
                          "checkpoint_best.pt)")
     if args.train_size and Path(args.data).exists():  # a dry run may plan before the data is binarised
