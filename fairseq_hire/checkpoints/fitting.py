@@ -31,7 +31,7 @@ import torch
 
 from .configuration import model_name
 from .errors import CheckpointError
-from .shapes import ENCODER_PREFIXES, HEAD_PREFIX, PAD_INDEX, Shapes, configurations
+from .shapes import ENCODER_PREFIXES, HEAD_PREFIX, PAD_INDEX, Shapes, configurations, head_parts
 from ..models import layernorm_eps
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
 
@@ -89,8 +89,8 @@ def drop_heads_of_other_parts(model, state: Dict) -> None:
     for head, params in heads.items():
         if head not in getattr(model, "classification_heads", {}):
             continue
-        theirs = sorted({param.partition(".")[0] for param in params})
-        ours = sorted({param.partition(".")[0] for param in model.classification_heads[head].state_dict()})
+        theirs = sorted(head_parts(params))
+        ours = sorted(head_parts(model.classification_heads[head].state_dict()))
         if theirs != ours:
             logger.warning(f"classification head {head!r} in the checkpoint has parts {theirs}; this model's has "
                            f"{ours}: it starts fresh")

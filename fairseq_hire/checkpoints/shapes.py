@@ -247,7 +247,7 @@ class Shapes:
         for name, (num_classes, inner_dim) in to_build.items():
             built = self.build_head(where, model, arch, name, num_classes, inner_dim)
             saved = in_weights.get(name, {})
-            if parts(saved) != parts(built):  # roberta_hire starts a head of other parts fresh
+            if head_parts(saved) != head_parts(built):  # roberta_hire starts a head of other parts fresh
                 fresh += sum(p.numel() for p in built.values())
                 continue
             for param, shape in ((p, tuple(t.shape)) for p, t in built.items()):
@@ -299,8 +299,10 @@ class HeadHost:
     classification_heads: Dict = dataclasses.field(default_factory=dict)
 
 
-def parts(params) -> frozenset:
-    return frozenset(param.partition(".")[0] for param in params)
+def head_parts(param_names) -> frozenset:
+    """The submodules a head's parameters live in ({"dense", "out_proj"} for a stock head;
+    HIRE adds "extractor" and "fusion"): a checkpoint head of other parts starts fresh."""
+    return frozenset(name.partition(".")[0] for name in param_names)
 
 
 def configurations(state: Dict):

@@ -25,6 +25,7 @@ from fairseq.models.roberta.model import base_architecture, roberta_large_archit
 from fairseq.modules.quant_noise import quant_noise as apply_quant_noise_
 from fairseq.utils import safe_getattr
 
+from ..checkpoints.shapes import head_parts
 from ..modules import options
 from ..modules.hire import HireHead
 from ..modules.options import HireOptions
@@ -102,12 +103,6 @@ def check_hydra_model_keys(cfg) -> None:
         close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"; did you mean model.{close[0]}?" if close else " (fairseq-train --arch NAME --help lists them)"
         raise ValueError(f"model.{unknown[0]}: {name} has no such option{hint}")
-
-
-def head_parts(param_names) -> frozenset:
-    """The submodules a head's parameters live in ({"dense", "out_proj"} for a stock head;
-    HIRE adds "extractor" and "fusion"): heads with the same parts can share parameters."""
-    return frozenset(name.partition(".")[0] for name in param_names)
 
 
 @register_model("roberta_hire")
