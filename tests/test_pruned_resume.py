@@ -80,3 +80,36 @@ def test_a_pruned_checkpoint_prunes_further_and_resuming_without_the_keep_list_s
     line = result.stderr.strip().splitlines()[-1]
     assert "its encoder_layers is 1, but this run builds 2; its weights are the layers " \
         "--encoder-layers-to-keep 1 kept, which resuming it needs again" in line, line
+
+
+def from_scratch(command):
+    """`command` without --finetune-from-model: the same architecture, from random weights."""
+    at = command.index("--finetune-from-model")
+    return command[:at] + command[at + 2:]
+
+
+def test_a_run_pruned_from_scratch_saves_checkpoints_the_hub_loads_and_the_run_resumes(rte_bin, tiny_pretrained,
+                                                                                         tmp_path):
+    """fairseq clears --encoder-layers-to-keep from a run's configuration when it prunes a checkpoint
+    it loads; a run that loaded none saved its kept layers numbered from 0 under the keep list,
+    which fairseq (and the safe loader) then prunes as if they were the original layers."""
+    from fairseq_hire.checkpoints.loading import load_state
+    from fairseq_hire.hub_interface import from_pretrained
+
+    uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
+    run_to_end(from_scratch(fairseq_train_command(rte_bin, tiny_pretrained, uninterrupted, *BUDGET, *KEEP,
+                                                  "--max-epoch", "2")))
+    run_to_end(from_scratch(fairseq_train_command(rte_bin, tiny_pretrained, resumed, *BUDGET, *KEEP,
+                                                  "--max-epoch", "1")))
+    state = load_state(resumed / "checkpoint_last.pt")
+    model = vars(state["cfg"]["model"])  # fairseq saves a legacy model's options as a Namespace
+    assert not model["encoder_layers_to_keep"] and model["encoder_layers"] == 1
+    hub = from_pretrained(str(resumed), "checkpoint_last.pt", data_name_or_path=str(rte_bin))
+    assert len(hub.model.encoder.sentence_encoder.layers) == 1
+    assert hub.predict("sentence_classification_head", hub.encode("A cat sat.", "A cat is sitting.")).shape == (1, 2)
+
+    log = run_to_end(from_scratch(fairseq_train_command(rte_bin, tiny_pretrained, resumed, *BUDGET, *KEEP,
+                                                        "--max-epoch", "2")))
+    assert "(epoch 2 @ 10 updates)" in log
+    ours, theirs = (torch.load(d / "checkpoint_last.pt", weights_only=False)["model"] for d in (resumed, uninterrupted))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

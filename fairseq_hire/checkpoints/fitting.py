@@ -17,7 +17,8 @@ a head of other classes starts fresh on purpose (fine-tuning from MNLI to RTE).
 ``fit(model, state, path)`` checks so after two repairs. A run pruned with
 --encoder-layers-to-keep saves its kept layers numbered from 0, which fairseq prunes again when
 the run resumes: the run's checkpoints record the keep list (``saved_records``), and a
-checkpoint that records the run's own gets its layers' original numbers back. A HIRE head
+checkpoint that records the run's own gets its layers' original numbers back; a run pruned from
+scratch saves its configuration as one fairseq pruned on load does (``forget_pruning``). A HIRE head
 of other parts than the model's (a HIRE head into fairseq's roberta) starts fresh, as fairseq
 starts a head of other classes.
 """
@@ -54,6 +55,15 @@ def remember_kept_layers(model) -> None:
     keep = safe_getattr(getattr(model, "args", None), "encoder_layers_to_keep", None)
     if keep:
         RUN_KEEPS[model] = keep
+
+
+def forget_pruning(model_cfg) -> None:
+    """After the run's first load its model holds only the kept layers, numbered from 0. fairseq
+    clears --encoder-layers-to-keep from the run's configuration when it prunes a checkpoint it
+    loads; a run that loaded none (from scratch) kept the option, and its checkpoints then
+    described layers 0..k-1 as the layers to keep of themselves, which nothing could load."""
+    if getattr(model_cfg, "encoder_layers_to_keep", None):
+        model_cfg.encoder_layers_to_keep = None
 
 
 def saved_records(model) -> Dict[str, str]:

@@ -246,6 +246,7 @@ def install(component: type) -> None:
                 extra_state, epoch_itr = fairseq_load(cfg, trainer, **passthrough_args)
         finally:
             LOADING_INTO.reset(token)
+        fitting.forget_pruning(trainer.cfg.model)
         stopped_early = early_stopping.restore(cfg, trainer, extra_state)
         spent = budget_spent(trainer, extra_state, epoch_itr) or stopped_early
         if spent:
