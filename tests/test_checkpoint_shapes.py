@@ -80,6 +80,9 @@ def refusal(state, tmp_path) -> str:
     ({"encoder_attention_heads": 3}, None, ["encoder.attention_heads = 3", "divides the embedding dimension"]),
     ({"encoder_attention_heads": 0}, None, ["encoder.attention_heads = 0", "a positive integer"]),
     ({"encoder_layers_to_keep": "0,7"}, None, ["keeps layers 0,7 of the 2"]),
+    ({"encoder_layers_to_keep": "1,1"}, None, ["encoder_layers_to_keep = '1,1'", "distinct layer indices"]),
+    ({"encoder_layers_to_keep": "-1"}, None, ["encoder_layers_to_keep = '-1'", "distinct layer indices"]),
+    ({"encoder_layers_to_keep": "0,x"}, None, ["encoder_layers_to_keep = '0,x'", "distinct layer indices"]),
     (None, {"max_positions": HUGE}, [f"max_positions = {HUGE}", "embed_positions.weight", "(514, 32)"]),
     ({"encoder_learned_pos": False}, {"max_positions": HUGE}, ["sinusoidal position table"]),
     ({"hire_gru_dim": 2 ** 20}, None, ["classification_heads.sentence_classification_head.extractor.gru"]),
@@ -114,6 +117,25 @@ def test_the_tasks_max_positions_is_the_one_fairseq_builds(fine_tuned, tmp_path)
 def test_pruned_layers_load(fine_tuned, tmp_path):
     """--encoder-layers-to-keep builds fewer layers than the weights hold; fairseq prunes them."""
     load_state(saved(changed(fine_tuned, {"encoder_layers_to_keep": "1"}), tmp_path))
+
+
+@pytest.mark.parametrize("keep, expected", [("5", "keeps layers 5 of the 2"), ("1,1", "'1,1'; expected distinct")])
+def test_a_hub_override_is_checked_as_the_checkpoint_is(keep, expected, fine_tuned, data_dir, tmp_path, monkeypatch):
+    """An override (encoder_layers_to_keep=...) changes the model fairseq builds: a keep list the
+    weights cannot fill is refused in one line, before any model is built (it ended in torch's
+    "Missing key(s)" after building); one they can fill prunes."""
+    path = saved(fine_tuned, tmp_path)
+    hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir),
+                                           encoder_layers_to_keep="1")
+    assert len(hub.model.encoder.sentence_encoder.layers) == 1
+    built = []
+    monkeypatch.setattr(RobertaHireModel, "build_model", classmethod(lambda cls, *a: built.append(a)))
+    with pytest.raises(UnsafeConfigError) as refused:
+        RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir),
+                                         encoder_layers_to_keep=keep)
+    message = str(refused.value)
+    assert "\n" not in message and expected in message and "encoder_layers_to_keep" in message, message
+    assert not built
 
 
 @pytest.mark.parametrize("arch, flags, num_classes", [

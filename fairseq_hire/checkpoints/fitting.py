@@ -32,6 +32,7 @@ import torch
 
 from .configuration import model_name
 from .errors import CheckpointError
+from . import shapes
 from .shapes import ENCODER_PREFIXES, HEAD_PREFIX, PAD_INDEX, Shapes, configurations, head_parts
 from ..models import layernorm_eps
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS
@@ -149,11 +150,8 @@ def layer_numbers(weights: Dict, prefix: str) -> set:
 
 def kept_layers(keep) -> List[int]:
     """--encoder-layers-to-keep's layer numbers, in fairseq's order (sorted)."""
-    try:
-        kept = sorted(int(index) for index in str(keep).split(","))
-    except ValueError:
-        kept = []
-    if not kept or len(set(kept)) != len(kept) or kept[0] < 0:
+    kept = shapes.kept_layers(keep)
+    if kept is None:
         raise ArchitectureMismatchError(f"--encoder-layers-to-keep {str(keep)[:100]!r}: expected distinct layer "
                                         "indices separated by commas, e.g. 0,2,4")
     return kept

@@ -290,6 +290,11 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         raise classify_failure(Path(path), error) from None
     # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
     configuration.check(state, path)
+    if arg_overrides:  # the hub's, e.g. encoder_layers_to_keep, change the model fairseq builds
+        try:
+            shapes.check(state, path)
+        except UnsafeConfigError as error:
+            raise UnsafeConfigError(f"{error} (with the overrides of {', '.join(sorted(arg_overrides))})") from None
     return state
 
 

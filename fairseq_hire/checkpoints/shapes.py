@@ -23,7 +23,7 @@ import contextlib
 import copy
 import dataclasses
 import re
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -47,6 +47,16 @@ def check(state: Dict, path) -> None:
     if isinstance(weights, dict):
         with within_depth(path):
             Shapes(path, weights).check(state)
+
+
+def kept_layers(keep) -> Optional[List[int]]:
+    """--encoder-layers-to-keep's layer numbers in fairseq's order (sorted), or None where they
+    are not distinct non-negative integers (fairseq's pruning then loses layers)."""
+    try:
+        kept = sorted(int(index) for index in str(keep).split(","))
+    except ValueError:
+        return None
+    return kept if kept and len(set(kept)) == len(kept) and kept[0] >= 0 else None
 
 
 def head_shapes(weights: Dict) -> Dict[str, tuple]:
@@ -138,16 +148,19 @@ class Shapes:
                 keep = safe_getattr(model, "encoder_layers_to_keep")
                 if keep:
                     model.encoder_layers = len(self.layers_to_keep(where, keep))
+        except UnsafeConfigError:
+            raise
         except CONFIGURATION_READ_ERRORS + (OmegaConfBaseException,) as error:
             self.refuse(f"fairseq cannot read its model section {where} ({one_line(error)})",
                         "the options of a RoBERTa model")
         return model
 
     def layers_to_keep(self, where: str, keep) -> list:
-        try:
-            return [int(index) for index in str(keep).split(",")]
-        except ValueError:
-            self.refuse(f"{where}.encoder_layers_to_keep = {keep!r}", "layer indices separated by commas")
+        kept = kept_layers(keep)
+        if kept is None:
+            self.refuse(f"{where}.encoder_layers_to_keep = {str(keep)[:100]!r}",
+                        "distinct layer indices separated by commas")
+        return kept
 
     def size(self, where: str, option: str, value) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
