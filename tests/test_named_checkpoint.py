@@ -15,6 +15,7 @@ from test_finished_run import fairseq_train_command, finetune_command
 def last_line(command) -> str:
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]  # fairseq-train's too: one line
     return result.stderr.strip().splitlines()[-1]
 
 
@@ -33,7 +34,7 @@ def test_fairseq_train_refuses_a_named_checkpoint_that_is_no_file(rte_bin, tiny_
     else:
         command += [flag, str(named)]
     line = last_line(command)
-    assert line == (f"FileNotFoundError: {flag} {named} {state}; expected a checkpoint file (fairseq would train "
+    assert line == (f"fairseq_hire.checkpoints.errors.MissingCheckpointError: {flag} {named} {state}; expected a checkpoint file (fairseq would train "
                     "from random weights)"), line
     assert not list((tmp_path / "save").glob("checkpoint*.pt"))
 

@@ -51,6 +51,7 @@ import fairseq.tasks
 print("task registered:", "sentence_prediction_hire" in fairseq.tasks.TASK_REGISTRY)
 print("changed:", changed)
 print("safe globals added:", [str(g) for g in torch.serialization.get_safe_globals() if g not in safe])
+print("excepthook changed:", sys.excepthook is not sys.__excepthook__)
 """
 
 
@@ -59,7 +60,8 @@ def test_activating_the_plugin_reassigns_no_name_and_extends_no_list(how):
     result = subprocess.run([sys.executable, "-c", SNAPSHOT, how, str(REPO / "fairseq_hire")],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[-3:] == ["task registered: True", "changed: []", "safe globals added: []"]
+    assert result.stdout.splitlines()[-4:] == ["task registered: True", "changed: []", "safe globals added: []",
+                                               "excepthook changed: False"]
 
 
 @pytest.fixture

@@ -23,6 +23,10 @@ class HeadMismatchError(CheckpointError, ValueError):
     predicting with it would use freshly initialised parameters."""
 
 
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """A checkpoint the user names is no file: missing, or a folder."""
+
+
 class DataMismatchError(ValueError):
     """The binaries are not what the recipe or the checkpoint's head expects."""
 

@@ -61,7 +61,7 @@ from glue_prep.atomic import atomic_file, copy_atomically, remove_stale
 
 from . import early_stopping, fitting, loading
 from .configuration import ALLOWED_TASKS, task_name
-from .errors import CheckpointError, CorruptCheckpointError
+from .errors import CheckpointError, CorruptCheckpointError, MissingCheckpointError
 from .loading import HOOK_MARK, fairseq_contents_allowed, load_state
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def check_named_checkpoint(cfg, trainer) -> None:
     else:
         return
     if is_local(path) and loading.not_a_file(path):
-        raise FileNotFoundError(f"{flag} {path} {loading.not_a_file(path)}; expected a checkpoint file (fairseq would train "
+        raise MissingCheckpointError(f"{flag} {path} {loading.not_a_file(path)}; expected a checkpoint file (fairseq would train "
                                 "from random weights)")
 
 

@@ -31,7 +31,7 @@ from fairseq.logging import metrics
 from .. import metrics as glue
 from ..checkpoints import saving
 from ..checkpoints.head_classes import head_classes
-from ..patches import cpu_distributed
+from ..patches import cpu_distributed, one_line_refusals
 
 PRED_KEY = "_hire_pred"  # meters whose names start with "_" are kept out of the logs
 TARG_KEY = "_hire_targ"
@@ -62,6 +62,7 @@ class SentencePredictionHireCriterion(FairseqCriterion):
 
     def __init__(self, cfg: SentencePredictionHireConfig, task):
         saving.install(type(self))  # built by the run that trains with it (saving.plugin_run)
+        one_line_refusals.install()
         super().__init__(task)
         self.classification_head_name = cfg.classification_head_name
         self.regression_target = cfg.regression_target

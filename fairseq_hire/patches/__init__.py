@@ -1,3 +1,4 @@
-"""The only code that changes fairseq: ``cpu_distributed``, fairseq's distributed training on CPU
-processes, installed by the plugin's criterion when fairseq's parser reads a run's command line
-(see its docstring), never at import."""
+"""What the plugin changes outside registration, never at import, each only where fairseq's parser
+reads a command line naming one of the plugin's components (see each module's docstring):
+``cpu_distributed``, fairseq's distributed training on CPU processes (the one change of fairseq
+code), and ``one_line_refusals``, Python's ``sys.excepthook`` for the plugin's refusals."""

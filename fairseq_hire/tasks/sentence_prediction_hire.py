@@ -33,6 +33,7 @@ from ..checkpoints import saving
 from ..checkpoints.head_classes import record_or_check
 from ..models.layer_cache import drop_layer_cache
 from ..models.roberta_hire import check_encoder_options, check_hydra_model_keys
+from ..patches import one_line_refusals
 
 TASK_NAME = "sentence_prediction_hire"
 
@@ -71,6 +72,7 @@ class SentencePredictionHireTask(SentencePredictionTask):
     def setup_task(cls, cfg, **kwargs):
         if not kwargs.get("from_checkpoint", False):  # a run that trains (fairseq_cli.train's main)
             saving.install(cls)
+            one_line_refusals.install()
         return super().setup_task(cfg, **kwargs)
 
     @classmethod
