@@ -54,3 +54,24 @@ def test_finetune_refuses_checkpoints_it_would_not_load_before_starting(rte_bin,
     line = last_line(finetune_command(rte_bin, tiny_pretrained, save_dir, *words))
     assert expected.replace("FOLDER", str(folder)) in line, line
     assert not save_dir.exists()
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ({"ffn_dim": 32}, "its encoder_ffn_embed_dim is 32, but that of PRETRAINED, which builds this run, is 64"),
+    ({"layers": 3}, "its encoder_layers is 3, but that of PRETRAINED, which builds this run, is 2"),
+])
+def test_finetune_refuses_an_mnli_init_of_another_encoder_before_starting(rte_bin, tiny_pretrained, tmp_path,
+                                                                          sizes, expected):
+    """finetune.py builds the run from PRETRAINED's options: an --mnli-init checkpoint of another
+    encoder was refused only once fairseq-train had started (and, in the comparison, by each run)."""
+    from conftest import GPT2_BPE
+    from roberta_checkpoints import write_original_roberta_checkpoint
+
+    other = tmp_path / "other" / "model.pt"
+    write_original_roberta_checkpoint(other, GPT2_BPE / "dict.txt", **sizes)
+    for dry_run in ((), ("--dry-run",)):
+        line = last_line(finetune_command(rte_bin, tiny_pretrained, tmp_path / "save", "--mnli-init", str(other),
+                                          *dry_run))
+        assert line.endswith(f"{other}: {expected.replace('PRETRAINED', str(tiny_pretrained))}; expected a "
+                             f"checkpoint fine-tuned from {tiny_pretrained}"), line
+        assert not (tmp_path / "save").exists()

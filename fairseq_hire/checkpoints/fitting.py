@@ -258,3 +258,21 @@ def check(model, state: Dict, path) -> None:
         f"cannot load {path}: its {option} is {theirs}, but this run builds {ours}{hint}; expected the "
         f"checkpoint's architecture: python scripts/checkpoint_args.py {path} prints it as fairseq-train flags, "
         "with --hydra as fairseq-hydra-train overrides")
+
+
+def check_same_encoder(path, reference_path, keep=None) -> None:
+    """Refuse, before a run is launched, a checkpoint (finetune.py --mnli-init) whose encoder is not
+    that of `reference_path` (PRETRAINED, whose options build the run). With a `keep` list the
+    run prunes the checkpoint's layers, which its load checks (``check``)."""
+    from .loading import load_state
+
+    state = load_state(path, lazy=True)
+    theirs, ours = recorded(state, path), recorded(load_state(reference_path, lazy=True), reference_path)
+    for option, value in theirs.items():
+        if option in ours and not (option == "encoder_layers" and keep) and not same(option, value, ours[option]):
+            pruned = recorded_keep(state)
+            hint = (f"; its weights are the layers --encoder-layers-to-keep {','.join(map(str, pruned))} kept, "
+                    "which this run needs too") if option == "encoder_layers" and pruned else ""
+            raise ArchitectureMismatchError(f"{path}: its {option} is {value}, but that of {reference_path}, which "
+                                            f"builds this run, is {ours[option]}{hint}; expected a checkpoint "
+                                            f"fine-tuned from {reference_path}")

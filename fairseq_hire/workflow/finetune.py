@@ -40,7 +40,7 @@ from glue_prep.subset import make_train_subset
 
 from ..checkpoints.architecture import flag_number, flags_of, layernorm_eps, model_config, switches_of
 from ..checkpoints.errors import DataMismatchError
-from ..checkpoints.fitting import kept_layers
+from ..checkpoints.fitting import check_same_encoder, kept_layers
 from ..checkpoints.loading import not_a_file
 from ..models.layer_cache import check_layer_cache_folder
 from ..models.layernorm_eps import FAIRSEQ_LAYERNORM_EPS, FLAG
@@ -180,6 +180,8 @@ def build_command(args, passthrough) -> list:
     words = argparse_words(passthrough)
     keep = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--encoder-layers-to-keep"]
     built_layers = len(kept_layers(keep[-1])) if keep else layers  # fairseq-train reads the last list given
+    if args.mnli_init and Path(args.mnli_init).is_file():  # a dry run may plan before it exists
+        check_same_encoder(args.mnli_init, args.pretrained, keep[-1] if keep else None)
     if args.head:
         head_options(args.head).scored_layers(built_layers)  # a last-k head longer than the encoder: refused now
     size = args.size or ("large" if layers >= 24 else "base")
