@@ -80,6 +80,8 @@ def refusal(state, tmp_path) -> str:
     ({"encoder_attention_heads": 3}, None, ["encoder.attention_heads = 3", "divides the embedding dimension"]),
     ({"encoder_attention_heads": 0}, None, ["encoder.attention_heads = 0", "a positive integer"]),
     ({"encoder_layers_to_keep": "0,7"}, None, ["keeps layers 0,7 of the 2"]),
+    ({"encoder_layers_to_keep": "1,2"}, None, ["keeps layers 1,2 of the 2 in its weights (its weights are those "
+                                               "layers already: set cfg.model.encoder_layers_to_keep to None"]),
     ({"encoder_layers_to_keep": "1,1"}, None, ["encoder_layers_to_keep = '1,1'", "distinct layer indices"]),
     ({"encoder_layers_to_keep": "-1"}, None, ["encoder_layers_to_keep = '-1'", "distinct layer indices"]),
     ({"encoder_layers_to_keep": "0,x"}, None, ["encoder_layers_to_keep = '0,x'", "distinct layer indices"]),
@@ -134,8 +136,20 @@ def test_a_hub_override_is_checked_as_the_checkpoint_is(keep, expected, fine_tun
         RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir),
                                          encoder_layers_to_keep=keep)
     message = str(refused.value)
-    assert "\n" not in message and expected in message and "encoder_layers_to_keep" in message, message
+    assert "\n" not in message and expected in message and message.endswith(
+        f"(with the override encoder_layers_to_keep={keep!r})"), message
     assert not built
+
+
+def test_a_hub_override_of_head_options_loads_the_head_untrained(fine_tuned, data_dir, tmp_path):
+    """Overrides are checked for the encoder they build; a head they change is left untrained, as
+    the hub reports and refuses at prediction (test_a_head_its_weights_do_not_hold_...)."""
+    from fairseq_hire.checkpoints.shapes import head_shapes, untrained_heads
+
+    path = saved(fine_tuned, tmp_path)
+    hub = RobertaHireModel.from_pretrained(str(path.parent), path.name, data_name_or_path=str(data_dir),
+                                           hire_gru_dim=8)
+    assert list(untrained_heads(hub.model, head_shapes(fine_tuned["model"]))) == ["sentence_classification_head"]
 
 
 @pytest.mark.parametrize("arch, flags, num_classes", [

@@ -1,6 +1,7 @@
 """The plugin's refusals end a fairseq-train run in one line, not under fairseq's traceback
-(fairseq_hire/patches/one_line_refusals.py): installed when a run builds a plugin component,
-never at activation, and acting only on a refusal that ends a fairseq command line."""
+(fairseq_hire/patches/one_line_refusals.py): installed by a training run of the plugin's
+components, never at activation (nor by a hub load: tests/test_plugin_scope_process_state.py),
+and acting only on a refusal that ends a fairseq command line."""
 import os
 import subprocess
 import sys
@@ -44,14 +45,17 @@ def test_a_refusal_in_the_users_own_program_keeps_its_traceback():
     assert result.stderr.strip().splitlines()[-1] == "fairseq_hire.checkpoints.errors.UnsafeConfigError: refusing x.pt: y"
 
 
-@pytest.mark.parametrize("variable", [None, "1"])
-def test_fairseq_train_ends_a_refused_run_in_one_line(rte_bin, tiny_pretrained, tmp_path, variable):
+@pytest.mark.parametrize("variable, stock_task", [(None, False), ("1", False), (None, True)])
+def test_fairseq_train_ends_a_refused_run_in_one_line(rte_bin, tiny_pretrained, tmp_path, variable, stock_task):
     """--encoder-layers-to-keep naming a layer the checkpoint lacks: refused by the load hook,
-    inside fairseq_cli.train's main; FAIRSEQ_HIRE_TRACEBACK=1 shows the traceback."""
+    inside fairseq_cli.train's main, also for roberta_hire under fairseq's own task and criterion;
+    FAIRSEQ_HIRE_TRACEBACK=1 shows the traceback."""
     env = {k: v for k, v in os.environ.items() if k != "FAIRSEQ_HIRE_TRACEBACK"}
     if variable:
         env["FAIRSEQ_HIRE_TRACEBACK"] = variable
     command = fairseq_train_command(rte_bin, tiny_pretrained, tmp_path / "save", "--encoder-layers-to-keep", "0,7")
+    if stock_task:
+        command = ["sentence_prediction" if word == "sentence_prediction_hire" else word for word in command]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     assert result.returncode == 1 and ("Traceback" in result.stderr) == bool(variable), result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1].startswith(

@@ -28,6 +28,7 @@ print("predicted", tuple(hub.predict("sentence_classification_head", hub.encode(
 print("safe globals added:", sorted(str(g) for g in torch.serialization.get_safe_globals() if g not in safe))
 print("warnings filters added:", [f for f in warnings.filters if f not in filters])
 print("torch names changed:", sorted(k for k, v in torch_names.items() if vars(torch).get(k) is not v))
+print("excepthook changed:", sys.excepthook is not sys.__excepthook__)
 """
 
 
@@ -49,8 +50,9 @@ def test_a_hub_load_leaves_torchs_allowlist_warnings_and_functions_as_they_were(
     result = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", HUB_LOAD, str(folder),
                              str(data)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[-4:] == ["predicted (1, 2)", "safe globals added: []",
-                                               "warnings filters added: []", "torch names changed: []"]
+    assert result.stdout.splitlines()[-5:] == ["predicted (1, 2)", "safe globals added: []",
+                                               "warnings filters added: []", "torch names changed: []",
+                                               "excepthook changed: False"]
 
 
 REGISTRATION = """

@@ -274,6 +274,7 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     # the check reads the pickle and maps the tensors without reading them (a zip checkpoint)
     stored = load_state(PathManager.get_local_path(str(path)), lazy=True)
     had_cfg = stored.get("cfg") is not None
+    changed = overridden_model_options(stored, arg_overrides)
     del stored  # fairseq reads the file itself; the mapping is closed before it does
     try:
         with weights_only_unpickling():
@@ -290,12 +291,27 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         raise classify_failure(Path(path), error) from None
     # the upgrade fills in what old checkpoints lack (a missing task becomes translation)
     configuration.check(state, path)
-    if arg_overrides:  # the hub's, e.g. encoder_layers_to_keep, change the model fairseq builds
+    if changed:  # e.g. the hub's encoder_layers_to_keep=...: another encoder than the one checked
         try:
-            shapes.check(state, path)
+            shapes.check(state, path, heads=False)
         except UnsafeConfigError as error:
-            raise UnsafeConfigError(f"{error} (with the overrides of {', '.join(sorted(arg_overrides))})") from None
+            given = ", ".join(f"{key}={value!r}" for key, value in sorted(changed.items()))
+            raise UnsafeConfigError(f"{error} (with the override {given})") from None
     return state
+
+
+# what the hub overrides to read a checkpoint with the plugin (its data, tokenizer and heads), not to
+# build another model than the checkpoint's
+READING_OVERRIDES = frozenset({"bpe", "data", "user_dir", "hire_tokenizer_spec", "load_checkpoint_heads"})
+
+
+def overridden_model_options(state, arg_overrides) -> dict:
+    """The overrides that may build another model than the checkpoint's configuration: those that
+    change its model section's value (fairseq sets an original-format checkpoint's missing ones too)."""
+    _, model, _, _ = next(shapes.configurations(state), (None, None, None, None))
+    options = configuration.as_mapping(model) or {}
+    return {key: value for key, value in (arg_overrides or {}).items()
+            if key not in READING_OVERRIDES and (key not in options or options[key] != value)}
 
 
 def replace_named_components(cfg, arg_overrides) -> None:

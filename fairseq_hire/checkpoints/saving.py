@@ -63,6 +63,7 @@ from . import early_stopping, fitting, loading
 from .configuration import ALLOWED_TASKS, task_name
 from .errors import CheckpointError, CorruptCheckpointError, MissingCheckpointError
 from .loading import HOOK_MARK, fairseq_contents_allowed, load_state
+from ..patches import one_line_refusals
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ def install(component: type) -> None:
     def load_checkpoint(cfg, trainer, **passthrough_args):
         if not plugin_run(trainer):
             return fairseq_load(cfg, trainer, **passthrough_args)
+        one_line_refusals.install()  # also a run of roberta_hire under fairseq's own task and criterion
         check_named_checkpoint(cfg, trainer)
         prepare_resume(cfg, trainer)
         fitting.remember_kept_layers(trainer.get_model())

@@ -39,14 +39,15 @@ DEFAULT_HEAD_NAME = "sentence_classification_head"
 CONFIGURATION_READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, AssertionError, RuntimeError)
 
 
-def check(state: Dict, path) -> None:
+def check(state: Dict, path, heads: bool = True) -> None:
     """Refuse (UnsafeConfigError) a checkpoint whose configuration builds another model than
     the one its weights are; run after ``checkpoint_config.check``, which refuses every
-    configuration fairseq would evaluate, so that building heads on the meta device runs none."""
+    configuration fairseq would evaluate, so that building heads on the meta device runs none.
+    heads=False checks the encoder only (a head's parameters that differ are ``untrained_heads``)."""
     weights = state.get("model")
     if isinstance(weights, dict):
         with within_depth(path):
-            Shapes(path, weights).check(state)
+            Shapes(path, weights).check(state, heads)
 
 
 def kept_layers(keep) -> Optional[List[int]]:
@@ -95,7 +96,7 @@ class Shapes:
         self.refuse(f"{where} builds {option} = {value}, but its weight {weight} has shape {tuple(shape)}",
                     "a configuration whose sizes are those of its weights")
 
-    def check(self, state: Dict) -> None:
+    def check(self, state: Dict, heads: bool = True) -> None:
         from fairseq.models import ARCH_CONFIG_REGISTRY
 
         self.check_storage()
@@ -106,7 +107,8 @@ class Shapes:
                 continue
             model = self.as_fairseq_builds_it(where, model, task, arch)
             self.check_encoder(where, model)
-            self.check_heads(where, model, task, criterion, arch)
+            if heads:
+                self.check_heads(where, model, task, criterion, arch)
 
     def check_storage(self) -> None:
         for key, weight in self.weights.items():
@@ -198,8 +200,10 @@ class Shapes:
                                                      self.weights) if m})
         keep = model.encoder_layers_to_keep
         if keep and max(self.layers_to_keep(where, keep)) >= len(found):
-            self.refuse(f"{where} keeps layers {keep} of the {len(found)} in its weights",
-                        "indices of layers its weights hold")
+            pruned = len(self.layers_to_keep(where, keep)) == len(found) == layers
+            self.refuse(f"{where} keeps layers {keep} of the {len(found)} in its weights" + (
+                f" (its weights are those layers already: set {where}.encoder_layers_to_keep to None, as a "
+                "run pruned from scratch now saves it)" if pruned else ""), "indices of layers its weights hold")
         if not keep and layers != len(found):
             self.refuse(f"{where} builds encoder.layers = {layers}, but its weights hold {len(found)} layers",
                         "a configuration whose sizes are those of its weights")

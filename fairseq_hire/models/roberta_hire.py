@@ -27,7 +27,6 @@ from fairseq.utils import safe_getattr
 
 from ..checkpoints.shapes import head_parts
 from ..modules import options
-from ..patches import one_line_refusals
 from ..modules.hire import HireHead
 from ..modules.options import HireOptions
 from .layer_cache import LayerCache
@@ -136,7 +135,6 @@ class RobertaHireModel(RobertaModel):
         # a run training this model loads and saves through the plugin's hooks, with fairseq's own
         # task and criterion too (fairseq builds the model before it loads a checkpoint)
         saving.install(cls)
-        one_line_refusals.install()
         roberta_hire_architecture(args)
         HireOptions.from_args(args)  # a bad --hire-* value is refused here, naming its flag
         if args.encoder_layerdrop > 0:

@@ -4,8 +4,9 @@ The plugin refuses bad input (a checkpoint its run cannot load, binaries its hea
 a layer cache folder it cannot use) with an exception whose message names the file and what was
 expected. Under fairseq-train that line came last, under some thirty lines of traceback through
 fairseq's ``main``, which offers no hook to report an error. ``install()`` wraps Python's
-``sys.excepthook`` (not a name of fairseq or torch) when a run builds one of the plugin's
-components (where ``checkpoints.saving.install`` puts its hooks; never at import or activation):
+``sys.excepthook`` (not a name of fairseq or torch) when a training run sets up the plugin's task
+or criterion, or loads its checkpoint as a plugin run (``checkpoints.saving``; a run of
+roberta_hire under fairseq's own task), never at import, activation or a hub load:
 an exception of ``refusal_classes()`` whose traceback passes through ``fairseq_cli`` (fairseq-train,
 fairseq-validate, ``python -m fairseq_cli.train``) prints as the line that ended the traceback
 (``module.Class: message``), and the process exits with status 1 as before. Every other
