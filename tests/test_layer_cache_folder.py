@@ -147,7 +147,9 @@ def test_plain_fairseq_train_refuses_a_layer_cache_folder_in_one_line_before_any
         cache.symlink_to(tmp_path / "nowhere")
     save_dir = tmp_path / "save"
     command = fairseq_train_command(rte_bin, tiny_pretrained, save_dir, "--freeze-encoder", "--layer-cache", str(cache))
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    # with the traceback, which names where the error was raised (fairseq-train prints the line alone)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "FAIRSEQ_HIRE_TRACEBACK": "1"})
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last == (f"fairseq_hire.models.layer_cache.LayerCacheError: --layer-cache {cache}: {cache} is not a folder; "
