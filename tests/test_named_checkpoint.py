@@ -34,8 +34,8 @@ def test_fairseq_train_refuses_a_named_checkpoint_that_is_no_file(rte_bin, tiny_
     else:
         command += [flag, str(named)]
     line = last_line(command)
-    assert line == (f"fairseq_hire.checkpoints.errors.MissingCheckpointError: {flag} {named} {state}; expected a checkpoint file (fairseq would train "
-                    "from random weights)"), line
+    assert line == (f"fairseq_hire.checkpoints.errors.MissingCheckpointError: {flag} {named} {state}; expected a "
+                    "checkpoint file (fairseq would train from random weights)"), line
     assert not list((tmp_path / "save").glob("checkpoint*.pt"))
 
 

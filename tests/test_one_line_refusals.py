@@ -15,8 +15,9 @@ PARSE = """
 import sys
 from fairseq import options
 parser = options.get_training_parser()
-options.parse_args_and_arch(parser, input_args=["data", "--user-dir", sys.argv[1], "--task", "sentence_prediction_hire",
-                                                "--criterion", "sentence_prediction_hire", "--arch", "roberta_hire_base"])
+options.parse_args_and_arch(parser, input_args=[
+    "data", "--user-dir", sys.argv[1], "--task", "sentence_prediction_hire", "--criterion", "sentence_prediction_hire",
+    "--arch", "roberta_hire_base"])
 print("excepthook changed:", sys.excepthook is not sys.__excepthook__)
 """
 
@@ -42,7 +43,8 @@ raise UnsafeConfigError("refusing x.pt: y")
 def test_a_refusal_in_the_users_own_program_keeps_its_traceback():
     result = subprocess.run([sys.executable, "-c", RAISE], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1 and result.stderr.count("Traceback") == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "fairseq_hire.checkpoints.errors.UnsafeConfigError: refusing x.pt: y"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "fairseq_hire.checkpoints.errors.UnsafeConfigError: refusing x.pt: y"
 
 
 @pytest.mark.parametrize("variable, stock_task", [(None, False), ("1", False), (None, True)])

@@ -32,6 +32,7 @@ import torch
 
 from .configuration import model_name
 from .errors import CheckpointError
+from .loading import load_state
 from . import shapes
 from .shapes import ENCODER_PREFIXES, HEAD_PREFIX, PAD_INDEX, Shapes, configurations, head_parts
 from ..models import layernorm_eps
@@ -264,8 +265,6 @@ def check_same_encoder(path, reference_path, keep=None) -> None:
     """Refuse, before a run is launched, a checkpoint (finetune.py --mnli-init) whose encoder is not
     that of `reference_path` (PRETRAINED, whose options build the run). With a `keep` list the
     run prunes the checkpoint's layers, which its load checks (``check``)."""
-    from .loading import load_state
-
     state = load_state(path, lazy=True)
     theirs, ours = recorded(state, path), recorded(load_state(reference_path, lazy=True), reference_path)
     for option, value in theirs.items():

@@ -180,8 +180,8 @@ def check_named_checkpoint(cfg, trainer) -> None:
     else:
         return
     if is_local(path) and loading.not_a_file(path):
-        raise MissingCheckpointError(f"{flag} {path} {loading.not_a_file(path)}; expected a checkpoint file (fairseq would train "
-                                "from random weights)")
+        raise MissingCheckpointError(f"{flag} {path} {loading.not_a_file(path)}; expected a checkpoint file "
+                                     "(fairseq would train from random weights)")
 
 
 def prepare_resume(cfg, trainer) -> None:

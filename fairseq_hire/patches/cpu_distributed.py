@@ -84,9 +84,9 @@ import random
 import torch
 import torch.distributed as dist
 
+from ..checkpoints.loading import HOOK_MARK as MARK
 from ..tasks.sentence_prediction_hire import TASK_NAME
 
-MARK = "__wrapped_by_fairseq_hire__"
 TORCHRUN_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
 PLUGIN_COMPONENT = TASK_NAME  # the registered name of the plugin's task, and of its criterion
 plugin_run_depth = 0  # > 0 while a plugin run's call_main (or a worker it spawned) runs in this process

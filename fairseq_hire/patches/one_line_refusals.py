@@ -19,7 +19,8 @@ import os
 import sys
 import traceback
 
-MARK = "__wrapped_by_fairseq_hire__"
+from ..checkpoints.loading import HOOK_MARK as MARK
+
 TRACEBACK_VARIABLE = "FAIRSEQ_HIRE_TRACEBACK"
 
 
