@@ -65,9 +65,33 @@ def test_fairseq_train_ends_a_refused_run_in_one_line(rte_bin, tiny_pretrained, 
     assert not (tmp_path / "save").exists() or not list((tmp_path / "save").glob("checkpoint*.pt"))
 
 
-def test_any_other_error_of_a_plugin_run_keeps_its_traceback(rte_bin, tiny_pretrained, tmp_path):
-    """A plain ValueError inside the run (roberta_hire refuses --encoder-layerdrop) may be a bug's."""
+def test_a_refused_model_option_ends_fairseq_train_in_one_line(rte_bin, tiny_pretrained, tmp_path):
+    """roberta_hire refuses --encoder-layerdrop as it builds the model (HireOptionError)."""
     command = fairseq_train_command(rte_bin, tiny_pretrained, tmp_path / "save", "--encoder-layerdrop", "0.1")
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 1 and "Traceback" in result.stderr, result.stderr[-3000:]
-    assert "ValueError: roberta_hire does not support --encoder-layerdrop" in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "fairseq_hire.modules.options.HireOptionError: roberta_hire does not support --encoder-layerdrop")
+
+
+THROUGH_FAIRSEQ_CLI = """
+import sys
+from fairseq_hire.patches import one_line_refusals
+from fairseq_hire.checkpoints.errors import UnsafeConfigError
+one_line_refusals.install()
+command_line = {"__name__": "fairseq_cli.train"}  # a frame of fairseq's command line, as in its main
+exec("def main(error): raise error", command_line)
+command_line["main"](UnsafeConfigError("refusing x.pt: y") if sys.argv[1] == "refusal" else ValueError("a bug"))
+"""
+
+
+@pytest.mark.parametrize("raised, last, traceback", [
+    ("refusal", "fairseq_hire.checkpoints.errors.UnsafeConfigError: refusing x.pt: y", False),
+    ("other", "ValueError: a bug", True),
+])
+def test_under_fairseq_cli_only_a_refusal_loses_its_traceback(raised, last, traceback):
+    """Any other exception of a plugin run (a ValueError may be a bug's) keeps its traceback."""
+    result = subprocess.run([sys.executable, "-c", THROUGH_FAIRSEQ_CLI, raised], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 1 and ("Traceback" in result.stderr) == traceback, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == last

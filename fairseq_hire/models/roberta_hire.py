@@ -28,7 +28,7 @@ from fairseq.utils import safe_getattr
 from ..checkpoints.shapes import head_parts
 from ..modules import options
 from ..modules.hire import HireHead
-from ..modules.options import HireOptions
+from ..modules.options import HireOptionError, HireOptions
 from .layer_cache import LayerCache
 from . import layernorm_eps
 from .layernorm_eps import FAIRSEQ_LAYERNORM_EPS
@@ -46,13 +46,13 @@ def check_encoder_options(cfg, model) -> None:
     model, and fairseq's stock roberta (the YAMLs' baseline) would fine-tune its whole encoder,
     or build its LayerNorms with fairseq's epsilon."""
     if safe_getattr(cfg, "layer_cache", None) == "":  # a truth test would train without a cache
-        raise ValueError("model.layer_cache '': expected a folder for the cache (or no layer_cache)")
+        raise HireOptionError("model.layer_cache '': expected a folder for the cache (or no layer_cache)")
     given = [name for name in ENCODER_DEFAULTS if safe_getattr(cfg, name, None)]
     eps = safe_getattr(cfg, "encoder_layernorm_eps", None)
     if eps is not None and eps != FAIRSEQ_LAYERNORM_EPS:
         given.append("encoder_layernorm_eps")
     if given and not isinstance(model, RobertaHireModel):
-        raise ValueError(f"model.{given[0]} is an option of roberta_hire; {type(model).__name__} would ignore it: "
+        raise HireOptionError(f"model.{given[0]} is an option of roberta_hire; {type(model).__name__} would ignore it: "
                          "use roberta_hire, whose stock head is --head stock's options (docs/OPTIONS.md)")
 
 
@@ -102,7 +102,7 @@ def check_hydra_model_keys(cfg) -> None:
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"; did you mean model.{close[0]}?" if close else " (fairseq-train --arch NAME --help lists them)"
-        raise ValueError(f"model.{unknown[0]}: {name} has no such option{hint}")
+        raise HireOptionError(f"model.{unknown[0]}: {name} has no such option{hint}")
 
 
 @register_model("roberta_hire")
@@ -138,13 +138,13 @@ class RobertaHireModel(RobertaModel):
         roberta_hire_architecture(args)
         HireOptions.from_args(args)  # a bad --hire-* value is refused here, naming its flag
         if args.encoder_layerdrop > 0:
-            raise ValueError(
+            raise HireOptionError(
                 "roberta_hire does not support --encoder-layerdrop: HIRE weighs every layer's "
                 "output, so the set of layers must not change between steps "
                 "(use --encoder-layers-to-keep to prune layers once, at load time)"
             )
         if args.layer_cache and not args.freeze_encoder:
-            raise ValueError(f"--layer-cache {args.layer_cache}: a cache holds a frozen encoder's outputs; "
+            raise HireOptionError(f"--layer-cache {args.layer_cache}: a cache holds a frozen encoder's outputs; "
                              "add --freeze-encoder")
         model = super().build_model(args, task)
         layernorm_eps.set_layernorm_eps(model.encoder, layernorm_eps.checked_eps(args.encoder_layernorm_eps))
@@ -208,7 +208,7 @@ class RobertaHireModel(RobertaModel):
         )
         if safe_getattr(self.args, "spectral_norm_classification_head", False):
             if q_noise != 0:
-                raise ValueError("--spectral-norm-classification-head cannot be combined with "
+                raise HireOptionError("--spectral-norm-classification-head cannot be combined with "
                                  "--quant-noise-pq (fairseq's RoBERTa head refuses it too)")
             head.out_proj = torch.nn.utils.spectral_norm(head.out_proj)
         self.classification_heads[name] = head

@@ -21,6 +21,11 @@ CLASSIFIER_INITS = ("normal", "pytorch")
 FLAG_PREFIX = "hire_"
 
 
+class HireOptionError(ValueError):
+    """A --hire-* option, or a combination of roberta_hire's options, that builds no model; the
+    message names the flag."""
+
+
 @dataclass(frozen=True)
 class HireOptions:
     gru_dim: int = field(default=0, metadata={
@@ -58,18 +63,18 @@ class HireOptions:
             choices = option.metadata.get("choices")
             value = getattr(self, option.name)
             if choices and value not in choices:
-                raise ValueError(f"{flag(option.name)} {value!r}: expected one of {', '.join(choices)}")
+                raise HireOptionError(f"{flag(option.name)} {value!r}: expected one of {', '.join(choices)}")
             if option.type is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{flag(option.name)} {value!r}: expected an integer")
+                raise HireOptionError(f"{flag(option.name)} {value!r}: expected an integer")
             if option.type is bool and not isinstance(value, bool):
-                raise ValueError(f"{flag(option.name)} {value!r}: expected true or false")
+                raise HireOptionError(f"{flag(option.name)} {value!r}: expected true or false")
         if self.gru_dim < 0:
-            raise ValueError(f"{flag('gru_dim')} {self.gru_dim}: expected a size >= 1, or 0 for half "
+            raise HireOptionError(f"{flag('gru_dim')} {self.gru_dim}: expected a size >= 1, or 0 for half "
                              "the encoder's hidden size")
         if self.last_k < 1:
-            raise ValueError(f"{flag('last_k')} {self.last_k}: expected at least 1 layer")
+            raise HireOptionError(f"{flag('last_k')} {self.last_k}: expected at least 1 layer")
         if self.extractor == "concat" and self.fusion:
-            raise ValueError(f"{flag('extractor')} concat gives A of k x C channels, which the fusion "
+            raise HireOptionError(f"{flag('extractor')} concat gives A of k x C channels, which the fusion "
                              f"layer cannot combine with R (C channels): add --no-hire-fusion")
 
     def scored_layers(self, encoder_layers: int) -> int:
@@ -77,7 +82,7 @@ class HireOptions:
         refused where the mean / concat extractor wants more of them than that."""
         scored = encoder_layers + int(self.include_embeddings)
         if self.extractor in ("mean", "concat") and self.last_k > scored:
-            raise ValueError(f"{flag('last_k')} {self.last_k}: the head scores only {scored} layers")
+            raise HireOptionError(f"{flag('last_k')} {self.last_k}: the head scores only {scored} layers")
         return scored
 
     @classmethod
