@@ -30,7 +30,8 @@ from .readers.reading import parsed_json, read_regular, utf8_text
 SPEC_NAME = "tokenizer_spec.json"
 SPEC_LIMIT = 1 << 20  # bytes; a spec names a few files
 TYPES = ("gpt2", "sentencepiece", "wordpiece")
-OPTIONS = {"wordpiece": ("lowercase", "strip_accents", "handle_chinese_chars", "clean_text")}  # besides the files
+OPTIONS = {"wordpiece": ("lowercase", "strip_accents", "handle_chinese_chars", "clean_text"),  # besides the files
+           "gpt2": ("add_prefix_space",)}
 # spec key -> default file name when the tokenizer is copied beside a dataset
 FILE_KEYS = {
     "gpt2": {"encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"},
@@ -142,7 +143,10 @@ class GPT2Tokenizer(Tokenizer):
         _check_gpt2(self.bpe, self.files["vocab_bpe"])
 
     def _encode(self, text: str) -> str:
-        # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.encode
+        # == fairseq.data.encoders.gpt2_bpe.GPT2BPE.encode; add_prefix_space as the tokenizers
+        # library's ByteLevel pre-tokenizer (a converted RoBERTa-family tokenizer) adds it
+        if self.options.get("add_prefix_space") and text and not text.startswith(" "):
+            text = " " + text
         return " ".join(map(str, self.bpe.encode(text)))
 
     def _decode(self, tokens: str) -> str:

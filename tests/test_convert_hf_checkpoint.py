@@ -198,6 +198,24 @@ def test_tiny_roberta_matches_transformers(tiny_roberta, tmp_path, capsys):
     assert diffs["logits"] <= TOLERANCE
 
 
+def test_a_tokenizer_that_adds_a_prefix_space_converts_and_matches_transformers(tiny_roberta, tmp_path):
+    """roberta-base's tokenizer saved with add_prefix_space=True: through the hub, single texts and
+    pairs (each text gets its space, as in transformers) give transformers' hidden states."""
+    source, hf_model, root = tiny_roberta
+    prefixed = tmp_path / "hf"
+    shutil.copytree(source, prefixed)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(root / "vocab", add_prefix_space=True)
+    hf_tokenizer.save_pretrained(prefixed)
+    convert(prefixed, tmp_path / "converted")
+    assert json.loads((tmp_path / "converted" / "tokenizer_spec.json").read_text())["add_prefix_space"] is True
+    hub = from_pretrained(str(tmp_path / "converted"))
+    for texts in [("Hello world",), ("A first text", "and a second.")]:  # the hub strips, as glue_prep
+        with torch.no_grad():
+            features = hub.extract_features(hub.encode(*texts))[0]
+            expected = hf_model.roberta(**hf_tokenizer(*texts, return_tensors="pt")).last_hidden_state[0]
+        assert features.shape == expected.shape and (features - expected).abs().max() <= TOLERANCE, texts
+
+
 def test_pytorch_bin_and_classic_vocab_files_convert_the_same(tiny_roberta, tmp_path):
     """pytorch_model.bin (loaded with weights_only=True) + vocab.json/merges.txt give the
     checkpoint that model.safetensors + tokenizer.json give."""

@@ -136,14 +136,36 @@ def byte_level_tokenizer_json(source: Path, **changes) -> dict:
             "normalizer": None, **changes}
 
 
+@pytest.mark.parametrize("tokenizer_config", [{"add_prefix_space": True},
+                                              {"add_prefix_space": True, "tokenizer_class": "RobertaTokenizer"},
+                                              {"tokenizer_class": "PreTrainedTokenizerFast"}])
+def test_a_space_added_before_the_text_gives_the_ids_of_transformers(tmp_path, tokenizer_config):
+    """add_prefix_space (RoBERTa-family tokenizers saved for token classification, e.g.): a space
+    before each text that does not start with one, as the tokenizers library's ByteLevel adds it;
+    transformers' RobertaTokenizer reads it from tokenizer_config.json, its generic class from
+    tokenizer.json."""
+    source, _ = build_tiny_roberta_bpe(tmp_path / "hf")
+    pre_tokenizer = {"type": "ByteLevel", "add_prefix_space": True, "use_regex": True}
+    (source / "tokenizer.json").write_text(json.dumps(byte_level_tokenizer_json(source, pre_tokenizer=pre_tokenizer)))
+    (source / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    convert(source, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "tokenizer_spec.json").read_text())["add_prefix_space"] is True
+    converted = load_tokenizer(tmp_path / "out" / "tokenizer_spec.json")
+    hf_tokenizer = transformers.RobertaTokenizer(str(source / "vocab.json"), str(source / "merges.txt"),
+                                                 add_prefix_space=True)
+    for text in ("a b", "ab a", " a\tbé", "\tab", "", "a  b "):
+        expected = hf_tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert converted.encode(text) == " ".join(map(str, expected)), text
+
+
 @pytest.mark.parametrize("file, change, fragments", [
-    ("tokenizer_config.json", {"add_prefix_space": True}, ["add_prefix_space is true", "expected false"]),
     ("tokenizer.json", {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True}},
-     ["pre_tokenizer.add_prefix_space is true"]),
+     ["pre_tokenizer.add_prefix_space true, but", "has no add_prefix_space (default false)",
+      "expected the two files to agree"]),
     ("tokenizer.json", {"pre_tokenizer": {"type": "ByteLevel", "use_regex": False}}, ["use_regex is false"]),
     ("tokenizer.json", {"normalizer": {"type": "Lowercase"}}, ["normalizer", "Lowercase", "expected null"]),
     ("tokenizer_config.json", {"add_prefix_space": "yes"}, ["add_prefix_space", "true or false"]),
-], ids=["prefix-space-config", "prefix-space-tokenizer-json", "no-regex", "normalizer", "prefix-space-a-string"])
+], ids=["prefix-space-tokenizer-json-only", "no-regex", "normalizer", "prefix-space-a-string"])
 def test_byte_level_settings_the_spec_cannot_express(small_roberta, tmp_path, file, change, fragments):
     if file == "tokenizer.json":
         (small_roberta / file).write_text(json.dumps(byte_level_tokenizer_json(small_roberta, **change)))

@@ -102,13 +102,13 @@ def write_tokenizer_files(folder: Path, vocabulary: Vocabulary, family: Family) 
         else:
             by_row = sorted(vocabulary.token_to_row.items(), key=lambda item: item[1])
             (folder / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in by_row), encoding="utf-8")
-        spec = {"type": "wordpiece", "vocab": "vocab.txt", **vocabulary.wordpiece_options}
+        spec = {"type": "wordpiece", "vocab": "vocab.txt", **vocabulary.spec_options}
     else:
         (folder / "encoder.json").write_text(json.dumps(vocabulary.token_to_row, ensure_ascii=False), encoding="utf-8")
         # fairseq's gpt2_bpe_utils skips the first line (the header) and the last (empty)
         merges = "".join(f"{m}\n" for m in vocabulary.merges)
         (folder / "vocab.bpe").write_text(f"{GPT2_MERGES_HEADER}\n{merges}", encoding="utf-8")
-        spec = {"type": "gpt2", "encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe"}
+        spec = {"type": "gpt2", "encoder_json": "encoder.json", "vocab_bpe": "vocab.bpe", **vocabulary.spec_options}
     (folder / TOKENIZER_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
 

@@ -1,5 +1,6 @@
 """The source tokenizer's vocabulary, and the fairseq dictionary (dict.txt) that gives every
 fairseq index the source's embedding row for its token."""
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -37,7 +38,7 @@ class Vocabulary:
     token_to_row: Dict[str, int]
     special_rows: Dict[str, int]  # role (cls, pad, sep, unk, mask) -> embedding row
     described_by: Path  # the file the vocabulary came from, for error messages
-    wordpiece_options: Dict[str, bool] = field(default_factory=dict)  # tokenizer_spec.json's, lowercase first
+    spec_options: Dict[str, bool] = field(default_factory=dict)  # tokenizer_spec.json's (WordPiece: lowercase first)
     merges: Optional[List[str]] = None  # GPT-2 BPE only, without the #version header
     vocab_txt: Optional[bytes] = None  # WordPiece vocab.txt as read, to copy byte for byte
 
@@ -150,23 +151,37 @@ def wordpiece_options(normalizer: Optional[dict], tokenizer_config: dict, tokeni
             options[option] = settings[option]
     return options if clean_text else {**options, "clean_text": False}
 
-def check_byte_level_settings(tokenizer_json: dict, tokenizer_config: dict, tokenizer_json_path: Path,
-                              tokenizer_config_path: Path) -> None:
-    """Refuse what fairseq's GPT-2 encoder (glue_prep's gpt2 tokenizer) does not do: a space added
-    before the text, a normalizer, a pre-tokenizer without GPT-2's splitting regex."""
-    if flag(tokenizer_config.get("add_prefix_space", False), "add_prefix_space", tokenizer_config_path):
-        raise ConversionError(f"{tokenizer_config_path}: add_prefix_space is true; expected false (fairseq's "
-                              "GPT-2 encoder adds no space before the text)")
+def byte_level_options(tokenizer_json: dict, tokenizer_config: dict, tokenizer_json_path: Path,
+                       tokenizer_config_path: Path) -> Dict[str, bool]:
+    """The spec's options for byte-level BPE ({"add_prefix_space": True}: a space before each text
+    that does not start with one, as the tokenizers library's ByteLevel pre-tokenizer adds), as
+    transformers applies them: RobertaTokenizer takes add_prefix_space from tokenizer_config.json
+    (default false) whatever tokenizer.json says, the generic class from tokenizer.json; files that
+    disagree are refused, naming both. Refused too what fairseq's GPT-2 encoder does not do: a
+    pre-tokenizer without GPT-2's splitting regex, a normalizer."""
     pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path)
-    if flag(pre_tokenizer.get("add_prefix_space", False), "pre_tokenizer.add_prefix_space", tokenizer_json_path):
-        raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.add_prefix_space is true; expected false "
-                              "(fairseq's GPT-2 encoder adds no space before the text)")
+    stated = "add_prefix_space" in pre_tokenizer
+    in_json = flag(pre_tokenizer["add_prefix_space"], "pre_tokenizer.add_prefix_space",
+                   tokenizer_json_path) if stated else None
+    if tokenizer_config.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES:
+        prefix_space = bool(in_json)
+    else:
+        in_config = "add_prefix_space" in tokenizer_config
+        prefix_space = flag(tokenizer_config["add_prefix_space"], "add_prefix_space",
+                            tokenizer_config_path) if in_config else False
+        if stated and in_json != prefix_space:
+            source = (f"{tokenizer_config_path} sets add_prefix_space {json.dumps(prefix_space)}" if in_config
+                      else f"{tokenizer_config_path} has no add_prefix_space (default false)")
+            raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.add_prefix_space {json.dumps(in_json)}, but "
+                                  f"{source}, which transformers' RobertaTokenizer uses; expected the two files "
+                                  "to agree")
     if not flag(pre_tokenizer.get("use_regex", True), "pre_tokenizer.use_regex", tokenizer_json_path):
         raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.use_regex is false; expected true "
                               "(fairseq's GPT-2 encoder always splits with GPT-2's pattern)")
     if tokenizer_json.get("normalizer") is not None:
         raise ConversionError(f"{tokenizer_json_path}: normalizer {shown(tokenizer_json['normalizer'])}; expected "
                               "null (fairseq's GPT-2 encoder normalizes nothing)")
+    return {"add_prefix_space": True} if prefix_space else {}
 
 def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
     source_dir = folder.path
@@ -215,10 +230,10 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
             raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer {shown(pre_tokenizer.get('type'))}; "
                                   "expected BertPreTokenizer (BertWordPieceTokenizer's)")
         normalizer = bert_normalizer(tokenizer_json, tokenizer_json_path)
-        vocabulary.wordpiece_options = wordpiece_options(normalizer, tokenizer_config, tokenizer_json_path,
+        vocabulary.spec_options = wordpiece_options(normalizer, tokenizer_config, tokenizer_json_path,
                                                          tokenizer_config_path)
     else:
-        check_byte_level_settings(tokenizer_json, tokenizer_config, tokenizer_json_path, tokenizer_config_path)
+        options = byte_level_options(tokenizer_json, tokenizer_config, tokenizer_json_path, tokenizer_config_path)
         if folder.has("vocab.json") and folder.has("merges.txt"):
             described_by = source_dir / "vocab.json"
             token_to_row = token_ids(folder.read_json("vocab.json", "a byte-level BPE vocabulary (token -> id)"),
@@ -253,7 +268,8 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
         except TokenizerFileError as error:
             raise ConversionError(f"{described_by}: {error}; expected a byte-level BPE vocabulary "
                                   "(fairseq's GPT-2 encoder)") from None
-        vocabulary = Vocabulary(token_to_row=token_to_row, special_rows={}, described_by=described_by, merges=merges)
+        vocabulary = Vocabulary(token_to_row=token_to_row, special_rows={}, described_by=described_by, merges=merges,
+                                spec_options=options)
 
     added_tokens = added_token_ids(tokenizer_json, tokenizer_json_path)
     for role, default in family.default_special_tokens.items():
