@@ -158,14 +158,36 @@ def test_a_space_added_before_the_text_gives_the_ids_of_transformers(tmp_path, t
         assert converted.encode(text) == " ".join(map(str, expected)), text
 
 
+def test_a_byte_level_step_of_a_sequence_is_read_as_transformers_reads_it(tmp_path):
+    """A Sequence of one ByteLevel (what some tokenizers save) is that ByteLevel: its add_prefix_space
+    was missed where vocab.json was present, and the ids differed from transformers' generic class."""
+    source, _ = build_tiny_roberta_bpe(tmp_path / "hf")
+    step = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    sequence = {"type": "Sequence", "pretokenizers": [step]}
+    (source / "tokenizer.json").write_text(json.dumps(byte_level_tokenizer_json(source, pre_tokenizer=sequence)))
+    (source / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+    convert(source, tmp_path / "out")
+    converted = load_tokenizer(tmp_path / "out" / "tokenizer_spec.json")
+    # what transformers' generic class gives for it (a complete tokenizer.json would load as one)
+    hf_tokenizer = transformers.RobertaTokenizer(str(source / "vocab.json"), str(source / "merges.txt"),
+                                                 add_prefix_space=True)
+    for text in ("a b", "ab a", "a"):
+        assert converted.encode(text) == " ".join(map(str, hf_tokenizer(text, add_special_tokens=False)["input_ids"]))
+
+
 @pytest.mark.parametrize("file, change, fragments", [
+    ("tokenizer.json", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": "x"}, "behavior": "Isolated"}, {"type": "ByteLevel"}]}},
+     ["pre_tokenizer Sequence of", "expected ByteLevel alone"]),
+    ("tokenizer.json", {"pre_tokenizer": {"type": "Whitespace"}}, ["pre_tokenizer 'Whitespace'; expected ByteLevel"]),
     ("tokenizer.json", {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True}},
      ["pre_tokenizer.add_prefix_space true, but", "has no add_prefix_space (default false)",
       "expected the two files to agree"]),
     ("tokenizer.json", {"pre_tokenizer": {"type": "ByteLevel", "use_regex": False}}, ["use_regex is false"]),
     ("tokenizer.json", {"normalizer": {"type": "Lowercase"}}, ["normalizer", "Lowercase", "expected null"]),
     ("tokenizer_config.json", {"add_prefix_space": "yes"}, ["add_prefix_space", "true or false"]),
-], ids=["prefix-space-tokenizer-json-only", "no-regex", "normalizer", "prefix-space-a-string"])
+], ids=["split-then-byte-level", "whitespace", "prefix-space-tokenizer-json-only", "no-regex", "normalizer",
+        "prefix-space-a-string"])
 def test_byte_level_settings_the_spec_cannot_express(small_roberta, tmp_path, file, change, fragments):
     if file == "tokenizer.json":
         (small_roberta / file).write_text(json.dumps(byte_level_tokenizer_json(small_roberta, **change)))

@@ -151,6 +151,22 @@ def wordpiece_options(normalizer: Optional[dict], tokenizer_config: dict, tokeni
             options[option] = settings[option]
     return options if clean_text else {**options, "clean_text": False}
 
+def byte_level_pre_tokenizer(tokenizer_json: dict, path: Path) -> dict:
+    """tokenizer.json's ByteLevel pre-tokenizer (also as the one step of a Sequence), {} where the
+    file has none; any other pre-tokenizer splits text otherwise than fairseq's GPT-2 encoder."""
+    pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", path)
+    if pre_tokenizer.get("type") == "Sequence":
+        steps = pre_tokenizer.get("pretokenizers")
+        if not (isinstance(steps, list) and len(steps) == 1 and isinstance(steps[0], dict)):
+            raise ConversionError(f"{path}: pre_tokenizer Sequence of {shown(steps)}; expected ByteLevel alone "
+                                  "(the byte-level BPE fairseq's GPT-2 encoder implements)")
+        pre_tokenizer = steps[0]
+    if pre_tokenizer and pre_tokenizer.get("type") != "ByteLevel":
+        raise ConversionError(f"{path}: pre_tokenizer {shown(pre_tokenizer.get('type'))}; expected ByteLevel "
+                              "(the byte-level BPE fairseq's GPT-2 encoder implements)")
+    return pre_tokenizer
+
+
 def byte_level_options(tokenizer_json: dict, tokenizer_config: dict, tokenizer_json_path: Path,
                        tokenizer_config_path: Path) -> Dict[str, bool]:
     """The spec's options for byte-level BPE ({"add_prefix_space": True}: a space before each text
@@ -159,11 +175,12 @@ def byte_level_options(tokenizer_json: dict, tokenizer_config: dict, tokenizer_j
     (default false) whatever tokenizer.json says, the generic class from tokenizer.json; files that
     disagree are refused, naming both. Refused too what fairseq's GPT-2 encoder does not do: a
     pre-tokenizer without GPT-2's splitting regex, a normalizer."""
-    pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path)
+    pre_tokenizer = byte_level_pre_tokenizer(tokenizer_json, tokenizer_json_path)
     stated = "add_prefix_space" in pre_tokenizer
     in_json = flag(pre_tokenizer["add_prefix_space"], "pre_tokenizer.add_prefix_space",
                    tokenizer_json_path) if stated else None
-    if tokenizer_config.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES:
+    tokenizer_class = tokenizer_config.get("tokenizer_class")
+    if tokenizer_class in GENERIC_TOKENIZER_CLASSES:
         prefix_space = bool(in_json)
     else:
         in_config = "add_prefix_space" in tokenizer_config
@@ -173,7 +190,7 @@ def byte_level_options(tokenizer_json: dict, tokenizer_config: dict, tokenizer_j
             source = (f"{tokenizer_config_path} sets add_prefix_space {json.dumps(prefix_space)}" if in_config
                       else f"{tokenizer_config_path} has no add_prefix_space (default false)")
             raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.add_prefix_space {json.dumps(in_json)}, but "
-                                  f"{source}, which transformers' RobertaTokenizer uses; expected the two files "
+                                  f"{source}, which transformers' {tokenizer_class or 'RobertaTokenizer'} uses; expected the two files "
                                   "to agree")
     if not flag(pre_tokenizer.get("use_regex", True), "pre_tokenizer.use_regex", tokenizer_json_path):
         raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.use_regex is false; expected true "
@@ -245,11 +262,10 @@ def read_vocabulary(folder: SourceFolder, family: Family) -> Vocabulary:
                                  lambda i: f"line {numbered[i][0]}")
             table_names = ("vocab.json", "merges.txt")
         elif model.get("type") == "BPE":
-            pre_tokenizer = json_object_field(tokenizer_json, "pre_tokenizer", tokenizer_json_path).get("type")
-            if pre_tokenizer != "ByteLevel":
+            if not byte_level_pre_tokenizer(tokenizer_json, tokenizer_json_path):
                 raise ConversionError(
-                    f"{tokenizer_json_path}: BPE with pre_tokenizer {shown(pre_tokenizer)}; expected "
-                    "byte-level BPE (ByteLevel), which fairseq's GPT-2 encoder implements"
+                    f"{tokenizer_json_path}: BPE with no pre_tokenizer; expected byte-level BPE (ByteLevel), "
+                    "which fairseq's GPT-2 encoder implements"
                 )
             described_by = tokenizer_json_path
             token_to_row = token_ids(model.get("vocab"), described_by)
