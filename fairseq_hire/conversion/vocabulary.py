@@ -190,8 +190,8 @@ def byte_level_options(tokenizer_json: dict, tokenizer_config: dict, tokenizer_j
             source = (f"{tokenizer_config_path} sets add_prefix_space {json.dumps(prefix_space)}" if in_config
                       else f"{tokenizer_config_path} has no add_prefix_space (default false)")
             raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.add_prefix_space {json.dumps(in_json)}, but "
-                                  f"{source}, which transformers' {tokenizer_class or 'RobertaTokenizer'} uses; expected the two files "
-                                  "to agree")
+                                  f"{source}, which transformers' {tokenizer_class or 'RobertaTokenizer'} uses; "
+                                  "expected the two files to agree")
     if not flag(pre_tokenizer.get("use_regex", True), "pre_tokenizer.use_regex", tokenizer_json_path):
         raise ConversionError(f"{tokenizer_json_path}: pre_tokenizer.use_regex is false; expected true "
                               "(fairseq's GPT-2 encoder always splits with GPT-2's pattern)")
