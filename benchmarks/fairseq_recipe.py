@@ -130,7 +130,28 @@ def _load_encoder_script():
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # its Pool pickles MultiprocessingEncoder by module name
     spec.loader.exec_module(module)
+    module.Pool = TrackedPool  # this copy's name only: its main() never closes its pool
     return module
+
+
+class TrackedPool:
+    """multiprocessing.Pool, remembered so that run_recipe_inprocess ends it: the encoder script
+    leaves its pool running, and a test process that exits joined those idle workers forever."""
+    made: list = []
+
+    def __new__(cls, *args, **kwargs):
+        import multiprocessing
+
+        pool = multiprocessing.Pool(*args, **kwargs)
+        cls.made.append(pool)
+        return pool
+
+    @classmethod
+    def end_all(cls) -> None:
+        while cls.made:
+            pool = cls.made.pop()
+            pool.terminate()
+            pool.join()
 
 
 def run_recipe_inprocess(glue_dir, task: str, out_dir, bpe_dir, workers: int = 1,
@@ -175,7 +196,10 @@ def run_recipe_inprocess(glue_dir, task: str, out_dir, bpe_dir, workers: int = 1
                 handlers = list(logger.handlers)
                 with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
                     if kind == "encoder":
-                        encoder_script.main()
+                        try:
+                            encoder_script.main()
+                        finally:
+                            TrackedPool.end_all()
                     else:
                         preprocess.cli_main()
                 for h in logger.handlers[len(handlers):]:  # preprocess adds a FileHandler per call

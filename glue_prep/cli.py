@@ -220,9 +220,16 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork our own workers
     # fairseq logs an INFO line about tensorboardX on import; keep stderr for our messages
     logging.getLogger("fairseq").setLevel(logging.WARNING)
-    if threading_main():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    handles_sigterm = threading_main()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if handles_sigterm else None
+    try:
+        return run(args, parser)
+    finally:
+        if handles_sigterm:  # main() called from Python leaves the process's handler as it was
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
+
+def run(args, parser) -> int:
     from .prepare import Options, check_outputs_free, prepare, resolve_tasks
 
     try:
