@@ -94,6 +94,20 @@ def test_mnli_initialisation_and_budget(tiny_pretrained, tmp_path, rte_bin):
     assert command[command.index("--lr") + 1] == "3e-05" and command.count("--lr") == 1
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (("--hire-last-k", "0"), "--hire-last-k 0: expected at least 1 layer"),
+    (("--hire-gru-dim", "-3"), "--hire-gru-dim -3: expected a size >= 1"),
+    (("--hire-extractor", "concat"), "--hire-extractor concat gives A of k x C channels"),
+])
+def test_hire_values_that_build_no_head_are_refused_before_starting(tiny_pretrained, tmp_path, rte_bin, flags,
+                                                                     expected):
+    """They were refused only when fairseq-train built the model; a dry run printed a command."""
+    refused = subprocess.run([*FINETUNE, "RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"),
+                              *flags, "--dry-run"], capture_output=True, text=True, cwd=REPO)
+    assert refused.returncode == 2 and expected in refused.stderr.strip().splitlines()[-1], refused.stderr[-2000:]
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_a_last_k_head_of_any_k(tiny_pretrained, tmp_path, rte_bin):
     """--head last<K>-concat: BERT's feature-based head over the last K layers, as HIRE options."""
     command = dry_run("RTE", str(rte_bin), str(tiny_pretrained), str(tmp_path / "ckpt"), "--device", "cpu",

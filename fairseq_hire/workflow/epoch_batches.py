@@ -15,10 +15,12 @@ def training_batches(train_arguments: Sequence[str], described_as: Optional[str]
     """The batches fairseq makes of the training split for these fairseq-train arguments (the
     words after ``-m fairseq_cli.train``), before they are dealt to the workers; None for a run
     of another task than the plugin's (passed through), which is not counted. A ValueError in
-    one line where fairseq's parser refuses the arguments, or cannot load or batch the split
-    (the data named `described_as`, else by its path)."""
+    one line where fairseq's parser refuses the arguments, --hire-* values build no head
+    (HireOptionError, as roberta_hire would refuse them), or fairseq cannot load or batch the
+    split (the data named `described_as`, else by its path)."""
     from fairseq import options, utils
 
+    from ..modules.options import HireOptionError, HireOptions
     from ..tasks.sentence_prediction_hire import TASK_NAME, SentencePredictionHireTask
 
     data = described_as or train_arguments[0]
@@ -29,6 +31,8 @@ def training_batches(train_arguments: Sequence[str], described_as: Optional[str]
     try:
         with contextlib.redirect_stderr(refusal):  # argparse's usage text: the last line says why
             args = options.parse_args_and_arch(options.get_training_parser(), list(train_arguments))
+        if getattr(args, "hire_extractor", None) is not None:  # roberta_hire refuses these as it builds
+            HireOptions.from_args(args)
         if args.task != TASK_NAME:
             return None
         split = args.train_subset
@@ -41,6 +45,8 @@ def training_batches(train_arguments: Sequence[str], described_as: Optional[str]
             ignore_invalid_inputs=True, required_batch_size_multiple=args.required_batch_size_multiple,
             seed=args.seed, num_shards=1, shard_id=0, epoch=1, disable_iterator_cache=True,
         )
+    except HireOptionError:
+        raise
     except SystemExit:
         lines = refusal.getvalue().strip().splitlines() or ["(no message)"]
         raise ValueError(f"fairseq-train refuses these flags: {lines[-1].split('error: ', 1)[-1]}") from None
